@@ -1,0 +1,230 @@
+"""Experiment configuration: plain dataclasses loaded from ``experiments/NAME.yaml``.
+
+A YAML file sets any subset of the fields below; ``--set key=value`` overrides them by dotted
+path (``train.epochs=2``, ``task.gaps=[10,20]``, ``models.0.units=8``). Every key is checked:
+a misspelt key is an error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+
+
+def project_root() -> Path:
+    """The repository root for a source checkout, else the working directory."""
+    if (_PACKAGE_PARENT / "pyproject.toml").is_file():
+        return _PACKAGE_PARENT
+    return Path.cwd()
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem; its message is one line."""
+
+
+@dataclass
+class TaskConfig:
+    name: str = "sine_long_gap"
+    gaps: list[int] = field(default_factory=lambda: [10, 50, 100])
+    n_train: int = 2048
+    n_val: int = 512
+    n_test: int = 512
+    params: dict[str, Any] = field(default_factory=dict)  # extra arguments of the task function
+
+
+@dataclass
+class ModelConfig:
+    name: str = "lstm"
+    layer: str = "LSTM"  # a class of forecast.layers
+    units: int = 32
+    options: dict[str, Any] = field(default_factory=dict)  # extra arguments of the layer
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    clipnorm: float | None = 1.0
+    verbose: int = 0  # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
+
+
+@dataclass
+class ExperimentConfig:
+    description: str = ""
+    task: TaskConfig = field(default_factory=TaskConfig)
+    models: list[ModelConfig] = field(default_factory=lambda: [ModelConfig()])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    solved_ratio: float = 0.1  # a trial solves the task when test MSE / baseline MSE <= this
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def experiments_dir() -> Path:
+    """``experiments/`` in the working directory if there is one, else the project's own."""
+    local = Path.cwd() / "experiments"
+    return local if local.is_dir() else project_root() / "experiments"
+
+
+def available_experiments() -> dict[str, str]:
+    """Experiment name -> its one-line description, for every YAML in :func:`experiments_dir`."""
+    found = {}
+    for path in sorted(experiments_dir().glob("*.yaml")):
+        try:
+            description = str((_read_yaml(path) or {}).get("description", ""))
+        except ConfigError as error:
+            description = f"(unreadable: {error})"
+        found[path.stem] = description.strip().splitlines()[0] if description.strip() else ""
+    return found
+
+
+def resolve_experiment_path(name_or_path: str) -> Path:
+    """An existing YAML path, or the name of an experiment in :func:`experiments_dir`."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such experiment file")
+        return path
+    candidate = experiments_dir() / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        names = ", ".join(available_experiments()) or "none"
+        raise ConfigError(f"unknown experiment {name_or_path!r}; available: {names}")
+    return candidate
+
+
+def load_experiment(name_or_path: str, overrides: list[str] = ()) -> tuple[str, ExperimentConfig]:
+    """Read an experiment, apply ``key=value`` overrides, validate; returns (name, config)."""
+    path = resolve_experiment_path(name_or_path)
+    raw = _read_yaml(path) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    config = _build(ExperimentConfig, raw, where=str(path))
+    merged = config.to_dict()
+    for override in overrides:
+        _apply_override(merged, override)
+    config = _build(ExperimentConfig, merged, where="--set")
+    validate(config)
+    return path.stem, config
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Value checks that types alone cannot express."""
+    from forecast.tasks import TASKS
+
+    def require(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    require(config.task.name in TASKS, f"task.name: unknown task {config.task.name!r}; "
+            f"choose one of {sorted(TASKS)}")
+    require(len(config.task.gaps) > 0, "task.gaps: the list of gaps is empty")
+    require(all(g >= 0 for g in config.task.gaps), f"task.gaps: gaps must be >= 0, got "
+            f"{config.task.gaps}")
+    for key in ("n_train", "n_val", "n_test"):
+        value = getattr(config.task, key)
+        require(value > 0, f"task.{key}: must be positive, got {value}")
+    require(len(config.models) > 0, "models: the list of models is empty")
+    names = [m.name for m in config.models]
+    require(len(set(names)) == len(names), f"models: model names must be unique, got {names}")
+    for index, model in enumerate(config.models):
+        require(model.units > 0, f"models.{index}.units: must be positive, got {model.units}")
+    require(len(config.seeds) > 0, "seeds: the list of seeds is empty")
+    require(0 < config.solved_ratio < 1, f"solved_ratio: must lie in (0, 1), got "
+            f"{config.solved_ratio}")
+    require(config.train.epochs > 0, f"train.epochs: must be positive, got {config.train.epochs}")
+    require(config.train.batch_size > 0, f"train.batch_size: must be positive, got "
+            f"{config.train.batch_size}")
+    require(config.train.learning_rate > 0, f"train.learning_rate: must be positive, got "
+            f"{config.train.learning_rate}")
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}{line}: invalid YAML: {problem}") from None
+
+
+def _apply_override(config: dict[str, Any], override: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {override!r}: expected key=value, e.g. train.epochs=2")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    parts = key.split(".")
+    node: Any = config
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        free_form = depth > 0 and parts[depth - 1] in ("params", "options")
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"--set {key}: no item {part!r} in a list of {len(node)}")
+            part = int(part)
+        elif not isinstance(node, dict) or (part not in node and not (last and free_form)):
+            raise ConfigError(f"--set {key}: unknown config key {'.'.join(parts[: depth + 1])!r}")
+        if last:
+            node[part] = value
+        else:
+            node = node[part]
+
+
+def _build(cls: type, raw: Any, where: str, path: str = "") -> Any:
+    """Turn plain YAML data into ``cls``, checking keys and types; errors name the key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: {path or 'config'} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in known:
+            dotted = f"{path}.{key}" if path else str(key)
+            raise ConfigError(f"{where}: unknown config key {dotted!r}; "
+                              f"known here: {', '.join(sorted(known))}")
+    values = {
+        key: _convert(hints[key], value, where, f"{path}.{key}" if path else key)
+        for key, value in raw.items()
+    }
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, where: str, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where, path)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        (inner,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return _convert(inner, value, where, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {path} must be a list, got {value!r}")
+        (inner,) = typing.get_args(hint)
+        return [_convert(inner, item, where, f"{path}.{i}") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {path} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is Any or (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
+        return value
+    raise ConfigError(f"{where}: {path} must be {hint.__name__}, got {value!r}")

@@ -1,0 +1,29 @@
+"""Models: a recurrent layer from ``forecast.layers`` followed by a linear read-out."""
+
+from __future__ import annotations
+
+import keras
+
+from forecast import layers
+
+RECURRENT_LAYERS = {"SimpleRNN": layers.SimpleRNN, "LSTM": layers.LSTM}
+
+
+def build_model(
+    layer: str, units: int, input_shape: tuple[int, int], output_size: int, **options: object
+) -> keras.Model:
+    """``Input -> layer(units, **options) -> Dense(output_size)``, uncompiled.
+
+    Raises:
+        ValueError: for an unknown ``layer`` name or options the layer does not take.
+    """
+    if layer not in RECURRENT_LAYERS:
+        raise ValueError(f"unknown layer {layer!r}; choose one of {sorted(RECURRENT_LAYERS)}")
+    try:
+        recurrent = RECURRENT_LAYERS[layer](units, **options)
+    except TypeError as error:
+        raise ValueError(f"layer {layer}: {error}") from None
+    return keras.Sequential(
+        [keras.Input(shape=input_shape), recurrent, keras.layers.Dense(output_size)],
+        name=layer.lower(),
+    )
