@@ -125,11 +125,15 @@ def validate(config: ExperimentConfig) -> None:
         if not ok:
             raise ConfigError(message)
 
-    require(config.task.name in TASKS, f"task.name: unknown task {config.task.name!r}; "
-            f"choose one of {sorted(TASKS)}")
+    require(
+        config.task.name in TASKS,
+        f"task.name: unknown task {config.task.name!r}; choose one of {sorted(TASKS)}",
+    )
     require(len(config.task.gaps) > 0, "task.gaps: the list of gaps is empty")
-    require(all(g >= 0 for g in config.task.gaps), f"task.gaps: gaps must be >= 0, got "
-            f"{config.task.gaps}")
+    require(
+        all(g >= 0 for g in config.task.gaps),
+        f"task.gaps: gaps must be >= 0, got {config.task.gaps}",
+    )
     for key in ("n_train", "n_val", "n_test"):
         value = getattr(config.task, key)
         require(value > 0, f"task.{key}: must be positive, got {value}")
@@ -139,13 +143,18 @@ def validate(config: ExperimentConfig) -> None:
     for index, model in enumerate(config.models):
         require(model.units > 0, f"models.{index}.units: must be positive, got {model.units}")
     require(len(config.seeds) > 0, "seeds: the list of seeds is empty")
-    require(0 < config.solved_ratio < 1, f"solved_ratio: must lie in (0, 1), got "
-            f"{config.solved_ratio}")
+    require(
+        0 < config.solved_ratio < 1, f"solved_ratio: must lie in (0, 1), got {config.solved_ratio}"
+    )
     require(config.train.epochs > 0, f"train.epochs: must be positive, got {config.train.epochs}")
-    require(config.train.batch_size > 0, f"train.batch_size: must be positive, got "
-            f"{config.train.batch_size}")
-    require(config.train.learning_rate > 0, f"train.learning_rate: must be positive, got "
-            f"{config.train.learning_rate}")
+    require(
+        config.train.batch_size > 0,
+        f"train.batch_size: must be positive, got {config.train.batch_size}",
+    )
+    require(
+        config.train.learning_rate > 0,
+        f"train.learning_rate: must be positive, got {config.train.learning_rate}",
+    )
 
 
 def _read_yaml(path: Path) -> Any:
@@ -196,8 +205,9 @@ def _build(cls: type, raw: Any, where: str, path: str = "") -> Any:
     for key in raw:
         if key not in known:
             dotted = f"{path}.{key}" if path else str(key)
-            raise ConfigError(f"{where}: unknown config key {dotted!r}; "
-                              f"known here: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"{where}: unknown config key {dotted!r}; known here: {', '.join(sorted(known))}"
+            )
     values = {
         key: _convert(hints[key], value, where, f"{path}.{key}" if path else key)
         for key, value in raw.items()

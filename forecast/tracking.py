@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -33,9 +34,11 @@ def use_experiment(name: str) -> str:
         mlflow.set_experiment(experiment_id=experiment.experiment_id)
         return experiment.experiment_id
     artifact_location = None
-    if "MLFLOW_TRACKING_URI" not in os.environ:
-        # Pin artifacts next to mlflow.db; MLflow's default is relative to the working directory.
-        artifact_location = (project_root() / "mlartifacts" / name).as_uri()
+    if uri.startswith("sqlite:///"):
+        # Keep a local store's artifacts beside its database file; MLflow's default is
+        # ./mlruns in whatever the working directory happens to be.
+        database = Path(uri.removeprefix("sqlite:///")).resolve()
+        artifact_location = (database.parent / "mlartifacts" / name).as_uri()
     experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id

@@ -24,9 +24,7 @@ def train(
     callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> TrainResult:
     """Fit ``model`` with Adam and MSE loss; returns the per-epoch history and wall time."""
-    optimizer = keras.optimizers.Adam(
-        learning_rate=config.learning_rate, clipnorm=config.clipnorm
-    )
+    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, clipnorm=config.clipnorm)
     model.compile(optimizer=optimizer, loss="mse")
     start = time.perf_counter()
     history = model.fit(

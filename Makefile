@@ -1,0 +1,44 @@
+# `make experiment NAME=sine_long_gap` and `make test` are all a fresh clone needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install experiment test lint format ui clean
+
+install: $(INSTALLED)
+
+# Re-installs only when pyproject.toml changes.
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+experiment: install
+ifndef NAME
+	@echo "usage: make experiment NAME=<experiment> [ARGS='--set train.epochs=2']"
+	@echo "available experiments:"
+	@$(BIN)/forecast list | sed 's/^/  /'
+else
+	$(BIN)/forecast run $(NAME) $(ARGS)
+endif
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+# Keeps mlflow.db and mlartifacts/: runs are results, not build output.
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info build
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,85 @@
+import pytest
+
+from forecast.config import ConfigError, available_experiments, load_experiment
+
+
+def write(tmp_path, text, name="exp.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_shipped_experiment_loads_with_its_values():
+    name, config = load_experiment("sine_long_gap")
+    assert name == "sine_long_gap"
+    assert [m.layer for m in config.models] == ["SimpleRNN", "LSTM"]
+    assert config.task.gaps and config.train.epochs > 0
+
+
+def test_every_experiment_has_a_description_and_loads():
+    experiments = available_experiments()
+    assert "sine_long_gap" in experiments
+    for name, description in experiments.items():
+        assert description, name
+        load_experiment(name)
+
+
+def test_dotted_overrides_parse_values_as_yaml():
+    _, config = load_experiment(
+        "sine_long_gap",
+        [
+            "train.epochs=2",
+            "task.gaps=[3, 4]",
+            "models.1.units=8",
+            "train.clipnorm=null",
+            "models.1.options.chrono_init=50",
+            "train.learning_rate=1",
+        ],
+    )
+    assert config.train.epochs == 2
+    assert config.task.gaps == [3, 4]
+    assert config.models[1].units == 8
+    assert config.models[1].options["chrono_init"] == 50
+    assert config.train.clipnorm is None
+    assert config.train.learning_rate == 1.0 and isinstance(config.train.learning_rate, float)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epoch=2", "unknown config key 'train.epoch'"),
+        ("nope=1", "unknown config key 'nope'"),
+        ("models.5.units=3", "no item '5'"),
+        ("train.epochs", "expected key=value"),
+        ("train.epochs=abc", "train.epochs must be int, got 'abc'"),
+        ("task.gaps=5", "task.gaps must be a list"),
+        ("task.gaps=[]", "task.gaps: the list of gaps is empty"),
+        ("train.epochs=-1", "train.epochs: must be positive"),
+        ("solved_ratio=1.5", "solved_ratio: must lie in (0, 1)"),
+        ("task.name=nothing", "task.name: unknown task 'nothing'"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError) as error:
+        load_experiment("sine_long_gap", [override])
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    path = write(tmp_path, "description: x\ntrain:\n  epochs: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"exp\.yaml:4: invalid YAML"):
+        load_experiment(path)
+
+
+def test_unknown_yaml_key_names_file_and_key(tmp_path):
+    path = write(tmp_path, "train:\n  epochz: 3\n")
+    with pytest.raises(ConfigError, match=r"exp\.yaml: unknown config key 'train\.epochz'"):
+        load_experiment(path)
+
+
+def test_unknown_experiment_lists_the_available_ones():
+    with pytest.raises(
+        ConfigError, match="unknown experiment 'no_such_name'; available: .*sine_long_gap"
+    ):
+        load_experiment("no_such_name")

@@ -1,0 +1,100 @@
+"""A tiny sweep end to end, read back from the MLflow store."""
+
+import mlflow
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from forecast import runner
+from forecast.cli import main
+from forecast.config import load_experiment
+
+TINY = [
+    "task.gaps=[2, 6]",
+    "task.n_train=64",
+    "task.n_val=16",
+    "task.n_test=32",
+    "models.0.units=3",
+    "models.1.units=3",
+    "train.epochs=2",
+    "train.batch_size=32",
+]
+
+
+def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
+    assert main(["run", "sine_long_gap", *[arg for o in TINY for arg in ("--set", o)]]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("model  gap") :].splitlines()
+    assert table[0].split() == [
+        "model",
+        "gap",
+        "seeds",
+        "test_mse",
+        "mse_ratio",
+        "solved",
+        "params",
+        "train_seconds",
+    ]
+    assert [row.split()[:2] for row in table[1:]] == [
+        ["rnn", "2"],
+        ["lstm", "2"],
+        ["rnn", "6"],
+        ["lstm", "6"],
+    ]
+
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("sine_long_gap")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert sorted(c.info.run_name for c in children) == [
+        "lstm-gap2-seed0",
+        "lstm-gap6-seed0",
+        "rnn-gap2-seed0",
+        "rnn-gap6-seed0",
+    ]
+    rnn = next(c for c in children if c.info.run_name == "rnn-gap6-seed0")
+    assert rnn.data.params["model"] == "rnn" and rnn.data.params["gap"] == "6"
+    assert rnn.data.params["units"] == "3" and rnn.data.params["seed"] == "0"
+    assert int(rnn.data.params["parameters"]) == 3 + 9 + 3 + 3 + 1  # W, U, b, dense
+    assert {"test_mse", "baseline_mse", "mse_ratio", "solved", "train_seconds"} <= set(
+        rnn.data.metrics
+    )
+    history = client.get_metric_history(rnn.info.run_id, "train_loss")
+    assert [m.step for m in history] == [0, 1]
+    assert len(client.get_metric_history(rnn.info.run_id, "val_loss")) == 2
+
+    child_artifacts = {a.path for a in client.list_artifacts(rnn.info.run_id)}
+    assert "config.yaml" in child_artifacts
+    parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"config.yaml", "trials.csv", "summary.csv"} <= parent_artifacts
+    config = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/config.yaml"))
+    assert config["task"]["gaps"] == [2, 6] and config["train"]["epochs"] == 2
+    assert "max_solved_gap.lstm" in parent.data.metrics
+
+
+def test_failing_trial_leaves_no_run_running(tracking_store, monkeypatch):
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner, "train", explode)
+    name, config = load_experiment("sine_long_gap", TINY)
+    with pytest.raises(RuntimeError, match="boom"):
+        runner.run_experiment(name, config, log=lambda line: None)
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("sine_long_gap")
+    statuses = {r.info.status for r in client.search_runs([experiment.experiment_id])}
+    assert statuses == {"FAILED"}
+
+
+def test_bad_layer_option_fails_before_any_run(tracking_store, capsys):
+    code = main(["run", "sine_long_gap", "--set", "models.1.options.chrono_init=1"])
+    assert code == 2
+    assert "models.1: Argument `chrono_init`" in capsys.readouterr().err
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("sine_long_gap")
+    assert experiment is None or not client.search_runs([experiment.experiment_id])
