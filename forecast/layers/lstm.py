@@ -1,17 +1,37 @@
-"""Long short-term memory (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000).
+"""Long short-term memory (Hochreiter & Schmidhuber 1997; forget gate: Gers et al. 2000).
 
-The cell writes the gates out one by one so the code reads like the equations::
+One time step, as :class:`LSTMCell` computes it (sigma is ``recurrent_activation``, tanh is
+``activation``; ``*`` is elementwise)::
 
-    f_t = sigma(W_f x_t + U_f h_{t-1} + b_f)      forget gate
-    i_t = sigma(W_i x_t + U_i h_{t-1} + b_i)      input gate
-    C~_t = tanh(W_c x_t + U_c h_{t-1} + b_c)      candidate cell state
-    C_t = f_t * C_{t-1} + i_t * C~_t              cell state
-    o_t = sigma(W_o x_t + U_o h_{t-1} + b_o)      output gate
-    h_t = o_t * tanh(C_t)                         hidden state
+    f_t  = sigma(W_f x_t + U_f h_{t-1} + b_f)      forget gate: how much of C_{t-1} to keep
+    i_t  = sigma(W_i x_t + U_i h_{t-1} + b_i)      input gate: how much of C~_t to write
+    C~_t = tanh(W_c x_t + U_c h_{t-1} + b_c)       candidate values
+    C_t  = f_t * C_{t-1} + i_t * C~_t              cell state: the additive memory path
+    o_t  = sigma(W_o x_t + U_o h_{t-1} + b_o)      output gate
+    h_t  = o_t * tanh(C_t)                         hidden state and output
 
-Weights use the layout of ``keras.layers.LSTM`` (``kernel`` (input_dim, 4 units),
-``recurrent_kernel`` (units, 4 units), ``bias`` (4 units,), gates in the order i, f, c, o), so
-``ours.set_weights(keras_lstm.get_weights())`` reproduces a Keras LSTM.
+Because ``C_t`` depends on ``C_{t-1}`` through a product with ``f_t`` only, the gradient along
+the cell state is scaled by the forget gates, not squashed by a Jacobian at every step: with
+``f_t`` near 1 it survives hundreds of steps (the "constant error carousel").
+
+Weights follow ``keras.layers.LSTM``: ``kernel`` (input_dim, 4 units), ``recurrent_kernel``
+(units, 4 units), ``bias`` (4 units,), gates in the order i, f, c, o, so that
+``ours.set_weights(keras_lstm.get_weights())`` computes what the Keras layer computes.
+
+Variants, each off by default:
+
+- ``peephole=True`` (Gers & Schmidhuber 2000, "Recurrent nets that time and count"): the input
+  and forget gates also see ``C_{t-1}`` and the output gate sees ``C_t``, through diagonal
+  weights ``p_i, p_f, p_o``: ``i_t = sigma(... + p_i * C_{t-1})``, and so on. Extra weight
+  ``peephole_kernel`` (3, units), rows i, f, o; zeros at first, so training starts from the
+  standard LSTM.
+- ``coupled_gates=True`` (CIFG in Greff et al. 2017, "LSTM: A Search Space Odyssey"): no input
+  gate; ``i_t = 1 - f_t``, so the cell writes exactly as much as it forgets. Kernels then hold
+  three gates, (input_dim, 3 units) and (units, 3 units), in the order f, c, o.
+- ``chrono_init=T_max`` (Tallec & Ollivier 2018, "Can recurrent neural networks warp time?"):
+  ``b_f = log(u)`` with ``u ~ U(1, T_max - 1)`` and ``b_i = -b_f``, which spreads the forget
+  gates' memory times between 1 and about ``T_max`` steps; use it when dependencies span about
+  ``T_max`` steps.
 """
 
 from __future__ import annotations
@@ -21,171 +41,233 @@ from typing import Any
 import keras
 from keras import ops
 
-
-def _check_units(units: int) -> int:
-    if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
-        raise ValueError(f"Argument `units` must be a positive integer, got units={units!r}.")
-    return units
+from forecast.layers.base import RecurrentCell, RecurrentLayer
 
 
 @keras.saving.register_keras_serializable(package="forecast")
-class LSTMCell(keras.layers.Layer):
-    """One LSTM time step, for use inside ``keras.layers.RNN`` or our :class:`LSTM`.
+class LSTMCell(RecurrentCell):
+    """One LSTM time step; use it in :class:`LSTM` or in ``keras.layers.RNN``.
 
     Args:
-        units: Size of the hidden and cell state.
-        activation: Squashing function of the candidate and of the cell output (``tanh``).
+        units: Size of the hidden state ``h`` and of the cell state ``C``.
+        activation: Squashing of the candidate and of the cell output (``tanh``).
         recurrent_activation: Gate activation (``sigmoid``).
         use_bias: Whether the gates have biases.
-        kernel_initializer: Initializer of the input weights ``kernel``.
-        recurrent_initializer: Initializer of the recurrent weights ``recurrent_kernel``.
-        bias_initializer: Initializer of ``bias``.
-        unit_forget_bias: Start the forget-gate bias at 1 (Jozefowicz et al. 2015), so the cell
-            remembers by default. Ignored when ``chrono_init`` is set.
-        chrono_init: ``T_max`` of the chrono initialisation (Tallec & Ollivier 2018):
-            ``b_f ~ log(U(1, T_max - 1))`` and ``b_i = -b_f``, which sets the forget gates'
-            characteristic memory times between 1 and ``T_max`` steps. ``None`` disables it.
-        seed: Seed of the chrono sampling.
+        kernel_initializer, recurrent_initializer, bias_initializer: Initializers of ``kernel``
+            (input weights), ``recurrent_kernel`` and ``bias``.
+        unit_forget_bias: Start the forget-gate bias at 1 (Jozefowicz et al. 2015), so the
+            cell remembers by default. Ignored with ``chrono_init``.
+        kernel_regularizer, recurrent_regularizer, bias_regularizer: Weight regularizers.
+        kernel_constraint, recurrent_constraint, bias_constraint: Weight constraints.
+        dropout: Drop probability of the inputs; one mask for all time steps.
+        recurrent_dropout: Drop probability of ``h_{t-1}`` in the recurrent matmul; one mask
+            for all time steps (Gal & Ghahramani 2016).
+        seed: Seed of the dropout masks and of ``chrono_init``.
+        peephole: Add peephole connections (see the module docstring).
+        peephole_initializer: Initializer of ``peephole_kernel`` (zeros).
+        coupled_gates: Couple the input gate to the forget gate, ``i_t = 1 - f_t``.
+        chrono_init: ``T_max`` of the chrono initialisation of the gate biases, or None.
     """
 
     def __init__(
         self,
         units: int,
-        activation: str = "tanh",
-        recurrent_activation: str = "sigmoid",
+        activation: Any = "tanh",
+        recurrent_activation: Any = "sigmoid",
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         recurrent_initializer: Any = "orthogonal",
         bias_initializer: Any = "zeros",
         unit_forget_bias: bool = True,
-        chrono_init: float | None = None,
+        kernel_regularizer: Any = None,
+        recurrent_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        recurrent_constraint: Any = None,
+        bias_constraint: Any = None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
         seed: int | None = None,
+        peephole: bool = False,
+        peephole_initializer: Any = "zeros",
+        coupled_gates: bool = False,
+        chrono_init: float | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.units = _check_units(units)
-        if chrono_init is not None and chrono_init <= 2:
+        super().__init__(
+            units,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            seed=seed,
+            **kwargs,
+        )
+        if chrono_init is not None and not chrono_init > 2:
             raise ValueError(
-                f"Argument `chrono_init` is T_max, the longest memory in steps, and must be > 2; "
+                "Argument `chrono_init` is T_max, the longest memory in steps, and must be > 2; "
                 f"got chrono_init={chrono_init!r}."
             )
+        if chrono_init is not None and not use_bias:
+            raise ValueError("Argument `chrono_init` sets gate biases and needs use_bias=True.")
         self.activation = keras.activations.get(activation)
         self.recurrent_activation = keras.activations.get(recurrent_activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
         self.unit_forget_bias = unit_forget_bias
+        self.peephole = peephole
+        self.peephole_initializer = keras.initializers.get(peephole_initializer)
+        self.coupled_gates = coupled_gates
         self.chrono_init = chrono_init
-        self.seed = seed
-        self.state_size = [units, units]
-        self.output_size = units
+        self.gate_count = 3 if coupled_gates else 4
+        self.state_size = [self.units, self.units]
+        self.output_size = self.units
+
+    activation_names = ("forget", "input", "candidate", "output", "cell", "hidden")
 
     def build(self, input_shape: tuple) -> None:
-        input_dim = input_shape[-1]
-        self.kernel = self.add_weight(
-            shape=(input_dim, 4 * self.units),
-            name="kernel",
-            initializer=self.kernel_initializer,
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=(self.units, 4 * self.units),
-            name="recurrent_kernel",
-            initializer=self.recurrent_initializer,
-        )
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                shape=(4 * self.units,), name="bias", initializer=self._initial_bias
+        width = self.gate_count * self.units
+        self.kernel = self.add_kernel("kernel", (input_shape[-1], width))
+        self.recurrent_kernel = self.add_kernel("recurrent_kernel", (self.units, width))
+        self.bias = self.add_bias((width,), self._initial_bias) if self.use_bias else None
+        self.peephole_kernel = None
+        if self.peephole:
+            self.peephole_kernel = self.add_weight(
+                shape=(3, self.units), name="peephole_kernel", initializer=self.peephole_initializer
             )
         self.built = True
 
     def _initial_bias(self, shape: tuple, dtype: Any = None) -> Any:
-        bias_i, bias_f, bias_c, bias_o = ops.split(
-            self.bias_initializer((4 * self.units,), dtype=dtype), 4
+        blocks = dict(
+            zip(
+                self._gate_order(),
+                ops.split(self.bias_initializer(shape, dtype=dtype), self.gate_count),
+                strict=True,
+            )
         )
         if self.chrono_init is not None:
-            timescales = keras.random.uniform(
+            memory_times = keras.random.uniform(
                 (self.units,), 1.0, self.chrono_init - 1.0, dtype=dtype, seed=self.seed
             )
-            bias_f = ops.log(timescales)
-            bias_i = -bias_f
+            blocks["f"] = ops.log(memory_times)
+            if "i" in blocks:
+                blocks["i"] = -blocks["f"]
         elif self.unit_forget_bias:
-            bias_f = ops.ones((self.units,), dtype=dtype)
-        return ops.concatenate([bias_i, bias_f, bias_c, bias_o])
+            blocks["f"] = ops.ones((self.units,), dtype=dtype)
+        return ops.concatenate([blocks[gate] for gate in self._gate_order()])
 
-    def call(self, inputs: Any, states: list, training: bool = False) -> tuple[Any, list]:
+    def _gate_order(self) -> tuple[str, ...]:
+        return ("f", "c", "o") if self.coupled_gates else ("i", "f", "c", "o")
+
+    def project_inputs(self, inputs: Any, dropout_mask: Any = None) -> Any:
+        if dropout_mask is not None:
+            inputs = inputs * (dropout_mask[:, None, :] if len(inputs.shape) == 3 else dropout_mask)
+        projected = ops.matmul(inputs, self.kernel)
+        return projected + self.bias if self.use_bias else projected
+
+    def step(self, projected: Any, states: list, state_mask: Any = None) -> tuple:
         h_prev, c_prev = states
-        # One matmul per operand for all four gates, then split: same numbers, fewer kernels.
-        z = ops.matmul(inputs, self.kernel) + ops.matmul(h_prev, self.recurrent_kernel)
-        if self.use_bias:
-            z = z + self.bias
-        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
+        h_in = h_prev if state_mask is None else h_prev * state_mask
+        z = projected + ops.matmul(h_in, self.recurrent_kernel)
+        if self.coupled_gates:
+            z_f, z_c, z_o = ops.split(z, 3, axis=-1)
+        else:
+            z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
+        if self.peephole:
+            p_i, p_f, p_o = (
+                self.peephole_kernel[0],
+                self.peephole_kernel[1],
+                self.peephole_kernel[2],
+            )
+            z_f = z_f + p_f * c_prev
+            if not self.coupled_gates:
+                z_i = z_i + p_i * c_prev
 
         forget = self.recurrent_activation(z_f)
-        input_gate = self.recurrent_activation(z_i)
+        input_gate = 1.0 - forget if self.coupled_gates else self.recurrent_activation(z_i)
         candidate = self.activation(z_c)
         cell = forget * c_prev + input_gate * candidate
+        if self.peephole:
+            z_o = z_o + p_o * cell
         output = self.recurrent_activation(z_o)
         hidden = output * self.activation(cell)
-        return hidden, [hidden, cell]
+
+        activations = {
+            "forget": forget,
+            "input": input_gate,
+            "candidate": candidate,
+            "output": output,
+            "cell": cell,
+            "hidden": hidden,
+        }
+        return hidden, [hidden, cell], activations
 
     def get_config(self) -> dict:
         return {
             **super().get_config(),
-            "units": self.units,
             "activation": keras.activations.serialize(self.activation),
             "recurrent_activation": keras.activations.serialize(self.recurrent_activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             "unit_forget_bias": self.unit_forget_bias,
+            "peephole": self.peephole,
+            "peephole_initializer": keras.initializers.serialize(self.peephole_initializer),
+            "coupled_gates": self.coupled_gates,
             "chrono_init": self.chrono_init,
-            "seed": self.seed,
         }
 
 
-_CELL_ARGS = (
-    "units",
-    "activation",
-    "recurrent_activation",
-    "use_bias",
-    "kernel_initializer",
-    "recurrent_initializer",
-    "bias_initializer",
-    "unit_forget_bias",
-    "chrono_init",
-    "seed",
-)
-
-
 @keras.saving.register_keras_serializable(package="forecast")
-class LSTM(keras.layers.RNN):
-    """LSTM layer over a (batch, time, features) input; a drop-in for ``keras.layers.LSTM``.
+class LSTM(RecurrentLayer):
+    """LSTM layer over (batch, time, features) inputs; a drop-in for ``keras.layers.LSTM``.
 
-    Takes the cell arguments of :class:`LSTMCell` and the sequence arguments of
-    ``keras.layers.RNN`` (``return_sequences``, ``return_state``, ``go_backwards``,
-    ``stateful``, ``unroll``).
+    Takes every argument of :class:`LSTMCell`, and those of ``keras.layers.RNN``:
+    ``return_sequences``, ``return_state``, ``go_backwards``, ``stateful`` (reset with
+    ``reset_state()``), ``unroll``; and ``activity_regularizer``. Call it as Keras' LSTM:
+    ``layer(inputs, mask=None, training=None, initial_state=None)``.
+
+    ``layer.gate_activations(inputs)`` returns the forget, input, candidate and output gates,
+    the cell state and the hidden state at every step, as numpy arrays (batch, time, units).
+
+    Example::
+
+        model = keras.Sequential([keras.Input((None, 1)), LSTM(32, chrono_init=200),
+                                  keras.layers.Dense(1)])
     """
 
     def __init__(
         self,
         units: int,
-        activation: str = "tanh",
-        recurrent_activation: str = "sigmoid",
+        activation: Any = "tanh",
+        recurrent_activation: Any = "sigmoid",
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         recurrent_initializer: Any = "orthogonal",
         bias_initializer: Any = "zeros",
         unit_forget_bias: bool = True,
-        chrono_init: float | None = None,
+        kernel_regularizer: Any = None,
+        recurrent_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        recurrent_constraint: Any = None,
+        bias_constraint: Any = None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
         seed: int | None = None,
         return_sequences: bool = False,
         return_state: bool = False,
         go_backwards: bool = False,
         stateful: bool = False,
         unroll: bool = False,
+        peephole: bool = False,
+        peephole_initializer: Any = "zeros",
+        coupled_gates: bool = False,
+        chrono_init: float | None = None,
         **kwargs: Any,
     ) -> None:
         cell = LSTMCell(
@@ -197,9 +279,21 @@ class LSTM(keras.layers.RNN):
             recurrent_initializer=recurrent_initializer,
             bias_initializer=bias_initializer,
             unit_forget_bias=unit_forget_bias,
-            chrono_init=chrono_init,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
             seed=seed,
+            peephole=peephole,
+            peephole_initializer=peephole_initializer,
+            coupled_gates=coupled_gates,
+            chrono_init=chrono_init,
             dtype=kwargs.get("dtype"),
+            trainable=kwargs.get("trainable", True),
             name="lstm_cell",
         )
         super().__init__(
@@ -209,20 +303,6 @@ class LSTM(keras.layers.RNN):
             go_backwards=go_backwards,
             stateful=stateful,
             unroll=unroll,
+            activity_regularizer=activity_regularizer,
             **kwargs,
         )
-        self.input_spec = keras.layers.InputSpec(ndim=3)
-
-    @property
-    def units(self) -> int:
-        return self.cell.units
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.pop("cell", None)
-        cell_config = self.cell.get_config()
-        return {**config, **{key: cell_config[key] for key in _CELL_ARGS}}
-
-    @classmethod
-    def from_config(cls, config: dict) -> LSTM:
-        return cls(**config)
