@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install experiment test lint format ui clean
+.PHONY: install experiment test bench lint format ui clean
 
 install: $(INSTALLED)
 
@@ -26,6 +26,11 @@ endif
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Speed of forecast.layers against keras.layers; a few minutes. Subset with e.g.
+# `make bench ARGS='--layers LSTM --grid 64x200x64 --repeats 3'`.
+bench: install
+	$(BIN)/python benchmarks/bench_layers.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -69,7 +69,7 @@ class GRUCell(RecurrentCell):
 
     def project_inputs(self, inputs: Any, dropout_mask: Any = None) -> Any:
         if dropout_mask is not None:
-            inputs = inputs * (dropout_mask[:, None, :] if len(inputs.shape) == 3 else dropout_mask)
+            inputs = inputs * dropout_mask
         projected = ops.matmul(inputs, self.kernel)
         if not self.use_bias:
             return projected

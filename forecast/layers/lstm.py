@@ -167,7 +167,7 @@ class LSTMCell(RecurrentCell):
 
     def project_inputs(self, inputs: Any, dropout_mask: Any = None) -> Any:
         if dropout_mask is not None:
-            inputs = inputs * (dropout_mask[:, None, :] if len(inputs.shape) == 3 else dropout_mask)
+            inputs = inputs * dropout_mask
         projected = ops.matmul(inputs, self.kernel)
         return projected + self.bias if self.use_bias else projected
 
