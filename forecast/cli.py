@@ -10,6 +10,7 @@ import os
 import sys
 
 from forecast.config import ConfigError, available_experiments, load_experiment
+from forecast.data import DataError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             return _list()
         return _run(args.experiment, args.overrides)
-    except ConfigError as error:
+    except (ConfigError, DataError) as error:
         print(f"forecast: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -66,6 +67,7 @@ def _run(experiment: str, overrides: list[str]) -> int:
             formatters={
                 "test_mse": "{:.4g}".format,
                 "mse_ratio": "{:.3f}".format,
+                "vs_persistence": "{:.3f}".format,
                 "train_seconds": "{:.1f}".format,
             },
         )

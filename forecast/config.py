@@ -41,6 +41,25 @@ class TaskConfig:
 
 
 @dataclass
+class DataConfig:
+    """A real series (see forecast.data.load_series and series_splits for each key)."""
+
+    source: str = ""  # a dataset name in datasets/ (co2, sunspots) or a CSV path
+    time_column: str | None = None
+    feature_columns: list[str] | None = None  # all value columns by default
+    target_columns: list[str] | None = None  # the feature columns by default
+    fillna: str | None = None  # None (missing values are an error), ffill, interpolate, drop
+    input_width: int = 32
+    horizon: int = 1
+    gap: int = 0  # steps between the last input and the first target
+    stride: int = 1
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    scaler: str = "standard"  # standard, minmax or none; fitted on the train part only
+    relative: bool = False  # model each window relative to its last input step
+
+
+@dataclass
 class ModelConfig:
     name: str = "lstm"
     layer: str = "LSTM"  # a class of forecast.layers
@@ -60,7 +79,8 @@ class TrainConfig:
 @dataclass
 class ExperimentConfig:
     description: str = ""
-    task: TaskConfig = field(default_factory=TaskConfig)
+    task: TaskConfig | None = None  # a synthetic task swept over gaps ...
+    data: DataConfig | None = None  # ... or a real series; exactly one of the two
     models: list[ModelConfig] = field(default_factory=lambda: [ModelConfig()])
     seeds: list[int] = field(default_factory=lambda: [0])
     solved_ratio: float = 0.1  # a trial solves the task when test MSE / baseline MSE <= this
@@ -119,24 +139,14 @@ def load_experiment(name_or_path: str, overrides: list[str] = ()) -> tuple[str, 
 
 def validate(config: ExperimentConfig) -> None:
     """Value checks that types alone cannot express."""
-    from forecast.tasks import TASKS
-
-    def require(ok: bool, message: str) -> None:
-        if not ok:
-            raise ConfigError(message)
-
     require(
-        config.task.name in TASKS,
-        f"task.name: unknown task {config.task.name!r}; choose one of {sorted(TASKS)}",
+        (config.task is None) != (config.data is None),
+        "an experiment needs exactly one of `task` (a synthetic task) and `data` (a series)",
     )
-    require(len(config.task.gaps) > 0, "task.gaps: the list of gaps is empty")
-    require(
-        all(g >= 0 for g in config.task.gaps),
-        f"task.gaps: gaps must be >= 0, got {config.task.gaps}",
-    )
-    for key in ("n_train", "n_val", "n_test"):
-        value = getattr(config.task, key)
-        require(value > 0, f"task.{key}: must be positive, got {value}")
+    if config.task is not None:
+        _validate_task(config.task)
+    else:
+        _validate_data(config.data)
     require(len(config.models) > 0, "models: the list of models is empty")
     names = [m.name for m in config.models]
     require(len(set(names)) == len(names), f"models: model names must be unique, got {names}")
@@ -146,15 +156,40 @@ def validate(config: ExperimentConfig) -> None:
     require(
         0 < config.solved_ratio < 1, f"solved_ratio: must lie in (0, 1), got {config.solved_ratio}"
     )
-    require(config.train.epochs > 0, f"train.epochs: must be positive, got {config.train.epochs}")
+    for key in ("epochs", "batch_size", "learning_rate"):
+        value = getattr(config.train, key)
+        require(value > 0, f"train.{key}: must be positive, got {value}")
+
+
+def require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _validate_task(task: TaskConfig) -> None:
+    from forecast.tasks import TASKS
+
     require(
-        config.train.batch_size > 0,
-        f"train.batch_size: must be positive, got {config.train.batch_size}",
+        task.name in TASKS, f"task.name: unknown task {task.name!r}; choose one of {sorted(TASKS)}"
     )
+    require(len(task.gaps) > 0, "task.gaps: the list of gaps is empty")
+    require(all(g >= 0 for g in task.gaps), f"task.gaps: gaps must be >= 0, got {task.gaps}")
+    for key in ("n_train", "n_val", "n_test"):
+        value = getattr(task, key)
+        require(value > 0, f"task.{key}: must be positive, got {value}")
+
+
+def _validate_data(data: DataConfig) -> None:
+    from forecast.data import FILL_METHODS
+
+    require(bool(data.source), "data.source: name a dataset (e.g. co2) or a CSV path")
     require(
-        config.train.learning_rate > 0,
-        f"train.learning_rate: must be positive, got {config.train.learning_rate}",
+        data.fillna is None or data.fillna in FILL_METHODS,
+        f"data.fillna: must be one of {', '.join(FILL_METHODS)} (or absent), got {data.fillna!r}",
     )
+    for key, minimum in (("input_width", 1), ("horizon", 1), ("gap", 0), ("stride", 1)):
+        value = getattr(data, key)
+        require(value >= minimum, f"data.{key}: must be >= {minimum}, got {value}")
 
 
 def _read_yaml(path: Path) -> Any:

@@ -1,17 +1,38 @@
-"""Datasets: train / validation / test splits that every model of a comparison shares."""
+"""Datasets: series loading, windowing without leakage, splits and ``tf.data`` pipelines.
+
+A window pairs ``input_width`` consecutive steps with the ``horizon`` steps that start ``gap``
+steps after the last input step::
+
+    |<-- input_width -->|<-- gap -->|<-- horizon -->|
+    x[s] ... x[s+w-1]                y[s+w+gap] ... y[s+w+gap+h-1]
+
+Windows start every ``stride`` steps. A series is cut into train / validation / test parts in
+time order before windowing, so no window straddles two parts, and scaling is fitted on the
+train part only.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from forecast.tasks import Task
+
+FILL_METHODS = ("ffill", "interpolate", "drop")
+
+
+class DataError(ValueError):
+    """A user-facing data problem; its message is one line naming file, column, row or
+    argument."""
 
 
 @dataclass(frozen=True)
 class Splits:
-    """Chronologically or independently drawn splits, as (inputs, targets) numpy arrays."""
+    """Train / validation / test (inputs, targets) arrays; inputs are (n, time, features)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -26,8 +47,9 @@ class Splits:
         return self.x_train.shape[1], self.x_train.shape[2]
 
     @property
-    def output_size(self) -> int:
-        return self.y_train.shape[-1]
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of one target: (outputs,) for tasks, (horizon, targets) for series."""
+        return tuple(self.y_train.shape[1:])
 
 
 def synthetic_splits(
@@ -43,4 +65,405 @@ def synthetic_splits(
         targets[n_train:val_end],
         inputs[val_end:],
         targets[val_end:],
+    )
+
+
+def check_window_args(input_width: int, horizon: int, gap: int, stride: int) -> None:
+    """Raise a :class:`DataError` naming the first invalid window argument."""
+    for name, value, minimum in (
+        ("input_width", input_width, 1),
+        ("horizon", horizon, 1),
+        ("gap", gap, 0),
+        ("stride", stride, 1),
+    ):
+        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < minimum:
+            raise DataError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def make_windows(
+    values: Any,
+    input_width: int,
+    horizon: int = 1,
+    gap: int = 0,
+    stride: int = 1,
+    target_columns: list[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """All windows of a series, as read-only strided views of it (no copy of the windows).
+
+    Args:
+        values: The series, (time,) or (time, features).
+        input_width: Steps per input window.
+        horizon: Steps to predict.
+        gap: Steps between the last input step and the first target step.
+        stride: Steps between the starts of consecutive windows.
+        target_columns: Feature indices to predict; all features by default.
+
+    Returns:
+        ``inputs`` (n, input_width, features) and ``targets`` (n, horizon, len(target_columns)),
+        where ``n = (time - input_width - gap - horizon) // stride + 1``.
+    """
+    check_window_args(input_width, horizon, gap, stride)
+    values = np.asarray(values)
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.ndim != 2:
+        raise DataError(f"values must be (time,) or (time, features), got shape {values.shape}")
+    span = input_width + gap + horizon
+    if len(values) < span:
+        raise DataError(
+            f"a series of {len(values)} steps is too short for one window of {span} steps "
+            f"(input_width {input_width} + gap {gap} + horizon {horizon})"
+        )
+    target_values = values if target_columns is None else values[:, target_columns]
+    # sliding_window_view puts the window axis last: (n, features, span) -> (n, span, features).
+    input_windows = np.lib.stride_tricks.sliding_window_view(
+        values[: len(values) - gap - horizon], input_width, axis=0
+    )
+    target_windows = np.lib.stride_tricks.sliding_window_view(
+        target_values[input_width + gap :], horizon, axis=0
+    )
+    return (
+        input_windows[::stride].transpose(0, 2, 1),
+        target_windows[::stride].transpose(0, 2, 1),
+    )
+
+
+def windowed_dataset(
+    values: Any,
+    input_width: int,
+    horizon: int = 1,
+    gap: int = 0,
+    stride: int = 1,
+    target_columns: list[int] | None = None,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int | None = None,
+) -> Any:
+    """A ``tf.data.Dataset`` of (inputs, targets) batches that gathers windows batch by batch.
+
+    Memory stays O(series + batch x input_width): the series is held once and each batch is
+    gathered from it, unlike materialising every window up front.
+    """
+    import tensorflow as tf
+
+    inputs, _ = make_windows(values, input_width, horizon, gap, stride, target_columns)
+    values = np.asarray(values, dtype=np.float32)
+    values = values[:, None] if values.ndim == 1 else values
+    series = tf.constant(values)
+    targets = series if target_columns is None else tf.gather(series, target_columns, axis=1)
+    starts = tf.range(len(inputs), dtype=tf.int64) * stride
+    input_offsets = tf.range(input_width, dtype=tf.int64)
+    target_offsets = tf.range(horizon, dtype=tf.int64) + input_width + gap
+
+    dataset = tf.data.Dataset.from_tensor_slices(starts)
+    if shuffle:
+        dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
+
+    def gather(batch_starts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return (
+            tf.gather(series, batch_starts[:, None] + input_offsets),
+            tf.gather(targets, batch_starts[:, None] + target_offsets),
+        )
+
+    return dataset.batch(batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
+
+
+def to_dataset(
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int | None = None,
+) -> Any:
+    """Batches of in-memory (inputs, targets); shuffle for training only, cached, prefetched."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (np.ascontiguousarray(inputs, np.float32), np.ascontiguousarray(targets, np.float32))
+    ).cache()
+    if shuffle:
+        dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def datasets_dir() -> Path:
+    from forecast.config import project_root
+
+    return project_root() / "datasets"
+
+
+def available_datasets() -> list[str]:
+    return sorted(path.stem for path in datasets_dir().glob("*.csv"))
+
+
+def load_series(
+    source: str | Path | pd.DataFrame | np.ndarray,
+    time_column: str | None = None,
+    columns: list[str] | None = None,
+    fillna: str | None = None,
+) -> pd.DataFrame:
+    """A validated, numeric, time-ordered series as a DataFrame.
+
+    Args:
+        source: A dataset name from ``datasets/`` (e.g. ``"co2"``), a CSV path, a DataFrame
+            (with a DatetimeIndex, or a ``time_column``), or a numpy array (time, features).
+        time_column: The column holding timestamps (or years, or step numbers); it becomes the
+            index and must be strictly increasing. None keeps the given index.
+        columns: The value columns to keep; all others are dropped. All by default.
+        fillna: What to do with missing values: None (an error), ``ffill``, ``interpolate``
+            (linear in time order) or ``drop`` (remove the rows).
+
+    Raises:
+        DataError: a missing file or column, non-numeric values, missing values without
+            ``fillna``, or unsorted or duplicate timestamps; the message names which.
+    """
+    frame, where, first_line = _read_source(source)
+    if time_column is not None:
+        if time_column not in frame.columns:
+            raise DataError(_no_column(where, time_column, frame))
+        times = frame[time_column]
+        as_numbers = pd.to_numeric(times, errors="coerce")
+        if as_numbers.notna().all():  # years or step numbers
+            times = as_numbers
+        else:
+            parsed = pd.to_datetime(times, errors="coerce")
+            bad = parsed.isna() & times.notna()
+            if bad.any() or times.isna().any():
+                row = int(np.flatnonzero(bad | times.isna())[0])
+                raise DataError(
+                    f"{where}: column {time_column!r} {_row(row, first_line)}: "
+                    f"not a timestamp: {times.iloc[row]!r}"
+                )
+            times = parsed
+        frame = frame.drop(columns=[time_column]).set_index(pd.Index(times, name=time_column))
+    _check_time_order(frame.index, where, first_line)
+
+    if columns is not None:
+        for column in columns:
+            if column not in frame.columns:
+                raise DataError(_no_column(where, column, frame))
+        frame = frame[list(columns)]
+    if frame.shape[1] == 0:
+        raise DataError(f"{where}: no value columns")
+    frame = _to_numeric(frame, where, first_line)
+    return _fill_missing(frame, fillna, where, first_line)
+
+
+def _read_source(source: Any) -> tuple[pd.DataFrame, str, int | None]:
+    """(frame, a name for messages, the file line of row 0 or None for in-memory data)."""
+    if isinstance(source, pd.DataFrame):
+        return source.copy(), "DataFrame", None
+    if isinstance(source, np.ndarray):
+        array = source[:, None] if source.ndim == 1 else source
+        if array.ndim != 2:
+            raise DataError(f"array: expected (time, features), got shape {source.shape}")
+        return pd.DataFrame(array, columns=[str(i) for i in range(array.shape[1])]), "array", None
+    path = Path(source)
+    if path.suffix == "" and not path.exists():
+        path = datasets_dir() / f"{source}.csv"
+        if not path.is_file():
+            names = ", ".join(available_datasets()) or "none"
+            raise DataError(f"unknown dataset {str(source)!r}; available: {names}, or a CSV path")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"{path}: cannot read as CSV: {first}") from None
+    return frame, str(path), 2  # line 1 is the header
+
+
+def _row(position: int, first_line: int | None) -> str:
+    return f"row {position}" if first_line is None else f"line {position + first_line}"
+
+
+def _no_column(where: str, column: str, frame: pd.DataFrame) -> str:
+    known = ", ".join(map(str, frame.columns)) or "none"
+    return f"{where}: no column {column!r}; columns are: {known}"
+
+
+def _check_time_order(index: pd.Index, where: str, first_line: int | None) -> None:
+    if len(index) < 2:
+        return
+    values = index.to_numpy()
+    later = values[1:] > values[:-1]
+    if later.all():
+        return
+    position = int(np.flatnonzero(~later)[0]) + 1
+    problem = "duplicate" if values[position] == values[position - 1] else "unsorted"
+    raise DataError(
+        f"{where}: {problem} timestamp {index[position]} at {_row(position, first_line)} "
+        f"(after {index[position - 1]}); timestamps must be strictly increasing"
+    )
+
+
+def _to_numeric(frame: pd.DataFrame, where: str, first_line: int | None) -> pd.DataFrame:
+    numeric = {}
+    for column in frame.columns:
+        values = frame[column]
+        converted = pd.to_numeric(values, errors="coerce")
+        bad = converted.isna() & values.notna()
+        if bad.any():
+            position = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"{where}: column {column!r} {_row(position, first_line)}: "
+                f"non-numeric value {values.iloc[position]!r}"
+            )
+        numeric[column] = converted.astype(np.float64)
+    return pd.DataFrame(numeric, index=frame.index)
+
+
+def _fill_missing(
+    frame: pd.DataFrame, fillna: str | None, where: str, first_line: int | None
+) -> pd.DataFrame:
+    if fillna is not None and fillna not in FILL_METHODS:
+        raise DataError(f"fillna must be one of {', '.join(FILL_METHODS)}, got {fillna!r}")
+    missing = frame.isna()
+    if not missing.any().any():
+        return frame
+    if fillna is None:
+        column = missing.any().idxmax()
+        position = int(np.flatnonzero(missing[column].to_numpy())[0])
+        count = int(missing.to_numpy().sum())
+        raise DataError(
+            f"{where}: column {column!r} has missing values ({count} in all, first at "
+            f"{_row(position, first_line)}); set fillna: ffill, interpolate or drop"
+        )
+    if fillna == "drop":
+        return frame.dropna()
+    if fillna == "ffill":
+        filled = frame.ffill()
+    else:
+        filled = frame.interpolate(method="linear", limit_direction="both")
+    # Values missing before the first observation have nothing to carry forward.
+    return filled.dropna()
+
+
+@dataclass(frozen=True)
+class SeriesData:
+    """A windowed, split and scaled real series, and what is needed to read results in its
+    original units."""
+
+    splits: Splits
+    target_scaler: Any  # a fitted scikit-learn scaler, or None
+    feature_columns: list[str]
+    target_columns: list[str]
+    split_lengths: tuple[int, int, int]  # steps of the series in train / val / test
+    # Naive forecasts of the test windows in original units: "mean" (the train-part mean of
+    # each target) and "persistence" (the window's last observed target, held).
+    naive_forecasts: dict[str, np.ndarray]
+    test_offset: np.ndarray | None = None  # with `relative`, each test window's last target
+
+    def to_original_units(self, targets: np.ndarray) -> np.ndarray:
+        """Turn test-part (n, horizon, targets) arrays of model units into original units."""
+        if self.test_offset is not None:
+            targets = targets + self.test_offset
+        if self.target_scaler is None:
+            return targets
+        flat = targets.reshape(-1, targets.shape[-1])
+        return self.target_scaler.inverse_transform(flat).reshape(targets.shape)
+
+
+def make_scaler(name: str) -> Any:
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    scalers = {"standard": StandardScaler, "minmax": MinMaxScaler, "none": None}
+    if name not in scalers:
+        raise DataError(f"scaler must be one of {', '.join(scalers)}, got {name!r}")
+    return scalers[name]() if scalers[name] else None
+
+
+def series_splits(
+    frame: pd.DataFrame,
+    input_width: int,
+    horizon: int = 1,
+    gap: int = 0,
+    stride: int = 1,
+    feature_columns: list[str] | None = None,
+    target_columns: list[str] | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    scaler: str = "standard",
+    relative: bool = False,
+) -> SeriesData:
+    """Split a series in time order, fit scaling on the train part, window each part.
+
+    The last ``test_fraction`` of the steps is the test part, the ``val_fraction`` before it
+    validation, the rest training; each part is windowed on its own, so no window holds
+    steps from two parts.
+
+    With ``relative``, every window is shifted so that its last input step is zero, and its
+    targets by the same amount: the model learns changes from the last observation, which
+    carries it through trends that leave the training range (where a tanh network saturates).
+    This materialises the windows instead of keeping views.
+    """
+    check_window_args(input_width, horizon, gap, stride)
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 < value < 1:
+            raise DataError(f"{name} must lie in (0, 1), got {value!r}")
+    if val_fraction + test_fraction >= 1:
+        raise DataError("val_fraction + test_fraction must leave steps for training")
+    features = list(feature_columns or frame.columns)
+    targets = list(target_columns or features)
+    for column in [*features, *targets]:
+        if column not in frame.columns:
+            raise DataError(_no_column("series", column, frame))
+
+    length = len(frame)
+    n_test = int(round(length * test_fraction))
+    n_val = int(round(length * val_fraction))
+    n_train = length - n_val - n_test
+    bounds = {
+        "train": (0, n_train),
+        "val": (n_train, n_train + n_val),
+        "test": (n_train + n_val, length),
+    }
+
+    feature_scaler, target_scaler = make_scaler(scaler), make_scaler(scaler)
+    feature_values = frame[features].to_numpy(np.float64)
+    target_values = frame[targets].to_numpy(np.float64)
+    if feature_scaler is not None:
+        train_end = bounds["train"][1]
+        feature_scaler.fit(feature_values[:train_end])
+        target_scaler.fit(target_values[:train_end])
+        feature_values = feature_scaler.transform(feature_values)
+        target_values = target_scaler.transform(target_values)
+    combined = np.concatenate([feature_values, target_values], axis=1).astype(np.float32)
+    target_index = list(range(len(features), len(features) + len(targets)))
+
+    arrays = {}
+    for part, (start, end) in bounds.items():
+        try:
+            inputs, part_targets = make_windows(
+                combined[start:end], input_width, horizon, gap, stride, target_index
+            )
+        except DataError as error:
+            raise DataError(f"{part} part ({end - start} steps): {error}") from None
+        last_target = inputs[:, -1:, len(features) :]
+        part_inputs = inputs[..., : len(features)]
+        if relative:
+            part_inputs = part_inputs - part_inputs[:, -1:, :]
+            part_targets = part_targets - last_target
+        arrays[part] = (part_inputs, part_targets)
+        if part == "test":
+            test_last_target = np.asarray(last_target)
+    splits = Splits(*arrays["train"], *arrays["val"], *arrays["test"])
+    n_test_windows = len(splits.y_test)
+    train_mean = frame[targets].to_numpy(np.float64)[: bounds["train"][1]].mean(axis=0)
+    persistence = test_last_target.reshape(-1, len(targets))
+    if target_scaler is not None:
+        persistence = target_scaler.inverse_transform(persistence)
+    naive = {
+        "mean": np.broadcast_to(train_mean, (n_test_windows, horizon, len(targets))),
+        "persistence": np.repeat(persistence[:, None, :], horizon, axis=1),
+    }
+    return SeriesData(
+        splits=splits,
+        target_scaler=target_scaler,
+        feature_columns=features,
+        target_columns=targets,
+        split_lengths=(n_train, n_val, length - n_train - n_val),
+        naive_forecasts=naive,
+        test_offset=test_last_target if relative else None,
     )

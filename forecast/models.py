@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 
 from forecast import layers
@@ -10,9 +12,15 @@ RECURRENT_LAYERS = {"SimpleRNN": layers.SimpleRNN, "LSTM": layers.LSTM, "GRU": l
 
 
 def build_model(
-    layer: str, units: int, input_shape: tuple[int, int], output_size: int, **options: object
+    layer: str,
+    units: int,
+    input_shape: tuple[int, int],
+    output_shape: tuple[int, ...],
+    **options: object,
 ) -> keras.Model:
-    """``Input -> layer(units, **options) -> Dense(output_size)``, uncompiled.
+    """``Input -> layer(units, **options) -> Dense`` shaped to ``output_shape``, uncompiled.
+
+    ``output_shape`` is one target's shape: ``(outputs,)`` or ``(horizon, targets)``.
 
     Raises:
         ValueError: for an unknown ``layer`` name or options the layer does not take.
@@ -23,7 +31,7 @@ def build_model(
         recurrent = RECURRENT_LAYERS[layer](units, **options)
     except TypeError as error:
         raise ValueError(f"layer {layer}: {error}") from None
-    return keras.Sequential(
-        [keras.Input(shape=input_shape), recurrent, keras.layers.Dense(output_size)],
-        name=layer.lower(),
-    )
+    stack = [keras.Input(shape=input_shape), recurrent, keras.layers.Dense(math.prod(output_shape))]
+    if len(output_shape) > 1:
+        stack.append(keras.layers.Reshape(output_shape))
+    return keras.Sequential(stack, name=layer.lower())

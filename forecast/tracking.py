@@ -45,22 +45,16 @@ def use_experiment(name: str) -> str:
 
 
 @contextlib.contextmanager
-def parent_run(name: str, config: dict[str, Any]) -> Iterator[mlflow.ActiveRun]:
+def parent_run(
+    name: str, config: dict[str, Any], params: dict[str, Any]
+) -> Iterator[mlflow.ActiveRun]:
     """The run of one invocation; ends FAILED (never RUNNING) if the sweep raises."""
     with mlflow.start_run(
         run_name=f"{name}-sweep",
         tags={"forecast.experiment": name, "mlflow.note.content": config.get("description", "")},
     ) as run:
         mlflow.log_dict(config, "config.yaml")
-        mlflow.log_params(
-            {
-                "task": config["task"]["name"],
-                "gaps": config["task"]["gaps"],
-                "seeds": config["seeds"],
-                "models": [model["name"] for model in config["models"]],
-                "epochs": config["train"]["epochs"],
-            }
-        )
+        mlflow.log_params(params)
         yield run
 
 

@@ -17,7 +17,10 @@ def test_list_prints_each_experiment_with_its_description(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["run", "no_such_name"], "unknown experiment 'no_such_name'; available: sine_long_gap"),
+        (
+            ["run", "no_such_name"],
+            "unknown experiment 'no_such_name'; available: adding, co2_forecast,",
+        ),
         (["run", "sine_long_gap", "--set", "train.epoch=2"], "unknown config key 'train.epoch'"),
         (["run", "missing.yaml"], "missing.yaml: no such experiment file"),
     ],

@@ -98,3 +98,45 @@ def test_bad_layer_option_fails_before_any_run(tracking_store, capsys):
     client = MlflowClient(tracking_store)
     experiment = client.get_experiment_by_name("sine_long_gap")
     assert experiment is None or not client.search_runs([experiment.experiment_id])
+
+
+SERIES_TINY = [
+    "data.input_width=8",
+    "data.horizon=2",
+    "models.0.units=3",
+    "models.1.units=3",
+    "train.epochs=1",
+    "train.batch_size=256",
+]
+
+
+def test_series_experiment_compares_models_with_naive_forecasts(tracking_store, capsys):
+    assert main(["run", "co2_forecast", *[a for o in SERIES_TINY for a in ("--set", o)]]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("model  gap") :].splitlines()
+    assert "vs_persistence" in table[0]
+    assert [row.split()[0] for row in table[1:]] == [
+        "rnn",
+        "lstm",
+        "naive_mean",
+        "naive_persistence",
+    ]
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("co2_forecast")
+    child = client.search_runs(
+        [experiment.experiment_id], "tags.mlflow.runName = 'lstm-gap0-seed0'"
+    )[0]
+    assert child.data.params["source"] == "co2"
+    assert {"test_mse", "persistence_mse", "persistence_ratio"} <= set(child.data.metrics)
+    # Errors are in ppmv^2: a persistence forecast of weekly CO2 is off by about a ppmv.
+    assert 0.1 < child.data.metrics["persistence_mse"] < 5
+
+
+def test_bad_series_fails_before_any_run(tracking_store, capsys):
+    assert main(["run", "co2_forecast", "--set", "data.fillna=null"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "co2.csv: column 'co2' has missing values (59 in all, first at line" in err
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("co2_forecast")
+    assert experiment is None or not client.search_runs([experiment.experiment_id])

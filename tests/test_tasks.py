@@ -43,3 +43,27 @@ def test_trivial_baseline_mse_matches_its_formula():
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         sine_long_gap(seed=0, **kwargs)
+
+
+def test_adding_problem_marks_two_values_early_and_sums_them():
+    from forecast.tasks import ADDING_BASELINE_MSE, adding
+
+    inputs, targets = adding(20_000, gap=30, seed=0, segment_length=10)
+    assert inputs.shape == (20_000, 40, 2) and targets.shape == (20_000, 1)
+    values, markers = inputs[..., 0], inputs[..., 1]
+    assert np.all(markers.sum(axis=1) == 2) and np.all(markers[:, 10:] == 0)
+    np.testing.assert_allclose((values * markers).sum(axis=1), targets[:, 0], rtol=1e-6)
+    assert np.var(targets) == pytest.approx(ADDING_BASELINE_MSE, rel=0.05)
+    assert pytest.approx(0.167, abs=1e-3) == ADDING_BASELINE_MSE  # the published figure
+    np.testing.assert_array_equal(adding(5, 3, seed=4)[0], adding(5, 3, seed=4)[0])
+
+
+def test_delayed_recall_shows_numbers_then_silence_then_a_cue():
+    from forecast.tasks import DELAYED_RECALL_BASELINE_MSE, delayed_recall
+
+    inputs, targets = delayed_recall(20_000, gap=12, seed=0, n_values=3)
+    assert inputs.shape == (20_000, 15, 2) and targets.shape == (20_000, 3)
+    np.testing.assert_array_equal(inputs[:, :3, 0], targets)
+    assert np.all(inputs[:, 3:, 0] == 0)
+    assert np.all(inputs[:, -1, 1] == 1) and np.all(inputs[:, :-1, 1] == 0)
+    assert np.mean(targets**2) == pytest.approx(DELAYED_RECALL_BASELINE_MSE, rel=0.03)

@@ -1,0 +1,210 @@
+"""Windowing against Keras' reference, leakage-free splits, and series loading errors."""
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecast.data import (
+    DataError,
+    load_series,
+    make_windows,
+    series_splits,
+    to_dataset,
+    windowed_dataset,
+)
+
+
+def series(length=40, features=2):
+    # Values encode (step, feature), so every window says where it came from.
+    return np.arange(length)[:, None] * 10.0 + np.arange(features)[None, :]
+
+
+def keras_windows(values, input_width, gap, stride):
+    """keras.utils.timeseries_dataset_from_array's windows for a 1-step horizon."""
+    dataset = keras.utils.timeseries_dataset_from_array(
+        values[: len(values) - gap - 1],
+        values[input_width + gap :],
+        sequence_length=input_width,
+        sequence_stride=stride,
+        batch_size=10_000,
+    )
+    (inputs, targets) = next(iter(dataset))
+    return inputs.numpy(), targets.numpy()
+
+
+@pytest.mark.parametrize("input_width, gap, stride", [(5, 0, 1), (7, 3, 2), (1, 10, 4), (12, 0, 5)])
+def test_windows_equal_keras_timeseries_dataset_from_array(input_width, gap, stride):
+    values = series().astype("float32")
+    inputs, targets = make_windows(values, input_width, horizon=1, gap=gap, stride=stride)
+    reference_inputs, reference_targets = keras_windows(values, input_width, gap, stride)
+    np.testing.assert_array_equal(inputs, reference_inputs)
+    np.testing.assert_array_equal(targets[:, 0, :], reference_targets)
+
+
+def test_multi_step_targets_and_target_columns():
+    values = series(30, 3)
+    inputs, targets = make_windows(
+        values, input_width=4, horizon=3, gap=2, stride=3, target_columns=[2]
+    )
+    assert inputs.shape == (8, 4, 3) and targets.shape == (8, 3, 1)
+    for i in range(8):
+        start = 3 * i
+        np.testing.assert_array_equal(inputs[i], values[start : start + 4])
+        np.testing.assert_array_equal(targets[i, :, 0], values[start + 6 : start + 9, 2])
+
+
+def test_windows_are_read_only_views_of_the_series():
+    values = np.random.default_rng(0).normal(size=(10_000, 1))
+    inputs, targets = make_windows(values, input_width=512)
+    assert np.shares_memory(inputs, values) and np.shares_memory(targets, values)
+    assert not inputs.flags.writeable
+
+
+def test_windowed_dataset_matches_the_windows_and_shuffles_only_when_asked():
+    values = series(50, 2).astype("float32")
+    inputs, targets = make_windows(values, 6, horizon=2, gap=1, stride=2)
+    batches = list(windowed_dataset(values, 6, horizon=2, gap=1, stride=2, batch_size=4))
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in batches]), inputs)
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), targets)
+    shuffled = np.concatenate(
+        [b[0] for b in windowed_dataset(values, 6, 2, 1, 2, batch_size=4, shuffle=True, seed=1)]
+    )
+    assert not np.array_equal(shuffled, inputs)
+    assert sorted(map(tuple, shuffled[:, 0])) == sorted(map(tuple, inputs[:, 0]))
+
+
+def test_to_dataset_shuffles_training_batches_only():
+    x, y = np.arange(20, dtype="float32")[:, None, None], np.arange(20, dtype="float32")[:, None]
+    in_order = np.concatenate([b[1] for b in to_dataset(x, y, batch_size=8)])
+    np.testing.assert_array_equal(in_order, y)
+    shuffled = np.concatenate([b[1] for b in to_dataset(x, y, batch_size=8, shuffle=True, seed=0)])
+    assert not np.array_equal(shuffled, y) and sorted(shuffled[:, 0]) == list(y[:, 0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"input_width": 0}, "input_width must be an integer >= 1, got 0"),
+        ({"input_width": 4, "horizon": 0}, "horizon must be an integer >= 1"),
+        ({"input_width": 4, "gap": -1}, "gap must be an integer >= 0"),
+        ({"input_width": 4, "stride": 0}, "stride must be an integer >= 1"),
+        ({"input_width": 8, "gap": 2, "horizon": 1}, "a series of 10 steps is too short for one"),
+    ],
+)
+def test_bad_window_arguments_are_named(kwargs, message):
+    with pytest.raises(DataError, match=message):
+        make_windows(np.zeros(10), **kwargs)
+
+
+def test_splits_never_straddle_a_boundary_and_scale_on_train_only():
+    length = 200
+    frame = pd.DataFrame({"step": np.arange(length, dtype=float), "noise": np.ones(length)})
+    data = series_splits(
+        frame,
+        input_width=10,
+        horizon=3,
+        gap=2,
+        feature_columns=["step"],
+        val_fraction=0.2,
+        test_fraction=0.2,
+        scaler="none",
+    )
+    n_train, n_val, n_test = data.split_lengths
+    assert (n_train, n_val, n_test) == (120, 40, 40)
+    bounds = [(0, 120), (120, 160), (160, 200)]
+    parts = [
+        (data.splits.x_train, data.splits.y_train),
+        (data.splits.x_val, data.splits.y_val),
+        (data.splits.x_test, data.splits.y_test),
+    ]
+    for (start, end), (inputs, targets) in zip(bounds, parts, strict=True):
+        assert inputs.min() >= start and targets.max() < end
+        assert len(inputs) == (end - start) - (10 + 2 + 3) + 1
+    scaled = series_splits(frame, 10, feature_columns=["step"], scaler="standard")
+    train_steps = frame["step"].to_numpy()[: scaled.split_lengths[0]]
+    assert scaled.target_scaler.mean_[0] == pytest.approx(train_steps.mean())
+    assert scaled.splits.x_test.min() > 1.5  # later steps sit far above the train mean
+
+
+def test_relative_windows_and_naive_forecasts_in_original_units():
+    frame = pd.DataFrame({"y": np.linspace(100.0, 300.0, 120) ** 1.1})
+    data = series_splits(frame, input_width=8, horizon=2, relative=True)
+    np.testing.assert_allclose(data.splits.x_test[:, -1, :], 0.0, atol=1e-6)
+    raw = frame["y"].to_numpy()
+    test_start = sum(data.split_lengths[:2])
+    first_window_targets = raw[test_start + 8 : test_start + 10]
+    original = data.to_original_units(np.asarray(data.splits.y_test))
+    np.testing.assert_allclose(original[0, :, 0], first_window_targets, rtol=1e-5)
+    np.testing.assert_allclose(data.naive_forecasts["persistence"][0, :, 0], raw[test_start + 7])
+    train_mean = raw[: data.split_lengths[0]].mean()
+    np.testing.assert_allclose(data.naive_forecasts["mean"][0, :, 0], train_mean)
+
+
+def test_a_part_too_short_for_a_window_is_named():
+    frame = pd.DataFrame({"y": np.arange(40.0)})
+    with pytest.raises(DataError, match=r"val part \(6 steps\): a series of 6 steps is too short"):
+        series_splits(frame, input_width=8)
+
+
+def test_shipped_datasets_load_by_name():
+    co2 = load_series("co2", time_column="date", fillna="interpolate")
+    assert len(co2) == 2284 and list(co2.columns) == ["co2"]
+    assert isinstance(co2.index, pd.DatetimeIndex) and co2.index.is_monotonic_increasing
+    assert not co2.isna().any().any() and 310 < co2["co2"].iloc[0] < 320
+    sunspots = load_series("sunspots", time_column="year")
+    assert len(sunspots) == 309 and sunspots.index[0] == 1700
+
+
+def write_csv(tmp_path, text):
+    path = tmp_path / "series.csv"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, kwargs, message",
+    [
+        ("t,y\n1,1\n2,x\n", {"time_column": "t"}, "column 'y' line 3: non-numeric value 'x'"),
+        (
+            "t,y\n1,1\n2,\n3,4\n",
+            {"time_column": "t"},
+            "column 'y' has missing values (1 in all, first at line 3); set fillna",
+        ),
+        ("t,y\n1,1\n3,2\n2,3\n", {"time_column": "t"}, "unsorted timestamp 2 at line 4"),
+        ("t,y\n1,1\n1,2\n", {"time_column": "t"}, "duplicate timestamp 1 at line 3"),
+        ("t,y\n1,1\n", {"time_column": "time"}, "no column 'time'; columns are: t, y"),
+        ("t,y\n1,1\n", {"columns": ["z"]}, "no column 'z'"),
+        ("t,y\n2020-01-01,1\nsoon,2\n", {"time_column": "t"}, "line 3: not a timestamp: 'soon'"),
+    ],
+)
+def test_bad_series_files_get_one_line_naming_file_column_and_line(tmp_path, text, kwargs, message):
+    path = write_csv(tmp_path, text)
+    with pytest.raises(DataError) as error:
+        load_series(path, **kwargs)
+    assert str(error.value).startswith(str(path))
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_missing_file_and_unknown_dataset(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        load_series(tmp_path / "absent.csv")
+    with pytest.raises(DataError, match="unknown dataset 'nope'; available: co2, sunspots"):
+        load_series("nope")
+
+
+@pytest.mark.parametrize(
+    "fillna, expected", [("ffill", [1, 1, 4]), ("interpolate", [1, 2.5, 4]), ("drop", [1, 4])]
+)
+def test_fillna_is_opt_in(tmp_path, fillna, expected):
+    path = write_csv(tmp_path, "t,y\n1,1\n2,\n3,4\n")
+    assert load_series(path, "t", fillna=fillna)["y"].tolist() == expected
+
+
+def test_frames_and_arrays_load_too():
+    index = pd.date_range("2020-01-01", periods=5, freq="D")
+    frame = load_series(pd.DataFrame({"y": range(5)}, index=index))
+    assert frame.index.equals(index) and frame["y"].dtype == np.float64
+    assert load_series(np.arange(6.0)).shape == (6, 1)
+    with pytest.raises(DataError, match="DataFrame: unsorted timestamp"):
+        load_series(pd.DataFrame({"y": range(3)}, index=[0, 2, 1]))
