@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install experiment test bench lint format ui clean
+.PHONY: install experiment test bench bench-layers bench-windows lint format ui clean
 
 install: $(INSTALLED)
 
@@ -27,10 +27,15 @@ endif
 test: install
 	$(BIN)/python -m pytest -q
 
-# Speed of forecast.layers against keras.layers; a few minutes. Subset with e.g.
-# `make bench ARGS='--layers LSTM --grid 64x200x64 --repeats 3'`.
-bench: install
+# Speed and memory against Keras' own, measured in the same run; a few minutes.
+bench: bench-layers bench-windows
+
+# Subset with e.g. `make bench-layers ARGS='--layers LSTM --grid 64x200x64 --repeats 3'`.
+bench-layers: install
 	$(BIN)/python benchmarks/bench_layers.py $(ARGS)
+
+bench-windows: install
+	$(BIN)/python benchmarks/bench_windows.py
 
 lint: install
 	$(BIN)/ruff check .

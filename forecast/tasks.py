@@ -90,14 +90,16 @@ ADDING_BASELINE_MSE = 1.0 / 6.0
 
 
 def delayed_recall(
-    n_samples: int, gap: int, seed: int, n_values: int = 3
+    n_samples: int, gap: int, seed: int, n_values: int = 3, noise_std: float = 0.2
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Show ``n_values`` numbers, wait ``gap`` steps, recall all of them (a copy task).
+    """Show ``n_values`` numbers, then ``gap`` steps of noise, recall all of them (a copy task).
 
     Inputs have two channels: the numbers, drawn from U(-1, 1), on the first ``n_values``
-    steps and 0 afterwards; and a cue that is 1 on the last step. The target is the vector of
-    the numbers, in order. Unlike the adding problem the model must store several values at
-    once, and unlike ``sine_long_gap`` each must be kept exactly.
+    steps, then Gaussian noise (``noise_std``) that carries nothing about them; and a cue that
+    is 1 on the last step. The target is the vector of the numbers, in order. Unlike the adding
+    problem the model must store several values at once, and unlike ``sine_long_gap`` each is
+    shown only once. Without the noise a vanilla RNN with orthogonal weights keeps the values
+    through a silent gap of a hundred steps, so the noise is what makes the gap hard.
 
     Trivial baseline: predicting 0 for each number scores the variance of U(-1, 1), 1/3.
     """
@@ -109,6 +111,8 @@ def delayed_recall(
     numbers = rng.uniform(-1.0, 1.0, size=(n_samples, n_values)).astype(np.float32)
     inputs = np.zeros((n_samples, length, 2), dtype=np.float32)
     inputs[:, :n_values, 0] = numbers
+    noise = rng.standard_normal((n_samples, gap), dtype=np.float32)
+    inputs[:, n_values:, 0] = noise * np.float32(noise_std)
     inputs[:, -1, 1] = 1.0
     return inputs, numbers
 

@@ -64,6 +64,8 @@ def test_delayed_recall_shows_numbers_then_silence_then_a_cue():
     inputs, targets = delayed_recall(20_000, gap=12, seed=0, n_values=3)
     assert inputs.shape == (20_000, 15, 2) and targets.shape == (20_000, 3)
     np.testing.assert_array_equal(inputs[:, :3, 0], targets)
-    assert np.all(inputs[:, 3:, 0] == 0)
+    gap_noise = inputs[:, 3:, 0]
+    assert gap_noise.std() == pytest.approx(0.2, rel=0.02)
+    assert abs(np.corrcoef(gap_noise[:, -1], targets[:, 0])[0, 1]) < 0.03
     assert np.all(inputs[:, -1, 1] == 1) and np.all(inputs[:, :-1, 1] == 0)
     assert np.mean(targets**2) == pytest.approx(DELAYED_RECALL_BASELINE_MSE, rel=0.03)
