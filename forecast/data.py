@@ -151,15 +151,16 @@ def windowed_dataset(
     values = values[:, None] if values.ndim == 1 else values
     series = tf.constant(values)
     targets = series if target_columns is None else tf.gather(series, target_columns, axis=1)
-    starts = tf.range(len(inputs), dtype=tf.int64) * stride
     input_offsets = tf.range(input_width, dtype=tf.int64)
     target_offsets = tf.range(horizon, dtype=tf.int64) + input_width + gap
 
-    dataset = tf.data.Dataset.from_tensor_slices(starts)
+    # Window numbers are produced lazily; only shuffling holds them all (8 bytes a window).
+    dataset = tf.data.Dataset.range(len(inputs))
     if shuffle:
         dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
 
-    def gather(batch_starts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def gather(window_numbers: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        batch_starts = window_numbers * stride
         return (
             tf.gather(series, batch_starts[:, None] + input_offsets),
             tf.gather(targets, batch_starts[:, None] + target_offsets),
