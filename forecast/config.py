@@ -26,6 +26,9 @@ def project_root() -> Path:
     return Path.cwd()
 
 
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")  # keras.optimizers, by their lower-case names
+
+
 class ConfigError(ValueError):
     """A user-facing configuration problem; its message is one line."""
 
@@ -69,10 +72,13 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
+    optimizer: str = "adam"  # adam, adamw, rmsprop or sgd
+    learning_rate: float = 3e-3
+    clipnorm: float | None = 1.0  # gradient clipping by global norm; null disables it
     epochs: int = 10
     batch_size: int = 64
-    learning_rate: float = 3e-3
-    clipnorm: float | None = 1.0
+    early_stopping_patience: int | None = None  # epochs without val_loss gain; null: off
+    checkpoint: bool = True  # back up each epoch, so an interrupted trial resumes
     verbose: int = 0  # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
 
 
@@ -159,6 +165,16 @@ def validate(config: ExperimentConfig) -> None:
     for key in ("epochs", "batch_size", "learning_rate"):
         value = getattr(config.train, key)
         require(value > 0, f"train.{key}: must be positive, got {value}")
+    require(
+        config.train.optimizer in OPTIMIZERS,
+        f"train.optimizer: unknown optimizer {config.train.optimizer!r}; "
+        f"choose one of {', '.join(OPTIMIZERS)}",
+    )
+    patience = config.train.early_stopping_patience
+    require(
+        patience is None or patience > 0,
+        f"train.early_stopping_patience: must be positive or null, got {patience}",
+    )
 
 
 def require(ok: bool, message: str) -> None:

@@ -3,6 +3,8 @@ evaluate, each tracked as an MLflow child run of one parent run."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 
@@ -11,7 +13,7 @@ import pandas as pd
 import tensorflow as tf
 
 from forecast import tracking
-from forecast.config import ConfigError, DataConfig, ExperimentConfig
+from forecast.config import ConfigError, DataConfig, ExperimentConfig, project_root
 from forecast.data import SeriesData, Splits, load_series, series_splits, synthetic_splits
 from forecast.evaluation import baseline_rows, evaluate, max_solved_gap, summarize
 from forecast.models import build_model
@@ -53,6 +55,8 @@ def run_experiment(
     }
     rows = []
     last_metrics: dict[str, float] = {}
+    config_hash = config_digest(config)
+    checkpoints = project_root() / ".checkpoints" / name
     start = time.perf_counter()
     with tracking.parent_run(name, config.to_dict(), parent_params):
         task_splits: dict[tuple[int, int], Splits] = {}
@@ -90,19 +94,32 @@ def run_experiment(
                 "clipnorm": config.train.clipnorm,
                 **{f"option.{key}": value for key, value in model_config.options.items()},
             }
-            with tracking.child_run(run_name, params, config.to_dict()):
-                result = train(
-                    model, splits, config.train, seed, callbacks=[tracking.EpochMetricsLogger()]
-                )
-                metrics = evaluate(
-                    model,
-                    splits,
-                    config.solved_ratio,
-                    to_original_units=series.to_original_units if series else None,
-                    naive_forecasts=series.naive_forecasts if series else None,
-                )
-                metrics["train_seconds"] = result.seconds
-                tracking.log_metrics(metrics)
+            try:
+                with tracking.child_run(run_name, params, config.to_dict()):
+                    result = train(
+                        model,
+                        splits,
+                        config.train,
+                        seed,
+                        callbacks=[tracking.EpochMetricsLogger()],
+                        checkpoint_dir=checkpoints / f"{run_name}-{config_hash}",
+                    )
+                    if result.failure is not None:
+                        raise TrialFailed(result.failure)
+                    metrics = evaluate(
+                        model,
+                        splits,
+                        config.solved_ratio,
+                        to_original_units=series.to_original_units if series else None,
+                        naive_forecasts=series.naive_forecasts if series else None,
+                    )
+                    metrics["train_seconds"] = result.seconds
+                    tracking.log_metrics(metrics)
+            except TrialFailed as failure:
+                # Recorded FAILED in MLflow with its reason; the sweep goes on.
+                log(f"[{index}/{len(trials)}] {run_name}: FAILED: {failure}")
+                rows.append(_failed_row(model_config.name, gap, seed, params["parameters"]))
+                continue
             last_metrics = metrics
             rows.append(
                 {
@@ -130,6 +147,30 @@ def run_experiment(
             )
         tracking.log_results_table(trials_table, summary)
     return summary
+
+
+class TrialFailed(RuntimeError):
+    """A trial that could not produce a model, such as one whose loss became NaN."""
+
+
+def config_digest(config: ExperimentConfig) -> str:
+    """A short hash of the resolved config, so checkpoints never resume a different setup."""
+    text = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _failed_row(model: str, gap: int, seed: int, parameters: int) -> dict:
+    nan = float("nan")
+    return {
+        "model": model,
+        "gap": gap,
+        "seed": seed,
+        "params": parameters,
+        "test_mse": nan,
+        "mse_ratio": nan,
+        "solved": 0.0,
+        "train_seconds": nan,
+    }
 
 
 def prepare_series(data: DataConfig) -> SeriesData:

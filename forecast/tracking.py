@@ -62,11 +62,18 @@ def parent_run(
 def child_run(
     run_name: str, params: dict[str, Any], config: dict[str, Any]
 ) -> Iterator[mlflow.ActiveRun]:
-    """A nested run for one trial, with its params and the resolved config."""
+    """A nested run for one trial, with its params and the resolved config.
+
+    If the trial raises, the run ends FAILED with the reason in its ``failure_reason`` tag.
+    """
     with mlflow.start_run(run_name=run_name, nested=True) as run:
         mlflow.log_params(params)
         mlflow.log_dict(config, "config.yaml")
-        yield run
+        try:
+            yield run
+        except Exception as error:
+            mlflow.set_tag("failure_reason", str(error)[:1000])
+            raise
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:

@@ -8,6 +8,7 @@ from mlflow import MlflowClient
 from forecast import runner
 from forecast.cli import main
 from forecast.config import load_experiment
+from forecast.training import TrainResult
 
 TINY = [
     "task.gaps=[2, 6]",
@@ -140,3 +141,24 @@ def test_bad_series_fails_before_any_run(tracking_store, capsys):
     client = MlflowClient(tracking_store)
     experiment = client.get_experiment_by_name("co2_forecast")
     assert experiment is None or not client.search_runs([experiment.experiment_id])
+
+
+def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tracking_store, monkeypatch, capsys):
+    real_train = runner.train
+
+    def nan_for_rnn(model, *args, **kwargs):
+        result = real_train(model, *args, **kwargs)
+        if model.name == "simplernn":
+            return TrainResult(result.history, result.seconds, failure="loss became nan")
+        return result
+
+    monkeypatch.setattr(runner, "train", nan_for_rnn)
+    assert main(["run", "sine_long_gap", *[arg for o in TINY for arg in ("--set", o)]]) == 0
+    assert "rnn-gap2-seed0: FAILED: loss became nan" in capsys.readouterr().out
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("sine_long_gap")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert runs["rnn-gap2-seed0"].info.status == "FAILED"
+    assert runs["rnn-gap2-seed0"].data.tags["failure_reason"] == "loss became nan"
+    assert runs["lstm-gap6-seed0"].info.status == "FINISHED"
+    assert runs["sine_long_gap-sweep"].info.status == "FINISHED"

@@ -1,0 +1,104 @@
+"""The trainer's safety nets: NaN losses, early stopping, resume, determinism."""
+
+import keras
+import numpy as np
+import pytest
+
+from forecast.config import ConfigError, TrainConfig, load_experiment
+from forecast.data import Splits
+from forecast.evaluation import evaluate
+from forecast.models import build_model
+from forecast.tasks import sine_long_gap
+from forecast.training import OPTIMIZER_CLASSES, train
+
+
+def tiny_splits(seed=0, n=96):
+    x, y = sine_long_gap(n + 64, gap=3, seed=seed)
+    return Splits(x[:n], y[:n], x[n : n + 32], y[n : n + 32], x[n + 32 :], y[n + 32 :])
+
+
+def tiny_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    return build_model("LSTM", 4, (23, 1), (1,))
+
+
+def test_every_configurable_optimizer_exists():
+    from forecast.config import OPTIMIZERS
+
+    assert set(OPTIMIZER_CLASSES) == set(OPTIMIZERS)
+
+
+def test_a_nan_loss_stops_training_and_is_reported():
+    splits = tiny_splits()
+    poisoned = Splits(
+        splits.x_train, np.full_like(splits.y_train, np.nan), *list(vars(splits).values())[2:]
+    )
+    result = train(tiny_model(), poisoned, TrainConfig(epochs=5, batch_size=32))
+    assert result.failure is not None and "nan" in result.failure.lower()
+    assert result.epochs_run == 1  # TerminateOnNaN stopped it in the first epoch
+
+
+def test_early_stopping_stops_and_restores_the_best_weights():
+    splits = tiny_splits()
+    rng = np.random.default_rng(1)
+    noisy_val = Splits(
+        splits.x_train,
+        splits.y_train,
+        splits.x_val,
+        rng.normal(size=splits.y_val.shape).astype("float32"),
+        splits.x_test,
+        splits.y_test,
+    )
+    model = tiny_model()
+    config = TrainConfig(epochs=60, batch_size=32, early_stopping_patience=2)
+    result = train(model, noisy_val, config)
+    assert result.failure is None and result.epochs_run < 60
+    best = min(result.history["val_loss"])
+    restored = model.evaluate(noisy_val.x_val, noisy_val.y_val, verbose=0)
+    assert restored == pytest.approx(best, rel=1e-4)
+
+
+class StopAfterEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("killed")
+
+
+def test_an_interrupted_training_resumes_from_its_last_epoch(tmp_path):
+    splits, config = tiny_splits(), TrainConfig(epochs=5, batch_size=32)
+    backup = tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model(), splits, config, callbacks=[StopAfterEpoch(1)], checkpoint_dir=backup)
+    assert backup.exists()
+    seen = []
+    recorder = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch))
+    result = train(tiny_model(), splits, config, callbacks=[recorder], checkpoint_dir=backup)
+    assert seen == [2, 3, 4] and result.epochs_run == 3
+    assert not backup.exists()  # removed once training completed
+
+
+def test_the_same_seed_gives_the_same_metrics():
+    config = TrainConfig(epochs=2, batch_size=32, checkpoint=False)
+    metrics = []
+    for _ in range(2):
+        keras.backend.clear_session()
+        model, splits = tiny_model(seed=5), tiny_splits(seed=5)
+        train(model, splits, config, seed=5)
+        metrics.append(evaluate(model, splits, solved_ratio=0.1))
+    assert metrics[0] == metrics[1]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.optimizer=adamax", "train.optimizer: unknown optimizer 'adamax'; choose one of"),
+        ("train.early_stopping_patience=0", "train.early_stopping_patience: must be positive"),
+    ],
+)
+def test_bad_trainer_settings_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_experiment("sine_long_gap", [override])
