@@ -60,6 +60,7 @@ class DataConfig:
     test_fraction: float = 0.15
     scaler: str = "standard"  # standard, minmax or none; fitted on the train part only
     relative: bool = False  # model each window relative to its last input step
+    season: int | None = None  # steps per season, for the seasonal naive forecast (52: weekly)
 
 
 @dataclass

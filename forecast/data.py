@@ -387,6 +387,7 @@ def series_splits(
     test_fraction: float = 0.15,
     scaler: str = "standard",
     relative: bool = False,
+    season: int | None = None,
 ) -> SeriesData:
     """Split a series in time order, fit scaling on the train part, window each part.
 
@@ -398,6 +399,10 @@ def series_splits(
     targets by the same amount: the model learns changes from the last observation, which
     carries it through trends that leave the training range (where a tanh network saturates).
     This materialises the windows instead of keeping views.
+
+    With ``season`` (e.g. 52 for weekly data with a yearly cycle), the naive forecasts include
+    ``seasonal``: each target step takes the value one season earlier, which must lie inside the
+    input window (``gap + horizon <= season <= input_width + gap``).
     """
     check_window_args(input_width, horizon, gap, stride)
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -405,6 +410,11 @@ def series_splits(
             raise DataError(f"{name} must lie in (0, 1), got {value!r}")
     if val_fraction + test_fraction >= 1:
         raise DataError("val_fraction + test_fraction must leave steps for training")
+    if season is not None and not gap + horizon <= season <= input_width + gap:
+        raise DataError(
+            f"season must lie between gap + horizon ({gap + horizon}) and input_width + gap "
+            f"({input_width + gap}) so its values are inside each input window, got {season}"
+        )
     features = list(feature_columns or frame.columns)
     targets = list(target_columns or features)
     for column in [*features, *targets]:
@@ -459,6 +469,12 @@ def series_splits(
         "mean": np.broadcast_to(train_mean, (n_test_windows, horizon, len(targets))),
         "persistence": np.repeat(persistence[:, None, :], horizon, axis=1),
     }
+    if season is not None:
+        test_start = bounds["test"][0]
+        test_targets = frame[targets].to_numpy(np.float64)[test_start:]
+        # Window i's target step j sits at i*stride + input_width + gap + j in the test part.
+        steps = np.arange(n_test_windows)[:, None] * stride + input_width + gap
+        naive["seasonal"] = test_targets[steps + np.arange(horizon)[None, :] - season]
     return SeriesData(
         splits=splits,
         target_scaler=target_scaler,

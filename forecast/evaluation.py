@@ -11,6 +11,30 @@ import pandas as pd
 from forecast.data import Splits
 
 
+def regression_metrics(predictions: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """MSE, RMSE, MAE, sMAPE (in %, 0-200) and R² over all outputs and steps.
+
+    R² is scikit-learn's ``r2_score`` over the flattened outputs (uniform average).
+    """
+    from sklearn.metrics import r2_score
+
+    errors = predictions - truth
+    mse = float(np.mean(errors**2))
+    denominator = np.abs(truth) + np.abs(predictions)
+    # sMAPE's 0/0 (both exactly zero) counts as a perfect forecast.
+    ratios = np.divide(
+        2 * np.abs(errors), denominator, out=np.zeros_like(denominator), where=denominator > 0
+    )
+    n = len(truth)
+    return {
+        "mse": mse,
+        "rmse": float(np.sqrt(mse)),
+        "mae": float(np.mean(np.abs(errors))),
+        "smape": float(100 * np.mean(ratios)),
+        "r2": float(r2_score(truth.reshape(n, -1), predictions.reshape(n, -1))),
+    }
+
+
 def evaluate(
     model: keras.Model,
     splits: Splits,
@@ -20,12 +44,17 @@ def evaluate(
 ) -> dict[str, float]:
     """Test errors of ``model`` and of naive forecasts, in the targets' original units.
 
+    Returns ``test_mse``, ``test_rmse``, ``test_mae``, ``test_smape``, ``test_r2``; for
+    multi-step targets ``test_mse.step1``, ``test_mse.step2``, ... per horizon step.
+
     The trivial baseline predicts the mean target of the train split (or ``naive_forecasts
     ["mean"]`` when given); ``mse_ratio`` is model MSE / that baseline's MSE (1 means the
     model learned nothing the mean did not know), and the test counts as ``solved`` when the
-    ratio is at most ``solved_ratio``. Every other naive forecast given (such as
-    ``persistence``) adds its MSE, ``<name>_mse``, and the model's ratio to it,
-    ``<name>_ratio``.
+    ratio is at most ``solved_ratio``. Every other naive forecast given (``persistence``,
+    ``seasonal``) adds its MSE, ``<name>_mse``, and the model's ratio to it,
+    ``<name>_ratio``; with ``persistence``, ``test_mase`` is the model's MAE over
+    persistence's on the same windows (MASE with the naive forecast as scale, after Hyndman &
+    Koehler 2006).
 
     Args:
         to_original_units: Maps test-split arrays from model units (scaled, possibly relative)
@@ -37,19 +66,27 @@ def evaluate(
     truth = convert(np.asarray(splits.y_test))
     naive = dict(naive_forecasts or {})
     naive.setdefault("mean", np.asarray(splits.y_train).mean(axis=0, keepdims=True))
-    test_mse = float(np.mean((predictions - truth) ** 2))
-    baseline_mse = float(np.mean((naive.pop("mean") - truth) ** 2))
     metrics = {
-        "test_mse": test_mse,
-        "test_mae": float(np.mean(np.abs(predictions - truth))),
-        "baseline_mse": baseline_mse,
-        "mse_ratio": test_mse / baseline_mse,
-        "solved": float(test_mse / baseline_mse <= solved_ratio),
+        f"test_{name}": value for name, value in regression_metrics(predictions, truth).items()
     }
+    test_mse = metrics["test_mse"]
+    if truth.ndim == 3 and truth.shape[1] > 1:
+        step_mse = np.mean((predictions - truth) ** 2, axis=(0, 2))
+        metrics.update({f"test_mse.step{h + 1}": float(v) for h, v in enumerate(step_mse)})
+    baseline_mse = float(np.mean((naive.pop("mean") - truth) ** 2))
+    metrics.update(
+        baseline_mse=baseline_mse,
+        mse_ratio=test_mse / baseline_mse,
+        solved=float(test_mse / baseline_mse <= solved_ratio),
+    )
     for name, forecast in naive.items():
         naive_mse = float(np.mean((forecast - truth) ** 2))
         metrics[f"{name}_mse"] = naive_mse
         metrics[f"{name}_ratio"] = test_mse / naive_mse
+    if "persistence" in naive:
+        metrics["test_mase"] = metrics["test_mae"] / float(
+            np.mean(np.abs(naive["persistence"] - truth))
+        )
     return metrics
 
 
@@ -81,8 +118,9 @@ def summarize(trials: pd.DataFrame) -> pd.DataFrame:
 def baseline_rows(metrics: dict[str, float], gap: int) -> pd.DataFrame:
     """Summary rows for the naive forecasts of a series, to read beside the models'."""
     naive = {"naive_mean": metrics["baseline_mse"]}
-    if "persistence_mse" in metrics:
-        naive["naive_persistence"] = metrics["persistence_mse"]
+    for name in ("persistence", "seasonal"):
+        if f"{name}_mse" in metrics:
+            naive[f"naive_{name}"] = metrics[f"{name}_mse"]
     rows = []
     for name, mse in naive.items():
         row = {"model": name, "gap": gap, "seeds": 0, "test_mse": mse}

@@ -191,6 +191,7 @@ def prepare_series(data: DataConfig) -> SeriesData:
         data.test_fraction,
         data.scaler,
         data.relative,
+        data.season,
     )
 
 

@@ -208,3 +208,15 @@ def test_frames_and_arrays_load_too():
     assert load_series(np.arange(6.0)).shape == (6, 1)
     with pytest.raises(DataError, match="DataFrame: unsorted timestamp"):
         load_series(pd.DataFrame({"y": range(3)}, index=[0, 2, 1]))
+
+
+def test_seasonal_naive_takes_the_value_one_season_earlier():
+    frame = pd.DataFrame({"y": np.arange(200.0)})
+    data = series_splits(
+        frame, input_width=12, horizon=3, gap=1, stride=2, season=10, scaler="none"
+    )
+    seasonal = data.naive_forecasts["seasonal"]
+    truth = np.asarray(data.splits.y_test)
+    np.testing.assert_allclose(seasonal, truth - 10)  # y = step, so one season back is -10
+    with pytest.raises(DataError, match="season must lie between gap \\+ horizon \\(4\\)"):
+        series_splits(frame, input_width=12, horizon=3, gap=1, season=3)

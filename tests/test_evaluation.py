@@ -54,3 +54,47 @@ def test_summary_and_max_solved_gap():
     assert summary["test_mse"].iloc[0] == pytest.approx(0.2)
     assert summary["train_seconds"].iloc[0] == pytest.approx(2.0)
     assert max_solved_gap(trials) == {"rnn": 10, "lstm": 10}
+
+
+def test_regression_metrics_match_scikit_learn():
+    from sklearn.metrics import mean_absolute_error, r2_score
+
+    from forecast.evaluation import regression_metrics
+
+    rng = np.random.default_rng(3)
+    truth = rng.normal(5, 2, size=(40, 3, 2))
+    predictions = truth + rng.normal(0, 0.5, size=truth.shape)
+    metrics = regression_metrics(predictions, truth)
+    flat_truth, flat_pred = truth.reshape(40, -1), predictions.reshape(40, -1)
+    assert metrics["mse"] == pytest.approx(mean_squared_error(flat_truth, flat_pred))
+    assert metrics["rmse"] == pytest.approx(np.sqrt(metrics["mse"]))
+    assert metrics["mae"] == pytest.approx(mean_absolute_error(flat_truth, flat_pred))
+    assert metrics["r2"] == pytest.approx(r2_score(flat_truth, flat_pred))
+    expected_smape = 100 * np.mean(
+        2 * np.abs(predictions - truth) / (np.abs(truth) + np.abs(predictions))
+    )
+    assert metrics["smape"] == pytest.approx(expected_smape)
+    assert regression_metrics(np.zeros((2, 1)), np.zeros((2, 1)))["smape"] == 0.0
+
+
+def test_mase_and_per_step_errors_use_the_naive_forecasts():
+    rng = np.random.default_rng(0)
+    x = np.zeros((20, 4, 1), "float32")
+    y_test = rng.normal(size=(20, 2, 1)).astype("float32")
+    splits = Splits(x, y_test, x, y_test, x, y_test)
+    persistence = y_test + 1.0  # off by exactly 1 everywhere: MAE 1
+    metrics = evaluate(
+        ConstantModelSeq(y_test + 0.5), splits, 0.1, naive_forecasts={"persistence": persistence}
+    )
+    assert metrics["test_mase"] == pytest.approx(0.5)
+    assert metrics["persistence_mse"] == pytest.approx(1.0)
+    assert metrics["test_mse.step1"] == pytest.approx(0.25)
+    assert metrics["test_mse.step2"] == pytest.approx(0.25)
+
+
+class ConstantModelSeq:
+    def __init__(self, predictions):
+        self.predictions = predictions
+
+    def predict(self, x, **kwargs):
+        return self.predictions

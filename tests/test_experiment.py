@@ -104,6 +104,7 @@ def test_bad_layer_option_fails_before_any_run(tracking_store, capsys):
 SERIES_TINY = [
     "data.input_width=8",
     "data.horizon=2",
+    "data.season=4",
     "models.0.units=3",
     "models.1.units=3",
     "train.epochs=1",
@@ -121,6 +122,7 @@ def test_series_experiment_compares_models_with_naive_forecasts(tracking_store, 
         "lstm",
         "naive_mean",
         "naive_persistence",
+        "naive_seasonal",
     ]
     client = MlflowClient(tracking_store)
     experiment = client.get_experiment_by_name("co2_forecast")
@@ -128,7 +130,9 @@ def test_series_experiment_compares_models_with_naive_forecasts(tracking_store, 
         [experiment.experiment_id], "tags.mlflow.runName = 'lstm-gap0-seed0'"
     )[0]
     assert child.data.params["source"] == "co2"
-    assert {"test_mse", "persistence_mse", "persistence_ratio"} <= set(child.data.metrics)
+    expected = {"test_mse", "test_rmse", "test_mae", "test_smape", "test_r2", "test_mase"}
+    expected |= {"test_mse.step1", "test_mse.step2", "persistence_mse", "seasonal_mse"}
+    assert expected <= set(child.data.metrics)
     # Errors are in ppmv^2: a persistence forecast of weekly CO2 is off by about a ppmv.
     assert 0.1 < child.data.metrics["persistence_mse"] < 5
 
