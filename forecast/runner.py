@@ -9,16 +9,29 @@ import time
 from collections.abc import Callable
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from forecast import tracking
+from forecast import plots, tracking
 from forecast.config import ConfigError, DataConfig, ExperimentConfig, project_root
 from forecast.data import SeriesData, Splits, load_series, series_splits, synthetic_splits
-from forecast.evaluation import baseline_rows, evaluate, max_solved_gap, summarize
+from forecast.evaluation import (
+    baseline_rows,
+    gradient_flow,
+    max_solved_gap,
+    score,
+    seed_intervals,
+    summarize,
+    test_forecasts,
+)
+from forecast.layers import LSTM
 from forecast.models import build_model
 from forecast.tasks import TASKS
 from forecast.training import train
+
+GRADIENT_PROBE = 128  # test samples whose input gradients trace the gradient flow
+GATE_SAMPLES = 3  # test samples whose LSTM gates are plotted
 
 
 def run_experiment(
@@ -54,6 +67,7 @@ def run_experiment(
         "epochs": config.train.epochs,
     }
     rows = []
+    flows: dict[str, np.ndarray] = {}  # gradient flow at the largest gap, for the parent run
     last_metrics: dict[str, float] = {}
     config_hash = config_digest(config)
     checkpoints = project_root() / ".checkpoints" / name
@@ -94,6 +108,8 @@ def run_experiment(
                 "clipnorm": config.train.clipnorm,
                 **{f"option.{key}": value for key, value in model_config.options.items()},
             }
+            probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])
+            flow_at_init = gradient_flow(model, *probe)
             try:
                 with tracking.child_run(run_name, params, config.to_dict()):
                     result = train(
@@ -106,15 +122,19 @@ def run_experiment(
                     )
                     if result.failure is not None:
                         raise TrialFailed(result.failure)
-                    metrics = evaluate(
-                        model,
-                        splits,
-                        config.solved_ratio,
-                        to_original_units=series.to_original_units if series else None,
-                        naive_forecasts=series.naive_forecasts if series else None,
+                    predictions, truth = test_forecasts(
+                        model, splits, series.to_original_units if series else None
+                    )
+                    naive = series.naive_forecasts if series else {}
+                    metrics = score(
+                        predictions, truth, splits.y_train, config.solved_ratio, naive or None
                     )
                     metrics["train_seconds"] = result.seconds
                     tracking.log_metrics(metrics)
+                    flow = {"at init": flow_at_init, "trained": gradient_flow(model, *probe)}
+                    _log_trial_figures(model, splits, gap, flow, predictions, truth, naive)
+                    if gap == max(gaps) and seed == config.seeds[0]:
+                        flows.update({f"{model_config.name} {k}": v for k, v in flow.items()})
             except TrialFailed as failure:
                 # Recorded FAILED in MLflow with its reason; the sweep goes on.
                 log(f"[{index}/{len(trials)}] {run_name}: FAILED: {failure}")
@@ -142,11 +162,35 @@ def run_experiment(
         if series is not None:
             summary = pd.concat([summary, baseline_rows(last_metrics, gaps[0])], ignore_index=True)
         else:
-            tracking.log_metrics(
-                {f"max_solved_gap.{m}": g for m, g in max_solved_gap(trials_table).items()}
-            )
+            solved = max_solved_gap(trials_table, config.solved_ratio)
+            tracking.log_metrics({f"max_solved_gap.{m}": g for m, g in solved.items()})
+            log("largest solved gap: " + ", ".join(f"{m} {g}" for m, g in solved.items()))
+            figure = plots.ratio_vs_gap(seed_intervals(trials_table), config.solved_ratio, name)
+            tracking.log_figure(figure, "ratio_vs_gap.png")
+        if flows:
+            title = f"Gradient flow at gap {max(gaps)}, seed {config.seeds[0]}"
+            tracking.log_figure(plots.gradient_flow(flows, title), "gradient_flow.png")
         tracking.log_results_table(trials_table, summary)
     return summary
+
+
+def _log_trial_figures(
+    model: keras.Model,
+    splits: Splits,
+    gap: int,
+    flow: dict[str, np.ndarray],
+    predictions: np.ndarray,
+    truth: np.ndarray,
+    naive: dict[str, np.ndarray],
+) -> None:
+    """Gradient flow, test forecasts and, for an LSTM, its gates, on the active run."""
+    tracking.log_figure(plots.gradient_flow(flow), "gradient_flow.png")
+    baselines = naive or {"mean": splits.y_train.mean(axis=0, keepdims=True)}
+    tracking.log_figure(plots.forecast(truth, predictions, baselines), "forecast.png")
+    recurrent = model.layers[0]
+    if isinstance(recurrent, LSTM):
+        activations = recurrent.gate_activations(splits.x_test[:GATE_SAMPLES])
+        tracking.log_figure(plots.gates(activations, gap), "gates.png")
 
 
 class TrialFailed(RuntimeError):

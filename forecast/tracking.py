@@ -80,6 +80,14 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     mlflow.log_metrics(metrics, step=step)
 
 
+def log_figure(figure: Any, path: str) -> None:
+    """Log a matplotlib figure as an image artifact of the active run, then close it."""
+    import matplotlib.pyplot as plt
+
+    mlflow.log_figure(figure, path)
+    plt.close(figure)
+
+
 def log_results_table(trials: pd.DataFrame, summary: pd.DataFrame) -> None:
     """The per-trial and per-(model, gap) tables, as CSV artifacts of the active run."""
     mlflow.log_text(trials.to_csv(index=False), "trials.csv")

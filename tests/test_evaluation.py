@@ -98,3 +98,33 @@ class ConstantModelSeq:
 
     def predict(self, x, **kwargs):
         return self.predictions
+
+
+def test_seed_intervals_are_student_t_intervals():
+    from scipy import stats
+
+    from forecast.evaluation import seed_intervals
+
+    ratios = [0.02, 0.05, 0.11]
+    trials = pd.DataFrame(
+        {"model": ["lstm"] * 3, "gap": [100] * 3, "seed": [0, 1, 2], "mse_ratio": ratios}
+    )
+    row = seed_intervals(trials).iloc[0]
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(ratios), scale=stats.sem(ratios))
+    assert row["mean_ratio"] == pytest.approx(np.mean(ratios))
+    assert (row["low"], row["high"]) == pytest.approx((low, high))
+
+
+def test_gradient_flow_reaches_only_the_steps_a_model_can_see():
+    import keras
+
+    from forecast.evaluation import gradient_flow
+    from forecast.layers import SimpleRNN
+
+    memoryless = keras.Sequential(
+        [keras.Input((6, 1)), SimpleRNN(3, recurrent_initializer="zeros"), keras.layers.Dense(1)]
+    )
+    x = np.random.default_rng(0).normal(size=(8, 6, 1)).astype("float32")
+    flow = gradient_flow(memoryless, x, np.ones((8, 1), "float32"))
+    assert flow.shape == (6,)
+    assert flow[0] > 0 and np.all(flow[1:] == 0)  # k = 0 is the last step

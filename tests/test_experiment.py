@@ -70,9 +70,12 @@ def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
     assert len(client.get_metric_history(rnn.info.run_id, "val_loss")) == 2
 
     child_artifacts = {a.path for a in client.list_artifacts(rnn.info.run_id)}
-    assert "config.yaml" in child_artifacts
+    assert {"config.yaml", "gradient_flow.png", "forecast.png"} <= child_artifacts
+    lstm = next(c for c in children if c.info.run_name == "lstm-gap6-seed0")
+    assert "gates.png" in {a.path for a in client.list_artifacts(lstm.info.run_id)}
     parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"config.yaml", "trials.csv", "summary.csv"} <= parent_artifacts
+    assert {"ratio_vs_gap.png", "gradient_flow.png"} <= parent_artifacts
     config = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/config.yaml"))
     assert config["task"]["gaps"] == [2, 6] and config["train"]["epochs"] == 2
     assert "max_solved_gap.lstm" in parent.data.metrics

@@ -1,0 +1,115 @@
+"""Figures: where people would rather look than read. Each function returns a matplotlib
+``Figure`` (Agg backend, no display needed); the caller logs and closes it."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def ratio_vs_gap(intervals: pd.DataFrame, solved_ratio: float, title: str = "") -> Figure:
+    """The summary figure: MSE / trivial-baseline MSE against the gap, one line per model,
+    with the 95% interval over seeds and the "solved" threshold."""
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for model, rows in intervals.groupby("model", sort=False):
+        rows = rows.sort_values("gap")
+        line = axes.plot(rows["gap"], rows["mean_ratio"], marker="o", label=str(model))[0]
+        axes.fill_between(
+            rows["gap"],
+            rows["low"].clip(lower=1e-4),
+            rows["high"],
+            color=line.get_color(),
+            alpha=0.2,
+        )
+    axes.axhline(solved_ratio, color="grey", linestyle="--", linewidth=1)
+    axes.text(
+        axes.get_xlim()[0],
+        solved_ratio,
+        f" solved (<= {solved_ratio})",
+        va="bottom",
+        color="grey",
+        fontsize=8,
+    )
+    axes.axhline(1.0, color="black", linewidth=0.8)
+    axes.set(
+        xlabel="gap (steps between the information and the answer)",
+        ylabel="test MSE / trivial-baseline MSE",
+        yscale="log",
+        title=title or "Where each model stops learning",
+    )
+    seeds = int(intervals["seeds"].max())
+    if seeds > 1:
+        axes.set_title(
+            axes.get_title() + f" (mean and 95% interval over {seeds} seeds)", fontsize=10
+        )
+    axes.legend()
+    axes.grid(alpha=0.3, which="both")
+    figure.tight_layout()
+    return figure
+
+
+def gradient_flow(curves: dict[str, np.ndarray], title: str = "") -> Figure:
+    """``||dLoss/dx_{t-k}||`` against the lag k, log scale, one line per label."""
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for label, curve in curves.items():
+        style = "--" if "init" in label else "-"
+        axes.plot(np.arange(len(curve)), np.maximum(curve, 1e-30), style, label=label)
+    axes.set(
+        xlabel="k: steps before the prediction",
+        ylabel="mean ||dLoss / dx_(t-k)||",
+        yscale="log",
+        title=title or "Gradient flow back through time",
+    )
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3, which="both")
+    figure.tight_layout()
+    return figure
+
+
+def gates(activations: dict[str, np.ndarray], gap: int, samples: int = 3) -> Figure:
+    """An LSTM's forget, input and output gates over time (mean over units), for a few samples;
+    the last ``gap`` steps, where only memory can carry the answer, are shaded."""
+    names = [name for name in ("forget", "input", "output") if name in activations]
+    time = activations[names[0]].shape[1]
+    figure, rows = plt.subplots(len(names), 1, figsize=(7, 1.8 * len(names) + 0.6), sharex=True)
+    for axes, name in zip(np.atleast_1d(rows), names, strict=True):
+        for sample in range(min(samples, activations[name].shape[0])):
+            axes.plot(activations[name][sample].mean(axis=-1), label=f"sample {sample}")
+        if gap > 0:
+            axes.axvspan(time - gap, time - 1, color="grey", alpha=0.15)
+        axes.set(ylabel=f"{name} gate", ylim=(0, 1))
+        axes.grid(alpha=0.3)
+    np.atleast_1d(rows)[0].legend(fontsize=7, loc="lower left")
+    np.atleast_1d(rows)[0].set_title("LSTM gates over time (mean over units; gap shaded)")
+    np.atleast_1d(rows)[-1].set_xlabel("time step")
+    figure.tight_layout()
+    return figure
+
+
+def forecast(
+    truth: np.ndarray, predictions: np.ndarray, baselines: dict[str, np.ndarray], limit: int = 200
+) -> Figure:
+    """Truth, model and baseline forecasts of the first ``limit`` test windows (first target,
+    first horizon step)."""
+
+    def first(values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values)
+        values = np.broadcast_to(values, np.asarray(truth).shape)
+        return values.reshape(len(values), -1)[:limit, 0]
+
+    figure, axes = plt.subplots(figsize=(8, 3.8))
+    axes.plot(first(truth), color="black", linewidth=1.5, label="truth")
+    axes.plot(first(predictions), label="model")
+    for name, values in baselines.items():
+        axes.plot(first(values), linestyle="--", linewidth=1, label=f"naive {name}")
+    axes.set(xlabel="test window", ylabel="target", title="Test forecasts")
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
