@@ -151,7 +151,10 @@ def run_experiment(
                 }
             )
             elapsed = time.perf_counter() - start
-            eta = elapsed / index * (len(trials) - index)
+            # Trial time grows with sequence length, so weigh the remaining trials by theirs.
+            base = splits.input_shape[0] - gap
+            done_work = sum(base + g for g, _, _ in trials[:index])
+            eta = elapsed / done_work * sum(base + g for g, _, _ in trials[index:])
             log(
                 f"[{index}/{len(trials)}] {run_name}: test MSE {metrics['test_mse']:.4g}, "
                 f"ratio {metrics['mse_ratio']:.3f}, {result.seconds:.1f}s "
