@@ -72,22 +72,29 @@ def gradient_flow(curves: dict[str, np.ndarray], title: str = "") -> Figure:
     return figure
 
 
-def gates(activations: dict[str, np.ndarray], gap: int, samples: int = 3) -> Figure:
-    """An LSTM's forget, input and output gates over time (mean over units), for a few samples;
-    the last ``gap`` steps, where only memory can carry the answer, are shaded."""
+def gates(activations: dict[str, np.ndarray], gap: int, units: int = 6) -> Figure:
+    """An LSTM's forget, input and output gates over time for one sample: the ``units`` units
+    whose gates move most, and the mean over all units (thick). The last ``gap`` steps, where
+    only memory can carry the answer, are shaded: a unit that remembers keeps its forget gate
+    near 1 and its input gate near 0 there."""
     names = [name for name in ("forget", "input", "output") if name in activations]
-    time = activations[names[0]].shape[1]
+    sample = {name: activations[name][0] for name in names}  # (time, units)
+    spread = sum(values.std(axis=0) for values in sample.values())
+    chosen = np.argsort(spread)[::-1][:units]
+    time = sample[names[0]].shape[0]
     figure, rows = plt.subplots(len(names), 1, figsize=(7, 1.8 * len(names) + 0.6), sharex=True)
-    for axes, name in zip(np.atleast_1d(rows), names, strict=True):
-        for sample in range(min(samples, activations[name].shape[0])):
-            axes.plot(activations[name][sample].mean(axis=-1), label=f"sample {sample}")
+    rows = np.atleast_1d(rows)
+    for axes, name in zip(rows, names, strict=True):
+        for unit in chosen:
+            axes.plot(sample[name][:, unit], linewidth=0.9, label=f"unit {unit}")
+        axes.plot(sample[name].mean(axis=1), color="black", linewidth=2, label="mean")
         if gap > 0:
             axes.axvspan(time - gap, time - 1, color="grey", alpha=0.15)
-        axes.set(ylabel=f"{name} gate", ylim=(0, 1))
+        axes.set(ylabel=f"{name} gate", ylim=(-0.02, 1.02))
         axes.grid(alpha=0.3)
-    np.atleast_1d(rows)[0].legend(fontsize=7, loc="lower left")
-    np.atleast_1d(rows)[0].set_title("LSTM gates over time (mean over units; gap shaded)")
-    np.atleast_1d(rows)[-1].set_xlabel("time step")
+    rows[0].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    rows[0].set_title("LSTM gates over time, one test sample (gap shaded)")
+    rows[-1].set_xlabel("time step")
     figure.tight_layout()
     return figure
 
