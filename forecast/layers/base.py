@@ -40,8 +40,8 @@ def check_rate(name: str, rate: float) -> float:
 class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
     """Base of our cells: the weight arguments of Keras' cells, and input/recurrent dropout.
 
-    Subclasses set ``activation_names`` and implement ``build``, ``project_inputs`` and
-    ``step``.
+    Subclasses set ``activation_names`` and implement ``build`` and ``step``; the default
+    ``project_inputs`` suits a ``kernel`` and a one-row ``bias``.
     """
 
     activation_names: tuple[str, ...] = ()
@@ -115,7 +115,10 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
 
     def project_inputs(self, inputs: Any, dropout_mask: Any = None) -> Any:
         """``x W (+ b)`` for one step's inputs (batch, features), after input dropout."""
-        raise NotImplementedError
+        if dropout_mask is not None:
+            inputs = inputs * dropout_mask
+        projected = ops.matmul(inputs, self.kernel)
+        return projected + self.bias if self.use_bias else projected
 
     def step(self, projected: Any, states: list, state_mask: Any = None) -> tuple:
         """One time step from projected inputs: returns (output, new_states, activations)."""

@@ -165,12 +165,6 @@ class LSTMCell(RecurrentCell):
     def _gate_order(self) -> tuple[str, ...]:
         return ("f", "c", "o") if self.coupled_gates else ("i", "f", "c", "o")
 
-    def project_inputs(self, inputs: Any, dropout_mask: Any = None) -> Any:
-        if dropout_mask is not None:
-            inputs = inputs * dropout_mask
-        projected = ops.matmul(inputs, self.kernel)
-        return projected + self.bias if self.use_bias else projected
-
     def step(self, projected: Any, states: list, state_mask: Any = None) -> tuple:
         h_prev, c_prev = states
         h_in = h_prev if state_mask is None else h_prev * state_mask

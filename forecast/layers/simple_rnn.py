@@ -48,12 +48,6 @@ class SimpleRNNCell(RecurrentCell):
         self.bias = self.add_bias((self.units,)) if self.use_bias else None
         self.built = True
 
-    def project_inputs(self, inputs: Any, dropout_mask: Any = None) -> Any:
-        if dropout_mask is not None:
-            inputs = inputs * dropout_mask
-        projected = ops.matmul(inputs, self.kernel)
-        return projected + self.bias if self.use_bias else projected
-
     def step(self, projected: Any, states: list, state_mask: Any = None) -> tuple:
         h_prev = states[0]
         h_in = h_prev if state_mask is None else h_prev * state_mask
