@@ -39,11 +39,15 @@ def main(argv: list[str] | None = None) -> int:
             return _list()
         return _run(args.experiment, args.overrides)
     except (ConfigError, DataError) as error:
-        print(f"forecast: error: {error}", file=sys.stderr)
-        return 2
+        return _fail(error)
     except KeyboardInterrupt:
         print("forecast: interrupted", file=sys.stderr)
         return 130
+
+
+def _fail(error: Exception) -> int:
+    print(f"forecast: error: {error}", file=sys.stderr)
+    return 2
 
 
 def _list() -> int:
@@ -58,8 +62,12 @@ def _run(experiment: str, overrides: list[str]) -> int:
     name, config = load_experiment(experiment, overrides)
     # TensorFlow is imported only now, so `list` and config errors answer at once.
     from forecast.runner import run_experiment
+    from forecast.tracking import TrackingError
 
-    summary = run_experiment(name, config)
+    try:
+        summary = run_experiment(name, config)
+    except TrackingError as error:
+        return _fail(error)
     print()
     print(
         summary.to_string(

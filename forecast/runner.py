@@ -56,6 +56,7 @@ def run_experiment(
     # Every trial builds a fresh model, which TensorFlow's retracing heuristic reports as a
     # suspected bug from the sixth trial on; the warning is wrong here.
     tf.get_logger().setLevel("ERROR")
+    tracking.check_reachable(tracking.tracking_uri())
     tracking.use_experiment(name)
     log(f"{name}: {len(trials)} trials -> MLflow at {tracking.tracking_uri()}")
     source = config.task.name if config.task is not None else config.data.source
@@ -112,6 +113,9 @@ def run_experiment(
             flow_at_init = gradient_flow(model, *probe)
             try:
                 with tracking.child_run(run_name, params, config.to_dict()):
+                    tracking.log_dataset(
+                        splits.x_train, splits.y_train, source, f"{source}-gap{gap}-seed{seed}"
+                    )
                     result = train(
                         model,
                         splits,

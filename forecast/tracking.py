@@ -44,18 +44,77 @@ def use_experiment(name: str) -> str:
     return experiment_id
 
 
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; its message is one line."""
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, before any training, when an HTTP tracking server does not answer.
+
+    (MLflow's own client retries for minutes before it gives up.)
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered: a server (or proxy) is there
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise TrackingError(f"MLflow tracking server {uri} is not reachable: {reason}") from None
+
+
+def run_tags(name: str) -> dict[str, str]:
+    """Tags that say what produced a run: experiment, code version, library versions."""
+    import importlib.metadata
+    import subprocess
+
+    tags = {"forecast.experiment": name}
+    for package in ("forecast", "tensorflow", "keras", "mlflow", "numpy", "pandas"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            tags[f"version.{package}"] = importlib.metadata.version(package)
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=project_root(),
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        if commit.returncode == 0:
+            tags["mlflow.source.git.commit"] = commit.stdout.strip()
+    return tags
+
+
 @contextlib.contextmanager
 def parent_run(
     name: str, config: dict[str, Any], params: dict[str, Any]
 ) -> Iterator[mlflow.ActiveRun]:
-    """The run of one invocation; ends FAILED (never RUNNING) if the sweep raises."""
-    with mlflow.start_run(
-        run_name=f"{name}-sweep",
-        tags={"forecast.experiment": name, "mlflow.note.content": config.get("description", "")},
-    ) as run:
+    """The run of one invocation; never left RUNNING: it ends KILLED on Ctrl-C and FAILED if
+    the sweep raises."""
+    tags = {**run_tags(name), "mlflow.note.content": config.get("description", "")}
+    run = mlflow.start_run(run_name=f"{name}-sweep", tags=tags)
+    try:
         mlflow.log_dict(config, "config.yaml")
         mlflow.log_params(params)
         yield run
+    except KeyboardInterrupt:
+        _end_all_runs("KILLED")
+        raise
+    except BaseException:
+        _end_all_runs("FAILED")
+        raise
+    mlflow.end_run()
+
+
+def _end_all_runs(status: str) -> None:
+    """End the active child run, if any, and the parent with ``status``."""
+    while mlflow.active_run() is not None:
+        mlflow.end_run(status=status)
 
 
 @contextlib.contextmanager
@@ -66,14 +125,27 @@ def child_run(
 
     If the trial raises, the run ends FAILED with the reason in its ``failure_reason`` tag.
     """
-    with mlflow.start_run(run_name=run_name, nested=True) as run:
-        mlflow.log_params(params)
-        mlflow.log_dict(config, "config.yaml")
-        try:
-            yield run
-        except Exception as error:
-            mlflow.set_tag("failure_reason", str(error)[:1000])
-            raise
+    run = mlflow.start_run(run_name=run_name, nested=True)
+    mlflow.log_params(params)
+    mlflow.log_dict(config, "config.yaml")
+    try:
+        yield run
+    except Exception as error:
+        mlflow.set_tag("failure_reason", str(error)[:1000])
+        mlflow.end_run(status="FAILED")
+        raise
+    # KeyboardInterrupt passes through unended: the parent run ends both as KILLED.
+    mlflow.end_run()
+
+
+def log_dataset(inputs: Any, targets: Any, source: str, name: str) -> None:
+    """Record the training data of the active run as an MLflow dataset input."""
+    import numpy as np
+
+    dataset = mlflow.data.from_numpy(
+        np.asarray(inputs), targets=np.asarray(targets), source=source, name=name
+    )
+    mlflow.log_input(dataset, context="training")
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:

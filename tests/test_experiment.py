@@ -11,6 +11,7 @@ from forecast.config import load_experiment
 from forecast.training import TrainResult
 
 TINY = [
+    "seeds=[0]",
     "task.gaps=[2, 6]",
     "task.n_train=64",
     "task.n_val=16",
@@ -76,6 +77,11 @@ def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
     parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"config.yaml", "trials.csv", "summary.csv"} <= parent_artifacts
     assert {"ratio_vs_gap.png", "gradient_flow.png"} <= parent_artifacts
+    assert parent.data.tags["forecast.experiment"] == "sine_long_gap"
+    assert parent.data.tags["version.tensorflow"].startswith("2.")
+    assert len(parent.data.tags["mlflow.source.git.commit"]) == 40
+    (dataset_input,) = client.get_run(rnn.info.run_id).inputs.dataset_inputs
+    assert dataset_input.dataset.name == "sine_long_gap-gap6-seed0"
     config = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/config.yaml"))
     assert config["task"]["gaps"] == [2, 6] and config["train"]["epochs"] == 2
     assert "max_solved_gap.lstm" in parent.data.metrics
@@ -169,3 +175,28 @@ def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tracking_store, monkey
     assert runs["rnn-gap2-seed0"].data.tags["failure_reason"] == "loss became nan"
     assert runs["lstm-gap6-seed0"].info.status == "FINISHED"
     assert runs["sine_long_gap-sweep"].info.status == "FINISHED"
+
+
+def test_an_interrupted_sweep_leaves_its_runs_killed(tracking_store, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "train", interrupt)
+    name, config = load_experiment("sine_long_gap", TINY)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_experiment(name, config, log=lambda line: None)
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("sine_long_gap")
+    statuses = {
+        r.info.run_name: r.info.status for r in client.search_runs([experiment.experiment_id])
+    }
+    assert statuses == {"sine_long_gap-sweep": "KILLED", "rnn-gap2-seed0": "KILLED"}
+
+
+def test_an_unreachable_tracking_server_fails_before_training(monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens on 9
+    assert main(["run", "sine_long_gap", *[arg for o in TINY for arg in ("--set", o)]]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("forecast: error: MLflow tracking server http://127.0.0.1:9")
+    assert "is not reachable" in captured.err and captured.err.count("\n") == 1
+    assert "training" not in captured.out
