@@ -32,6 +32,9 @@ from forecast.training import train
 
 GRADIENT_PROBE = 128  # test samples whose input gradients trace the gradient flow
 GATE_SAMPLES = 3  # test samples whose LSTM gates are plotted
+# A trial's fixed cost (building, evaluating, plotting) in time steps of sequence, for the
+# ETA; fitted to sine_long_gap on a 2-core machine, where a trial takes ~4 s + 0.05 s a step.
+TRIAL_OVERHEAD_STEPS = 80
 
 
 def run_experiment(
@@ -156,7 +159,7 @@ def run_experiment(
             )
             elapsed = time.perf_counter() - start
             # Trial time grows with sequence length, so weigh the remaining trials by theirs.
-            base = splits.input_shape[0] - gap
+            base = splits.input_shape[0] - gap + TRIAL_OVERHEAD_STEPS
             done_work = sum(base + g for g, _, _ in trials[:index])
             eta = elapsed / done_work * sum(base + g for g, _, _ in trials[index:])
             log(
