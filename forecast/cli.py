@@ -75,6 +75,8 @@ def _run(experiment: str, overrides: list[str]) -> int:
             formatters={
                 "test_mse": "{:.4g}".format,
                 "mse_ratio": "{:.3f}".format,
+                "ratio_ci95": "{:.3f}".format,
+                "test_mae": "{:.4g}".format,
                 "vs_persistence": "{:.3f}".format,
                 "train_seconds": "{:.1f}".format,
             },
