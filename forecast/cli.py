@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from forecast.config import ConfigError, available_experiments, load_experiment
 from forecast.data import DataError
@@ -32,11 +33,24 @@ def main(argv: list[str] | None = None) -> int:
         help="override a config value by dotted key, e.g. --set train.epochs=2",
     )
     commands.add_parser("list", help="list the available experiments")
+    runs = commands.add_parser("runs", help="list recent sweeps in the tracking store")
+    runs.add_argument("experiment", nargs="?", help="only this experiment")
+    runs.add_argument("--limit", type=int, default=10, help="how many (default 10)")
+    compare = commands.add_parser(
+        "compare", help="print the comparison table of a past sweep from the tracking store"
+    )
+    compare.add_argument("experiment", nargs="?", help="its latest sweep (default: any latest)")
+    compare.add_argument("--run", help="the parent run id of the sweep (see `forecast runs`)")
+    compare.add_argument("--format", choices=FORMATS, default="table")
     args = parser.parse_args(argv)
 
     try:
         if args.command == "list":
             return _list()
+        if args.command == "runs":
+            return _runs(args.experiment, args.limit)
+        if args.command == "compare":
+            return _compare(args.experiment, args.run, args.format)
         return _run(args.experiment, args.overrides)
     except (ConfigError, DataError) as error:
         return _fail(error)
@@ -69,19 +83,71 @@ def _run(experiment: str, overrides: list[str]) -> int:
     except TrackingError as error:
         return _fail(error)
     print()
-    print(
-        summary.to_string(
-            index=False,
-            formatters={
-                "test_mse": "{:.4g}".format,
-                "mse_ratio": "{:.3f}".format,
-                "ratio_ci95": "{:.3f}".format,
-                "test_mae": "{:.4g}".format,
-                "vs_persistence": "{:.3f}".format,
-                "train_seconds": "{:.1f}".format,
-            },
-        )
-    )
+    print(format_table(summary, "table"))
+    return 0
+
+
+FORMATS = ("table", "csv", "markdown")
+NUMBER_FORMATS = {
+    "test_mse": "{:.4g}",
+    "mse_ratio": "{:.3f}",
+    "ratio_ci95": "{:.3f}",
+    "test_mae": "{:.4g}",
+    "vs_persistence": "{:.3f}",
+    "train_seconds": "{:.1f}",
+}
+
+
+def format_table(table: Any, fmt: str) -> str:
+    """A summary DataFrame as an aligned text table, CSV or a Markdown table."""
+    if fmt == "csv":
+        return table.to_csv(index=False).rstrip("\n")
+    formatters = {k: v.format for k, v in NUMBER_FORMATS.items() if k in table.columns}
+    if fmt == "table":
+        return table.to_string(index=False, formatters=formatters)
+    cells = [
+        [formatters.get(column, str)(value) for column, value in row.items()]
+        for _, row in table.iterrows()
+    ]
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |"]
+    lines.append("|" + "---|" * len(table.columns))
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines)
+
+
+def _runs(experiment: str | None, limit: int) -> int:
+    from forecast.tracking import TrackingError, recent_sweeps
+
+    try:
+        sweeps = recent_sweeps(experiment, limit)
+    except TrackingError as error:
+        return _fail(error)
+    print(sweeps.to_string(index=False) if len(sweeps) else "no sweeps yet")
+    return 0
+
+
+def _compare(experiment: str | None, run_id: str | None, fmt: str) -> int:
+    import pandas as pd
+
+    from forecast.evaluation import baseline_rows, summarize
+    from forecast.tracking import TrackingError, recent_sweeps, sweep_trials
+
+    try:
+        if run_id is None:
+            sweeps = recent_sweeps(experiment, limit=1)
+            if not len(sweeps):
+                return _fail(ConfigError("no sweeps yet; run one with `forecast run NAME`"))
+            run_id = sweeps["run_id"].iloc[0]
+        trials = sweep_trials(run_id)
+    except TrackingError as error:
+        return _fail(error)
+    if not len(trials):
+        return _fail(ConfigError(f"sweep {run_id} has no finished trials"))
+    summary = summarize(trials)
+    if "persistence_ratio" in trials:
+        last = trials.dropna(subset=["persistence_ratio"]).iloc[-1]
+        summary = pd.concat([summary, baseline_rows(last.to_dict(), int(last["gap"]))])
+    print(format_table(summary, fmt))
     return 0
 
 

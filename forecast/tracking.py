@@ -177,3 +177,75 @@ class EpochMetricsLogger(keras.callbacks.Callback):
             if key == "loss" or key == "val_loss"
         }
         mlflow.log_metrics(metrics, step=epoch)
+
+
+def recent_sweeps(experiment: str | None = None, limit: int = 10) -> pd.DataFrame:
+    """The latest parent runs (one per ``forecast run``), newest first, from any store."""
+    client = mlflow.MlflowClient(tracking_uri())
+    experiments = (
+        [client.get_experiment_by_name(experiment)] if experiment else client.search_experiments()
+    )
+    if experiment and experiments[0] is None:
+        raise TrackingError(f"no experiment {experiment!r} in {tracking_uri()}")
+    runs = client.search_runs(
+        [e.experiment_id for e in experiments],
+        "tags.`forecast.experiment` != ''",
+        order_by=["attributes.start_time DESC"],
+        max_results=limit * 50,  # children match too; parents are picked below
+    )
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags][:limit]
+    return pd.DataFrame(
+        [
+            {
+                "experiment": r.data.tags["forecast.experiment"],
+                "run_id": r.info.run_id,
+                "started": pd.Timestamp(r.info.start_time, unit="ms").strftime("%Y-%m-%d %H:%M"),
+                "status": r.info.status,
+                "source": r.data.params.get("source", ""),
+            }
+            for r in parents
+        ],
+        columns=["experiment", "run_id", "started", "status", "source"],
+    )
+
+
+def sweep_trials(parent_run_id: str) -> pd.DataFrame:
+    """The per-trial table of one sweep, rebuilt from its child runs' params and metrics."""
+    client = mlflow.MlflowClient(tracking_uri())
+    try:
+        parent = client.get_run(parent_run_id)
+    except mlflow.exceptions.MlflowException:
+        raise TrackingError(f"no run {parent_run_id!r} in {tracking_uri()}") from None
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent_run_id}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=10_000,
+    )
+    rows = []
+    for child in children:
+        params, metrics = child.data.params, child.data.metrics
+        nan = float("nan")
+        rows.append(
+            {
+                "model": params["model"],
+                "gap": int(params["gap"]),
+                "seed": int(params["seed"]),
+                "params": int(params["parameters"]),
+                **{key: metrics.get(key, nan) for key in TRIAL_METRICS},
+                **{key: metrics[key] for key in SERIES_METRICS if key in metrics},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+TRIAL_METRICS = ("test_mse", "test_mae", "mse_ratio", "solved", "train_seconds")
+SERIES_METRICS = (
+    "baseline_mse",
+    "baseline_mae",
+    "persistence_mse",
+    "persistence_mae",
+    "persistence_ratio",
+    "seasonal_mse",
+    "seasonal_mae",
+)

@@ -86,6 +86,18 @@ def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
     assert config["task"]["gaps"] == [2, 6] and config["train"]["epochs"] == 2
     assert "max_solved_gap.lstm" in parent.data.metrics
 
+    # After the fact, from the store alone: the sweep is listed and its table rebuilt.
+    assert main(["runs"]) == 0
+    assert parent.info.run_id in capsys.readouterr().out
+    assert main(["compare", "sine_long_gap", "--format", "csv"]) == 0
+    rebuilt = capsys.readouterr().out.splitlines()
+    assert rebuilt[0] == "model,gap,seeds,test_mse,mse_ratio,solved,params,train_seconds"
+    assert [line.split(",")[:3] for line in rebuilt[1:]] == [
+        [row.split()[0], row.split()[1], row.split()[2]] for row in table[1:]
+    ]
+    assert main(["compare", "--run", "no-such-run"]) == 2
+    assert "no run 'no-such-run'" in capsys.readouterr().err
+
 
 def test_failing_trial_leaves_no_run_running(tracking_store, monkeypatch):
     def explode(*args, **kwargs):
