@@ -1,0 +1,85 @@
+"""Everything works against an MLflow tracking server over HTTP, not only the local store."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from forecast.cli import main
+from tests.test_experiment import TINY
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """`mlflow server` on 127.0.0.1: sqlite backend, artifacts proxied into tmp_path."""
+    port = free_port()
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its worker processes go with it at the end
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    output = (tmp_path / "server.log").read_text()[-2000:]
+                    pytest.fail(f"mlflow server did not start: {output}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_a_sweep_logs_to_a_tracking_server_and_reads_back(mlflow_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "sine_long_gap", *[arg for o in TINY for arg in ("--set", o)]]) == 0
+
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("sine_long_gap")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 5 and {r.info.status for r in runs} == {"FINISHED"}
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"config.yaml", "summary.csv", "ratio_vs_gap.png"} <= artifacts
+    # The artifacts went through the server into its destination, not into the working dir.
+    assert any((tmp_path / "artifacts").rglob("ratio_vs_gap.png"))
+    assert not (tmp_path / "mlruns").exists()
