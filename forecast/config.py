@@ -91,6 +91,7 @@ class ExperimentConfig:
     models: list[ModelConfig] = field(default_factory=lambda: [ModelConfig()])
     seeds: list[int] = field(default_factory=lambda: [0])
     solved_ratio: float = 0.1  # a trial solves the task when test MSE / baseline MSE <= this
+    log_models: bool = True  # log each trained model to MLflow (a pyfunc model, ~2 s a trial)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:

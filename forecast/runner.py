@@ -110,7 +110,7 @@ def run_experiment(
                 "batch_size": config.train.batch_size,
                 "learning_rate": config.train.learning_rate,
                 "clipnorm": config.train.clipnorm,
-                **{f"option.{key}": value for key, value in model_config.options.items()},
+                "variant": _variant(model_config.options),
             }
             probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])
             flow_at_init = gradient_flow(model, *probe)
@@ -138,6 +138,8 @@ def run_experiment(
                     )
                     metrics["train_seconds"] = result.seconds
                     tracking.log_metrics(metrics)
+                    if config.log_models:
+                        tracking.log_model(model, splits.x_test)
                     flow = {"at init": flow_at_init, "trained": gradient_flow(model, *probe)}
                     _log_trial_figures(model, splits, gap, flow, predictions, truth, naive)
                     if gap == max(gaps) and seed == config.seeds[0]:
@@ -201,6 +203,11 @@ def _log_trial_figures(
     if isinstance(recurrent, LSTM):
         activations = recurrent.gate_activations(splits.x_test[:GATE_SAMPLES])
         tracking.log_figure(plots.gates(activations, gap), "gates.png")
+
+
+def _variant(options: dict) -> str:
+    """The layer options as one readable param, e.g. ``chrono_init=400`` or ``standard``."""
+    return ",".join(f"{key}={value}" for key, value in sorted(options.items())) or "standard"
 
 
 class TrialFailed(RuntimeError):

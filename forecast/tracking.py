@@ -249,3 +249,51 @@ SERIES_METRICS = (
     "seasonal_mse",
     "seasonal_mae",
 )
+
+
+class KerasForecaster(mlflow.pyfunc.PythonModel):
+    """The pyfunc face of a trained model: loads the ``.keras`` file with ``forecast.layers``
+    imported, so callers of ``mlflow.pyfunc.load_model`` need not register anything."""
+
+    def load_context(self, context: Any) -> None:
+        import forecast.layers  # noqa: F401  (registers our layers with Keras)
+
+        self.model = keras.saving.load_model(context.artifacts["keras_model"])
+
+    # No type hints here on purpose: MLflow reads them as an input schema and warns.
+    def predict(self, context, model_input, params=None):
+        import numpy as np
+
+        return self.model.predict(np.asarray(model_input, dtype="float32"), verbose=0)
+
+
+def log_model(model: keras.Model, inputs: Any) -> None:
+    """Log ``model`` to the active run as an MLflow pyfunc model named ``model``.
+
+    It carries the ``.keras`` file, this package's code (so it loads where ``forecast`` is not
+    installed), pinned requirements, a signature and an input example. It predicts in the
+    model's own units (scaled, and relative when the experiment says so).
+    """
+    import importlib.metadata
+    import tempfile
+
+    import numpy as np
+    from mlflow.models import infer_signature
+
+    example = np.asarray(inputs[:2], dtype="float32")
+    requirements = [
+        f"{package}=={importlib.metadata.version(package)}"
+        for package in ("tensorflow", "keras", "mlflow", "numpy", "pandas", "pyyaml")
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.keras"
+        model.save(path)
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=KerasForecaster(),
+            artifacts={"keras_model": str(path)},
+            code_paths=[str(Path(__file__).parent)],
+            signature=infer_signature(example, model.predict(example, verbose=0)),
+            input_example=example,
+            pip_requirements=requirements,
+        )

@@ -12,6 +12,7 @@ from forecast.training import TrainResult
 
 TINY = [
     "seeds=[0]",
+    "log_models=false",
     "task.gaps=[2, 6]",
     "task.n_train=64",
     "task.n_val=16",
@@ -24,7 +25,8 @@ TINY = [
 
 
 def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
-    assert main(["run", "sine_long_gap", *[arg for o in TINY for arg in ("--set", o)]]) == 0
+    overrides = [*TINY, "log_models=true"]
+    assert main(["run", "sine_long_gap", *[arg for o in overrides for arg in ("--set", o)]]) == 0
     out = capsys.readouterr().out
     table = out[out.index("model  gap") :].splitlines()
     assert table[0].split() == [
@@ -62,6 +64,8 @@ def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
     rnn = next(c for c in children if c.info.run_name == "rnn-gap6-seed0")
     assert rnn.data.params["model"] == "rnn" and rnn.data.params["gap"] == "6"
     assert rnn.data.params["units"] == "3" and rnn.data.params["seed"] == "0"
+    assert {c.data.params["variant"] for c in children} == {"standard", "chrono_init=400"}
+    assert len({frozenset(c.data.params) for c in children}) == 1  # same keys everywhere
     assert int(rnn.data.params["parameters"]) == 3 + 9 + 3 + 3 + 1  # W, U, b, dense
     assert {"test_mse", "baseline_mse", "mse_ratio", "solved", "train_seconds"} <= set(
         rnn.data.metrics
@@ -212,3 +216,34 @@ def test_an_unreachable_tracking_server_fails_before_training(monkeypatch, capsy
     assert captured.err.startswith("forecast: error: MLflow tracking server http://127.0.0.1:9")
     assert "is not reachable" in captured.err and captured.err.count("\n") == 1
     assert "training" not in captured.out
+
+
+def test_logged_models_load_in_a_fresh_process(tracking_store, tmp_path):
+    """`mlflow.pyfunc.load_model` works without importing or registering anything first."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    overrides = [*TINY, "log_models=true", "models=[{name: lstm, layer: LSTM, units: 3}]"]
+    name, config = load_experiment("sine_long_gap", overrides)
+    runner.run_experiment(name, config, log=lambda line: None)
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("sine_long_gap")
+    child = client.search_runs(
+        [experiment.experiment_id], "tags.mlflow.runName = 'lstm-gap6-seed0'"
+    )[0]
+    model_uri = f"runs:/{child.info.run_id}/model"
+    x = np.random.default_rng(0).normal(size=(3, 26, 1)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    x_path, y_path = str(tmp_path / "x.npy"), str(tmp_path / "y.npy")
+    script = (
+        "import sys, mlflow, numpy as np\n"
+        "assert 'forecast' not in sys.modules\n"
+        f"model = mlflow.pyfunc.load_model({model_uri!r})\n"
+        f"np.save({y_path!r}, model.predict(np.load({x_path!r})))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=240)
+    in_process = mlflow.pyfunc.load_model(model_uri).predict(x)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), in_process, atol=1e-6)
+    assert in_process.shape == (3, 1)
