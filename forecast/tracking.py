@@ -29,19 +29,40 @@ def use_experiment(name: str) -> str:
     """Point MLflow at the store and experiment ``name`` (created if new); returns its id."""
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        mlflow.set_experiment(experiment_id=experiment.experiment_id)
-        return experiment.experiment_id
-    artifact_location = None
-    if uri.startswith("sqlite:///"):
-        # Keep a local store's artifacts beside its database file; MLflow's default is
-        # ./mlruns in whatever the working directory happens to be.
-        database = Path(uri.removeprefix("sqlite:///")).resolve()
-        artifact_location = (database.parent / "mlartifacts" / name).as_uri()
-    experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location)
+    database = (
+        Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
+    )
+    with _exclusive(database):
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is not None:
+            experiment_id = experiment.experiment_id
+        else:
+            # Keep a local store's artifacts beside its database file; MLflow's default is
+            # ./mlruns in whatever the working directory happens to be.
+            location = (database.parent / "mlartifacts" / name).as_uri() if database else None
+            experiment_id = mlflow.create_experiment(name, artifact_location=location)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+@contextlib.contextmanager
+def _exclusive(database: Path | None) -> Iterator[None]:
+    """Hold a lock beside a sqlite store while it may be created or migrated and while an
+    experiment may be created: two processes starting at once would otherwise both run
+    MLflow's schema migration (``table _alembic_tmp_experiments already exists``) or both
+    create the experiment."""
+    if database is None:
+        yield
+        return
+    import fcntl
+
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class TrackingError(RuntimeError):
