@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
 
@@ -59,6 +60,8 @@ def run_experiment(
     # Every trial builds a fresh model, which TensorFlow's retracing heuristic reports as a
     # suspected bug from the sixth trial on; the warning is wrong here.
     tf.get_logger().setLevel("ERROR")
+    # MLflow's INFO lines (schema creation, input-example validation) would bury the progress.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     tracking.check_reachable(tracking.tracking_uri())
     tracking.use_experiment(name)
     log(f"{name}: {len(trials)} trials -> MLflow at {tracking.tracking_uri()}")
