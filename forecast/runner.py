@@ -8,6 +8,8 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -15,7 +17,13 @@ import pandas as pd
 import tensorflow as tf
 
 from forecast import plots, tracking
-from forecast.config import ConfigError, DataConfig, ExperimentConfig, project_root
+from forecast.config import (
+    ConfigError,
+    DataConfig,
+    ExperimentConfig,
+    ModelConfig,
+    project_root,
+)
 from forecast.data import SeriesData, Splits, load_series, series_splits, synthetic_splits
 from forecast.evaluation import (
     baseline_rows,
@@ -65,7 +73,7 @@ def run_experiment(
     tracking.check_reachable(tracking.tracking_uri())
     tracking.use_experiment(name)
     log(f"{name}: {len(trials)} trials -> MLflow at {tracking.tracking_uri()}")
-    source = config.task.name if config.task is not None else config.data.source
+    source = _source(config)
     parent_params = {
         "source": source,
         "gaps": gaps,
@@ -91,74 +99,30 @@ def run_experiment(
                 splits = task_splits[(gap, seed)]
             run_name = f"{model_config.name}-gap{gap}-seed{seed}"
             log(f"[{index}/{len(trials)}] {run_name}: training {config.train.epochs} epochs")
-            keras.backend.clear_session()  # drop the previous trial's graphs and functions
-            keras.utils.set_random_seed(seed)
-            model = build_model(
-                model_config.layer,
-                model_config.units,
-                splits.input_shape,
-                splits.output_shape,
-                **model_config.options,
-            )
-            params = {
-                "model": model_config.name,
-                "layer": model_config.layer,
-                "units": model_config.units,
-                "gap": gap,
-                "seed": seed,
-                "parameters": model.count_params(),
-                "source": source,
-                "n_train": len(splits.x_train),
-                "epochs": config.train.epochs,
-                "batch_size": config.train.batch_size,
-                "learning_rate": config.train.learning_rate,
-                "clipnorm": config.train.clipnorm,
-                "variant": _variant(model_config.options),
-            }
-            probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])
-            flow_at_init = gradient_flow(model, *probe)
             try:
-                with tracking.child_run(run_name, params, config.to_dict()):
-                    tracking.log_dataset(
-                        splits.x_train, splits.y_train, source, f"{source}-gap{gap}-seed{seed}"
-                    )
-                    result = train(
-                        model,
-                        splits,
-                        config.train,
-                        seed,
-                        callbacks=[tracking.EpochMetricsLogger()],
-                        checkpoint_dir=checkpoints / f"{run_name}-{config_hash}",
-                    )
-                    if result.failure is not None:
-                        raise TrialFailed(result.failure)
-                    predictions, truth = test_forecasts(
-                        model, splits, series.to_original_units if series else None
-                    )
-                    naive = series.naive_forecasts if series else {}
-                    metrics = score(
-                        predictions, truth, splits.y_train, config.solved_ratio, naive or None
-                    )
-                    metrics["train_seconds"] = result.seconds
-                    tracking.log_metrics(metrics)
-                    if config.log_models:
-                        tracking.log_model(model, splits.x_test)
-                    flow = {"at init": flow_at_init, "trained": gradient_flow(model, *probe)}
-                    _log_trial_figures(model, splits, gap, flow, predictions, truth, naive)
-                    if gap == max(gaps) and seed == config.seeds[0]:
-                        flows.update({f"{model_config.name} {k}": v for k, v in flow.items()})
+                outcome = _run_trial(
+                    config,
+                    model_config,
+                    gap,
+                    seed,
+                    splits,
+                    series,
+                    checkpoint_dir=checkpoints / f"{run_name}-{config_hash}",
+                )
             except TrialFailed as failure:
                 # Recorded FAILED in MLflow with its reason; the sweep goes on.
                 log(f"[{index}/{len(trials)}] {run_name}: FAILED: {failure}")
-                rows.append(_failed_row(model_config.name, gap, seed, params["parameters"]))
+                rows.append(_failed_row(model_config.name, gap, seed, failure.parameters))
                 continue
-            last_metrics = metrics
+            metrics = last_metrics = outcome.metrics
+            if gap == max(gaps) and seed == config.seeds[0]:
+                flows.update({f"{model_config.name} {k}": v for k, v in outcome.flow.items()})
             rows.append(
                 {
                     "model": model_config.name,
                     "gap": gap,
                     "seed": seed,
-                    "params": params["parameters"],
+                    "params": outcome.parameters,
                     **metrics,
                 }
             )
@@ -169,7 +133,7 @@ def run_experiment(
             eta = elapsed / done_work * sum(base + g for g, _, _ in trials[index:])
             log(
                 f"[{index}/{len(trials)}] {run_name}: test MSE {metrics['test_mse']:.4g}, "
-                f"ratio {metrics['mse_ratio']:.3f}, {result.seconds:.1f}s "
+                f"ratio {metrics['mse_ratio']:.3f}, {metrics['train_seconds']:.1f}s "
                 f"(elapsed {elapsed:.0f}s, ETA {eta:.0f}s)"
             )
         trials_table = pd.DataFrame(rows)
@@ -187,6 +151,83 @@ def run_experiment(
             tracking.log_figure(plots.gradient_flow(flows, title), "gradient_flow.png")
         tracking.log_results_table(trials_table, summary)
     return summary
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    metrics: dict[str, float]
+    parameters: int
+    flow: dict[str, np.ndarray]  # gradient flow "at init" and "trained"
+
+
+def _run_trial(
+    config: ExperimentConfig,
+    model_config: ModelConfig,
+    gap: int,
+    seed: int,
+    splits: Splits,
+    series: SeriesData | None,
+    checkpoint_dir: Path,
+) -> TrialOutcome:
+    """Build, train, evaluate and log one model as a child run of the active parent run.
+
+    Raises:
+        TrialFailed: training could not finish (e.g. a NaN loss); the run is recorded FAILED.
+    """
+    keras.backend.clear_session()  # drop the previous trial's graphs and functions
+    keras.utils.set_random_seed(seed)
+    model = build_model(
+        model_config.layer,
+        model_config.units,
+        splits.input_shape,
+        splits.output_shape,
+        **model_config.options,
+    )
+    source = _source(config)
+    params = {
+        "model": model_config.name,
+        "layer": model_config.layer,
+        "units": model_config.units,
+        "gap": gap,
+        "seed": seed,
+        "parameters": model.count_params(),
+        "source": source,
+        "n_train": len(splits.x_train),
+        "epochs": config.train.epochs,
+        "batch_size": config.train.batch_size,
+        "learning_rate": config.train.learning_rate,
+        "clipnorm": config.train.clipnorm,
+        "variant": _variant(model_config.options),
+    }
+    probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])
+    flow_at_init = gradient_flow(model, *probe)
+    run_name = f"{model_config.name}-gap{gap}-seed{seed}"
+    with tracking.child_run(run_name, params, config.to_dict()):
+        tracking.log_dataset(
+            splits.x_train, splits.y_train, source, f"{source}-gap{gap}-seed{seed}"
+        )
+        result = train(
+            model,
+            splits,
+            config.train,
+            seed,
+            callbacks=[tracking.EpochMetricsLogger()],
+            checkpoint_dir=checkpoint_dir,
+        )
+        if result.failure is not None:
+            raise TrialFailed(result.failure, params["parameters"])
+        predictions, truth = test_forecasts(
+            model, splits, series.to_original_units if series else None
+        )
+        naive = series.naive_forecasts if series else {}
+        metrics = score(predictions, truth, splits.y_train, config.solved_ratio, naive or None)
+        metrics["train_seconds"] = result.seconds
+        tracking.log_metrics(metrics)
+        if config.log_models:
+            tracking.log_model(model, splits.x_test)
+        flow = {"at init": flow_at_init, "trained": gradient_flow(model, *probe)}
+        _log_trial_figures(model, splits, gap, flow, predictions, truth, naive)
+    return TrialOutcome(metrics, params["parameters"], flow)
 
 
 def _log_trial_figures(
@@ -208,6 +249,11 @@ def _log_trial_figures(
         tracking.log_figure(plots.gates(activations, gap), "gates.png")
 
 
+def _source(config: ExperimentConfig) -> str:
+    """What the data comes from: the task's name or the series' source."""
+    return config.task.name if config.task is not None else config.data.source
+
+
 def _variant(options: dict) -> str:
     """The layer options as one readable param, e.g. ``chrono_init=400`` or ``standard``."""
     return ",".join(f"{key}={value}" for key, value in sorted(options.items())) or "standard"
@@ -215,6 +261,10 @@ def _variant(options: dict) -> str:
 
 class TrialFailed(RuntimeError):
     """A trial that could not produce a model, such as one whose loss became NaN."""
+
+    def __init__(self, reason: str, parameters: int) -> None:
+        super().__init__(reason)
+        self.parameters = parameters
 
 
 def config_digest(config: ExperimentConfig) -> str:
