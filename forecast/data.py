@@ -433,7 +433,8 @@ def series_splits(
 
     feature_scaler, target_scaler = make_scaler(scaler), make_scaler(scaler)
     feature_values = frame[features].to_numpy(np.float64)
-    target_values = frame[targets].to_numpy(np.float64)
+    raw_targets = frame[targets].to_numpy(np.float64)
+    target_values = raw_targets
     if feature_scaler is not None:
         train_end = bounds["train"][1]
         feature_scaler.fit(feature_values[:train_end])
@@ -461,7 +462,7 @@ def series_splits(
             test_last_target = np.asarray(last_target)
     splits = Splits(*arrays["train"], *arrays["val"], *arrays["test"])
     n_test_windows = len(splits.y_test)
-    train_mean = frame[targets].to_numpy(np.float64)[: bounds["train"][1]].mean(axis=0)
+    train_mean = raw_targets[: bounds["train"][1]].mean(axis=0)
     persistence = test_last_target.reshape(-1, len(targets))
     if target_scaler is not None:
         persistence = target_scaler.inverse_transform(persistence)
@@ -471,7 +472,7 @@ def series_splits(
     }
     if season is not None:
         test_start = bounds["test"][0]
-        test_targets = frame[targets].to_numpy(np.float64)[test_start:]
+        test_targets = raw_targets[test_start:]
         # Window i's target step j sits at i*stride + input_width + gap + j in the test part.
         steps = np.arange(n_test_windows)[:, None] * stride + input_width + gap
         naive["seasonal"] = test_targets[steps + np.arange(horizon)[None, :] - season]

@@ -40,7 +40,6 @@ from forecast.tasks import TASKS
 from forecast.training import train
 
 GRADIENT_PROBE = 128  # test samples whose input gradients trace the gradient flow
-GATE_SAMPLES = 3  # test samples whose LSTM gates are plotted
 # A trial's fixed cost (building, evaluating, plotting) in time steps of sequence, for the
 # ETA; fitted to sine_long_gap on a 2-core machine, where a trial takes ~4 s + 0.05 s a step.
 TRIAL_OVERHEAD_STEPS = 80
@@ -220,7 +219,7 @@ def _run_trial(
             model, splits, series.to_original_units if series else None
         )
         naive = series.naive_forecasts if series else {}
-        metrics = score(predictions, truth, splits.y_train, config.solved_ratio, naive or None)
+        metrics = score(predictions, truth, splits.y_train, config.solved_ratio, naive)
         metrics["train_seconds"] = result.seconds
         tracking.log_metrics(metrics)
         if config.log_models:
@@ -245,7 +244,7 @@ def _log_trial_figures(
     tracking.log_figure(plots.forecast(truth, predictions, baselines), "forecast.png")
     recurrent = model.layers[0]
     if isinstance(recurrent, LSTM):
-        activations = recurrent.gate_activations(splits.x_test[:GATE_SAMPLES])
+        activations = recurrent.gate_activations(splits.x_test[:1])  # plots.gates shows one
         tracking.log_figure(plots.gates(activations, gap), "gates.png")
 
 
