@@ -12,6 +12,7 @@ from typing import Any
 
 from forecast.config import ConfigError, available_experiments, load_experiment
 from forecast.data import DataError
+from forecast.parallel import BACKENDS, check_backend
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +33,22 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override a config value by dotted key, e.g. --set train.epochs=2",
     )
+    run.add_argument(
+        "--workers",
+        type=int,
+        help="trials at once: local worker processes (default 1: in this process); with "
+        "--backend ray, the most Ray tasks in flight (default: as the cluster's CPUs allow)",
+    )
+    run.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help="local processes (default) or Ray tasks (needs `pip install 'forecast[ray]'`)",
+    )
+    run.add_argument(
+        "--ray-address",
+        help="a Ray cluster's address (default: RAY_ADDRESS, else a local Ray instance)",
+    )
     commands.add_parser("list", help="list the available experiments")
     runs = commands.add_parser("runs", help="list recent sweeps in the tracking store")
     runs.add_argument("experiment", nargs="?", help="only this experiment")
@@ -51,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             return _runs(args.experiment, args.limit)
         if args.command == "compare":
             return _compare(args.experiment, args.run, args.format)
-        return _run(args.experiment, args.overrides)
+        return _run(args.experiment, args.overrides, args.workers, args.backend, args.ray_address)
     except (ConfigError, DataError) as error:
         return _fail(error)
     except KeyboardInterrupt:
@@ -72,14 +89,21 @@ def _list() -> int:
     return 0
 
 
-def _run(experiment: str, overrides: list[str]) -> int:
+def _run(
+    experiment: str,
+    overrides: list[str],
+    workers: int | None,
+    backend: str,
+    ray_address: str | None,
+) -> int:
     name, config = load_experiment(experiment, overrides)
+    check_backend(backend, workers, ray_address)
     # TensorFlow is imported only now, so `list` and config errors answer at once.
     from forecast.runner import run_experiment
     from forecast.tracking import TrackingError
 
     try:
-        summary = run_experiment(name, config)
+        summary = run_experiment(name, config, print, workers, backend, ray_address)
     except TrackingError as error:
         return _fail(error)
     print()

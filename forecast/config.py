@@ -7,6 +7,8 @@ a misspelt key is an error, never silently ignored.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import types
 import typing
@@ -27,6 +29,7 @@ def project_root() -> Path:
 
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")  # keras.optimizers, by their lower-case names
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 class ConfigError(ValueError):
@@ -81,6 +84,27 @@ class TrainConfig:
     early_stopping_patience: int | None = None  # epochs without val_loss gain; null: off
     checkpoint: bool = True  # back up each epoch, so an interrupted trial resumes
     verbose: int = 0  # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
+    # tf.distribute: default (none), mirrored (all local devices), multi_worker (every process
+    # named in TF_CONFIG trains one model together; see forecast.training)
+    strategy: str = "default"
+
+
+@dataclass
+class SweepConfig:
+    """A search over config keys, each trial of which runs every (gap, seed, model).
+
+    ``grid`` maps dotted config keys (as ``--set`` takes them) to the values to try; every
+    combination is one sweep point. ``samples`` > 0 adds a random search over ``space``:
+    with a grid, the grid is repeated ``samples`` times, each copy with fresh draws (Ray Tune's
+    ``num_samples`` convention). A space entry is one of ``{uniform: [low, high]}``,
+    ``{loguniform: [low, high]}``, ``{randint: [low, high]}`` (high excluded) or
+    ``{choice: [a, b, ...]}``.
+    """
+
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    samples: int = 0
+    space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seed: int = 0  # of the random draws, so a sweep (and its resume) draws the same points
 
 
 @dataclass
@@ -93,6 +117,7 @@ class ExperimentConfig:
     solved_ratio: float = 0.1  # a trial solves the task when test MSE / baseline MSE <= this
     log_models: bool = True  # log each trained model to MLflow (a pyfunc model, ~2 s a trial)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sweep: SweepConfig | None = None  # a grid or random search over other keys
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -142,6 +167,8 @@ def load_experiment(name_or_path: str, overrides: list[str] = ()) -> tuple[str, 
         _apply_override(merged, override)
     config = _build(ExperimentConfig, merged, where="--set")
     validate(config)
+    if config.sweep is not None:
+        sweep_points(config)  # every point must name real keys and give a valid config
     return path.stem, config
 
 
@@ -172,10 +199,111 @@ def validate(config: ExperimentConfig) -> None:
         f"train.optimizer: unknown optimizer {config.train.optimizer!r}; "
         f"choose one of {', '.join(OPTIMIZERS)}",
     )
+    require(
+        config.train.strategy in STRATEGIES,
+        f"train.strategy: unknown strategy {config.train.strategy!r}; "
+        f"choose one of {', '.join(STRATEGIES)}",
+    )
     patience = config.train.early_stopping_patience
     require(
         patience is None or patience > 0,
         f"train.early_stopping_patience: must be positive or null, got {patience}",
+    )
+
+
+SPACE_KINDS = ("uniform", "loguniform", "randint", "choice")
+
+
+def sweep_points(config: ExperimentConfig) -> list[tuple[dict[str, Any], ExperimentConfig]]:
+    """Each point of ``config.sweep`` as (its overrides, the resolved and validated config).
+
+    Without a sweep, the one point is ``({}, config)``.
+
+    Raises:
+        ConfigError: an empty grid, a key that is not a config key, a bad search space, or a
+            point whose values are invalid, naming the key.
+    """
+    sweep = config.sweep
+    if sweep is None:
+        return [({}, config)]
+    require(bool(sweep.grid) or sweep.samples > 0, "sweep: empty grid and no random samples")
+    require(sweep.samples >= 0, f"sweep.samples: must be >= 0, got {sweep.samples}")
+    require(sweep.samples > 0 or not sweep.space, "sweep.space: set sweep.samples to draw from it")
+    require(sweep.samples == 0 or bool(sweep.space), "sweep.samples: sweep.space is empty")
+    for key, values in sweep.grid.items():
+        require(key.split(".")[0] != "sweep", f"sweep.grid: cannot sweep {key!r} itself")
+        require(
+            isinstance(values, list) and len(values) > 0,
+            f"sweep.grid.{key}: expected a non-empty list of values, got {values!r}",
+        )
+    for key, spec in sweep.space.items():
+        _check_space(key, spec)
+    grid = [dict(zip(sweep.grid, values, strict=True)) for values in _product(sweep.grid)]
+    if sweep.samples > 0:
+        import numpy as np
+
+        rng = np.random.default_rng(sweep.seed)
+        grid = [
+            {**point, **{key: _draw(spec, rng) for key, spec in sweep.space.items()}}
+            for _ in range(sweep.samples)
+            for point in grid
+        ]
+    base = config.to_dict()
+    base["sweep"] = None
+    points = []
+    for overrides in grid:
+        merged = copy.deepcopy(base)
+        for key, value in overrides.items():
+            _set_key(merged, key, value, where="sweep")
+        point = _build(ExperimentConfig, merged, where=f"sweep point {point_label(overrides)}")
+        try:
+            validate(point)
+        except ConfigError as error:
+            raise ConfigError(f"sweep point {point_label(overrides)}: {error}") from None
+        resolved = point.to_dict()
+        points.append(({key: _get_key(resolved, key) for key in overrides}, point))
+    return points
+
+
+def _product(grid: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
+    import itertools
+
+    return list(itertools.product(*grid.values()))
+
+
+def _check_space(key: str, spec: Any) -> None:
+    require(
+        isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in SPACE_KINDS,
+        f"sweep.space.{key}: expected one of {', '.join(SPACE_KINDS)} with its range, "
+        f"e.g. {{loguniform: [0.0001, 0.01]}}, got {spec!r}",
+    )
+    ((kind, bounds),) = spec.items()
+    ok = isinstance(bounds, list) and len(bounds) > 0
+    if kind != "choice":
+        ok = ok and len(bounds) == 2 and bounds[0] < bounds[1]
+        ok = ok and (kind != "loguniform" or bounds[0] > 0)
+    require(ok, f"sweep.space.{key}: bad {kind} range {bounds!r}")
+
+
+def _draw(spec: dict[str, Any], rng: Any) -> Any:
+    """One value from a space entry, as a plain Python value for YAML and MLflow."""
+    import math
+
+    ((kind, bounds),) = spec.items()
+    if kind == "choice":
+        return bounds[int(rng.integers(len(bounds)))]
+    if kind == "randint":
+        return int(rng.integers(bounds[0], bounds[1]))
+    if kind == "uniform":
+        return float(rng.uniform(bounds[0], bounds[1]))
+    return float(math.exp(rng.uniform(math.log(bounds[0]), math.log(bounds[1]))))
+
+
+def point_label(overrides: dict[str, Any]) -> str:
+    """A sweep point as one string, e.g. ``train.learning_rate=0.001,models.0.units=16``."""
+    return ",".join(
+        f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in overrides.items()
     )
 
 
@@ -232,6 +360,19 @@ def _apply_override(config: dict[str, Any], override: str) -> None:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         value = text
+    _set_key(config, key, value, where="--set")
+
+
+def _get_key(config: dict[str, Any], key: str) -> Any:
+    """The value at a dotted ``key`` (already checked by :func:`_set_key`), as converted."""
+    node: Any = config
+    for part in key.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+def _set_key(config: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """Set a dotted ``key`` of a plain config dict; an unknown key is an error naming it."""
     parts = key.split(".")
     node: Any = config
     for depth, part in enumerate(parts):
@@ -239,10 +380,11 @@ def _apply_override(config: dict[str, Any], override: str) -> None:
         free_form = depth > 0 and parts[depth - 1] in ("params", "options")
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"--set {key}: no item {part!r} in a list of {len(node)}")
+                raise ConfigError(f"{where} {key}: no item {part!r} in a list of {len(node)}")
             part = int(part)
         elif not isinstance(node, dict) or (part not in node and not (last and free_form)):
-            raise ConfigError(f"--set {key}: unknown config key {'.'.join(parts[: depth + 1])!r}")
+            unknown = ".".join(parts[: depth + 1])
+            raise ConfigError(f"{where} {key}: unknown config key {unknown!r}")
         if last:
             node[part] = value
         else:
@@ -288,6 +430,10 @@ def _convert(hint: Any, value: Any, where: str, path: str) -> Any:
         return dict(value)
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        # PyYAML (YAML 1.1) reads 1e-3 as a string: it wants a dot in the mantissa.
+        with contextlib.suppress(ValueError):
+            return float(value)
     if hint is Any or (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
         return value
     raise ConfigError(f"{where}: {path} must be {hint.__name__}, got {value!r}")

@@ -3,6 +3,8 @@ evaluate, each tracked as an MLflow child run of one parent run."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import mlflow
 import numpy as np
 import pandas as pd
 import tensorflow as tf
@@ -22,7 +25,9 @@ from forecast.config import (
     DataConfig,
     ExperimentConfig,
     ModelConfig,
+    point_label,
     project_root,
+    sweep_points,
 )
 from forecast.data import SeriesData, Splits, load_series, series_splits, synthetic_splits
 from forecast.evaluation import (
@@ -36,6 +41,7 @@ from forecast.evaluation import (
 )
 from forecast.layers import LSTM
 from forecast.models import build_model
+from forecast.parallel import check_backend, run_in_processes, run_on_ray
 from forecast.tasks import TASKS
 from forecast.training import train
 
@@ -46,23 +52,36 @@ TRIAL_OVERHEAD_STEPS = 80
 
 
 def run_experiment(
-    name: str, config: ExperimentConfig, log: Callable[[str], None] = print
+    name: str,
+    config: ExperimentConfig,
+    log: Callable[[str], None] = print,
+    workers: int | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> pd.DataFrame:
     """Train and evaluate every trial; returns the per-(model, gap) summary table.
 
-    Everything that can fail on bad input (task parameters, layer options, the series file)
-    is checked before the first MLflow run is created.
+    A trial is one (sweep point, gap, seed, model). ``workers`` > 1 runs trials in that many
+    local processes; ``backend="ray"`` runs them as Ray tasks (on ``ray_address``, or a local
+    Ray), at most ``workers`` at once if given. Re-running a sweep that was interrupted resumes
+    it: trials already FINISHED in its MLflow parent run are skipped (matched by a hash of
+    their resolved config).
+
+    Everything that can fail on bad input (sweep keys, task parameters, layer options, the
+    series file, workers, the Ray address) is checked before the first MLflow run is created.
 
     Raises:
-        ConfigError: bad task parameters or layer options.
+        ConfigError: bad sweep, task parameters, layer options or backend settings.
         forecast.data.DataError: a series that cannot be loaded or windowed.
+        forecast.tracking.TrackingError: an unreachable tracking server.
     """
-    _check_task_and_models(config)
-    series = prepare_series(config.data) if config.data is not None else None
-    gaps = config.task.gaps if config.task is not None else [config.data.gap]
-    trials = [
-        (gap, seed, model) for gap in gaps for seed in config.seeds for model in config.models
-    ]
+    check_backend(backend, workers, ray_address)
+    points = sweep_points(config)
+    for _, point in points:
+        _check_task_and_models(point)
+    if config.data is not None:
+        prepare_series(config.data)  # a bad series fails here, once, not in every trial
+    trials = _trials(points)
 
     # Every trial builds a fresh model, which TensorFlow's retracing heuristic reports as a
     # suspected bug from the sixth trial on; the warning is wrong here.
@@ -70,86 +89,204 @@ def run_experiment(
     # MLflow's INFO lines (schema creation, input-example validation) would bury the progress.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     tracking.check_reachable(tracking.tracking_uri())
-    tracking.use_experiment(name)
-    log(f"{name}: {len(trials)} trials -> MLflow at {tracking.tracking_uri()}")
-    source = _source(config)
+    experiment_id = tracking.use_experiment(name)
+    sweep_hash = config_digest(config)
+    resume_id = tracking.unfinished_sweep(experiment_id, sweep_hash)
+    gaps = sorted({trial.gap for trial in trials})
     parent_params = {
-        "source": source,
+        "source": _source(config),
         "gaps": gaps,
         "seeds": config.seeds,
         "models": [model.name for model in config.models],
         "epochs": config.train.epochs,
+        "sweep_points": len(points),
     }
-    rows = []
-    flows: dict[str, np.ndarray] = {}  # gradient flow at the largest gap, for the parent run
-    last_metrics: dict[str, float] = {}
-    config_hash = config_digest(config)
-    checkpoints = project_root() / ".checkpoints" / name
     start = time.perf_counter()
-    with tracking.parent_run(name, config.to_dict(), parent_params):
-        task_splits: dict[tuple[int, int], Splits] = {}
-        for index, (gap, seed, model_config) in enumerate(trials, 1):
-            if series is not None:
-                splits = series.splits
-            else:
-                # The models of one (gap, seed) share their data; earlier draws are dropped.
-                if (gap, seed) not in task_splits:
-                    task_splits = {(gap, seed): _task_splits(config, gap, seed)}
-                splits = task_splits[(gap, seed)]
-            run_name = f"{model_config.name}-gap{gap}-seed{seed}"
-            log(f"[{index}/{len(trials)}] {run_name}: training {config.train.epochs} epochs")
-            try:
-                outcome = _run_trial(
-                    config,
-                    model_config,
-                    gap,
-                    seed,
-                    splits,
-                    series,
-                    checkpoint_dir=checkpoints / f"{run_name}-{config_hash}",
-                )
-            except TrialFailed as failure:
-                # Recorded FAILED in MLflow with its reason; the sweep goes on.
-                log(f"[{index}/{len(trials)}] {run_name}: FAILED: {failure}")
-                rows.append(_failed_row(model_config.name, gap, seed, failure.parameters))
-                continue
-            metrics = last_metrics = outcome.metrics
-            if gap == max(gaps) and seed == config.seeds[0]:
-                flows.update({f"{model_config.name} {k}": v for k, v in outcome.flow.items()})
-            rows.append(
-                {
-                    "model": model_config.name,
-                    "gap": gap,
-                    "seed": seed,
-                    "params": outcome.parameters,
-                    **metrics,
-                }
-            )
+    with tracking.parent_run(
+        name, config.to_dict(), parent_params, sweep_hash, resume_id
+    ) as parent:
+        done = tracking.finished_trials(resume_id) if resume_id else {}
+        rows = [done[trial.digest] for trial in trials if trial.digest in done]
+        pending = [trial for trial in trials if trial.digest not in done]
+        where = f"{workers} workers" if (workers or 1) > 1 else "1 process"
+        where = "Ray" if backend == "ray" else where
+        log(
+            f"{name}: {len(trials)} trials on {where} -> MLflow at {tracking.tracking_uri()}"
+            + (f" (resuming run {resume_id}: {len(rows)} finished)" if resume_id else "")
+        )
+        context = TrialContext(
+            tracking_uri=tracking.tracking_uri(),
+            experiment_id=experiment_id,
+            parent_run_id=parent.info.run_id,
+            checkpoint_dir=str(project_root() / ".checkpoints" / name),
+        )
+        run = functools.partial(execute_trial, context=context)
+        if backend == "ray":
+            results = run_on_ray(run, pending, ray_address, max_in_flight=workers)
+        elif (workers or 1) > 1:
+            results = run_in_processes(run, pending, workers)
+        else:
+            results = ((trial, run(trial)) for trial in pending)
+        flows: dict[str, np.ndarray] = {}  # gradient flow at the largest gap, for the parent
+        weights = {trial.digest: trial.work for trial in trials}
+        remaining = sum(trial.work for trial in pending)
+        done_work = 0.0
+        for index, (trial, result) in enumerate(results, 1):
+            rows.append(result.row)
+            prefix = f"[{index}/{len(pending)}] {trial.run_name}"
+            done_work += weights[trial.digest]
             elapsed = time.perf_counter() - start
             # Trial time grows with sequence length, so weigh the remaining trials by theirs.
-            base = splits.input_shape[0] - gap + TRIAL_OVERHEAD_STEPS
-            done_work = sum(base + g for g, _, _ in trials[:index])
-            eta = elapsed / done_work * sum(base + g for g, _, _ in trials[index:])
+            eta = elapsed / done_work * (remaining - done_work)
+            if result.failure is not None:
+                log(f"{prefix}: FAILED: {result.failure}")
+                continue
+            if trial.gap == gaps[-1] and trial.seed == config.seeds[0]:
+                flows.update({f"{trial.label} {k}": v for k, v in result.flow.items()})
+            metrics = result.row
             log(
-                f"[{index}/{len(trials)}] {run_name}: test MSE {metrics['test_mse']:.4g}, "
+                f"{prefix}: test MSE {metrics['test_mse']:.4g}, "
                 f"ratio {metrics['mse_ratio']:.3f}, {metrics['train_seconds']:.1f}s "
                 f"(elapsed {elapsed:.0f}s, ETA {eta:.0f}s)"
             )
-        trials_table = pd.DataFrame(rows)
-        summary = summarize(trials_table)
-        if series is not None:
-            summary = pd.concat([summary, baseline_rows(last_metrics, gaps[0])], ignore_index=True)
-        else:
-            solved = max_solved_gap(trials_table, config.solved_ratio)
-            tracking.log_metrics({f"max_solved_gap.{m}": g for m, g in solved.items()})
-            log("largest solved gap: " + ", ".join(f"{m} {g}" for m, g in solved.items()))
-            figure = plots.ratio_vs_gap(seed_intervals(trials_table), config.solved_ratio, name)
-            tracking.log_figure(figure, "ratio_vs_gap.png")
-        if flows:
-            title = f"Gradient flow at gap {max(gaps)}, seed {config.seeds[0]}"
-            tracking.log_figure(plots.gradient_flow(flows, title), "gradient_flow.png")
-        tracking.log_results_table(trials_table, summary)
+        summary = _log_summary(name, config, pd.DataFrame(rows), flows, gaps, log)
     return summary
+
+
+def _log_summary(
+    name: str,
+    config: ExperimentConfig,
+    trials_table: pd.DataFrame,
+    flows: dict[str, np.ndarray],
+    gaps: list[int],
+    log: Callable[[str], None],
+) -> pd.DataFrame:
+    """The sweep's summary table, solved gaps and figures, on the parent run."""
+    summary = summarize(trials_table)
+    if config.data is not None:
+        finished = trials_table.dropna(subset=["test_mse"])
+        if len(finished):
+            last = finished.iloc[-1].to_dict()
+            summary = pd.concat([summary, baseline_rows(last, gaps[0])], ignore_index=True)
+    else:
+        solved = max_solved_gap(trials_table, config.solved_ratio)
+        tracking.log_metrics({f"max_solved_gap.{_metric_key(m)}": g for m, g in solved.items()})
+        log("largest solved gap: " + ", ".join(f"{m} {g}" for m, g in solved.items()))
+        figure = plots.ratio_vs_gap(seed_intervals(trials_table), config.solved_ratio, name)
+        tracking.log_figure(figure, "ratio_vs_gap.png")
+    if flows:
+        title = f"Gradient flow at gap {gaps[-1]}, seed {config.seeds[0]}"
+        tracking.log_figure(plots.gradient_flow(flows, title), "gradient_flow.png")
+    tracking.log_results_table(trials_table, summary)
+    return summary
+
+
+def _metric_key(label: str) -> str:
+    """MLflow metric names allow letters, digits and ``_-./ `` only; a sweep label has more."""
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in label)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One unit of work: a model trained on one gap with one seed, at one sweep point."""
+
+    config: ExperimentConfig  # resolved for the sweep point
+    model: ModelConfig
+    gap: int
+    seed: int
+    point: str = ""  # the sweep point's label, "" without a sweep
+
+    @property
+    def label(self) -> str:
+        """The model's name in tables and plots: with its sweep point, if any."""
+        return f"{self.model.name} [{self.point}]" if self.point else self.model.name
+
+    @property
+    def run_name(self) -> str:
+        base = f"{self.model.name}-gap{self.gap}-seed{self.seed}"
+        return f"{base} {self.point}" if self.point else base
+
+    @property
+    def digest(self) -> str:
+        """Identifies the trial across invocations, for resuming: changes with any setting."""
+        key = {"config": self.config.to_dict(), "model": self.model.name}
+        text = json.dumps({**key, "gap": self.gap, "seed": self.seed}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def work(self) -> float:
+        """Relative cost, for the ETA: sequence length plus a fixed overhead, times epochs."""
+        length = self.gap + (self.config.data.input_width if self.config.data else 20)
+        return (length + TRIAL_OVERHEAD_STEPS) * self.config.train.epochs
+
+
+def _trials(points: list[tuple[dict, ExperimentConfig]]) -> list[Trial]:
+    trials, seen = [], set()
+    for overrides, point in points:
+        gaps = point.task.gaps if point.task is not None else [point.data.gap]
+        label = point_label(overrides)
+        for gap in gaps:
+            for seed in point.seeds:
+                for model in point.models:
+                    trial = Trial(point, model, gap, seed, label)
+                    if trial.digest not in seen:  # random draws can repeat a point
+                        seen.add(trial.digest)
+                        trials.append(trial)
+    return trials
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Where a trial reports, picklable so that worker processes and Ray tasks get it."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    checkpoint_dir: str
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    row: dict  # the trial's line in the trials table
+    flow: dict[str, np.ndarray]  # gradient flow "at init" and "trained"; empty if it failed
+    failure: str | None = None
+
+
+def execute_trial(trial: Trial, context: TrialContext) -> TrialResult:
+    """Run one trial wherever it is called (this process, a worker, a Ray task) and record it
+    as a child run of the sweep. A failure is recorded FAILED and returned, not raised, so the
+    sweep goes on."""
+    mlflow.set_tracking_uri(context.tracking_uri)
+    mlflow.set_experiment(experiment_id=context.experiment_id)
+    tf.get_logger().setLevel("ERROR")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    splits, series = _trial_data(trial.config, trial.gap, trial.seed)
+    checkpoint = Path(context.checkpoint_dir) / f"{trial.run_name}-{trial.digest}".replace(" ", "_")
+    row = {"model": trial.label, "gap": trial.gap, "seed": trial.seed}
+    try:
+        outcome = _run_trial(trial, splits, series, context, checkpoint)
+    except TrialFailed as failure:
+        return TrialResult(_failed_row(row, failure.parameters), {}, str(failure))
+    row = {**row, "params": outcome.parameters, **outcome.metrics}
+    return TrialResult(row, outcome.flow)
+
+
+_data_cache: dict[str, tuple[Splits, SeriesData | None]] = {}
+
+
+def _trial_data(config: ExperimentConfig, gap: int, seed: int) -> tuple[Splits, SeriesData | None]:
+    """The trial's splits; the models of one (data, gap, seed) share them within a process,
+    and only the latest draw is kept."""
+    section = config.data if config.data is not None else config.task
+    key = json.dumps([dataclasses.asdict(section), gap, seed], sort_keys=True, default=str)
+    if key not in _data_cache:
+        _data_cache.clear()
+        if config.data is not None:
+            series = prepare_series(config.data)
+            _data_cache[key] = (series.splits, series)
+        else:
+            _data_cache[key] = (_task_splits(config, gap, seed), None)
+    return _data_cache[key]
 
 
 @dataclass(frozen=True)
@@ -160,19 +297,19 @@ class TrialOutcome:
 
 
 def _run_trial(
-    config: ExperimentConfig,
-    model_config: ModelConfig,
-    gap: int,
-    seed: int,
+    trial: Trial,
     splits: Splits,
     series: SeriesData | None,
+    context: TrialContext,
     checkpoint_dir: Path,
 ) -> TrialOutcome:
-    """Build, train, evaluate and log one model as a child run of the active parent run.
+    """Build, train, evaluate and log one model as a child run of the sweep's parent run.
 
     Raises:
-        TrialFailed: training could not finish (e.g. a NaN loss); the run is recorded FAILED.
+        TrialFailed: training could not finish (a NaN loss) or the trial raised; the run is
+            recorded FAILED with the reason.
     """
+    config, model_config, gap, seed = trial.config, trial.model, trial.gap, trial.seed
     keras.backend.clear_session()  # drop the previous trial's graphs and functions
     keras.utils.set_random_seed(seed)
     model = build_model(
@@ -198,35 +335,58 @@ def _run_trial(
         "clipnorm": config.train.clipnorm,
         "variant": _variant(model_config.options),
     }
+    if trial.point:
+        params["sweep_point"] = trial.point
     probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])
     flow_at_init = gradient_flow(model, *probe)
-    run_name = f"{model_config.name}-gap{gap}-seed{seed}"
-    with tracking.child_run(run_name, params, config.to_dict()):
-        tracking.log_dataset(
-            splits.x_train, splits.y_train, source, f"{source}-gap{gap}-seed{seed}"
-        )
-        result = train(
-            model,
-            splits,
-            config.train,
-            seed,
-            callbacks=[tracking.EpochMetricsLogger()],
-            checkpoint_dir=checkpoint_dir,
-        )
-        if result.failure is not None:
-            raise TrialFailed(result.failure, params["parameters"])
-        predictions, truth = test_forecasts(
-            model, splits, series.to_original_units if series else None
-        )
-        naive = series.naive_forecasts if series else {}
-        metrics = score(predictions, truth, splits.y_train, config.solved_ratio, naive)
-        metrics["train_seconds"] = result.seconds
-        tracking.log_metrics(metrics)
-        if config.log_models:
-            tracking.log_model(model, splits.x_test)
-        flow = {"at init": flow_at_init, "trained": gradient_flow(model, *probe)}
-        _log_trial_figures(model, splits, gap, flow, predictions, truth, naive)
+    with tracking.child_run(
+        trial.run_name, params, config.to_dict(), context.parent_run_id, trial.digest
+    ):
+        try:
+            metrics, flow = _train_and_evaluate(
+                model, trial, splits, series, flow_at_init, probe, checkpoint_dir
+            )
+        except TrialFailed:
+            raise
+        except Exception as error:  # one bad trial ends only itself; child_run records it
+            reason = f"{type(error).__name__}: {error}".splitlines()[0]
+            raise TrialFailed(reason, params["parameters"]) from error
     return TrialOutcome(metrics, params["parameters"], flow)
+
+
+def _train_and_evaluate(
+    model: keras.Model,
+    trial: Trial,
+    splits: Splits,
+    series: SeriesData | None,
+    flow_at_init: np.ndarray,
+    probe: tuple[np.ndarray, np.ndarray],
+    checkpoint_dir: Path,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The body of a trial's run: data, training, test metrics, model and figures."""
+    config, gap, seed = trial.config, trial.gap, trial.seed
+    source = _source(config)
+    tracking.log_dataset(splits.x_train, splits.y_train, source, f"{source}-gap{gap}-seed{seed}")
+    result = train(
+        model,
+        splits,
+        config.train,
+        seed,
+        callbacks=[tracking.EpochMetricsLogger()],
+        checkpoint_dir=checkpoint_dir,
+    )
+    if result.failure is not None:
+        raise TrialFailed(result.failure, model.count_params())
+    predictions, truth = test_forecasts(model, splits, series.to_original_units if series else None)
+    naive = series.naive_forecasts if series else {}
+    metrics = score(predictions, truth, splits.y_train, config.solved_ratio, naive)
+    metrics["train_seconds"] = result.seconds
+    tracking.log_metrics(metrics)
+    if config.log_models:
+        tracking.log_model(model, splits.x_test)
+    flow = {"at init": flow_at_init, "trained": gradient_flow(model, *probe)}
+    _log_trial_figures(model, splits, gap, flow, predictions, truth, naive)
+    return metrics, flow
 
 
 def _log_trial_figures(
@@ -272,12 +432,10 @@ def config_digest(config: ExperimentConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _failed_row(model: str, gap: int, seed: int, parameters: int) -> dict:
+def _failed_row(row: dict, parameters: int) -> dict:
     nan = float("nan")
     return {
-        "model": model,
-        "gap": gap,
-        "seed": seed,
+        **row,
         "params": parameters,
         "test_mse": nan,
         "mse_ratio": nan,

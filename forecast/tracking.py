@@ -114,15 +114,28 @@ def run_tags(name: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def parent_run(
-    name: str, config: dict[str, Any], params: dict[str, Any]
+    name: str,
+    config: dict[str, Any],
+    params: dict[str, Any],
+    sweep_hash: str,
+    resume_run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """The run of one invocation; never left RUNNING: it ends KILLED on Ctrl-C and FAILED if
-    the sweep raises."""
-    tags = {**run_tags(name), "mlflow.note.content": config.get("description", "")}
-    run = mlflow.start_run(run_name=f"{name}-sweep", tags=tags)
+    the sweep raises. ``resume_run_id`` reopens an interrupted sweep's run instead of starting
+    a new one."""
+    if resume_run_id is not None:
+        run = mlflow.start_run(run_id=resume_run_id)
+    else:
+        tags = {
+            **run_tags(name),
+            "forecast.sweep_hash": sweep_hash,
+            "mlflow.note.content": config.get("description", ""),
+        }
+        run = mlflow.start_run(run_name=f"{name}-sweep", tags=tags)
     try:
-        mlflow.log_dict(config, "config.yaml")
-        mlflow.log_params(params)
+        if resume_run_id is None:
+            mlflow.log_dict(config, "config.yaml")
+            mlflow.log_params(params)
         yield run
     except KeyboardInterrupt:
         _end_all_runs("KILLED")
@@ -133,6 +146,40 @@ def parent_run(
     mlflow.end_run()
 
 
+def unfinished_sweep(experiment_id: str, sweep_hash: str) -> str | None:
+    """The newest parent run with this sweep hash, if it did not finish (killed, failed or
+    still marked running), to resume; None if there is none."""
+    client = mlflow.MlflowClient(tracking_uri())
+    runs = client.search_runs(
+        [experiment_id],
+        f"tags.`forecast.sweep_hash` = '{sweep_hash}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if runs and runs[0].info.status != "FINISHED":
+        return runs[0].info.run_id
+    return None
+
+
+def finished_trials(parent_run_id: str) -> dict[str, dict[str, Any]]:
+    """Trial hash -> its row in the trials table, for the FINISHED child runs of a sweep.
+
+    Child runs left RUNNING by a killed process are marked KILLED on the way.
+    """
+    client = mlflow.MlflowClient(tracking_uri())
+    table = sweep_trials(parent_run_id, latest_only=False)
+    if not len(table):
+        return {}
+    for run_id in table.loc[table["status"] == "RUNNING", "run_id"]:
+        client.set_terminated(run_id, status="KILLED")
+    finished = table[(table["status"] == "FINISHED") & (table["trial_hash"] != "")]
+    columns = [c for c in finished.columns if c not in ("status", "run_id", "trial_hash")]
+    return {
+        row["trial_hash"]: {key: row[key] for key in columns if pd.notna(row[key])}
+        for _, row in finished.iterrows()
+    }
+
+
 def _end_all_runs(status: str) -> None:
     """End the active child run, if any, and the parent with ``status``."""
     while mlflow.active_run() is not None:
@@ -141,22 +188,35 @@ def _end_all_runs(status: str) -> None:
 
 @contextlib.contextmanager
 def child_run(
-    run_name: str, params: dict[str, Any], config: dict[str, Any]
+    run_name: str,
+    params: dict[str, Any],
+    config: dict[str, Any],
+    parent_run_id: str,
+    trial_hash: str,
 ) -> Iterator[mlflow.ActiveRun]:
-    """A nested run for one trial, with its params and the resolved config.
+    """The run of one trial under its sweep's parent run, which may live in another process
+    (a worker of a process pool or a Ray task).
 
-    If the trial raises, the run ends FAILED with the reason in its ``failure_reason`` tag.
+    If the trial raises, the run ends FAILED with the reason in its ``failure_reason`` tag;
+    on Ctrl-C it ends KILLED.
     """
-    run = mlflow.start_run(run_name=run_name, nested=True)
+    run = mlflow.start_run(
+        run_name=run_name,
+        nested=mlflow.active_run() is not None,
+        parent_run_id=parent_run_id,
+        tags={"forecast.trial_hash": trial_hash},
+    )
     mlflow.log_params(params)
     mlflow.log_dict(config, "config.yaml")
     try:
         yield run
+    except KeyboardInterrupt:
+        mlflow.end_run(status="KILLED")
+        raise
     except Exception as error:
         mlflow.set_tag("failure_reason", str(error)[:1000])
         mlflow.end_run(status="FAILED")
         raise
-    # KeyboardInterrupt passes through unended: the parent run ends both as KILLED.
     mlflow.end_run()
 
 
@@ -234,8 +294,12 @@ def recent_sweeps(experiment: str | None = None, limit: int = 10) -> pd.DataFram
     )
 
 
-def sweep_trials(parent_run_id: str) -> pd.DataFrame:
-    """The per-trial table of one sweep, rebuilt from its child runs' params and metrics."""
+def sweep_trials(parent_run_id: str, latest_only: bool = True) -> pd.DataFrame:
+    """The per-trial table of one sweep, rebuilt from its child runs' params and metrics.
+
+    With ``latest_only``, a trial run again on resume counts once (its latest attempt) and
+    trials killed by an interruption are left out.
+    """
     client = mlflow.MlflowClient(tracking_uri())
     try:
         parent = client.get_run(parent_run_id)
@@ -251,17 +315,28 @@ def sweep_trials(parent_run_id: str) -> pd.DataFrame:
     for child in children:
         params, metrics = child.data.params, child.data.metrics
         nan = float("nan")
+        point = params.get("sweep_point")
         rows.append(
             {
-                "model": params["model"],
+                "model": f"{params['model']} [{point}]" if point else params["model"],
                 "gap": int(params["gap"]),
                 "seed": int(params["seed"]),
                 "params": int(params["parameters"]),
                 **{key: metrics.get(key, nan) for key in TRIAL_METRICS},
                 **{key: metrics[key] for key in SERIES_METRICS if key in metrics},
+                "status": child.info.status,
+                "run_id": child.info.run_id,
+                "trial_hash": child.data.tags.get("forecast.trial_hash", ""),
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if latest_only and len(table):
+        table = table[table["status"] != "KILLED"]
+        hashed = table["trial_hash"] != ""
+        table = pd.concat(
+            [table[~hashed], table[hashed].drop_duplicates("trial_hash", keep="last")]
+        ).sort_index()
+    return table
 
 
 TRIAL_METRICS = ("test_mse", "test_mae", "mse_ratio", "solved", "train_seconds")

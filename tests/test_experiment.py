@@ -103,18 +103,24 @@ def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
     assert "no run 'no-such-run'" in capsys.readouterr().err
 
 
-def test_failing_trial_leaves_no_run_running(tracking_store, monkeypatch):
+def test_a_crashing_trial_is_recorded_failed_and_the_sweep_finishes(tracking_store, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(runner, "train", explode)
     name, config = load_experiment("sine_long_gap", TINY)
-    with pytest.raises(RuntimeError, match="boom"):
-        runner.run_experiment(name, config, log=lambda line: None)
+    lines = []
+    summary = runner.run_experiment(name, config, log=lines.append)
+    assert summary["test_mse"].isna().all()
+    assert sum("FAILED: RuntimeError: boom" in line for line in lines) == 4
     client = MlflowClient(tracking_store)
     experiment = client.get_experiment_by_name("sine_long_gap")
-    statuses = {r.info.status for r in client.search_runs([experiment.experiment_id])}
-    assert statuses == {"FAILED"}
+    runs = client.search_runs([experiment.experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 4
+    assert {r.info.status for r in children} == {"FAILED"}
+    assert {r.data.tags["failure_reason"] for r in children} == {"RuntimeError: boom"}
+    assert {r.info.status for r in runs if r not in children} == {"FINISHED"}
 
 
 def test_bad_layer_option_fails_before_any_run(tracking_store, capsys):

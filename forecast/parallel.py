@@ -1,0 +1,137 @@
+"""Where trials run: in this process, in a pool of local worker processes, or as Ray tasks.
+
+Each backend takes a picklable function of one item and yields ``(item, result)`` as results
+arrive (not in submission order). Nothing here knows what a trial is.
+
+Worker processes are started with ``spawn`` (TensorFlow is not fork-safe) and each limits
+TensorFlow to its share of the cores, so N workers do not oversubscribe the machine: with
+N = cores, one thread each.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from forecast.config import ConfigError
+
+Item = TypeVar("Item")
+BACKENDS = ("local", "ray")
+
+
+def cpu_count() -> int:
+    """Cores this process may use (its affinity mask, not the machine's total)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def check_backend(backend: str, workers: int | None, ray_address: str | None) -> None:
+    """Fail fast, before any run exists: bad worker counts, a missing Ray, an unreachable
+    cluster.
+
+    Raises:
+        ConfigError: with a one-line message.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend: unknown backend {backend!r}; choose one of local, ray")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers: must be at least 1, got {workers}")
+    if backend != "ray":
+        return
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "--backend ray: Ray is not installed; install it with `pip install 'forecast[ray]'`"
+        ) from None
+    address = ray_address or os.environ.get("RAY_ADDRESS")
+    if address and address not in ("auto", "local"):
+        _check_reachable(address)
+
+
+def _check_reachable(address: str, timeout: float = 3.0) -> None:
+    """Ray's own client retries for a minute or more before it gives up on a dead address."""
+    host_port = address.removeprefix("ray://").rsplit("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--ray-address: expected HOST:PORT or ray://HOST:PORT, got {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(f"Ray cluster at {address} is not reachable: {reason}") from None
+
+
+def limit_threads(threads: int) -> None:
+    """Cap TensorFlow's thread pools in a fresh worker process, before TensorFlow starts."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # TensorFlow already started in this process (a reused Ray worker): keep it
+
+
+def run_in_processes(
+    function: Callable[[Item], Any], items: Iterable[Item], workers: int
+) -> Iterator[tuple[Item, Any]]:
+    """Run ``function`` over ``items`` in ``workers`` spawned processes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, cpu_count() // workers)
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=limit_threads,
+        initargs=(threads,),
+    )
+    try:
+        futures = {pool.submit(function, item): item for item in items}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        # On Ctrl-C or an error, drop the trials not yet started; running ones end with it.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_on_ray(
+    function: Callable[[Item], Any],
+    items: Iterable[Item],
+    address: str | None,
+    max_in_flight: int | None = None,
+    cpus_per_item: int = 1,
+) -> Iterator[tuple[Item, Any]]:
+    """Run ``function`` over ``items`` as Ray tasks, each asking for ``cpus_per_item`` CPUs.
+
+    Connects to ``address`` (or ``RAY_ADDRESS``), or starts a local Ray instance; a Ray
+    already initialised in this process (``ray.init(...)`` by the caller) is used as it is.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address or os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+    task = ray.remote(num_cpus=cpus_per_item, max_retries=0)(_ray_call)
+    pending: dict[Any, Item] = {}
+    queue = list(items)
+    limit = max_in_flight or len(queue)
+    try:
+        while queue or pending:
+            while queue and len(pending) < limit:
+                item = queue.pop(0)
+                pending[task.remote(function, item, cpus_per_item)] = item
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            item = pending.pop(ready[0])
+            yield item, ray.get(ready[0])
+    finally:
+        for reference in pending:
+            ray.cancel(reference, force=True)
+
+
+def _ray_call(function: Callable[[Any], Any], item: Any, threads: int) -> Any:
+    limit_threads(threads)
+    return function(item)

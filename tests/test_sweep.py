@@ -1,0 +1,182 @@
+"""Sweeps: grid and random points, worker processes, Ray tasks, resume, and their bad input."""
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from forecast import runner
+from forecast.cli import main
+from forecast.config import ConfigError, load_experiment, sweep_points
+from forecast.tracking import sweep_trials
+
+SMALL = [
+    "seeds=[0]",
+    "log_models=false",
+    "task.gaps=[3]",
+    "task.n_train=64",
+    "task.n_val=16",
+    "task.n_test=32",
+    "models.0.units=3",
+    "models.1.units=3",
+    "train.epochs=1",
+    "train.batch_size=32",
+]
+# Two points; sgd at a learning rate of 1e30 without clipping diverges: a trial that fails.
+DIVERGING_GRID = [
+    "train.optimizer=sgd",
+    "train.clipnorm=null",
+    "sweep={grid: {train.learning_rate: [0.01, 1.0e30]}}",
+]
+
+
+def _args(overrides):
+    return [arg for override in overrides for arg in ("--set", override)]
+
+
+def _runs(store, experiment="sine_long_gap"):
+    client = MlflowClient(store)
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else client.search_runs([found.experiment_id])
+
+
+def test_grid_and_random_points_resolve_every_key():
+    space = "{train.learning_rate: {loguniform: [0.0001, 0.1]}}"
+    sweep = f"sweep={{grid: {{models.0.units: [2, 4]}}, samples: 3, seed: 1, space: {space}}}"
+    _, config = load_experiment("sine_long_gap", [*SMALL, sweep])
+    points = sweep_points(config)
+    assert len(points) == 6  # the grid, repeated; each point draws afresh (as Ray Tune does)
+    assert [p.models[0].units for _, p in points] == [2, 4, 2, 4, 2, 4]
+    rates = [p.train.learning_rate for _, p in points]
+    assert all(1e-4 <= rate <= 0.1 for rate in rates) and len(set(rates)) == 6
+    assert rates == [p.train.learning_rate for _, p in sweep_points(config)]  # seeded
+    overrides, point = points[0]
+    assert set(overrides) == {"models.0.units", "train.learning_rate"}
+    assert point.sweep is None and point.models[1].units == 3
+
+
+@pytest.mark.parametrize(
+    "sweep, message",
+    [
+        ("sweep={grid: {train.lr: [1, 2]}}", "sweep train.lr: unknown config key 'train.lr'"),
+        ("sweep={grid: {models.5.units: [1]}}", "no item '5' in a list of 2"),
+        ("sweep={grid: {}}", "sweep: empty grid and no random samples"),
+        ("sweep={grid: {train.epochs: []}}", "sweep.grid.train.epochs: expected a non-empty"),
+        ("sweep={grid: {train.epochs: [0]}}", "train.epochs: must be positive, got 0"),
+        ("sweep={samples: 2, space: {train.epochs: {normal: [1, 2]}}}", "sweep.space.train.epochs"),
+    ],
+)
+def test_a_bad_sweep_fails_in_one_line_before_any_run(tracking_store, capsys, sweep, message):
+    assert main(["run", "sine_long_gap", *_args([*SMALL, sweep])]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    with pytest.raises(ConfigError):
+        load_experiment("sine_long_gap", [sweep])
+    assert _runs(tracking_store) == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--workers", "0"], "--workers: must be at least 1, got 0"),
+        (
+            ["--backend", "ray", "--ray-address", "127.0.0.1:9"],
+            "Ray cluster at 127.0.0.1:9 is not reachable",
+        ),
+        (["--backend", "ray", "--ray-address", "nowhere"], "--ray-address: expected HOST:PORT"),
+    ],
+)
+def test_bad_backend_settings_fail_in_one_line_before_any_run(
+    tracking_store, capsys, args, message
+):
+    assert main(["run", "sine_long_gap", *_args(SMALL), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert _runs(tracking_store) == []
+
+
+def test_two_workers_run_the_sweep_and_a_failing_trial_does_not_stop_it(
+    tracking_store, capsys, tmp_path
+):
+    overrides = [*SMALL, *DIVERGING_GRID]
+    assert main(["run", "sine_long_gap", *_args(overrides), "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "4 trials on 2 workers" in out
+    runs = _runs(tracking_store)
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    children = [r for r in runs if r is not parent]
+    assert parent.info.status == "FINISHED"
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    status = {(r.data.params["model"], r.data.params["sweep_point"]): r for r in children}
+    assert len(status) == 4
+    for model in ("rnn", "lstm"):
+        good = status[(model, "train.learning_rate=0.01")]
+        bad = status[(model, "train.learning_rate=1e+30")]
+        assert good.info.status == "FINISHED" and "train_loss" in good.data.metrics
+        assert bad.info.status == "FAILED" and "loss became" in bad.data.tags["failure_reason"]
+    # The same trials in this process give the same numbers (thread counts differ: round-off).
+    _, config = load_experiment("sine_long_gap", overrides)
+    trial = next(t for t in runner._trials(sweep_points(config)) if t.point.endswith("0.01"))
+    context = runner.TrialContext(
+        tracking_store, parent.info.experiment_id, parent.info.run_id, str(tmp_path)
+    )
+    local = runner.execute_trial(trial, context)
+    worker = status[(trial.model.name, trial.point)].data.metrics
+    assert local.row["test_mse"] == pytest.approx(worker["test_mse"], rel=1e-3)
+
+
+def test_an_interrupted_sweep_resumes_where_it_stopped(tracking_store, monkeypatch):
+    overrides = [*SMALL, "sweep={grid: {models.0.units: [2, 3]}}"]
+    name, config = load_experiment("sine_long_gap", overrides)
+    real_train = runner.train
+    trained = []
+
+    def train_then_interrupt(model, *args, **kwargs):
+        if len(trained) == 3:
+            raise KeyboardInterrupt
+        trained.append(model.name)
+        return real_train(model, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "train", train_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_experiment(name, config, log=lambda line: None)
+    (parent,) = [r for r in _runs(tracking_store) if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "KILLED"
+
+    trained.clear()
+    monkeypatch.setattr(runner, "train", lambda model, *a, **k: real_train(model, *a, **k))
+    lines = []
+    summary = runner.run_experiment(name, config, log=lines.append)
+    assert f"resuming run {parent.info.run_id}: 3 finished" in lines[0]
+    assert "[1/1]" in lines[1]  # only the trial the interruption stopped runs again
+    assert len(summary) == 4 and summary["test_mse"].notna().all()
+    runs = _runs(tracking_store)
+    assert [r.info.run_id for r in runs if "mlflow.parentRunId" not in r.data.tags] == [
+        parent.info.run_id
+    ]
+    assert mlflow.get_run(parent.info.run_id).info.status == "FINISHED"
+    table = sweep_trials(parent.info.run_id)
+    assert len(table) == 4 and set(table["status"]) == {"FINISHED"}
+    assert len(sweep_trials(parent.info.run_id, latest_only=False)) == 5  # + the killed one
+
+    # Once finished, the same command starts a new sweep rather than skipping everything.
+    lines.clear()
+    runner.run_experiment(name, config, log=lines.append)
+    assert "resuming" not in lines[0]
+
+
+def test_ray_backend_runs_the_sweep_on_a_local_ray(tracking_store, capsys):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert main(["run", "sine_long_gap", *_args(SMALL), "--backend", "ray"]) == 0
+    finally:
+        ray.shutdown()
+    assert "2 trials on Ray" in capsys.readouterr().out
+    runs = _runs(tracking_store)
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    children = {r.info.run_name: r for r in runs if r is not parent}
+    assert set(children) == {"rnn-gap3-seed0", "lstm-gap3-seed0"}
+    for child in children.values():
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.metrics["test_mse"] > 0
