@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install experiment test bench bench-layers bench-windows lint format ui clean
+.PHONY: install experiment test bench bench-layers bench-windows bench-sweep lint format ui clean
 
 install: $(INSTALLED)
 
@@ -28,7 +28,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # Speed and memory against Keras' own, measured in the same run; a few minutes.
-bench: bench-layers bench-windows
+bench: bench-layers bench-windows bench-sweep
 
 # Subset with e.g. `make bench-layers ARGS='--layers LSTM --grid 64x200x64 --repeats 3'`.
 bench-layers: install
@@ -36,6 +36,10 @@ bench-layers: install
 
 bench-windows: install
 	$(BIN)/python benchmarks/bench_windows.py
+
+# Trials per minute of one tiny sweep with 1 worker and with 2 (or ARGS='--workers N').
+bench-sweep: install
+	$(BIN)/python benchmarks/bench_sweep.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

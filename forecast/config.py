@@ -78,7 +78,7 @@ class ModelConfig:
 class TrainConfig:
     optimizer: str = "adam"  # adam, adamw, rmsprop or sgd
     learning_rate: float = 3e-3
-    clipnorm: float | None = 1.0  # gradient clipping by global norm; null disables it
+    clipnorm: float | None = 1.0  # clip each weight's gradient to this norm (Keras'); null: off
     epochs: int = 10
     batch_size: int = 64
     early_stopping_patience: int | None = None  # epochs without val_loss gain; null: off

@@ -3,11 +3,14 @@ evaluate, each tracked as an MLflow child run of one parent run."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +46,7 @@ from forecast.layers import LSTM
 from forecast.models import build_model
 from forecast.parallel import check_backend, run_in_processes, run_on_ray
 from forecast.tasks import TASKS
-from forecast.training import train
+from forecast.training import is_chief, make_strategy, train
 
 GRADIENT_PROBE = 128  # test samples whose input gradients trace the gradient flow
 # A trial's fixed cost (building, evaluating, plotting) in time steps of sequence, for the
@@ -76,13 +79,47 @@ def run_experiment(
         forecast.tracking.TrackingError: an unreachable tracking server.
     """
     check_backend(backend, workers, ray_address)
+    multi_worker = config.train.strategy == "multi_worker"
+    if multi_worker and (backend != "local" or (workers or 1) > 1):
+        raise ConfigError(
+            "train.strategy=multi_worker: every process in TF_CONFIG runs the sweep together; "
+            "use the local backend with one worker"
+        )
+    # Before any other TensorFlow work: collective ops are configured at start-up.
+    strategy = make_strategy(config.train.strategy) if multi_worker else None
     points = sweep_points(config)
     for _, point in points:
         _check_task_and_models(point)
     if config.data is not None:
         prepare_series(config.data)  # a bad series fails here, once, not in every trial
     trials = _trials(points)
+    if is_chief(strategy):
+        return _run_sweep(name, config, trials, len(points), log, workers, backend, ray_address)
+    # The other workers of a multi-worker cluster train the same trials in step with the chief
+    # but leave the record to it: their runs go to a private store, deleted afterwards.
+    with tempfile.TemporaryDirectory() as scratch:
+        shared = os.environ.get("MLFLOW_TRACKING_URI")
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{scratch}/mlflow.db"
+        try:
+            return _run_sweep(name, config, trials, len(points), log, workers, backend, None)
+        finally:
+            if shared is None:
+                del os.environ["MLFLOW_TRACKING_URI"]
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = shared
 
+
+def _run_sweep(
+    name: str,
+    config: ExperimentConfig,
+    trials: list[Trial],
+    n_points: int,
+    log: Callable[[str], None],
+    workers: int | None,
+    backend: str,
+    ray_address: str | None,
+) -> pd.DataFrame:
+    """Run the trials under one parent run (a new one, or the interrupted one it resumes)."""
     # Every trial builds a fresh model, which TensorFlow's retracing heuristic reports as a
     # suspected bug from the sixth trial on; the warning is wrong here.
     tf.get_logger().setLevel("ERROR")
@@ -91,7 +128,9 @@ def run_experiment(
     tracking.check_reachable(tracking.tracking_uri())
     experiment_id = tracking.use_experiment(name)
     sweep_hash = config_digest(config)
-    resume_id = tracking.unfinished_sweep(experiment_id, sweep_hash)
+    # Multi-worker processes must run the same trials in step; only the chief sees the store.
+    resume = config.train.strategy != "multi_worker"
+    resume_id = tracking.unfinished_sweep(experiment_id, sweep_hash) if resume else None
     gaps = sorted({trial.gap for trial in trials})
     parent_params = {
         "source": _source(config),
@@ -99,7 +138,7 @@ def run_experiment(
         "seeds": config.seeds,
         "models": [model.name for model in config.models],
         "epochs": config.train.epochs,
-        "sweep_points": len(points),
+        "sweep_points": n_points,
     }
     start = time.perf_counter()
     with tracking.parent_run(
@@ -260,11 +299,12 @@ def execute_trial(trial: Trial, context: TrialContext) -> TrialResult:
     mlflow.set_experiment(experiment_id=context.experiment_id)
     tf.get_logger().setLevel("ERROR")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    strategy = make_strategy(trial.config.train.strategy)  # one per process, reused
     splits, series = _trial_data(trial.config, trial.gap, trial.seed)
     checkpoint = Path(context.checkpoint_dir) / f"{trial.run_name}-{trial.digest}".replace(" ", "_")
     row = {"model": trial.label, "gap": trial.gap, "seed": trial.seed}
     try:
-        outcome = _run_trial(trial, splits, series, context, checkpoint)
+        outcome = _run_trial(trial, splits, series, context, checkpoint, strategy)
     except TrialFailed as failure:
         return TrialResult(_failed_row(row, failure.parameters), {}, str(failure))
     row = {**row, "params": outcome.parameters, **outcome.metrics}
@@ -302,6 +342,7 @@ def _run_trial(
     series: SeriesData | None,
     context: TrialContext,
     checkpoint_dir: Path,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> TrialOutcome:
     """Build, train, evaluate and log one model as a child run of the sweep's parent run.
 
@@ -312,13 +353,14 @@ def _run_trial(
     config, model_config, gap, seed = trial.config, trial.model, trial.gap, trial.seed
     keras.backend.clear_session()  # drop the previous trial's graphs and functions
     keras.utils.set_random_seed(seed)
-    model = build_model(
-        model_config.layer,
-        model_config.units,
-        splits.input_shape,
-        splits.output_shape,
-        **model_config.options,
-    )
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_model(
+            model_config.layer,
+            model_config.units,
+            splits.input_shape,
+            splits.output_shape,
+            **model_config.options,
+        )
     source = _source(config)
     params = {
         "model": model_config.name,
@@ -344,7 +386,7 @@ def _run_trial(
     ):
         try:
             metrics, flow = _train_and_evaluate(
-                model, trial, splits, series, flow_at_init, probe, checkpoint_dir
+                model, trial, splits, series, flow_at_init, probe, checkpoint_dir, strategy
             )
         except TrialFailed:
             raise
@@ -362,6 +404,7 @@ def _train_and_evaluate(
     flow_at_init: np.ndarray,
     probe: tuple[np.ndarray, np.ndarray],
     checkpoint_dir: Path,
+    strategy: tf.distribute.Strategy | None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """The body of a trial's run: data, training, test metrics, model and figures."""
     config, gap, seed = trial.config, trial.gap, trial.seed
@@ -374,6 +417,7 @@ def _train_and_evaluate(
         seed,
         callbacks=[tracking.EpochMetricsLogger()],
         checkpoint_dir=checkpoint_dir,
+        strategy=strategy,
     )
     if result.failure is not None:
         raise TrialFailed(result.failure, model.count_params())

@@ -180,3 +180,11 @@ def test_ray_backend_runs_the_sweep_on_a_local_ray(tracking_store, capsys):
         assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.metrics["test_mse"] > 0
+
+
+def test_a_sweep_trains_under_a_mirrored_strategy(tracking_store, capsys):
+    overrides = [*SMALL, "train.strategy=mirrored", "log_models=true"]
+    assert main(["run", "sine_long_gap", *_args(overrides)]) == 0
+    children = [r for r in _runs(tracking_store) if "mlflow.parentRunId" in r.data.tags]
+    assert {r.info.status for r in children} == {"FINISHED"} and len(children) == 2
+    assert all(r.data.metrics["test_mse"] > 0 for r in children)

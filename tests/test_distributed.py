@@ -1,0 +1,281 @@
+"""Data-parallel training: MirroredStrategy in this process, MultiWorkerMirroredStrategy as two
+worker processes on 127.0.0.1.
+
+A multi-worker strategy must configure collective ops before any other TensorFlow work, which
+this process has long done by then, so every multi-worker check runs in the workers of
+``distributed_worker.py``: one run of both workers (module fixture) serves all those tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from forecast import training
+from forecast.config import STRATEGIES
+from forecast.training import is_chief, make_strategy, train
+from tests.distributed_worker import CONFIG, ONE_BATCH_CONFIG, build, splits
+
+WORKER_SCRIPT = Path(__file__).with_name("distributed_worker.py")
+WORKERS_TIMEOUT = 150  # seconds for both workers together; they take ~40 s on 2 busy cores
+
+
+def test_every_configurable_strategy_can_be_made():
+    assert set(STRATEGIES) == {"default", *training._STRATEGY_CLASSES}
+    with pytest.raises(ValueError, match="unknown strategy 'tpu'"):
+        make_strategy("tpu")
+
+
+def test_strategies_are_made_once_per_process():
+    assert make_strategy("default") is None
+    mirrored = make_strategy("mirrored")
+    assert make_strategy("mirrored") is mirrored
+    assert is_chief(None) and is_chief(mirrored)
+
+
+@pytest.mark.parametrize(
+    "cluster, task, chief",
+    [
+        ({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 0}, True),
+        ({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 1}, False),
+        ({"chief": ["c:1"], "worker": ["a:1"]}, {"type": "chief", "index": 0}, True),
+        ({"chief": ["c:1"], "worker": ["a:1"]}, {"type": "worker", "index": 0}, False),
+        ({}, {}, True),  # no cluster: one local worker
+    ],
+)
+def test_the_chief_is_the_chief_task_or_else_worker_0(monkeypatch, cluster, task, chief):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    assert is_chief(SimpleNamespace(cluster_resolver=resolver)) is chief
+
+
+def test_a_model_built_outside_the_strategy_scope_is_refused():
+    data = splits()
+    with pytest.raises(ValueError, match=r"strategy\.scope\(\)"):
+        train(build(data), data, CONFIG, strategy=make_strategy("mirrored"))
+
+
+def test_mirrored_training_lowers_the_loss():
+    strategy, data = make_strategy("mirrored"), splits()
+    with strategy.scope():
+        model = build(data)
+    result = train(model, data, CONFIG, strategy=strategy)
+    assert result.failure is None and set(result.history) == {"loss", "val_loss"}
+    assert result.epochs_run == 2 and result.history["loss"][1] < result.history["loss"][0]
+
+
+def test_mirrored_on_one_device_matches_the_default_path_when_order_cannot_matter():
+    # With several batches per epoch the weights differ (~1e-2 after 3 epochs): the dataset
+    # that tf.distribute rewrites draws other shuffle orders than the plain one, same seed or
+    # not. With one batch per epoch only the summation order inside the batch can differ.
+    data, weights = splits(), {}
+    for name in ("default", "mirrored"):
+        strategy = make_strategy(name)
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            model = build(data)
+        train(model, data, ONE_BATCH_CONFIG, strategy=strategy)
+        weights[name] = model.get_weights()
+    for default, mirrored in zip(weights["default"], weights["mirrored"], strict=True):
+        np.testing.assert_allclose(mirrored, default, rtol=0, atol=1e-6)
+
+
+@dataclass
+class WorkerRun:
+    out: Path
+    reports: list[dict]  # worker-INDEX.json of each worker
+    logs: str  # both workers' exit codes and stderr, for assertion messages
+
+    def weights(self, trial: str, index: int) -> list[np.ndarray]:
+        with np.load(self.out / f"{trial}-{index}.npz") as saved:
+            return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+
+def free_ports(count: int) -> list[int]:
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory) -> WorkerRun:
+    """Both workers of a 2-worker cluster, run to the end; fails with their stderr."""
+    out = tmp_path_factory.mktemp("workers")
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    root = str(Path(__file__).resolve().parent.parent)
+    processes = []
+    for index in range(2):
+        env = {
+            **os.environ,
+            "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            ),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+        }
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, str(WORKER_SCRIPT), str(out)],
+                env=env,
+                cwd=root,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    deadline = time.monotonic() + WORKERS_TIMEOUT
+    errors = ["", ""]
+    for index, process in enumerate(processes):
+        try:
+            errors[index] = process.communicate(timeout=max(1, deadline - time.monotonic()))[1]
+        except subprocess.TimeoutExpired:
+            errors[index] = f"(timed out after {WORKERS_TIMEOUT} s)\n"
+            break
+    for index, process in enumerate(processes):
+        if process.returncode is None:  # timed out: stop our own workers, keep their stderr
+            process.kill()
+            errors[index] += process.communicate()[1]
+    logs = "\n".join(
+        f"--- worker {index} (exit {process.returncode}) stderr:\n{error[-4000:]}"
+        for index, (process, error) in enumerate(zip(processes, errors, strict=True))
+    )
+    assert [process.returncode for process in processes] == [0, 0], logs
+    reports = [json.loads((out / f"worker-{i}.json").read_text()) for i in range(2)]
+    return WorkerRun(out, reports, logs)
+
+
+TRIALS = ("main", "one_batch", "nan", "early", "resume")
+
+
+def test_two_workers_train_to_identical_weights(workers):
+    first, second = workers.reports
+    assert [first["chief"], second["chief"]] == [True, False], workers.logs
+    for report in workers.reports:
+        assert report["chief"] == report["should_checkpoint"]  # agrees with TF's own test
+        assert report["same_strategy"] and report["replicas"] == 2
+    for trial in TRIALS:
+        assert first[trial]["history"] == second[trial]["history"], trial
+        for mine, theirs in zip(workers.weights(trial, 0), workers.weights(trial, 1), strict=True):
+            np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-7, err_msg=trial)
+    history = first["main"]["history"]
+    assert len(history["loss"]) == len(history["val_loss"]) == 2
+    assert all(math.isfinite(value) for values in history.values() for value in values)
+    assert history["loss"][1] < history["loss"][0]
+
+
+def test_multi_worker_callbacks_see_what_fit_would_show(workers):
+    main = workers.reports[1]["main"]
+    assert main["events"] == ["begin", "epoch 0", "epoch 1", "end"]
+    assert main["logs"] == [
+        {"loss": loss, "val_loss": val_loss}
+        for loss, val_loss in zip(main["history"]["loss"], main["history"]["val_loss"], strict=True)
+    ]
+    assert main["val_mse"] == pytest.approx(main["history"]["val_loss"][-1], rel=1e-5)
+
+
+def test_multi_worker_matches_the_default_path_with_clipping_after_the_all_reduce(workers):
+    # One batch per epoch, so the shuffle order cannot matter. The clipnorm clips: had each
+    # worker clipped its own half of the gradient before the sum (what the Keras optimizer does
+    # under a strategy), the weights would be off by ~0.05, as with twice the clipnorm.
+    data = splits()
+    model = build(data)
+    train(model, data, ONE_BATCH_CONFIG)
+    for default, distributed in zip(
+        model.get_weights(), workers.weights("one_batch", 0), strict=True
+    ):
+        np.testing.assert_allclose(distributed, default, rtol=0, atol=1e-6)
+
+
+def test_the_cached_strategy_survives_clear_session(workers):
+    # Each trial calls keras.backend.clear_session() first; the same seed gives the same losses.
+    for report in workers.reports:
+        assert report["early"]["history"]["loss"][:2] == report["main"]["history"]["loss"]
+
+
+def test_a_nan_loss_stops_multi_worker_training_and_is_reported(workers):
+    for report in workers.reports:
+        nan = report["nan"]
+        assert nan["failure"] is not None and "nan" in nan["failure"].lower()
+        assert len(nan["history"]["loss"]) == 1 and nan["events"][-1] == "end"
+
+
+def test_multi_worker_early_stopping_restores_the_best_weights(workers):
+    for report in workers.reports:
+        early = report["early"]
+        assert early["failure"] is None and len(early["history"]["loss"]) < 40
+        assert early["val_mse"] == pytest.approx(min(early["history"]["val_loss"]), rel=1e-5)
+
+
+def test_an_interrupted_multi_worker_training_resumes_from_its_last_epoch(workers):
+    for report in workers.reports:
+        resume = report["resume"]
+        assert resume["backup_after_interrupt"] == ["latest.weights.h5", "training_metadata.json"]
+        assert resume["events"] == ["begin", "epoch 2", "epoch 3", "end"]
+        assert len(resume["history"]["loss"]) == 2 and resume["failure"] is None
+        assert not resume["backup_at_end"]  # the chief removed it once training completed
+
+
+def test_a_multi_worker_sweep_is_recorded_by_the_chief_only(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    overrides = [
+        "seeds=[0]",
+        "task.gaps=[3]",
+        "task.n_train=64",
+        "task.n_val=32",
+        "task.n_test=32",
+        "models.0.units=3",
+        "models.1.units=3",
+        "train.epochs=2",
+        "train.batch_size=32",
+        "train.strategy=multi_worker",
+    ]
+    command = [sys.executable, "-m", "forecast.cli", "run", "sine_long_gap"]
+    command += [arg for override in overrides for arg in ("--set", override)]
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    processes = []
+    for index in range(2):
+        task = {"type": "worker", "index": index}
+        env = {
+            **os.environ,
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": task}),
+            "MLFLOW_TRACKING_URI": store,
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+        }
+        processes.append(
+            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        )
+    outputs = []
+    try:
+        outputs = [process.communicate(timeout=WORKERS_TIMEOUT) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    logs = "\n".join(err.decode()[-3000:] for _, err in outputs)
+    assert [process.returncode for process in processes] == [0, 0], logs
+    for out, _ in outputs:  # both trained every trial and printed the table
+        assert b"largest solved gap" in out and b"lstm    3" in out
+
+    client = mlflow.MlflowClient(store)
+    experiment = client.get_experiment_by_name("sine_long_gap")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2, "only the chief records runs"
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    for child in children:
+        assert len(client.get_metric_history(child.info.run_id, "train_loss")) == 2
