@@ -23,7 +23,7 @@ import tempfile
 import time
 
 SWEEP = [
-    "seeds=[0, 1]",
+    "seeds=[0, 1, 2, 3]",
     "log_models=false",
     "task.gaps=[5, 20]",
     "task.n_train=256",

@@ -10,9 +10,12 @@ N = cores, one thread each.
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
 from forecast.config import ConfigError
@@ -64,8 +67,11 @@ def _check_reachable(address: str, timeout: float = 3.0) -> None:
         raise ConfigError(f"Ray cluster at {address} is not reachable: {reason}") from None
 
 
-def limit_threads(threads: int) -> None:
-    """Cap TensorFlow's thread pools in a fresh worker process, before TensorFlow starts."""
+def limit_threads(threads: int, preload: tuple[str, ...] = ()) -> None:
+    """Cap TensorFlow's thread pools in a fresh worker process, before TensorFlow starts, and
+    import ``preload`` modules now rather than in the first task."""
+    import importlib
+
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import tensorflow as tf
 
@@ -74,29 +80,40 @@ def limit_threads(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
         pass  # TensorFlow already started in this process (a reused Ray worker): keep it
+    for module in preload:
+        importlib.import_module(module)
 
 
-def run_in_processes(
-    function: Callable[[Item], Any], items: Iterable[Item], workers: int
-) -> Iterator[tuple[Item, Any]]:
-    """Run ``function`` over ``items`` in ``workers`` spawned processes."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
+@contextlib.contextmanager
+def process_pool(workers: int, preload: tuple[str, ...] = ()) -> Iterator[ProcessPoolExecutor]:
+    """``workers`` spawned processes, started at once so that they import TensorFlow (several
+    seconds each) while the caller prepares the sweep."""
     threads = max(1, cpu_count() // workers)
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=limit_threads,
-        initargs=(threads,),
+        initargs=(threads, preload),
     )
+    for _ in range(workers):
+        pool.submit(int)  # each submission to a busy pool spawns one more worker
     try:
-        futures = {pool.submit(function, item): item for item in items}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
-    finally:
-        # On Ctrl-C or an error, drop the trials not yet started; running ones end with it.
+        yield pool
+    except BaseException:
+        # On Ctrl-C or an error, drop the tasks not yet started; running ones end with it.
         pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    # Every task is done: let the workers exit (TensorFlow takes a while) in the background.
+    pool.shutdown(wait=False)
+
+
+def run_in_pool(
+    pool: ProcessPoolExecutor, function: Callable[[Item], Any], items: Iterable[Item]
+) -> Iterator[tuple[Item, Any]]:
+    """Run ``function`` over ``items`` in the pool's processes."""
+    futures = {pool.submit(function, item): item for item in items}
+    for future in as_completed(futures):
+        yield futures[future], future.result()
 
 
 def run_on_ray(

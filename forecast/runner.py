@@ -12,7 +12,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,10 +44,12 @@ from forecast.evaluation import (
 )
 from forecast.layers import LSTM
 from forecast.models import build_model
-from forecast.parallel import check_backend, run_in_processes, run_on_ray
+from forecast.parallel import check_backend, process_pool, run_in_pool, run_on_ray
 from forecast.tasks import TASKS
 from forecast.training import is_chief, make_strategy, train
 
+# Imported by each local worker process as it starts, before its first trial.
+WORKER_PRELOAD = ("forecast.runner",)
 GRADIENT_PROBE = 128  # test samples whose input gradients trace the gradient flow
 # A trial's fixed cost (building, evaluating, plotting) in time steps of sequence, for the
 # ETA; fitted to sine_long_gap on a 2-core machine, where a trial takes ~4 s + 0.05 s a step.
@@ -126,70 +128,88 @@ def _run_sweep(
     # MLflow's INFO lines (schema creation, input-example validation) would bury the progress.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     tracking.check_reachable(tracking.tracking_uri())
-    experiment_id = tracking.use_experiment(name)
-    sweep_hash = config_digest(config)
-    # Multi-worker processes must run the same trials in step; only the chief sees the store.
-    resume = config.train.strategy != "multi_worker"
-    resume_id = tracking.unfinished_sweep(experiment_id, sweep_hash) if resume else None
-    gaps = sorted({trial.gap for trial in trials})
-    parent_params = {
-        "source": _source(config),
-        "gaps": gaps,
-        "seeds": config.seeds,
-        "models": [model.name for model in config.models],
-        "epochs": config.train.epochs,
-        "sweep_points": n_points,
-    }
-    start = time.perf_counter()
-    with tracking.parent_run(
-        name, config.to_dict(), parent_params, sweep_hash, resume_id
-    ) as parent:
-        done = tracking.finished_trials(resume_id) if resume_id else {}
-        rows = [done[trial.digest] for trial in trials if trial.digest in done]
-        pending = [trial for trial in trials if trial.digest not in done]
-        where = f"{workers} workers" if (workers or 1) > 1 else "1 process"
-        where = "Ray" if backend == "ray" else where
-        log(
-            f"{name}: {len(trials)} trials on {where} -> MLflow at {tracking.tracking_uri()}"
-            + (f" (resuming run {resume_id}: {len(rows)} finished)" if resume_id else "")
-        )
-        context = TrialContext(
-            tracking_uri=tracking.tracking_uri(),
-            experiment_id=experiment_id,
-            parent_run_id=parent.info.run_id,
-            checkpoint_dir=str(project_root() / ".checkpoints" / name),
-        )
-        run = functools.partial(execute_trial, context=context)
-        if backend == "ray":
-            results = run_on_ray(run, pending, ray_address, max_in_flight=workers)
-        elif (workers or 1) > 1:
-            results = run_in_processes(run, pending, workers)
-        else:
-            results = ((trial, run(trial)) for trial in pending)
-        flows: dict[str, np.ndarray] = {}  # gradient flow at the largest gap, for the parent
-        weights = {trial.digest: trial.work for trial in trials}
-        remaining = sum(trial.work for trial in pending)
-        done_work = 0.0
-        for index, (trial, result) in enumerate(results, 1):
-            rows.append(result.row)
-            prefix = f"[{index}/{len(pending)}] {trial.run_name}"
-            done_work += weights[trial.digest]
-            elapsed = time.perf_counter() - start
-            # Trial time grows with sequence length, so weigh the remaining trials by theirs.
-            eta = elapsed / done_work * (remaining - done_work)
-            if result.failure is not None:
-                log(f"{prefix}: FAILED: {result.failure}")
-                continue
-            if trial.gap == gaps[-1] and trial.seed == config.seeds[0]:
-                flows.update({f"{trial.label} {k}": v for k, v in result.flow.items()})
-            metrics = result.row
+    local_pool = backend == "local" and (workers or 1) > 1
+    # Workers start now, importing TensorFlow while this process sets up the MLflow runs.
+    pool = process_pool(workers, WORKER_PRELOAD) if local_pool else contextlib.nullcontext()
+    with pool as pool:
+        experiment_id = tracking.use_experiment(name)
+        sweep_hash = config_digest(config)
+        # Multi-worker processes must run the same trials in step; only the chief sees the
+        # store, so none of them resumes.
+        resume = config.train.strategy != "multi_worker"
+        resume_id = tracking.unfinished_sweep(experiment_id, sweep_hash) if resume else None
+        gaps = sorted({trial.gap for trial in trials})
+        parent_params = {
+            "source": _source(config),
+            "gaps": gaps,
+            "seeds": config.seeds,
+            "models": [model.name for model in config.models],
+            "epochs": config.train.epochs,
+            "sweep_points": n_points,
+        }
+        with tracking.parent_run(
+            name, config.to_dict(), parent_params, sweep_hash, resume_id
+        ) as parent:
+            done = tracking.finished_trials(resume_id) if resume_id else {}
+            rows = [done[trial.digest] for trial in trials if trial.digest in done]
+            pending = [trial for trial in trials if trial.digest not in done]
+            where = f"{workers} workers" if local_pool else "1 process"
+            where = "Ray" if backend == "ray" else where
             log(
-                f"{prefix}: test MSE {metrics['test_mse']:.4g}, "
-                f"ratio {metrics['mse_ratio']:.3f}, {metrics['train_seconds']:.1f}s "
-                f"(elapsed {elapsed:.0f}s, ETA {eta:.0f}s)"
+                f"{name}: {len(trials)} trials on {where} -> MLflow at {tracking.tracking_uri()}"
+                + (f" (resuming run {resume_id}: {len(rows)} finished)" if resume_id else "")
             )
-        summary = _log_summary(name, config, pd.DataFrame(rows), flows, gaps, log)
+            context = TrialContext(
+                tracking_uri=tracking.tracking_uri(),
+                experiment_id=experiment_id,
+                parent_run_id=parent.info.run_id,
+                checkpoint_dir=str(project_root() / ".checkpoints" / name),
+            )
+            run = functools.partial(execute_trial, context=context)
+            if backend == "ray":
+                results = run_on_ray(run, pending, ray_address, max_in_flight=workers)
+            elif pool is not None:
+                results = run_in_pool(pool, run, pending)
+            else:
+                results = ((trial, run(trial)) for trial in pending)
+            new_rows, flows = _collect(results, pending, gaps[-1], config.seeds[0], log)
+            rows += new_rows
+            summary = _log_summary(name, config, pd.DataFrame(rows), flows, gaps, log)
     return summary
+
+
+def _collect(
+    results: Iterator[tuple[Trial, TrialResult]],
+    pending: list[Trial],
+    flow_gap: int,
+    flow_seed: int,
+    log: Callable[[str], None],
+) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """The trials' rows as results arrive, with a progress line each; and the gradient flows
+    of the trials at ``flow_gap`` and ``flow_seed``, for the parent run's figure."""
+    rows, flows = [], {}
+    start = time.perf_counter()
+    total_work = sum(trial.work for trial in pending)
+    done_work = 0.0
+    for index, (trial, result) in enumerate(results, 1):
+        rows.append(result.row)
+        prefix = f"[{index}/{len(pending)}] {trial.run_name}"
+        done_work += trial.work
+        elapsed = time.perf_counter() - start
+        # Trial time grows with sequence length, so weigh the remaining trials by theirs.
+        eta = elapsed / done_work * (total_work - done_work)
+        if result.failure is not None:
+            log(f"{prefix}: FAILED: {result.failure}")
+            continue
+        if trial.gap == flow_gap and trial.seed == flow_seed:
+            flows.update({f"{trial.label} {k}": v for k, v in result.flow.items()})
+        metrics = result.row
+        log(
+            f"{prefix}: test MSE {metrics['test_mse']:.4g}, "
+            f"ratio {metrics['mse_ratio']:.3f}, {metrics['train_seconds']:.1f}s "
+            f"(elapsed {elapsed:.0f}s, ETA {eta:.0f}s)"
+        )
+    return rows, flows
 
 
 def _log_summary(
