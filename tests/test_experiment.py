@@ -6,6 +6,7 @@ import yaml
 from mlflow import MlflowClient
 
 from forecast import runner
+from forecast import trial as trial_module
 from forecast.cli import main
 from forecast.config import load_experiment
 from forecast.training import TrainResult
@@ -107,7 +108,7 @@ def test_a_crashing_trial_is_recorded_failed_and_the_sweep_finishes(tracking_sto
     def explode(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(runner, "train", explode)
+    monkeypatch.setattr(trial_module, "train", explode)
     name, config = load_experiment("sine_long_gap", TINY)
     lines = []
     summary = runner.run_experiment(name, config, log=lines.append)
@@ -179,7 +180,7 @@ def test_bad_series_fails_before_any_run(tracking_store, capsys):
 
 
 def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tracking_store, monkeypatch, capsys):
-    real_train = runner.train
+    real_train = trial_module.train
 
     def nan_for_rnn(model, *args, **kwargs):
         result = real_train(model, *args, **kwargs)
@@ -187,7 +188,7 @@ def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tracking_store, monkey
             return TrainResult(result.history, result.seconds, failure="loss became nan")
         return result
 
-    monkeypatch.setattr(runner, "train", nan_for_rnn)
+    monkeypatch.setattr(trial_module, "train", nan_for_rnn)
     assert main(["run", "sine_long_gap", *[arg for o in TINY for arg in ("--set", o)]]) == 0
     assert "rnn-gap2-seed0: FAILED: loss became nan" in capsys.readouterr().out
     client = MlflowClient(tracking_store)
@@ -203,7 +204,7 @@ def test_an_interrupted_sweep_leaves_its_runs_killed(tracking_store, monkeypatch
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "train", interrupt)
+    monkeypatch.setattr(trial_module, "train", interrupt)
     name, config = load_experiment("sine_long_gap", TINY)
     with pytest.raises(KeyboardInterrupt):
         runner.run_experiment(name, config, log=lambda line: None)

@@ -5,6 +5,7 @@ import pytest
 from mlflow import MlflowClient
 
 from forecast import runner
+from forecast import trial as trial_module
 from forecast.cli import main
 from forecast.config import ConfigError, load_experiment, sweep_points
 from forecast.tracking import sweep_trials
@@ -116,10 +117,10 @@ def test_two_workers_run_the_sweep_and_a_failing_trial_does_not_stop_it(
     # The same trials in this process give the same numbers (thread counts differ: round-off).
     _, config = load_experiment("sine_long_gap", overrides)
     trial = next(t for t in runner._trials(sweep_points(config)) if t.point.endswith("0.01"))
-    context = runner.TrialContext(
+    context = trial_module.TrialContext(
         tracking_store, parent.info.experiment_id, parent.info.run_id, str(tmp_path)
     )
-    local = runner.execute_trial(trial, context)
+    local = trial_module.execute_trial(trial, context)
     worker = status[(trial.model.name, trial.point)].data.metrics
     assert local.row["test_mse"] == pytest.approx(worker["test_mse"], rel=1e-3)
 
@@ -127,7 +128,7 @@ def test_two_workers_run_the_sweep_and_a_failing_trial_does_not_stop_it(
 def test_an_interrupted_sweep_resumes_where_it_stopped(tracking_store, monkeypatch):
     overrides = [*SMALL, "sweep={grid: {models.0.units: [2, 3]}}"]
     name, config = load_experiment("sine_long_gap", overrides)
-    real_train = runner.train
+    real_train = trial_module.train
     trained = []
 
     def train_then_interrupt(model, *args, **kwargs):
@@ -136,14 +137,14 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tracking_store, monkeypat
         trained.append(model.name)
         return real_train(model, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "train", train_then_interrupt)
+    monkeypatch.setattr(trial_module, "train", train_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         runner.run_experiment(name, config, log=lambda line: None)
     (parent,) = [r for r in _runs(tracking_store) if "mlflow.parentRunId" not in r.data.tags]
     assert parent.info.status == "KILLED"
 
     trained.clear()
-    monkeypatch.setattr(runner, "train", lambda model, *a, **k: real_train(model, *a, **k))
+    monkeypatch.setattr(trial_module, "train", lambda model, *a, **k: real_train(model, *a, **k))
     lines = []
     summary = runner.run_experiment(name, config, log=lines.append)
     assert f"resuming run {parent.info.run_id}: 3 finished" in lines[0]
