@@ -92,7 +92,8 @@ def execute_trial(trial: Trial, context: TrialContext) -> TrialResult:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     strategy = make_strategy(trial.config.train.strategy)  # one per process, reused
     splits, series = _trial_data(trial.config, trial.gap, trial.seed)
-    checkpoint = Path(context.checkpoint_dir) / f"{trial.run_name}-{trial.digest}".replace(" ", "_")
+    name = f"{trial.model.name}-gap{trial.gap}-seed{trial.seed}-{trial.digest}"
+    checkpoint = Path(context.checkpoint_dir) / name
     row = {"model": trial.label, "gap": trial.gap, "seed": trial.seed}
     try:
         outcome = _run_trial(trial, splits, series, context, checkpoint, strategy)
