@@ -116,6 +116,17 @@ def run_in_pool(
         yield futures[future], future.result()
 
 
+def connect_ray(address: str | None) -> int:
+    """Connect to ``address`` (or ``RAY_ADDRESS``), or start a local Ray instance; a Ray
+    already initialised in this process (``ray.init(...)`` by the caller) is used as it is.
+    Returns the number of live nodes."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address or os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
 def run_on_ray(
     function: Callable[[Item], Any],
     items: Iterable[Item],
@@ -125,13 +136,11 @@ def run_on_ray(
 ) -> Iterator[tuple[Item, Any]]:
     """Run ``function`` over ``items`` as Ray tasks, each asking for ``cpus_per_item`` CPUs.
 
-    Connects to ``address`` (or ``RAY_ADDRESS``), or starts a local Ray instance; a Ray
-    already initialised in this process (``ray.init(...)`` by the caller) is used as it is.
+    Connects first, as :func:`connect_ray` does.
     """
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+    connect_ray(address)
     task = ray.remote(num_cpus=cpus_per_item, max_retries=0)(_ray_call)
     pending: dict[Any, Item] = {}
     queue = list(items)

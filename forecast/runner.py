@@ -22,7 +22,7 @@ from forecast import plots, tracking
 from forecast.config import ConfigError, ExperimentConfig, point_label, project_root, sweep_points
 from forecast.evaluation import baseline_rows, max_solved_gap, seed_intervals, summarize
 from forecast.models import build_model
-from forecast.parallel import check_backend, process_pool, run_in_pool, run_on_ray
+from forecast.parallel import check_backend, connect_ray, process_pool, run_in_pool, run_on_ray
 from forecast.tasks import TASKS
 from forecast.training import is_chief, make_strategy
 from forecast.trial import (
@@ -77,6 +77,14 @@ def run_experiment(
     if config.data is not None:
         prepare_series(config.data)  # a bad series fails here, once, not in every trial
     trials = _trials(points)
+    if backend == "ray":
+        nodes = connect_ray(ray_address)
+        uri = tracking.tracking_uri()
+        if nodes > 1 and tracking.is_local_store(uri):
+            raise ConfigError(
+                f"--backend ray: the cluster has {nodes} nodes, but MLflow logs to {uri} on this "
+                "machine only; set MLFLOW_TRACKING_URI to a server every node reaches"
+            )
     if is_chief(strategy):
         return _run_sweep(name, config, trials, len(points), log, workers, backend, ray_address)
     # The other workers of a multi-worker cluster train the same trials in step with the chief

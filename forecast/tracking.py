@@ -66,6 +66,12 @@ def _exclusive(database: Path | None) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def is_local_store(uri: str) -> bool:
+    """Whether the store is a file on this machine (sqlite or a folder), out of other machines'
+    reach, unlike a tracking server or a database server."""
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
 class TrackingError(RuntimeError):
     """The tracking store cannot be used; its message is one line."""
 

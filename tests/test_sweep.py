@@ -165,10 +165,20 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tracking_store, monkeypat
     assert "resuming" not in lines[0]
 
 
-def test_ray_backend_runs_the_sweep_on_a_local_ray(tracking_store, capsys):
+def test_ray_backend_runs_the_sweep_on_a_local_ray(tracking_store, capsys, monkeypatch):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
+        with monkeypatch.context() as patch:  # a cluster of two nodes cannot reach mlflow.db
+            patch.setattr(ray, "nodes", lambda: [{"Alive": True}, {"Alive": True}])
+            assert main(["run", "sine_long_gap", *_args(SMALL), "--backend", "ray"]) == 2
+            err = capsys.readouterr().err
+            assert "the cluster has 2 nodes, but MLflow logs to sqlite:" in err
+            # Ray's own logging shares stderr (its start-up lines, and a complaint when its
+            # handler still holds an earlier test's captured stream), so look at our lines.
+            ours = [line for line in err.splitlines() if line.startswith("forecast:")]
+            assert len(ours) == 1 and ours[0].startswith("forecast: error: --backend ray")
+            assert _runs(tracking_store) == []
         assert main(["run", "sine_long_gap", *_args(SMALL), "--backend", "ray"]) == 0
     finally:
         ray.shutdown()
@@ -178,7 +188,7 @@ def test_ray_backend_runs_the_sweep_on_a_local_ray(tracking_store, capsys):
     children = {r.info.run_name: r for r in runs if r is not parent}
     assert set(children) == {"rnn-gap3-seed0", "lstm-gap3-seed0"}
     for child in children.values():
-        assert child.info.status == "FINISHED"
+        assert child.info.status == "FINISHED", child.data.tags.get("failure_reason")
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.metrics["test_mse"] > 0
 
