@@ -1,7 +1,7 @@
-"""Where trials run: in this process, in a pool of local worker processes, or as Ray tasks.
+"""Where trials run when not in this process: a pool of local worker processes, or Ray tasks.
 
-Each backend takes a picklable function of one item and yields ``(item, result)`` as results
-arrive (not in submission order). Nothing here knows what a trial is.
+Both take a picklable function of one item and yield ``(item, result)`` as results arrive
+(not in submission order). Nothing here knows what a trial is.
 
 Worker processes are started with ``spawn`` (TensorFlow is not fork-safe) and each limits
 TensorFlow to its share of the cores, so N workers do not oversubscribe the machine: with
