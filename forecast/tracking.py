@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -236,7 +237,20 @@ def log_dataset(inputs: Any, targets: Any, source: str, name: str) -> None:
         dataset = mlflow.data.from_numpy(
             np.asarray(inputs), targets=np.asarray(targets), source=source, name=name
         )
-    mlflow.log_input(dataset, context="training")
+    # Trials in parallel log the same dataset (the models of one gap and seed share it), and
+    # MLflow's store checks for it and then inserts it, so the slower of two concurrent
+    # writers fails on the unique key. On a retry it finds the dataset and links to it.
+    for attempt in range(DATASET_ATTEMPTS):
+        try:
+            mlflow.log_input(dataset, context="training")
+            return
+        except mlflow.exceptions.MlflowException as error:
+            if "UNIQUE" not in str(error).upper() or attempt == DATASET_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
+DATASET_ATTEMPTS = 5
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
