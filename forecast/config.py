@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import itertools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -238,7 +239,8 @@ def sweep_points(config: ExperimentConfig) -> list[tuple[dict[str, Any], Experim
         )
     for key, spec in sweep.space.items():
         _check_space(key, spec)
-    grid = [dict(zip(sweep.grid, values, strict=True)) for values in _product(sweep.grid)]
+    combinations = itertools.product(*sweep.grid.values())
+    grid = [dict(zip(sweep.grid, values, strict=True)) for values in combinations]
     if sweep.samples > 0:
         import numpy as np
 
@@ -263,12 +265,6 @@ def sweep_points(config: ExperimentConfig) -> list[tuple[dict[str, Any], Experim
         resolved = point.to_dict()
         points.append(({key: _get_key(resolved, key) for key in overrides}, point))
     return points
-
-
-def _product(grid: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
-    import itertools
-
-    return list(itertools.product(*grid.values()))
 
 
 def _check_space(key: str, spec: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -51,7 +52,7 @@ class Trial:
         base = f"{self.model.name}-gap{self.gap}-seed{self.seed}"
         return f"{base} {self.point}" if self.point else base
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         """Identifies the trial across invocations, for resuming: changes with any setting."""
         key = {"config": self.config.to_dict(), "model": self.model.name}
