@@ -49,8 +49,9 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The MLflow UI on mlflow.db, printing where a sweep's runs are (NAME= for an experiment's).
 ui: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+	$(BIN)/forecast ui $(NAME)
 
 # Keeps mlflow.db and mlartifacts/: runs are results, not build output.
 clean:

@@ -48,11 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     name, config = load_experiment("sine_long_gap", SWEEP)
     rates = {}
     with tempfile.TemporaryDirectory() as store:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+        uri = f"sqlite:///{store}/mlflow.db"
         for workers in (1, args.workers):
             # A distinct experiment per run, so the second never resumes the first.
             start = time.perf_counter()
-            summary = run_experiment(f"bench-{workers}", config, lambda _: None, workers)
+            sweep = run_experiment(f"bench-{workers}", config, lambda _: None, workers, uri=uri)
+            summary = sweep.summary
             seconds = time.perf_counter() - start
             trials = int(summary["seeds"].sum())
             rates[workers] = trials / seconds * 60

@@ -1,6 +1,7 @@
-"""The ``forecast`` command: ``forecast run NAME_OR_PATH [--set key=value ...]``, ``forecast list``.
+"""The ``forecast`` command: ``run``, ``list``, ``runs``, ``compare`` and ``ui``.
 
-User errors (unknown experiment, bad config, bad data) print one line and exit 2.
+User errors (unknown experiment, bad config, bad data, an unreachable store) print one line and
+exit 2. Only ``run`` loads TensorFlow; the other commands answer in a few seconds.
 """
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
 
 from forecast.config import ConfigError, available_experiments, load_experiment
 from forecast.data import DataError
 from forecast.parallel import BACKENDS, check_backend
+from forecast.paths import tracking_uri
+
+FORMATS = ("table", "csv", "markdown")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         "--ray-address",
         help="a Ray cluster's address (default: RAY_ADDRESS, else a local Ray instance)",
     )
+    run.add_argument(
+        "--system-metrics",
+        action="store_true",
+        help="sample CPU and memory use onto the sweep's run (MLflow's system metrics)",
+    )
     commands.add_parser("list", help="list the available experiments")
     runs = commands.add_parser("runs", help="list recent sweeps in the tracking store")
     runs.add_argument("experiment", nargs="?", help="only this experiment")
@@ -59,26 +67,28 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("experiment", nargs="?", help="its latest sweep (default: any latest)")
     compare.add_argument("--run", help="the parent run id of the sweep (see `forecast runs`)")
     compare.add_argument("--format", choices=FORMATS, default="table")
+    ui = commands.add_parser("ui", help="start the MLflow UI on the local store")
+    ui.add_argument("experiment", nargs="?", help="print the address of its latest sweep")
+    ui.add_argument("--port", type=int, default=5000, help="(default 5000)")
     args = parser.parse_args(argv)
 
+    uri = tracking_uri()
     try:
         if args.command == "list":
             return _list()
         if args.command == "runs":
-            return _runs(args.experiment, args.limit)
+            return _runs(uri, args.experiment, args.limit)
         if args.command == "compare":
-            return _compare(args.experiment, args.run, args.format)
-        return _run(args.experiment, args.overrides, args.workers, args.backend, args.ray_address)
-    except (ConfigError, DataError) as error:
-        return _fail(error)
+            return _compare(uri, args.experiment, args.run, args.format)
+        if args.command == "ui":
+            return _ui(uri, args.experiment, args.port)
+        return _run(uri, args)
+    except (ConfigError, DataError) as error:  # forecast.tracking.TrackingError among them
+        print(f"forecast: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("forecast: interrupted", file=sys.stderr)
         return 130
-
-
-def _fail(error: Exception) -> int:
-    print(f"forecast: error: {error}", file=sys.stderr)
-    return 2
 
 
 def _list() -> int:
@@ -89,29 +99,34 @@ def _list() -> int:
     return 0
 
 
-def _run(
-    experiment: str,
-    overrides: list[str],
-    workers: int | None,
-    backend: str,
-    ray_address: str | None,
-) -> int:
-    name, config = load_experiment(experiment, overrides)
-    check_backend(backend, workers, ray_address)
+def _run(uri: str, args: argparse.Namespace) -> int:
+    name, config = load_experiment(args.experiment, args.overrides)
+    check_backend(args.backend, args.workers, args.ray_address)
     # TensorFlow is imported only now, so `list` and config errors answer at once.
     from forecast.runner import run_experiment
-    from forecast.tracking import TrackingError
+    from forecast.ui import how_to_start, sweep_address
 
-    try:
-        summary = run_experiment(name, config, print, workers, backend, ray_address)
-    except TrackingError as error:
-        return _fail(error)
+    sweep = run_experiment(
+        name,
+        config,
+        print,
+        args.workers,
+        args.backend,
+        args.ray_address,
+        uri,
+        args.system_metrics,
+    )
     print()
-    print(format_table(summary, "table"))
+    print(format_table(sweep.summary, "table"))
+    if sweep.run_id is None:  # a multi-worker non-chief: the chief recorded the sweep
+        return 0
+    print()
+    hint = how_to_start(uri)
+    print(f"Compare its trials in the MLflow UI{f' ({hint})' if hint else ''}:")
+    print(f"  {sweep_address(uri, sweep.run_id)}")
     return 0
 
 
-FORMATS = ("table", "csv", "markdown")
 NUMBER_FORMATS = {
     "test_mse": "{:.4g}",
     "mse_ratio": "{:.3f}",
@@ -122,7 +137,7 @@ NUMBER_FORMATS = {
 }
 
 
-def format_table(table: Any, fmt: str) -> str:
+def format_table(table: object, fmt: str) -> str:
     """A summary DataFrame as an aligned text table, CSV or a Markdown table."""
     if fmt == "csv":
         return table.to_csv(index=False).rstrip("\n")
@@ -139,40 +154,34 @@ def format_table(table: Any, fmt: str) -> str:
     return "\n".join(lines)
 
 
-def _runs(experiment: str | None, limit: int) -> int:
-    from forecast.tracking import TrackingError, recent_sweeps
+def _runs(uri: str, experiment: str | None, limit: int) -> int:
+    from forecast.results import recent_sweeps
 
-    try:
-        sweeps = recent_sweeps(experiment, limit)
-    except TrackingError as error:
-        return _fail(error)
+    sweeps = recent_sweeps(uri, experiment, limit)
     print(sweeps.to_string(index=False) if len(sweeps) else "no sweeps yet")
     return 0
 
 
-def _compare(experiment: str | None, run_id: str | None, fmt: str) -> int:
-    import pandas as pd
+def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> int:
+    from forecast.evaluation import comparison_table
+    from forecast.results import recent_sweeps, sweep_trials
 
-    from forecast.evaluation import baseline_rows, summarize
-    from forecast.tracking import TrackingError, recent_sweeps, sweep_trials
-
-    try:
-        if run_id is None:
-            sweeps = recent_sweeps(experiment, limit=1)
-            if not len(sweeps):
-                return _fail(ConfigError("no sweeps yet; run one with `forecast run NAME`"))
-            run_id = sweeps["run_id"].iloc[0]
-        trials = sweep_trials(run_id)
-    except TrackingError as error:
-        return _fail(error)
-    if not len(trials):
-        return _fail(ConfigError(f"sweep {run_id} has no finished trials"))
-    summary = summarize(trials)
-    if "persistence_ratio" in trials:
-        last = trials.dropna(subset=["persistence_ratio"]).iloc[-1]
-        summary = pd.concat([summary, baseline_rows(last.to_dict(), int(last["gap"]))])
-    print(format_table(summary, fmt))
+    if run_id is None:
+        sweeps = recent_sweeps(uri, experiment, limit=1)
+        if not len(sweeps):
+            raise ConfigError("no sweeps yet; run one with `forecast run NAME`")
+        run_id = sweeps["run_id"].iloc[0]
+    trials = sweep_trials(uri, run_id)
+    if not len(trials) or "test_mse" not in trials:
+        raise ConfigError(f"sweep {run_id} has no finished trials")
+    print(format_table(comparison_table(trials), fmt))
     return 0
+
+
+def _ui(uri: str, experiment: str | None, port: int) -> int:
+    from forecast.ui import serve
+
+    return serve(uri, experiment, port)
 
 
 if __name__ == "__main__":

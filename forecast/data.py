@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecast.paths import datasets_dir
 from forecast.tasks import Task
 
 FILL_METHODS = ("ffill", "interpolate", "drop")
@@ -108,6 +109,12 @@ def make_windows(
         values = values[:, None]
     if values.ndim != 2:
         raise DataError(f"values must be (time,) or (time, features), got shape {values.shape}")
+    if np.issubdtype(values.dtype, np.floating) and np.isnan(values).any():
+        step, feature = np.argwhere(np.isnan(values))[0]
+        raise DataError(
+            f"values: NaN at step {step}, feature {feature}; fill or drop missing values first "
+            "(load_series' fillna)"
+        )
     span = input_width + gap + horizon
     if len(values) < span:
         raise DataError(
@@ -185,12 +192,6 @@ def to_dataset(
     if shuffle:
         dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def datasets_dir() -> Path:
-    from forecast.config import project_root
-
-    return project_root() / "datasets"
 
 
 def available_datasets() -> list[str]:
@@ -354,6 +355,9 @@ class SeriesData:
     # Naive forecasts of the test windows in original units: "mean" (the train-part mean of
     # each target) and "persistence" (the window's last observed target, held).
     naive_forecasts: dict[str, np.ndarray]
+    # MASE's scale (Hyndman & Koehler 2006), per target: the mean absolute error of the naive
+    # forecast within the train part, one step (or, with a season, one season) back.
+    naive_scale: np.ndarray
     test_offset: np.ndarray | None = None  # with `relative`, each test window's last target
 
     def to_original_units(self, targets: np.ndarray) -> np.ndarray:
@@ -462,7 +466,9 @@ def series_splits(
             test_last_target = np.asarray(last_target)
     splits = Splits(*arrays["train"], *arrays["val"], *arrays["test"])
     n_test_windows = len(splits.y_test)
-    train_mean = raw_targets[: bounds["train"][1]].mean(axis=0)
+    train_targets = raw_targets[: bounds["train"][1]]
+    train_mean = train_targets.mean(axis=0)
+    lag = season or 1  # of the in-sample naive forecast that scales MASE
     persistence = test_last_target.reshape(-1, len(targets))
     if target_scaler is not None:
         persistence = target_scaler.inverse_transform(persistence)
@@ -483,5 +489,6 @@ def series_splits(
         target_columns=targets,
         split_lengths=(n_train, n_val, length - n_train - n_val),
         naive_forecasts=naive,
+        naive_scale=np.mean(np.abs(train_targets[lag:] - train_targets[:-lag]), axis=0),
         test_offset=test_last_target if relative else None,
     )

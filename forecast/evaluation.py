@@ -1,14 +1,15 @@
-"""Evaluation: test error against naive baselines, and the sweep's summary tables."""
+"""Evaluation: test errors against naive baselines, gradient flow, and the tables that compare
+trials. Importing it loads no TensorFlow (only :func:`gradient_flow` needs it)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 import pandas as pd
 
-from forecast.data import Splits
+if TYPE_CHECKING:  # TensorFlow only where a model is evaluated: `forecast compare` needs none
+    import keras
 
 
 def regression_metrics(predictions: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -35,56 +36,32 @@ def regression_metrics(predictions: np.ndarray, truth: np.ndarray) -> dict[str, 
     }
 
 
-def test_forecasts(
-    model: keras.Model,
-    splits: Splits,
-    to_original_units: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(predictions, truth) on the test split, in the targets' original units."""
-    convert = to_original_units or (lambda values: values)
-    predictions = convert(model.predict(splits.x_test, verbose=0, batch_size=1024))
-    return predictions, convert(np.asarray(splits.y_test))
-
-
-def evaluate(
-    model: keras.Model,
-    splits: Splits,
-    solved_ratio: float,
-    to_original_units: Callable[[np.ndarray], np.ndarray] | None = None,
-    naive_forecasts: dict[str, np.ndarray] | None = None,
-) -> dict[str, float]:
-    """Test errors of ``model`` and of naive forecasts, in the targets' original units.
-
-    Returns ``test_mse``, ``test_rmse``, ``test_mae``, ``test_smape``, ``test_r2``; for
-    multi-step targets ``test_mse.step1``, ``test_mse.step2``, ... per horizon step.
-
-    The trivial baseline predicts the mean target of the train split (or ``naive_forecasts
-    ["mean"]`` when given); ``mse_ratio`` is model MSE / that baseline's MSE (1 means the
-    model learned nothing the mean did not know), and the test counts as ``solved`` when the
-    ratio is at most ``solved_ratio``. Every other naive forecast given (``persistence``,
-    ``seasonal``) adds its MSE, ``<name>_mse``, and the model's ratio to it,
-    ``<name>_ratio``; with ``persistence``, ``test_mase`` is the model's MAE over
-    persistence's on the same windows (MASE with the naive forecast as scale, after Hyndman &
-    Koehler 2006).
-
-    Args:
-        to_original_units: Maps test-split arrays from model units (scaled, possibly relative)
-            to original units; identity by default.
-        naive_forecasts: Forecasts of the test windows in original units, by name.
-    """
-    predictions, truth = test_forecasts(model, splits, to_original_units)
-    return score(predictions, truth, np.asarray(splits.y_train), solved_ratio, naive_forecasts)
-
-
 def score(
     predictions: np.ndarray,
     truth: np.ndarray,
     train_targets: np.ndarray,
     solved_ratio: float,
     naive_forecasts: dict[str, np.ndarray] | None = None,
+    naive_scale: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """The metrics of :func:`evaluate` from test forecasts already in original units;
-    ``train_targets`` give the mean baseline when ``naive_forecasts`` has no ``mean``."""
+    """Test errors of a model's forecasts and of naive forecasts, all in original units.
+
+    Returns ``test_mse``, ``test_rmse``, ``test_mae``, ``test_smape``, ``test_r2``; for
+    multi-step targets ``test_mse.step1``, ``test_mse.step2``, ... per horizon step.
+
+    The trivial baseline predicts the mean of ``train_targets`` (or ``naive_forecasts
+    ["mean"]`` when given); ``mse_ratio`` is model MSE / that baseline's MSE (1 means the
+    model learned nothing the mean did not know), and the test counts as ``solved`` when the
+    ratio is at most ``solved_ratio``. Every other naive forecast given (``persistence``,
+    ``seasonal``) adds its errors, ``<name>_mse`` and ``<name>_mae``, and the model's MSE over
+    its MSE, ``<name>_ratio``. With ``persistence``, ``test_relmae`` is the model's MAE over
+    persistence's on the same windows (the relative MAE of Hyndman & Koehler 2006).
+
+    With ``naive_scale`` (per target: the in-sample MAE of the naive forecast on the train part),
+    ``test_mase`` is the mean absolute scaled error (Hyndman & Koehler 2006), averaged over
+    targets: below 1, the model's test errors are smaller than the naive forecast's errors
+    within the training data.
+    """
     naive = dict(naive_forecasts or {})
     naive.setdefault("mean", train_targets.mean(axis=0, keepdims=True))
     metrics = {
@@ -108,9 +85,10 @@ def score(
         metrics[f"{name}_mae"] = float(np.mean(np.abs(forecast - truth)))
         metrics[f"{name}_ratio"] = test_mse / naive_mse
     if "persistence" in naive:
-        metrics["test_mase"] = metrics["test_mae"] / float(
-            np.mean(np.abs(naive["persistence"] - truth))
-        )
+        metrics["test_relmae"] = metrics["test_mae"] / metrics["persistence_mae"]
+    if naive_scale is not None:
+        # (n, ..., targets) errors, each target scaled by its own in-sample naive MAE.
+        metrics["test_mase"] = float(np.mean(np.abs(predictions - truth) / naive_scale))
     return metrics
 
 
@@ -144,15 +122,32 @@ def summarize(trials: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def baseline_rows(metrics: dict[str, float], gap: int) -> pd.DataFrame:
+def comparison_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """The table a sweep is read by, for the runner's summary and ``forecast compare`` alike.
+
+    One row per (model, gap) from :func:`summarize`; for a series, the naive forecasts of every
+    (sweep point, gap) follow, each scored on that point's own test windows.
+    """
+    summary = summarize(trials)
+    if "persistence_mse" not in trials:
+        return summary
+    finished = trials.dropna(subset=["persistence_mse"])
+    naive = [
+        baseline_rows(group.iloc[0].to_dict(), gap, point)
+        for (point, gap), group in finished.groupby(["point", "gap"], sort=False)
+    ]
+    return pd.concat([summary, *naive], ignore_index=True)
+
+
+def baseline_rows(metrics: dict[str, float], gap: int, point: str = "") -> pd.DataFrame:
     """Summary rows for the naive forecasts of a series, to read beside the models'."""
     errors = {"mean": (metrics["baseline_mse"], metrics["baseline_mae"])}
     for name in ("persistence", "seasonal"):
-        if f"{name}_mse" in metrics:
+        if f"{name}_mse" in metrics and pd.notna(metrics[f"{name}_mse"]):
             errors[name] = (metrics[f"{name}_mse"], metrics[f"{name}_mae"])
     rows = [
         {
-            "model": f"naive_{name}",
+            "model": f"naive_{name} [{point}]" if point else f"naive_{name}",
             "gap": gap,
             "seeds": 0,
             "test_mse": mse,

@@ -100,7 +100,10 @@ def process_pool(workers: int, preload: tuple[str, ...] = ()) -> Iterator[Proces
     try:
         yield pool
     except BaseException:
-        # On Ctrl-C or an error, drop the tasks not yet started; running ones end with it.
+        # On Ctrl-C, SIGTERM or an error: stop the running tasks too (after Ctrl-C they have
+        # stopped already, the whole process group got it) and drop the others.
+        for worker in multiprocessing.active_children():
+            worker.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     # Every task is done: let the workers exit (TensorFlow takes a while) in the background.

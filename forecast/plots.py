@@ -72,11 +72,14 @@ def gradient_flow(curves: dict[str, np.ndarray], title: str = "") -> Figure:
     return figure
 
 
-def gates(activations: dict[str, np.ndarray], gap: int, units: int = 6) -> Figure:
+def gates(activations: dict[str, np.ndarray], memory_steps: int = 0, units: int = 6) -> Figure:
     """An LSTM's forget, input and output gates over time for one sample: the ``units`` units
-    whose gates move most, and the mean over all units (thick). The last ``gap`` steps, where
-    only memory can carry the answer, are shaded: a unit that remembers keeps its forget gate
-    near 1 and its input gate near 0 there."""
+    whose gates move most, and the mean over all units (thick).
+
+    ``memory_steps``: the last input steps that carry nothing about the answer, so that only
+    memory bridges them (a synthetic task's gap), shaded: a unit that remembers keeps its
+    forget gate near 1 and its input gate near 0 there. 0 (a real series, whose ``gap`` lies
+    after the input window) shades nothing."""
     names = [name for name in ("forget", "input", "output") if name in activations]
     sample = {name: activations[name][0] for name in names}  # (time, units)
     spread = sum(values.std(axis=0) for values in sample.values())
@@ -88,12 +91,13 @@ def gates(activations: dict[str, np.ndarray], gap: int, units: int = 6) -> Figur
         for unit in chosen:
             axes.plot(sample[name][:, unit], linewidth=0.9, label=f"unit {unit}")
         axes.plot(sample[name].mean(axis=1), color="black", linewidth=2, label="mean")
-        if gap > 0:
-            axes.axvspan(time - gap, time - 1, color="grey", alpha=0.15)
+        if memory_steps > 0:
+            axes.axvspan(time - memory_steps, time - 1, color="grey", alpha=0.15)
         axes.set(ylabel=f"{name} gate", ylim=(-0.02, 1.02))
         axes.grid(alpha=0.3)
     rows[0].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    rows[0].set_title("LSTM gates over time, one test sample (gap shaded)")
+    shaded = " (gap shaded)" if memory_steps > 0 else ""
+    rows[0].set_title(f"LSTM gates over time, one test sample{shaded}")
     rows[-1].set_xlabel("time step")
     figure.tight_layout()
     return figure

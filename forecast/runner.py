@@ -1,41 +1,52 @@
-"""Run one experiment: expand its sweep into trials (sweep point x gap x seed x model), run
-them here, in worker processes or on Ray (see forecast.trial for one trial), and summarise
-them on the sweep's MLflow parent run."""
+"""Run one experiment: plan its trials (forecast.plan), run them here, in worker processes or
+on Ray, and record the sweep in MLflow: a parent run, one child run per trial, and the summary.
+
+This is the edge where computation meets tracking. :func:`execute_trial` wraps one
+:func:`forecast.trial.run_trial` in its child run, wherever the trial runs;
+:func:`run_experiment` owns the parent run and the comparison table.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import json
 import logging
-import os
+import signal
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from forecast import plots, tracking
-from forecast.config import ConfigError, ExperimentConfig, point_label, project_root, sweep_points
-from forecast.evaluation import baseline_rows, max_solved_gap, seed_intervals, summarize
-from forecast.models import build_model
+from forecast import plots, results, tracking
+from forecast.config import ConfigError, ExperimentConfig, results_digest
+from forecast.distributed import is_chief, make_strategy
+from forecast.evaluation import comparison_table, max_solved_gap, seed_intervals
 from forecast.parallel import check_backend, connect_ray, process_pool, run_in_pool, run_on_ray
-from forecast.tasks import TASKS
-from forecast.training import is_chief, make_strategy
-from forecast.trial import (
-    Trial,
-    TrialContext,
-    TrialResult,
-    data_source,
-    execute_trial,
-    prepare_series,
-)
+from forecast.paths import checkpoints_dir, tracking_uri
+from forecast.plan import plan_trials
+from forecast.trial import Trial, data_source, run_trial
 
 # Imported by each local worker process as it starts, before its first trial.
-WORKER_PRELOAD = ("forecast.trial",)
+WORKER_PRELOAD = ("forecast.runner",)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What a finished sweep returns: its comparison table and where MLflow holds it."""
+
+    summary: pd.DataFrame  # one row per (model, gap); naive forecasts of a series after them
+    tracking_uri: str
+    experiment_id: str | None  # None on a multi-worker non-chief: the chief keeps the record
+    run_id: str | None  # the parent run's
 
 
 def run_experiment(
@@ -45,23 +56,28 @@ def run_experiment(
     workers: int | None = None,
     backend: str = "local",
     ray_address: str | None = None,
-) -> pd.DataFrame:
-    """Train and evaluate every trial; returns the per-(model, gap) summary table.
+    uri: str | None = None,
+    system_metrics: bool = False,
+) -> SweepResult:
+    """Train and evaluate every trial of ``config`` and record them in the MLflow store at
+    ``uri`` (default: :func:`forecast.paths.tracking_uri`).
 
     A trial is one (sweep point, gap, seed, model). ``workers`` > 1 runs trials in that many
     local processes; ``backend="ray"`` runs them as Ray tasks (on ``ray_address``, or a local
-    Ray), at most ``workers`` at once if given. Re-running a sweep that was interrupted resumes
-    it: trials already FINISHED in its MLflow parent run are skipped (matched by a hash of
-    their resolved config).
+    Ray), at most ``workers`` at once if given. Re-running a sweep that was interrupted
+    (Ctrl-C, SIGTERM, a crash) resumes it: trials already FINISHED in its parent run are
+    skipped, matched by a hash of what can change their results. ``system_metrics`` samples
+    this machine's CPU and memory onto the parent run.
 
-    Everything that can fail on bad input (sweep keys, task parameters, layer options, the
-    series file, workers, the Ray address) is checked before the first MLflow run is created.
+    Everything that can fail on bad input (every sweep point's config, data, task and layers,
+    the workers, the Ray address) is checked before the first MLflow run is created.
 
     Raises:
         ConfigError: bad sweep, task parameters, layer options or backend settings.
         forecast.data.DataError: a series that cannot be loaded or windowed.
         forecast.tracking.TrackingError: an unreachable tracking server.
     """
+    uri = uri or tracking_uri()
     check_backend(backend, workers, ray_address)
     multi_worker = config.train.strategy == "multi_worker"
     if multi_worker and (backend != "local" or (workers or 1) > 1):
@@ -71,63 +87,58 @@ def run_experiment(
         )
     # Before any other TensorFlow work: collective ops are configured at start-up.
     strategy = make_strategy(config.train.strategy) if multi_worker else None
-    points = sweep_points(config)
-    for _, point in points:
-        _check_task_and_models(point)
-    if config.data is not None:
-        prepare_series(config.data)  # a bad series fails here, once, not in every trial
-    trials = _trials(points)
+    trials = plan_trials(config)
     if backend == "ray":
         nodes = connect_ray(ray_address)
-        uri = tracking.tracking_uri()
         if nodes > 1 and tracking.is_local_store(uri):
             raise ConfigError(
                 f"--backend ray: the cluster has {nodes} nodes, but MLflow logs to {uri} on this "
                 "machine only; set MLFLOW_TRACKING_URI to a server every node reaches"
             )
+    run = functools.partial(
+        _run_sweep,
+        name,
+        config,
+        trials,
+        log=log,
+        workers=workers,
+        backend=backend,
+        ray_address=ray_address,
+        system_metrics=system_metrics,
+    )
     if is_chief(strategy):
-        return _run_sweep(name, config, trials, len(points), log, workers, backend, ray_address)
+        return run(uri)
     # The other workers of a multi-worker cluster train the same trials in step with the chief
     # but leave the record to it: their runs go to a private store, deleted afterwards.
     with tempfile.TemporaryDirectory() as scratch:
-        shared = os.environ.get("MLFLOW_TRACKING_URI")
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{scratch}/mlflow.db"
-        try:
-            return _run_sweep(name, config, trials, len(points), log, workers, backend, None)
-        finally:
-            if shared is None:
-                del os.environ["MLFLOW_TRACKING_URI"]
-            else:
-                os.environ["MLFLOW_TRACKING_URI"] = shared
+        sweep = run(f"sqlite:///{scratch}/mlflow.db")
+    return SweepResult(sweep.summary, uri, None, None)
 
 
 def _run_sweep(
     name: str,
     config: ExperimentConfig,
     trials: list[Trial],
-    n_points: int,
+    uri: str,
     log: Callable[[str], None],
     workers: int | None,
     backend: str,
     ray_address: str | None,
-) -> pd.DataFrame:
+    system_metrics: bool,
+) -> SweepResult:
     """Run the trials under one parent run (a new one, or the interrupted one it resumes)."""
-    # Every trial builds a fresh model, which TensorFlow's retracing heuristic reports as a
-    # suspected bug from the sixth trial on; the warning is wrong here.
-    tf.get_logger().setLevel("ERROR")
-    # MLflow's INFO lines (schema creation, input-example validation) would bury the progress.
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    tracking.check_reachable(tracking.tracking_uri())
+    _quiet_libraries()
+    tracking.check_reachable(uri)
     local_pool = backend == "local" and (workers or 1) > 1
     # Workers start now, importing TensorFlow while this process sets up the MLflow runs.
     pool = process_pool(workers, WORKER_PRELOAD) if local_pool else contextlib.nullcontext()
-    with pool as pool:
-        experiment_id = tracking.use_experiment(name)
-        sweep_hash = config_digest(config)
+    with pool as pool, _interruptible() as stop:
+        experiment_id = tracking.use_experiment(uri, name)
+        sweep_hash = results_digest(config)
         # Multi-worker processes must run the same trials in step; only the chief sees the
         # store, so none of them resumes.
-        resume = config.train.strategy != "multi_worker"
-        resume_id = tracking.unfinished_sweep(experiment_id, sweep_hash) if resume else None
+        resumable = config.train.strategy != "multi_worker"
+        resume_id = results.unfinished_sweep(uri, experiment_id, sweep_hash) if resumable else None
         gaps = sorted({trial.gap for trial in trials})
         parent_params = {
             "source": data_source(config),
@@ -135,139 +146,266 @@ def _run_sweep(
             "seeds": config.seeds,
             "models": [model.name for model in config.models],
             "epochs": config.train.epochs,
-            "sweep_points": n_points,
+            "sweep_points": len({trial.point for trial in trials}),
         }
         with tracking.parent_run(
-            name, config.to_dict(), parent_params, sweep_hash, resume_id
+            uri,
+            experiment_id,
+            name,
+            config.to_dict(),
+            parent_params,
+            sweep_hash,
+            resume_id,
+            system_metrics,
         ) as parent:
-            done = tracking.finished_trials(resume_id) if resume_id else {}
-            rows = [done[trial.digest] for trial in trials if trial.digest in done]
+            done = _finished_trials(uri, resume_id) if resume_id else {}
             pending = [trial for trial in trials if trial.digest not in done]
             where = f"{workers} workers" if local_pool else "1 process"
             where = "Ray" if backend == "ray" else where
             log(
-                f"{name}: {len(trials)} trials on {where} -> MLflow at {tracking.tracking_uri()}"
-                + (f" (resuming run {resume_id}: {len(rows)} finished)" if resume_id else "")
+                f"{name}: {len(trials)} trials on {where} -> MLflow at {uri}"
+                + (f" (resuming run {resume_id}: {len(done)} finished)" if resume_id else "")
             )
             context = TrialContext(
-                tracking_uri=tracking.tracking_uri(),
+                tracking_uri=uri,
                 experiment_id=experiment_id,
-                parent_run_id=parent.info.run_id,
-                checkpoint_dir=str(project_root() / ".checkpoints" / name),
+                parent_run_id=parent.run_id,
+                checkpoint_dir=str(checkpoints_dir(name)),
             )
-            run = functools.partial(execute_trial, context=context)
+            execute = functools.partial(execute_trial, context=context)
             if backend == "ray":
-                results = run_on_ray(run, pending, ray_address, max_in_flight=workers)
+                reports = run_on_ray(execute, pending, ray_address, max_in_flight=workers)
             elif pool is not None:
-                results = run_in_pool(pool, run, pending)
-            else:
-                results = ((trial, run(trial)) for trial in pending)
-            new_rows, flows = _collect(results, pending, gaps[-1], config.seeds[0], log)
-            rows += new_rows
-            summary = _log_summary(name, config, pd.DataFrame(rows), flows, gaps, log)
-    return summary
+                reports = run_in_pool(pool, execute, pending)
+            else:  # in this process, where signals land: stop at the next batch
+                reports = ((trial, execute(trial, stop=stop)) for trial in pending)
+            reports = {**done, **_collect(reports, pending, log, stop)}
+
+            # Every trial's row in plan order, whether it ran now or before an interruption.
+            trials_table = pd.DataFrame([reports[trial.digest].row for trial in trials])
+            summary = comparison_table(trials_table)
+            metrics, figures = {}, {}
+            if config.task is not None:
+                solved = max_solved_gap(trials_table, config.solved_ratio)
+                log("largest solved gap: " + ", ".join(f"{m} {g}" for m, g in solved.items()))
+                metrics = {f"max_solved_gap.{tracking.metric_key(m)}": g for m, g in solved.items()}
+                intervals = seed_intervals(trials_table)
+                figures["ratio_vs_gap.png"] = plots.ratio_vs_gap(
+                    intervals, config.solved_ratio, name
+                )
+            # Gradient flows of every model at the largest gap and the first seed.
+            flow_gap, flow_seed = gaps[-1], config.seeds[0]
+            flows = {
+                f"{trial.label} {when}": np.asarray(curve)
+                for trial in trials
+                if trial.gap == flow_gap and trial.seed == flow_seed
+                for when, curve in _flow(reports[trial.digest], uri).items()
+            }
+            if flows:
+                title = f"Gradient flow at gap {flow_gap}, seed {flow_seed}"
+                figures["gradient_flow.png"] = plots.gradient_flow(flows, title)
+            tracking.log_sweep_summary(parent, trials_table, summary, metrics, figures)
+    return SweepResult(summary, uri, experiment_id, parent.run_id)
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Where a trial reports, picklable so that worker processes and Ray tasks get it."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    checkpoint_dir: str
+
+
+@dataclass(frozen=True)
+class TrialReport:
+    """A trial's result as the sweep sees it, small enough to send back from a worker."""
+
+    row: dict[str, Any]  # the trial's line in the trials table
+    flow: dict[str, np.ndarray]  # gradient flow "at init" and "trained"; empty if it failed
+    run_id: str  # its child run
+    failure: str | None = None
+
+
+def execute_trial(
+    trial: Trial, context: TrialContext, stop: threading.Event | None = None
+) -> TrialReport:
+    """One trial, recorded as a child run of the sweep, in whichever process runs it.
+
+    A trial that raises (in its data, its model, training or recording) ends FAILED with the
+    reason and is returned as such, so the sweep goes on; Ctrl-C ends it KILLED, as does
+    ``stop`` once set (at the next training batch).
+    """
+    _quiet_libraries()
+    config, gap, seed = trial.config, trial.gap, trial.seed
+    row = {"model": trial.label, "point": trial.point, "gap": gap, "seed": seed}
+    source = data_source(config)
+    # Backups named by what the trial is, and the hash of what it computes: a rerun that
+    # changes any setting starts afresh.
+    backup_name = f"{trial.model.name}-gap{gap}-seed{seed}-{trial.digest}"
+    checkpoint = Path(context.checkpoint_dir) / backup_name
+    run_id = ""  # until the run exists
+    try:
+        with tracking.trial_run(
+            context.tracking_uri,
+            context.experiment_id,
+            context.parent_run_id,
+            trial.run_name,
+            _trial_params(trial),
+            config.to_dict(),
+            trial.digest,
+        ) as run:
+            run_id = run.run_id
+            callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=tracking.epoch_logger(run))]
+            if stop is not None:
+                callbacks.append(_stop_when_set(stop))
+            outcome = run_trial(trial, callbacks, checkpoint)
+            dataset = f"{source}-gap{gap}-seed{seed}"
+            tracking.log_trial_outcome(run, outcome, source, dataset, config.log_models)
+    except Exception as error:
+        nan = float("nan")
+        failed = {"params": nan, "test_mse": nan, "mse_ratio": nan, "solved": 0.0}
+        row = {**row, **failed, "train_seconds": nan}
+        return TrialReport(row, {}, run_id, tracking.failure_reason(error))
+    # As the run holds them, so that a resumed sweep's rows read back the same columns.
+    last_epoch = {"train_loss": outcome.history["loss"][-1]}
+    if outcome.history.get("val_loss"):
+        last_epoch["val_loss"] = outcome.history["val_loss"][-1]
+    row = {**row, "params": outcome.model.count_params(), **last_epoch, **outcome.metrics}
+    return TrialReport(row, outcome.flow, run_id)
+
+
+def _trial_params(trial: Trial) -> dict[str, Any]:
+    """The child run's params: what a reader filters and groups trials by in the MLflow UI."""
+    config, model = trial.config, trial.model
+    params = {
+        "model": model.name,
+        "layer": model.layer,
+        "units": model.units,
+        "gap": trial.gap,
+        "seed": trial.seed,
+        "source": data_source(config),
+        "epochs": config.train.epochs,
+        "batch_size": config.train.batch_size,
+        "learning_rate": config.train.learning_rate,
+        "clipnorm": config.train.clipnorm,
+        # The layer options as one readable value, e.g. `chrono_init=400` or `standard`.
+        "variant": ",".join(f"{k}={v}" for k, v in sorted(model.options.items())) or "standard",
+    }
+    if trial.point:
+        params["sweep_point"] = trial.point
+    return params
+
+
+def _finished_trials(uri: str, parent_run_id: str) -> dict[str, TrialReport]:
+    """Trial hash -> report, for the FINISHED trials of an interrupted sweep (their gradient
+    flows left in the store, see :func:`_flow`); its child runs still marked RUNNING are marked
+    KILLED first."""
+    tracking.end_unfinished_trials(uri, parent_run_id, "KILLED")
+    table = results.sweep_trials(uri, parent_run_id, latest_only=False)
+    if not len(table):
+        return {}
+    finished = table[(table["status"] == "FINISHED") & (table["trial_hash"] != "")]
+    columns = [c for c in finished.columns if c not in ("status", "run_id", "trial_hash")]
+    return {
+        row["trial_hash"]: TrialReport(
+            {key: row[key] for key in columns if pd.notna(row[key])}, {}, row["run_id"]
+        )
+        for _, row in finished.iterrows()
+    }
+
+
+def _flow(report: TrialReport, uri: str) -> dict[str, np.ndarray]:
+    """A trial's gradient flow: from its report, or, for a trial finished before the sweep was
+    interrupted, from its run."""
+    if report.flow or report.failure is not None:
+        return report.flow
+    return results.trial_flow(uri, report.run_id)
 
 
 def _collect(
-    results: Iterator[tuple[Trial, TrialResult]],
+    reports: Iterator[tuple[Trial, TrialReport]],
     pending: list[Trial],
-    flow_gap: int,
-    flow_seed: int,
     log: Callable[[str], None],
-) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """The trials' rows as results arrive, with a progress line each; and the gradient flows
-    of the trials at ``flow_gap`` and ``flow_seed``, for the parent run's figure."""
-    rows, flows = [], {}
+    stop: threading.Event,
+) -> dict[str, TrialReport]:
+    """Trial hash -> report, as reports arrive, with a progress line for each; raises
+    KeyboardInterrupt between trials once ``stop`` is set."""
+    collected = {}
     start = time.perf_counter()
     total_work = sum(trial.work for trial in pending)
     done_work = 0.0
-    for index, (trial, result) in enumerate(results, 1):
-        rows.append(result.row)
+    for index, (trial, report) in enumerate(reports, 1):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        collected[trial.digest] = report
         prefix = f"[{index}/{len(pending)}] {trial.run_name}"
         done_work += trial.work
         elapsed = time.perf_counter() - start
         # Trial time grows with sequence length, so weigh the remaining trials by theirs.
         eta = elapsed / done_work * (total_work - done_work)
-        if result.failure is not None:
-            log(f"{prefix}: FAILED: {result.failure}")
+        if report.failure is not None:
+            log(f"{prefix}: FAILED: {report.failure}")
             continue
-        if trial.gap == flow_gap and trial.seed == flow_seed:
-            flows.update({f"{trial.label} {k}": v for k, v in result.flow.items()})
-        metrics = result.row
+        row = report.row
         log(
-            f"{prefix}: test MSE {metrics['test_mse']:.4g}, "
-            f"ratio {metrics['mse_ratio']:.3f}, {metrics['train_seconds']:.1f}s "
+            f"{prefix}: test MSE {row['test_mse']:.4g}, "
+            f"ratio {row['mse_ratio']:.3f}, {row['train_seconds']:.1f}s "
             f"(elapsed {elapsed:.0f}s, ETA {eta:.0f}s)"
         )
-    return rows, flows
+    return collected
 
 
-def _log_summary(
-    name: str,
-    config: ExperimentConfig,
-    trials_table: pd.DataFrame,
-    flows: dict[str, np.ndarray],
-    gaps: list[int],
-    log: Callable[[str], None],
-) -> pd.DataFrame:
-    """The sweep's summary table, solved gaps and figures, on the parent run."""
-    summary = summarize(trials_table)
-    if config.data is not None:
-        finished = trials_table.dropna(subset=["test_mse"])
-        if len(finished):
-            last = finished.iloc[-1].to_dict()
-            summary = pd.concat([summary, baseline_rows(last, gaps[0])], ignore_index=True)
-    else:
-        solved = max_solved_gap(trials_table, config.solved_ratio)
-        tracking.log_metrics({f"max_solved_gap.{_metric_key(m)}": g for m, g in solved.items()})
-        log("largest solved gap: " + ", ".join(f"{m} {g}" for m, g in solved.items()))
-        figure = plots.ratio_vs_gap(seed_intervals(trials_table), config.solved_ratio, name)
-        tracking.log_figure(figure, "ratio_vs_gap.png")
-    if flows:
-        title = f"Gradient flow at gap {gaps[-1]}, seed {config.seeds[0]}"
-        tracking.log_figure(plots.gradient_flow(flows, title), "gradient_flow.png")
-    tracking.log_results_table(trials_table, summary)
-    return summary
+@contextlib.contextmanager
+def _interruptible() -> Iterator[threading.Event]:
+    """While the sweep runs, SIGTERM (``kill``, a batch scheduler, a container stop) ends it
+    as Ctrl-C does: its runs end KILLED and a rerun resumes it.
+
+    Both signals raise KeyboardInterrupt wherever the main thread is. When that is inside a
+    finalizer or a weakref callback, Python swallows it and prints "Exception ignored in";
+    so the handler also sets the event it yields, which the sweep checks after every training
+    batch and every trial, and such a swallowed interrupt is not printed.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    def drop_swallowed_interrupts(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            print_unraisable(unraisable)
+
+    handlers = {number: signal.signal(number, interrupt) for number in STOP_SIGNALS}
+    print_unraisable, sys.unraisablehook = sys.unraisablehook, drop_swallowed_interrupts
+    try:
+        yield stop
+    finally:
+        sys.unraisablehook = print_unraisable
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
 
 
-def _metric_key(label: str) -> str:
-    """MLflow metric names allow letters, digits and ``_-./ `` only; a sweep label has more."""
-    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in label)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _trials(points: list[tuple[dict, ExperimentConfig]]) -> list[Trial]:
-    trials, seen = [], set()
-    for overrides, point in points:
-        gaps = point.task.gaps if point.task is not None else [point.data.gap]
-        label = point_label(overrides)
-        for gap in gaps:
-            for seed in point.seeds:
-                for model in point.models:
-                    trial = Trial(point, model, gap, seed, label)
-                    if trial.digest not in seen:  # random draws can repeat a point
-                        seen.add(trial.digest)
-                        trials.append(trial)
-    return trials
+def _stop_when_set(stop: threading.Event) -> keras.callbacks.Callback:
+    """A Keras callback that ends training with KeyboardInterrupt once ``stop`` is set."""
+
+    def check(batch: int, logs: dict[str, float] | None = None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+
+    return keras.callbacks.LambdaCallback(on_train_batch_end=check)
 
 
-def config_digest(config: ExperimentConfig) -> str:
-    """A short hash of the resolved config: a re-run with the same one resumes its sweep."""
-    text = json.dumps(config.to_dict(), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _check_task_and_models(config: ExperimentConfig) -> None:
-    """Draw a tiny task sample and build each model once, so that bad task parameters or layer
-    options fail with a config error before any MLflow run exists."""
-    if config.task is not None:
-        try:
-            TASKS[config.task.name](2, min(config.task.gaps), 0, **config.task.params)
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"task.params: {error}") from None
-    for index, model_config in enumerate(config.models):
-        try:
-            build_model(
-                model_config.layer, model_config.units, (4, 1), (1,), **model_config.options
-            )
-        except ValueError as error:
-            raise ConfigError(f"models.{index}: {error}") from None
+def _quiet_libraries() -> None:
+    # Every trial builds a fresh model, which TensorFlow's retracing heuristic reports as a
+    # suspected bug from the sixth trial on; the warning is wrong here.
+    tf.get_logger().setLevel("ERROR")
+    # MLflow's INFO lines (schema creation, input-example validation) would bury the progress.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)

@@ -1,80 +1,45 @@
-"""MLflow tracking: the thin edge where runs, params, metrics and artifacts are recorded.
+"""MLflow tracking, the write side: the thin edge where runs, params, metrics, datasets, models
+and figures are recorded. Reading runs back (``forecast runs``, ``compare``, resume) is
+:mod:`forecast.results`.
 
-One MLflow experiment per named experiment, one parent run per invocation, one nested child run
-per trial. The store is ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///mlflow.db`` at the
-project root with artifacts beside it in ``mlartifacts/``.
+One MLflow experiment per named experiment, one parent run per sweep, one child run per trial.
+Everything goes through an ``MlflowClient`` for the store's URI, passed down from the command
+that started the sweep, and names its run: nothing here uses MLflow's process-wide state
+(``mlflow.set_tracking_uri`` also rewrites ``MLFLOW_TRACKING_URI`` in ``os.environ``, and the
+active-run stack is per process), so a trial records the same way in any process.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import importlib.metadata
+import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import mlflow
+import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelOutput, Metric, Param
+from mlflow.exceptions import MlflowException
 
-from forecast.config import project_root
+from forecast.config import ConfigError
+from forecast.paths import project_root
 
+if TYPE_CHECKING:  # the read side imports this module, and must not start TensorFlow
+    import keras
+    from matplotlib.figure import Figure
 
-def tracking_uri() -> str:
-    """The tracking URI in force: ``MLFLOW_TRACKING_URI`` or the project's sqlite store."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
-
-
-def use_experiment(name: str) -> str:
-    """Point MLflow at the store and experiment ``name`` (created if new); returns its id."""
-    uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    database = (
-        Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
-    )
-    with _exclusive(database):
-        experiment = mlflow.get_experiment_by_name(name)
-        if experiment is not None:
-            experiment_id = experiment.experiment_id
-        else:
-            # Keep a local store's artifacts beside its database file; MLflow's default is
-            # ./mlruns in whatever the working directory happens to be.
-            location = (database.parent / "mlartifacts" / name).as_uri() if database else None
-            experiment_id = mlflow.create_experiment(name, artifact_location=location)
-    mlflow.set_experiment(experiment_id=experiment_id)
-    return experiment_id
+    from forecast.trial import TrialOutcome
 
 
-@contextlib.contextmanager
-def _exclusive(database: Path | None) -> Iterator[None]:
-    """Hold a lock beside a sqlite store while it may be created or migrated and while an
-    experiment may be created: two processes starting at once would otherwise both run
-    MLflow's schema migration (``table _alembic_tmp_experiments already exists``) or both
-    create the experiment."""
-    if database is None:
-        yield
-        return
-    import fcntl
-
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with open(database.with_name(database.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def is_local_store(uri: str) -> bool:
-    """Whether the store is a file on this machine (sqlite or a folder), out of other machines'
-    reach, unlike a tracking server or a database server."""
-    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
-
-
-class TrackingError(RuntimeError):
-    """The tracking store cannot be used; its message is one line."""
+class TrackingError(ConfigError):
+    """The tracking store (``MLFLOW_TRACKING_URI``) cannot be used; its message is one line."""
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
@@ -97,9 +62,62 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         raise TrackingError(f"MLflow tracking server {uri} is not reachable: {reason}") from None
 
 
+def is_local_store(uri: str) -> bool:
+    """Whether the store is a file on this machine (sqlite or a folder), out of other machines'
+    reach, unlike a tracking server or a database server."""
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def use_experiment(uri: str, name: str) -> str:
+    """The id of experiment ``name`` in the store at ``uri``, created if new."""
+    database = (
+        Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
+    )
+    with _exclusive(database):
+        client = MlflowClient(uri)  # opens the store: creates or migrates its tables
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        # Keep a local store's artifacts beside its database file; MLflow's default is
+        # ./mlruns in whatever the working directory happens to be.
+        location = (database.parent / "mlartifacts" / name).as_uri() if database else None
+        # Without a kind, MLflow 3's UI may ask which kind of experiment this is, or open it
+        # on its GenAI view (traces), where a new user sees none of the runs.
+        tags = {"mlflow.experimentKind": "custom_model_development"}
+        return client.create_experiment(name, artifact_location=location, tags=tags)
+
+
+@contextlib.contextmanager
+def _exclusive(database: Path | None) -> Iterator[None]:
+    """Hold a lock beside a sqlite store while it may be created or migrated and while an
+    experiment may be created: two processes starting at once would otherwise both run
+    MLflow's schema migration (``table _alembic_tmp_experiments already exists``) or both
+    create the experiment."""
+    if database is None:
+        yield
+        return
+    import fcntl
+
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """One run in one store: where the functions below record."""
+
+    client: MlflowClient
+    experiment_id: str
+    run_id: str
+
+
 def run_tags(name: str) -> dict[str, str]:
     """Tags that say what produced a run: experiment, code version, library versions."""
-    import importlib.metadata
     import subprocess
 
     tags = {"forecast.experiment": name}
@@ -121,267 +139,184 @@ def run_tags(name: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def parent_run(
+    uri: str,
+    experiment_id: str,
     name: str,
     config: dict[str, Any],
     params: dict[str, Any],
     sweep_hash: str,
     resume_run_id: str | None = None,
-) -> Iterator[mlflow.ActiveRun]:
-    """The run of one invocation; never left RUNNING: it ends KILLED on Ctrl-C and FAILED if
-    the sweep raises. ``resume_run_id`` reopens an interrupted sweep's run instead of starting
-    a new one."""
+    system_metrics: bool = False,
+) -> Iterator[RunRef]:
+    """The run of one sweep; never left RUNNING. On Ctrl-C (or a SIGTERM the caller turns into
+    one) it ends KILLED, with every trial still running; if the sweep raises, FAILED.
+
+    ``resume_run_id`` reopens an interrupted sweep's run instead of starting a new one;
+    ``system_metrics`` samples this machine's CPU and memory onto it (MLflow's monitor).
+    """
+    client = MlflowClient(uri)
     if resume_run_id is not None:
-        run = mlflow.start_run(run_id=resume_run_id)
+        client.update_run(resume_run_id, status="RUNNING")
+        run = RunRef(client, experiment_id, resume_run_id)
     else:
         tags = {
             **run_tags(name),
             "forecast.sweep_hash": sweep_hash,
             "mlflow.note.content": config.get("description", ""),
         }
-        run = mlflow.start_run(run_name=f"{name}-sweep", tags=tags)
+        created = client.create_run(experiment_id, tags=tags, run_name=f"{name}-sweep")
+        run = RunRef(client, experiment_id, created.info.run_id)
+        client.log_dict(run.run_id, config, "config.yaml")
+        _log_params(run, params)
+    monitor = None
+    if system_metrics:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run.run_id, tracking_uri=uri, resume_logging=True)
+        monitor.start()
+    status = "FINISHED"
     try:
-        if resume_run_id is None:
-            mlflow.log_dict(config, "config.yaml")
-            mlflow.log_params(params)
         yield run
     except KeyboardInterrupt:
-        _end_all_runs("KILLED")
+        status = "KILLED"
         raise
     except BaseException:
-        _end_all_runs("FAILED")
+        status = "FAILED"
         raise
-    mlflow.end_run()
+    finally:
+        if monitor is not None:
+            monitor.finish()
+        if status != "FINISHED":
+            end_unfinished_trials(uri, run.run_id, status)
+        client.set_terminated(run.run_id, status)
 
 
-def unfinished_sweep(experiment_id: str, sweep_hash: str) -> str | None:
-    """The newest parent run with this sweep hash, if it did not finish (killed, failed or
-    still marked running), to resume; None if there is none."""
-    client = mlflow.MlflowClient(tracking_uri())
-    runs = client.search_runs(
-        [experiment_id],
-        f"tags.`forecast.sweep_hash` = '{sweep_hash}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
+def end_unfinished_trials(uri: str, parent_run_id: str, status: str = "KILLED") -> None:
+    """End the sweep's child runs still marked RUNNING with ``status``: those of worker
+    processes or Ray tasks that were stopped, or of a process that was killed outright."""
+    client = MlflowClient(uri)
+    parent = client.get_run(parent_run_id)
+    running = client.search_runs(
+        [parent.info.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'",
+        max_results=10_000,
     )
-    if runs and runs[0].info.status != "FINISHED":
-        return runs[0].info.run_id
-    return None
-
-
-def finished_trials(parent_run_id: str) -> dict[str, dict[str, Any]]:
-    """Trial hash -> its row in the trials table, for the FINISHED child runs of a sweep.
-
-    Child runs left RUNNING by a killed process are marked KILLED on the way.
-    """
-    client = mlflow.MlflowClient(tracking_uri())
-    table = sweep_trials(parent_run_id, latest_only=False)
-    if not len(table):
-        return {}
-    for run_id in table.loc[table["status"] == "RUNNING", "run_id"]:
-        client.set_terminated(run_id, status="KILLED")
-    finished = table[(table["status"] == "FINISHED") & (table["trial_hash"] != "")]
-    columns = [c for c in finished.columns if c not in ("status", "run_id", "trial_hash")]
-    return {
-        row["trial_hash"]: {key: row[key] for key in columns if pd.notna(row[key])}
-        for _, row in finished.iterrows()
-    }
-
-
-def _end_all_runs(status: str) -> None:
-    """End the active child run, if any, and the parent with ``status``."""
-    while mlflow.active_run() is not None:
-        mlflow.end_run(status=status)
+    for child in running:
+        client.set_terminated(child.info.run_id, status)
 
 
 @contextlib.contextmanager
-def child_run(
+def trial_run(
+    uri: str,
+    experiment_id: str,
+    parent_run_id: str,
     run_name: str,
     params: dict[str, Any],
     config: dict[str, Any],
-    parent_run_id: str,
     trial_hash: str,
-) -> Iterator[mlflow.ActiveRun]:
-    """The run of one trial under its sweep's parent run, which may live in another process
-    (a worker of a process pool or a Ray task).
+) -> Iterator[RunRef]:
+    """The run of one trial, a child of its sweep's run (which may live in another process).
 
-    If the trial raises, the run ends FAILED with the reason in its ``failure_reason`` tag;
-    on Ctrl-C it ends KILLED.
+    If the trial raises, the run ends FAILED with the reason (see :func:`failure_reason`) in
+    its ``failure_reason`` tag; on Ctrl-C it ends KILLED.
     """
-    run = mlflow.start_run(
-        run_name=run_name,
-        nested=mlflow.active_run() is not None,
-        parent_run_id=parent_run_id,
-        tags={"forecast.trial_hash": trial_hash},
-    )
-    mlflow.log_params(params)
-    mlflow.log_dict(config, "config.yaml")
+    client = MlflowClient(uri)
+    tags = {"mlflow.parentRunId": parent_run_id, "forecast.trial_hash": trial_hash}
+    created = client.create_run(experiment_id, tags=tags, run_name=run_name)
+    run = RunRef(client, experiment_id, created.info.run_id)
+    _log_params(run, params)
+    client.log_dict(run.run_id, config, "config.yaml")
     try:
         yield run
     except KeyboardInterrupt:
-        mlflow.end_run(status="KILLED")
+        client.set_terminated(run.run_id, "KILLED")
         raise
     except Exception as error:
-        mlflow.set_tag("failure_reason", str(error)[:1000])
-        mlflow.end_run(status="FAILED")
+        client.set_tag(run.run_id, "failure_reason", failure_reason(error)[:1000])
+        client.set_terminated(run.run_id, "FAILED")
         raise
-    mlflow.end_run()
+    client.set_terminated(run.run_id, "FINISHED")
 
 
-def log_dataset(inputs: Any, targets: Any, source: str, name: str) -> None:
-    """Record the training data of the active run as an MLflow dataset input."""
-    import numpy as np
+def failure_reason(error: BaseException) -> str:
+    """An exception as one line: ``Type: first line of its message``."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
+
+def epoch_logger(run: RunRef) -> Callable[[int, dict[str, float] | None], None]:
+    """A function for a Keras callback's ``on_epoch_end``: logs the epoch's losses to ``run``
+    as ``train_loss`` and ``val_loss``."""
+
+    def log_epoch(epoch: int, logs: dict[str, float] | None = None) -> None:
+        logs = logs or {}
+        names = {"loss": "train_loss", "val_loss": "val_loss"}
+        _log_metrics(run, {names[k]: v for k, v in logs.items() if k in names}, step=epoch)
+
+    return log_epoch
+
+
+def log_trial_outcome(
+    run: RunRef, outcome: TrialOutcome, source: str, dataset_name: str, with_model: bool
+) -> None:
+    """Record a finished trial: its parameter count, its data as dataset inputs, its model
+    (optionally), its test metrics linked to both, its figures and its gradient flow
+    (``gradient_flow.json``, read back when a sweep resumes)."""
+    splits = outcome.splits
+    _log_params(run, {"parameters": outcome.model.count_params(), "n_train": len(splits.x_train)})
+    test_data = log_datasets(run, splits, source, dataset_name)
+    model_id = log_model(run, outcome.model, splits.x_test) if with_model else None
+    # Linked to the model, the metrics show in the UI's list of models, comparable there.
+    _log_metrics(run, outcome.metrics, model_id=model_id, dataset=test_data)
+    flow = {label: curve.tolist() for label, curve in outcome.flow.items()}
+    run.client.log_dict(run.run_id, flow, "gradient_flow.json")
+    for path, figure in outcome.figures.items():
+        log_figure(run, figure, path)
+
+
+def log_datasets(run: RunRef, splits: Any, source: str, name: str) -> Dataset:
+    """Log the train, validation and test arrays as dataset inputs of ``run``, with the
+    contexts ``training``, ``validation`` and ``testing``; returns the test dataset, to which
+    the test metrics refer."""
+    inputs = []
     with warnings.catch_warnings():
         # A task name such as "adding" also reads as a local path; MLflow warns, harmlessly.
         warnings.filterwarnings("ignore", message="The specified dataset source can be")
-        dataset = mlflow.data.from_numpy(
-            np.asarray(inputs), targets=np.asarray(targets), source=source, name=name
-        )
-    # Trials in parallel log the same dataset (the models of one gap and seed share it), and
-    # MLflow's store checks for it and then inserts it, so the slower of two concurrent
+        for context, x, y in (
+            ("training", splits.x_train, splits.y_train),
+            ("validation", splits.x_val, splits.y_val),
+            ("testing", splits.x_test, splits.y_test),
+        ):
+            dataset = mlflow.data.from_numpy(
+                np.asarray(x), targets=np.asarray(y), source=source, name=name
+            )
+            tag = InputTag("mlflow.data.context", context)
+            inputs.append(DatasetInput(Dataset(**dataset.to_dict()), tags=[tag]))
+    # Trials in parallel log the same datasets (the models of one gap and seed share them), and
+    # MLflow's store checks for a dataset and then inserts it, so the slower of two concurrent
     # writers fails on the unique key. On a retry it finds the dataset and links to it.
     for attempt in range(DATASET_ATTEMPTS):
         try:
-            mlflow.log_input(dataset, context="training")
-            return
-        except mlflow.exceptions.MlflowException as error:
+            run.client.log_inputs(run.run_id, datasets=inputs)
+            break
+        except MlflowException as error:
             if "UNIQUE" not in str(error).upper() or attempt == DATASET_ATTEMPTS - 1:
                 raise
             time.sleep(0.1 * (attempt + 1))
+    return inputs[-1].dataset
 
 
 DATASET_ATTEMPTS = 5
 
 
-def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
-    mlflow.log_metrics(metrics, step=step)
-
-
-def log_figure(figure: Any, path: str) -> None:
-    """Log a matplotlib figure as an image artifact of the active run, then close it."""
-    import matplotlib.pyplot as plt
-
-    mlflow.log_figure(figure, path)
-    plt.close(figure)
-
-
-def log_results_table(trials: pd.DataFrame, summary: pd.DataFrame) -> None:
-    """The per-trial and per-(model, gap) tables, as CSV artifacts of the active run."""
-    mlflow.log_text(trials.to_csv(index=False), "trials.csv")
-    mlflow.log_text(summary.to_csv(index=False), "summary.csv")
-
-
-class EpochMetricsLogger(keras.callbacks.Callback):
-    """Logs Keras' per-epoch losses to the active run as ``train_loss`` / ``val_loss``."""
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        logs = logs or {}
-        metrics = {
-            ("train_" + key if not key.startswith("val_") else key): float(value)
-            for key, value in logs.items()
-            if key == "loss" or key == "val_loss"
-        }
-        mlflow.log_metrics(metrics, step=epoch)
-
-
-def recent_sweeps(experiment: str | None = None, limit: int = 10) -> pd.DataFrame:
-    """The latest parent runs (one per ``forecast run``), newest first, from any store."""
-    client = mlflow.MlflowClient(tracking_uri())
-    experiments = (
-        [client.get_experiment_by_name(experiment)] if experiment else client.search_experiments()
-    )
-    if experiment and experiments[0] is None:
-        raise TrackingError(f"no experiment {experiment!r} in {tracking_uri()}")
-    runs = client.search_runs(
-        [e.experiment_id for e in experiments],
-        "tags.`forecast.experiment` != ''",
-        order_by=["attributes.start_time DESC"],
-        max_results=limit * 50,  # children match too; parents are picked below
-    )
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags][:limit]
-    return pd.DataFrame(
-        [
-            {
-                "experiment": r.data.tags["forecast.experiment"],
-                "run_id": r.info.run_id,
-                "started": pd.Timestamp(r.info.start_time, unit="ms").strftime("%Y-%m-%d %H:%M"),
-                "status": r.info.status,
-                "source": r.data.params.get("source", ""),
-            }
-            for r in parents
-        ],
-        columns=["experiment", "run_id", "started", "status", "source"],
-    )
-
-
-def sweep_trials(parent_run_id: str, latest_only: bool = True) -> pd.DataFrame:
-    """The per-trial table of one sweep, rebuilt from its child runs' params and metrics.
-
-    With ``latest_only``, a trial run again on resume counts once (its latest attempt) and
-    trials killed by an interruption are left out.
-    """
-    client = mlflow.MlflowClient(tracking_uri())
-    try:
-        parent = client.get_run(parent_run_id)
-    except mlflow.exceptions.MlflowException:
-        raise TrackingError(f"no run {parent_run_id!r} in {tracking_uri()}") from None
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        f"tags.mlflow.parentRunId = '{parent_run_id}'",
-        order_by=["attributes.start_time ASC"],
-        max_results=10_000,
-    )
-    rows = []
-    for child in children:
-        params, metrics = child.data.params, child.data.metrics
-        nan = float("nan")
-        point = params.get("sweep_point")
-        rows.append(
-            {
-                "model": f"{params['model']} [{point}]" if point else params["model"],
-                "gap": int(params["gap"]),
-                "seed": int(params["seed"]),
-                "params": int(params["parameters"]),
-                **{key: metrics.get(key, nan) for key in TRIAL_METRICS},
-                **{key: metrics[key] for key in SERIES_METRICS if key in metrics},
-                "status": child.info.status,
-                "run_id": child.info.run_id,
-                "trial_hash": child.data.tags.get("forecast.trial_hash", ""),
-            }
-        )
-    table = pd.DataFrame(rows)
-    if latest_only and len(table):
-        table = table[table["status"] != "KILLED"]
-        hashed = table["trial_hash"] != ""
-        table = pd.concat(
-            [table[~hashed], table[hashed].drop_duplicates("trial_hash", keep="last")]
-        ).sort_index()
-    return table
-
-
-TRIAL_METRICS = ("test_mse", "test_mae", "mse_ratio", "solved", "train_seconds")
-SERIES_METRICS = (
-    "baseline_mse",
-    "baseline_mae",
-    "persistence_mse",
-    "persistence_mae",
-    "persistence_ratio",
-    "seasonal_mse",
-    "seasonal_mae",
-)
-
-
-def log_model(model: keras.Model, inputs: Any) -> None:
-    """Log ``model`` to the active run as an MLflow pyfunc model named ``model``.
+def log_model(run: RunRef, model: keras.Model, inputs: Any) -> str:
+    """Log ``model`` as ``run``'s MLflow pyfunc model named ``model``; returns its MLflow 3 model
+    id. It loads as ``models:/<id>`` or ``runs:/<run id>/model``.
 
     It carries the ``.keras`` file, this package's code (so it loads where ``forecast`` is not
     installed), pinned requirements, a signature and an input example. It predicts in the
     model's own units (scaled, and relative when the experiment says so).
     """
-    import importlib.metadata
-    import tempfile
-
-    import numpy as np
     from mlflow.models import infer_signature
 
     example = np.asarray(inputs[:2], dtype="float32")
@@ -389,15 +324,73 @@ def log_model(model: keras.Model, inputs: Any) -> None:
         f"{package}=={importlib.metadata.version(package)}"
         for package in ("tensorflow", "keras", "mlflow", "numpy", "pandas", "pyyaml")
     ]
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.keras"
-        model.save(path)
-        mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-            artifacts={"keras_model": str(path)},
-            code_paths=[str(Path(__file__).parent)],
-            signature=infer_signature(example, model.predict(example, verbose=0)),
-            input_example=example,
-            pip_requirements=requirements,
-        )
+    client = run.client
+    logged = client.create_logged_model(run.experiment_id, name="model", source_run_id=run.run_id)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            keras_file, saved = Path(folder) / "model.keras", Path(folder) / "pyfunc"
+            model.save(keras_file)
+            mlflow.pyfunc.save_model(
+                str(saved),
+                python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+                artifacts={"keras_model": str(keras_file)},
+                code_paths=[str(Path(__file__).parent)],
+                signature=infer_signature(example, model.predict(example, verbose=0)),
+                input_example=example,
+                pip_requirements=requirements,
+            )
+            client.log_model_artifacts(logged.model_id, str(saved))
+    except BaseException:
+        client.finalize_logged_model(logged.model_id, "FAILED")
+        raise
+    client.finalize_logged_model(logged.model_id, "READY")
+    client.log_outputs(run.run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    return logged.model_id
+
+
+def log_figure(run: RunRef, figure: Figure, path: str) -> None:
+    """Log a matplotlib figure as an image artifact of ``run``, then close it."""
+    import matplotlib.pyplot as plt
+
+    run.client.log_figure(run.run_id, figure, path)
+    plt.close(figure)
+
+
+def log_sweep_summary(
+    run: RunRef,
+    trials: pd.DataFrame,
+    summary: pd.DataFrame,
+    metrics: dict[str, float],
+    figures: dict[str, Figure],
+) -> None:
+    """The sweep's tables (``trials.csv``, ``summary.csv``), metrics and figures, on its run."""
+    _log_metrics(run, metrics)
+    for path, figure in figures.items():
+        log_figure(run, figure, path)
+    run.client.log_text(run.run_id, trials.to_csv(index=False), "trials.csv")
+    run.client.log_text(run.run_id, summary.to_csv(index=False), "summary.csv")
+
+
+def metric_key(label: str) -> str:
+    """MLflow metric names allow letters, digits and ``_-./ `` only; a sweep label has more."""
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in label)
+
+
+def _log_params(run: RunRef, params: dict[str, Any]) -> None:
+    run.client.log_batch(run.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+
+def _log_metrics(
+    run: RunRef,
+    metrics: dict[str, float],
+    step: int = 0,
+    model_id: str | None = None,
+    dataset: Dataset | None = None,
+) -> None:
+    now = int(time.time() * 1000)
+    dataset_name, dataset_digest = (dataset.name, dataset.digest) if dataset else (None, None)
+    entries = [
+        Metric(key, float(value), now, step, model_id, dataset_name, dataset_digest)
+        for key, value in metrics.items()
+    ]
+    run.client.log_batch(run.run_id, metrics=entries)

@@ -1,24 +1,20 @@
 """Training: compile and fit a model on its splits, with the usual safety nets.
 
 Early stopping restores the best weights; a NaN loss stops the trial and reports it as failed
-instead of crashing the sweep; with checkpointing, every epoch is backed up under
-``checkpoint_dir`` so a trial killed mid-training resumes from its last finished epoch when the
-experiment is run again (the backup is deleted once training completes).
+instead of crashing the sweep; with a ``checkpoint_dir``, every epoch is backed up there so a
+trial killed mid-training resumes from its last finished epoch when the experiment is run again
+(the backup is deleted once training completes).
 
-Data-parallel training goes through ``tf.distribute`` (see :func:`make_strategy`): the caller
-builds the model under ``strategy.scope()`` and passes the strategy to :func:`train`.
-``MirroredStrategy`` uses ``model.fit``; ``MultiWorkerMirroredStrategy`` uses a custom loop,
-because ``model.fit`` fails under it in Keras 3 ("Attempt to convert a value (PerReplica...)",
-keras-team/keras#20585).
+Data-parallel training goes through ``tf.distribute``: the caller builds the model under
+``strategy.scope()`` (see :func:`forecast.distributed.make_strategy`) and passes the strategy
+here. ``MirroredStrategy`` trains with ``model.fit``; ``MultiWorkerMirroredStrategy`` with the
+loop of :func:`forecast.distributed.fit_multi_worker`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,21 +24,7 @@ import tensorflow as tf
 
 from forecast.config import TrainConfig
 from forecast.data import Splits, to_dataset
-
-OPTIMIZER_CLASSES = {
-    "adam": keras.optimizers.Adam,
-    "adamw": keras.optimizers.AdamW,
-    "rmsprop": keras.optimizers.RMSprop,
-    "sgd": keras.optimizers.SGD,
-}
-
-_STRATEGY_CLASSES = {
-    "mirrored": tf.distribute.MirroredStrategy,
-    "multi_worker": tf.distribute.MultiWorkerMirroredStrategy,
-}
-# One strategy per name and process: MultiWorkerMirroredStrategy configures collective ops for
-# the whole process and cannot be created twice, so every trial must share the first one.
-_strategies: dict[str, tf.distribute.Strategy] = {}
+from forecast.distributed import fit_multi_worker
 
 
 @dataclass(frozen=True)
@@ -56,37 +38,16 @@ class TrainResult:
         return len(self.history.get("loss", []))
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy | None:
-    """The process-wide strategy called ``name`` (config ``train.strategy``); None for default.
+def make_optimizer(
+    name: str, learning_rate: float, clipnorm: float | None
+) -> keras.optimizers.Optimizer:
+    """A Keras optimizer by the name ``keras.optimizers.get`` knows (``adam``, ``sgd``, ...).
 
-    ``multi_worker`` reads the cluster from ``TF_CONFIG`` (no ``TF_CONFIG``: one local worker).
-    Call it before any other TensorFlow work in the process, since collective ops can only be
-    configured at start-up; later calls with the same name return the same object.
+    Raises:
+        ValueError: a name Keras does not know.
     """
-    if name == "default":
-        return None
-    if name not in _STRATEGY_CLASSES:
-        raise ValueError(
-            f"unknown strategy {name!r}; choose one of default, {', '.join(_STRATEGY_CLASSES)}"
-        )
-    if name not in _strategies:
-        _strategies[name] = _STRATEGY_CLASSES[name]()
-    return _strategies[name]
-
-
-def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
-    """Whether this process should write shared output (MLflow runs, backups, files).
-
-    True except on multi-worker non-chiefs; the chief is the task of type ``chief``, or worker 0
-    when the cluster names no chief (TensorFlow's convention).
-    """
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:  # no strategy, mirrored or one local worker
-        return True
-    if resolver.task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+    config = {"learning_rate": learning_rate, "clipnorm": clipnorm}
+    return keras.optimizers.get({"class_name": name, "config": config})
 
 
 def train(
@@ -101,41 +62,57 @@ def train(
     """Fit ``model`` on the MSE loss; returns the per-epoch history, wall time and failure.
 
     The training set is reshuffled every epoch (with ``seed``); validation is not shuffled.
-    With a ``strategy``, ``model`` must have been built under ``strategy.scope()``;
+    ``callbacks`` (a per-epoch logger, say) run after the safety callbacks. With a
+    ``strategy``, ``model`` must have been built under ``strategy.scope()``;
     ``config.batch_size`` is then the global batch, split across all replicas. (Under a
     MirroredStrategy with several devices, ``fit`` clips each replica's share of the gradient
     before summing them, as Keras does; the multi-worker loop clips the summed gradient.)
     """
     if strategy is not None and model.distribute_strategy is not strategy:
         raise ValueError("with a strategy, build the model under `strategy.scope()`")
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return _train_multi_worker(model, splits, config, seed, callbacks, checkpoint_dir, strategy)
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     # The optimizer's variables must be created under the scope to be mirrored like the model's.
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model.compile(optimizer=_make_optimizer(config, config.clipnorm), loss="mse")
-    train_data = to_dataset(
-        splits.x_train, splits.y_train, config.batch_size, shuffle=True, seed=seed
-    )
-    val_data = to_dataset(splits.x_val, splits.y_val, config.batch_size)
+        # The multi-worker loop clips the all-reduced gradient itself.
+        clipnorm = None if multi_worker else config.clipnorm
+        optimizer = make_optimizer(config.optimizer, config.learning_rate, clipnorm)
+        model.compile(optimizer=optimizer, loss="mse")
+    backup_dir = checkpoint_dir if config.checkpoint else None
     safety = _safety_callbacks(config)
-    if config.checkpoint and checkpoint_dir is not None:
-        safety.append(keras.callbacks.BackupAndRestore(str(checkpoint_dir)))
     start = time.perf_counter()
-    history = model.fit(
-        train_data,
-        validation_data=val_data,
-        epochs=config.epochs,
-        shuffle=False,  # the training dataset reshuffles itself each epoch
-        callbacks=[*safety, *(callbacks or [])],
-        verbose=config.verbose,
-    )
-    return _result(history.history, time.perf_counter() - start)
-
-
-def _make_optimizer(config: TrainConfig, clipnorm: float | None) -> keras.optimizers.Optimizer:
-    return OPTIMIZER_CLASSES[config.optimizer](
-        learning_rate=config.learning_rate, clipnorm=clipnorm
-    )
+    if multi_worker:
+        history = fit_multi_worker(
+            model,
+            splits,
+            strategy,
+            config.epochs,
+            config.batch_size,
+            seed,
+            config.clipnorm,
+            [*safety, *(callbacks or [])],
+            backup_dir,
+            config.verbose,
+        )
+    else:
+        if backup_dir is not None:
+            safety.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+        train_data = to_dataset(
+            splits.x_train, splits.y_train, config.batch_size, shuffle=True, seed=seed
+        )
+        history = model.fit(
+            train_data,
+            validation_data=to_dataset(splits.x_val, splits.y_val, config.batch_size),
+            epochs=config.epochs,
+            shuffle=False,  # the training dataset reshuffles itself each epoch
+            callbacks=[*safety, *(callbacks or [])],
+            verbose=config.verbose,
+        ).history
+    seconds = time.perf_counter() - start
+    losses = history.get("loss", [])
+    failure = None
+    if any(not math.isfinite(loss) for loss in losses):
+        failure = f"loss became {losses[-1]} at epoch {len(losses)}; training stopped"
+    return TrainResult(history=history, seconds=seconds, failure=failure)
 
 
 def _safety_callbacks(config: TrainConfig) -> list[keras.callbacks.Callback]:
@@ -150,214 +127,3 @@ def _safety_callbacks(config: TrainConfig) -> list[keras.callbacks.Callback]:
             )
         )
     return safety
-
-
-def _result(history: dict[str, list[float]], seconds: float) -> TrainResult:
-    losses = history.get("loss", [])
-    failure = None
-    if any(not math.isfinite(loss) for loss in losses):
-        failure = f"loss became {losses[-1]} at epoch {len(losses)}; training stopped"
-    return TrainResult(history=history, seconds=seconds, failure=failure)
-
-
-def _train_multi_worker(
-    model: keras.Model,
-    splits: Splits,
-    config: TrainConfig,
-    seed: int,
-    callbacks: list[keras.callbacks.Callback] | None,
-    checkpoint_dir: Path | None,
-    strategy: tf.distribute.MultiWorkerMirroredStrategy,
-) -> TrainResult:
-    """The custom loop for MultiWorkerMirroredStrategy, with the effects of the fit path.
-
-    Every worker runs this with the same data and seed: each global batch of
-    ``config.batch_size`` windows is split across the replicas of all workers. Whatever decides
-    control flow (NaN stop, early stopping, the epoch to resume from) comes from all-reduced
-    values, identical on every worker, so the workers never disagree on how many collective
-    steps to run. The safety callbacks are Keras' own, driven like ``fit`` drives them.
-    """
-    with strategy.scope():
-        # Clipping is ours, after the all-reduce: the Keras optimizer clips each replica's
-        # partial gradient before summing them, which is not the clipnorm of the whole batch.
-        optimizer = _make_optimizer(config, clipnorm=None)
-        model.compile(optimizer=optimizer, loss="mse")  # so backups hold the optimizer state
-        optimizer.build(model.trainable_variables)
-    options = tf.data.Options()
-    # Every worker reads the whole (identically shuffled) set and keeps its share of each batch.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    train_data = to_dataset(
-        splits.x_train, splits.y_train, config.batch_size, shuffle=True, seed=seed
-    ).with_options(options)
-    val_data = to_dataset(splits.x_val, splits.y_val, config.batch_size).with_options(options)
-    train_batches = strategy.experimental_distribute_dataset(train_data)
-    val_batches = strategy.experimental_distribute_dataset(val_data)
-    train_steps = math.ceil(len(splits.x_train) / config.batch_size)
-    val_steps = math.ceil(len(splits.x_val) / config.batch_size)
-    train_step, val_step = _distributed_steps(model, optimizer, strategy, config.clipnorm)
-
-    backup = None
-    if config.checkpoint and checkpoint_dir is not None:
-        backup = _Backup(Path(checkpoint_dir), model, strategy)
-    first_epoch = backup.restore() if backup else 0
-    callback_list = keras.callbacks.CallbackList(
-        [*_safety_callbacks(config), *(callbacks or [])],
-        add_progbar=config.verbose > 0 and is_chief(strategy),
-        model=model,
-        verbose=config.verbose,
-        epochs=config.epochs,
-        steps=train_steps,
-    )
-    model.stop_training = False
-    history: dict[str, list[float]] = {"loss": [], "val_loss": []}
-    start = time.perf_counter()
-    callback_list.on_train_begin()
-    for epoch in range(first_epoch, config.epochs):
-        callback_list.on_epoch_begin(epoch)
-        loss_sum = count = 0.0
-        batches = iter(train_batches)
-        for batch in range(train_steps):
-            batch_loss, batch_count = (float(value) for value in train_step(batches))
-            loss_sum, count = loss_sum + batch_loss * batch_count, count + batch_count
-            callback_list.on_train_batch_end(batch, {"loss": loss_sum / count})  # as in fit
-            if model.stop_training:  # TerminateOnNaN
-                break
-        batches = iter(val_batches)
-        val_sum, val_count = sum(val_step(batches).numpy() for _ in range(val_steps))
-        logs = {"loss": loss_sum / count, "val_loss": float(val_sum / val_count)}
-        for key, value in logs.items():
-            history[key].append(value)
-        if backup:  # before the callbacks, as BackupAndRestore comes before them in fit
-            backup.save(epoch + 1)
-        callback_list.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
-    callback_list.on_train_end()
-    if backup:
-        backup.delete()
-    return _result(history, time.perf_counter() - start)
-
-
-def _distributed_steps(
-    model: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
-    strategy: tf.distribute.Strategy,
-    clipnorm: float | None,
-) -> tuple[tf.types.experimental.GenericFunction, tf.types.experimental.GenericFunction]:
-    """(train_step, val_step): each runs the next batch of a distributed iterator.
-
-    Both are traced once per model: the iterator's element spec leaves the batch size open,
-    whereas batches passed as arguments would retrace for each size of the replicas' shares.
-
-    ``train_step`` returns (mean loss of the global batch, its size); ``val_step`` returns (sum
-    of the per-window losses, number of windows); both identical on every worker. The loss is
-    the MSE of ``model.compile`` plus any regularisation losses, as in ``fit``.
-    """
-    replicas = strategy.num_replicas_in_sync
-    total = tf.distribute.ReduceOp.SUM
-
-    def squared_errors(x: tf.Tensor, y: tf.Tensor, training: bool) -> tf.Tensor:
-        predictions = tf.cast(model(x, training=training), y.dtype)
-        # Mean over each window's targets, summed over windows (a share may hold no windows).
-        per_window = tf.reduce_mean(tf.square(predictions - y), axis=list(range(1, y.shape.rank)))
-        return tf.reduce_sum(per_window)
-
-    def regularization() -> tf.Tensor:
-        return tf.add_n([tf.cast(loss, tf.float32) for loss in model.losses] or [0.0])
-
-    def replica_train(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        count = tf.cast(tf.shape(y)[0], tf.float32)
-        with tf.GradientTape() as tape:
-            # This replica's part of the summed loss (regularisation once per window): the
-            # shares of a batch can differ in size, so the mean is taken after the all-reduce.
-            loss_sum = squared_errors(x, y, True) + regularization() * count
-        variables = model.trainable_variables
-        # One all-reduce for the gradients, the loss and the window count together.
-        *gradients, loss_sum, count = tf.distribute.get_replica_context().all_reduce(
-            total, [*tape.gradient(loss_sum, variables), loss_sum, count]
-        )
-        gradients = [g / count for g in gradients]  # of the global batch's mean loss
-        if clipnorm:  # clip the global batch's gradient, like clipnorm without a strategy
-            gradients = [tf.clip_by_norm(g, clipnorm) for g in gradients]
-        # The optimizer sums the gradients it gets over the replicas once more, so each replica
-        # hands it an equal share of the already reduced gradient.
-        optimizer.apply([g / replicas for g in gradients], variables)
-        return tf.stack([loss_sum / count, count])
-
-    def replica_val(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        count = tf.cast(tf.shape(y)[0], tf.float32)
-        return tf.stack([squared_errors(x, y, False) + regularization() * count, count])
-
-    @tf.function
-    def train_step(batches: tf.distribute.DistributedIterator) -> tf.Tensor:
-        # Already all-reduced: every replica holds the same values, so take this worker's first.
-        per_replica = strategy.run(replica_train, args=next(batches))
-        return strategy.experimental_local_results(per_replica)[0]
-
-    @tf.function
-    def val_step(batches: tf.distribute.DistributedIterator) -> tf.Tensor:
-        return strategy.reduce(total, strategy.run(replica_val, args=next(batches)), axis=None)
-
-    return train_step, val_step
-
-
-class _Backup:
-    """Per-epoch backup of the multi-worker loop, in the files of BackupAndRestore.
-
-    Every worker saves, but only the chief into ``directory``; the others write into a
-    temporary directory they delete at once (TensorFlow's convention for multi-worker
-    checkpoints, where saving may need every worker). Every worker restores from ``directory``,
-    so it must be readable by all of them (a shared or local filesystem). Saving and deleting
-    end with a barrier, so no worker reads the backup while the chief is still writing it.
-    """
-
-    def __init__(
-        self, directory: Path, model: keras.Model, strategy: tf.distribute.Strategy
-    ) -> None:
-        self.directory = directory
-        self.model = model
-        self.strategy = strategy
-        self.chief = is_chief(strategy)
-
-    def restore(self) -> int:
-        """Load the last backup, if any; returns the epoch to start from."""
-        weights = self.directory / "latest.weights.h5"
-        metadata = self.directory / "training_metadata.json"
-        epoch = 0
-        if weights.is_file() and metadata.is_file():
-            self.model.load_weights(weights)
-            epoch = int(json.loads(metadata.read_text())["epoch"])
-        # A worker that cannot see the chief's backup would run more epochs than the others and
-        # hang in their collectives: fail on every worker instead.
-        epochs = self._synchronize(epoch)
-        if len(epochs) > 1:
-            raise RuntimeError(
-                f"the workers found backups of different epochs ({sorted(epochs)}) in "
-                f"{self.directory}; every worker must be able to read it"
-            )
-        return epoch
-
-    def save(self, epochs_done: int) -> None:
-        directory = self.directory if self.chief else Path(tempfile.mkdtemp())
-        directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_weights(directory / "latest.weights.h5", overwrite=True)
-        metadata = {"epoch": epochs_done, "batch": 0}
-        (directory / "training_metadata.json").write_text(json.dumps(metadata))
-        if not self.chief:
-            shutil.rmtree(directory, ignore_errors=True)
-        self._synchronize(epochs_done)
-
-    def delete(self) -> None:
-        """Training completed: drop the backup (the chief's; the others keep none)."""
-        if self.chief:
-            shutil.rmtree(self.directory, ignore_errors=True)
-        self._synchronize(0)
-
-    def _synchronize(self, epoch: int) -> set[int]:
-        """Wait for every worker; returns the set of their ``epoch`` values."""
-        return set(self._gather(tf.constant([epoch])).numpy().tolist())
-
-    @tf.function
-    def _gather(self, value: tf.Tensor) -> tf.Tensor:
-        """``value`` of every replica, in replica order (identical on every worker)."""
-        return self.strategy.gather(self.strategy.run(lambda: tf.identity(value)), axis=0)

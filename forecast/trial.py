@@ -1,30 +1,32 @@
-"""One trial, wherever it runs (this process, a worker process, a Ray task): its data, then
-model -> train -> evaluate, recorded as an MLflow child run of the sweep's parent run."""
+"""One trial, top to bottom: config -> splits -> model -> train -> test forecasts and metrics ->
+gradient flow and figures, returned as a :class:`TrialOutcome`.
+
+Nothing here records anything. The caller, at the edge (:func:`forecast.runner.execute_trial`),
+hands in a per-epoch logger as a Keras callback and records the outcome in MLflow, so a trial
+runs the same way in this process, in a worker process or as a Ray task.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
-import hashlib
-import json
-import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-import mlflow
 import numpy as np
-import tensorflow as tf
+from matplotlib.figure import Figure
 
-from forecast import plots, tracking
-from forecast.config import DataConfig, ExperimentConfig, ModelConfig
+from forecast import plots
+from forecast.config import DataConfig, ExperimentConfig, ModelConfig, results_digest
 from forecast.data import SeriesData, Splits, load_series, series_splits, synthetic_splits
-from forecast.evaluation import gradient_flow, score, test_forecasts
+from forecast.distributed import make_strategy
+from forecast.evaluation import gradient_flow, score
 from forecast.layers import LSTM
 from forecast.models import build_model
 from forecast.tasks import TASKS
-from forecast.training import make_strategy, train
+from forecast.training import train
 
 GRADIENT_PROBE = 128  # test samples whose input gradients trace the gradient flow
 # A trial's fixed cost (building, evaluating, plotting) in time steps of sequence, for the
@@ -54,10 +56,9 @@ class Trial:
 
     @functools.cached_property
     def digest(self) -> str:
-        """Identifies the trial across invocations, for resuming: changes with any setting."""
-        key = {"config": self.config.to_dict(), "model": self.model.name}
-        text = json.dumps({**key, "gap": self.gap, "seed": self.seed}, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """Identifies the trial across invocations, for resuming: changes with any setting
+        that can change its results."""
+        return results_digest(self.config, self.model.name, self.gap, self.seed)
 
     @property
     def work(self) -> float:
@@ -67,212 +68,90 @@ class Trial:
 
 
 @dataclass(frozen=True)
-class TrialContext:
-    """Where a trial reports, picklable so that worker processes and Ray tasks get it."""
-
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str
-    checkpoint_dir: str
-
-
-@dataclass(frozen=True)
-class TrialResult:
-    row: dict  # the trial's line in the trials table
-    flow: dict[str, np.ndarray]  # gradient flow "at init" and "trained"; empty if it failed
-    failure: str | None = None
-
-
-def execute_trial(trial: Trial, context: TrialContext) -> TrialResult:
-    """Run one trial wherever it is called (this process, a worker, a Ray task) and record it
-    as a child run of the sweep. A failure is recorded FAILED and returned, not raised, so the
-    sweep goes on."""
-    mlflow.set_tracking_uri(context.tracking_uri)
-    mlflow.set_experiment(experiment_id=context.experiment_id)
-    tf.get_logger().setLevel("ERROR")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    strategy = make_strategy(trial.config.train.strategy)  # one per process, reused
-    splits, series = _trial_data(trial.config, trial.gap, trial.seed)
-    name = f"{trial.model.name}-gap{trial.gap}-seed{trial.seed}-{trial.digest}"
-    checkpoint = Path(context.checkpoint_dir) / name
-    row = {"model": trial.label, "gap": trial.gap, "seed": trial.seed}
-    try:
-        outcome = _run_trial(trial, splits, series, context, checkpoint, strategy)
-    except TrialFailed as failure:
-        return TrialResult(_failed_row(row, failure.parameters), {}, str(failure))
-    row = {**row, "params": outcome.parameters, **outcome.metrics}
-    return TrialResult(row, outcome.flow)
-
-
-_data_cache: dict[str, tuple[Splits, SeriesData | None]] = {}
-
-
-def _trial_data(config: ExperimentConfig, gap: int, seed: int) -> tuple[Splits, SeriesData | None]:
-    """The trial's splits; the models of one (data, gap, seed) share them within a process,
-    and only the latest draw is kept."""
-    section = config.data if config.data is not None else config.task
-    key = json.dumps([dataclasses.asdict(section), gap, seed], sort_keys=True, default=str)
-    if key not in _data_cache:
-        _data_cache.clear()
-        if config.data is not None:
-            series = prepare_series(config.data)
-            _data_cache[key] = (series.splits, series)
-        else:
-            _data_cache[key] = (_task_splits(config, gap, seed), None)
-    return _data_cache[key]
-
-
-@dataclass(frozen=True)
 class TrialOutcome:
-    metrics: dict[str, float]
-    parameters: int
+    """What one trial produced, for the edge to record."""
+
+    model: keras.Model
+    splits: Splits
+    history: dict[str, list[float]]  # per-epoch losses
+    metrics: dict[str, float]  # test errors and train_seconds; empty if training failed
     flow: dict[str, np.ndarray]  # gradient flow "at init" and "trained"
+    figures: dict[str, Figure]  # artifact file name -> figure
 
 
-def _run_trial(
+class TrainingDiverged(RuntimeError):
+    """Training stopped on a NaN or infinite loss: the trial has no model worth evaluating."""
+
+
+def run_trial(
     trial: Trial,
-    splits: Splits,
-    series: SeriesData | None,
-    context: TrialContext,
-    checkpoint_dir: Path,
-    strategy: tf.distribute.Strategy | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    checkpoint_dir: Path | None = None,
 ) -> TrialOutcome:
-    """Build, train, evaluate and log one model as a child run of the sweep's parent run.
+    """Train and evaluate one model; ``callbacks`` see every epoch, ``checkpoint_dir`` holds
+    the per-epoch backup that lets an interrupted trial resume.
 
     Raises:
-        TrialFailed: training could not finish (a NaN loss) or the trial raised; the run is
-            recorded FAILED with the reason.
+        TrainingDiverged: the loss became NaN or infinite.
+        Exception: whatever the data, the model or training raise; the caller ends the trial
+            FAILED with it and the sweep goes on.
     """
-    config, model_config, gap, seed = trial.config, trial.model, trial.gap, trial.seed
+    config, gap, seed = trial.config, trial.gap, trial.seed
     keras.backend.clear_session()  # drop the previous trial's graphs and functions
     keras.utils.set_random_seed(seed)
+    splits, series = make_splits(config, gap, seed)
+
+    strategy = make_strategy(config.train.strategy)  # one per process, reused
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = build_model(
-            model_config.layer,
-            model_config.units,
+            trial.model.layer,
+            trial.model.units,
             splits.input_shape,
             splits.output_shape,
-            **model_config.options,
+            **trial.model.options,
         )
-    source = data_source(config)
-    params = {
-        "model": model_config.name,
-        "layer": model_config.layer,
-        "units": model_config.units,
-        "gap": gap,
-        "seed": seed,
-        "parameters": model.count_params(),
-        "source": source,
-        "n_train": len(splits.x_train),
-        "epochs": config.train.epochs,
-        "batch_size": config.train.batch_size,
-        "learning_rate": config.train.learning_rate,
-        "clipnorm": config.train.clipnorm,
-        "variant": _variant(model_config.options),
-    }
-    if trial.point:
-        params["sweep_point"] = trial.point
     probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])
     flow_at_init = gradient_flow(model, *probe)
-    with tracking.child_run(
-        trial.run_name, params, config.to_dict(), context.parent_run_id, trial.digest
-    ):
-        try:
-            metrics, flow = _train_and_evaluate(
-                model, trial, splits, series, flow_at_init, probe, checkpoint_dir, strategy
-            )
-        except TrialFailed:
-            raise
-        except Exception as error:  # one bad trial ends only itself; child_run records it
-            reason = f"{type(error).__name__}: {error}".splitlines()[0]
-            raise TrialFailed(reason, params["parameters"]) from error
-    return TrialOutcome(metrics, params["parameters"], flow)
 
-
-def _train_and_evaluate(
-    model: keras.Model,
-    trial: Trial,
-    splits: Splits,
-    series: SeriesData | None,
-    flow_at_init: np.ndarray,
-    probe: tuple[np.ndarray, np.ndarray],
-    checkpoint_dir: Path,
-    strategy: tf.distribute.Strategy | None,
-) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """The body of a trial's run: data, training, test metrics, model and figures."""
-    config, gap, seed = trial.config, trial.gap, trial.seed
-    source = data_source(config)
-    tracking.log_dataset(splits.x_train, splits.y_train, source, f"{source}-gap{gap}-seed{seed}")
-    result = train(
-        model,
-        splits,
-        config.train,
-        seed,
-        callbacks=[tracking.EpochMetricsLogger()],
-        checkpoint_dir=checkpoint_dir,
-        strategy=strategy,
-    )
+    result = train(model, splits, config.train, seed, list(callbacks), checkpoint_dir, strategy)
     if result.failure is not None:
-        raise TrialFailed(result.failure, model.count_params())
-    predictions, truth = test_forecasts(model, splits, series.to_original_units if series else None)
+        raise TrainingDiverged(result.failure)
+
+    # Test forecasts and the naive ones, in the targets' original units.
+    to_original_units = series.to_original_units if series else np.asarray
+    predictions = to_original_units(model.predict(splits.x_test, verbose=0, batch_size=1024))
+    truth = to_original_units(np.asarray(splits.y_test))
     naive = series.naive_forecasts if series else {}
-    metrics = score(predictions, truth, splits.y_train, config.solved_ratio, naive)
+    naive_scale = series.naive_scale if series else None
+    metrics = score(predictions, truth, splits.y_train, config.solved_ratio, naive, naive_scale)
     metrics["train_seconds"] = result.seconds
-    tracking.log_metrics(metrics)
-    if config.log_models:
-        tracking.log_model(model, splits.x_test)
+
     flow = {"at init": flow_at_init, "trained": gradient_flow(model, *probe)}
-    _log_trial_figures(model, splits, gap, flow, predictions, truth, naive)
-    return metrics, flow
-
-
-def _log_trial_figures(
-    model: keras.Model,
-    splits: Splits,
-    gap: int,
-    flow: dict[str, np.ndarray],
-    predictions: np.ndarray,
-    truth: np.ndarray,
-    naive: dict[str, np.ndarray],
-) -> None:
-    """Gradient flow, test forecasts and, for an LSTM, its gates, on the active run."""
-    tracking.log_figure(plots.gradient_flow(flow), "gradient_flow.png")
-    baselines = naive or {"mean": splits.y_train.mean(axis=0, keepdims=True)}
-    tracking.log_figure(plots.forecast(truth, predictions, baselines), "forecast.png")
+    figures = {
+        "gradient_flow.png": plots.gradient_flow(flow),
+        "forecast.png": plots.forecast(
+            truth, predictions, naive or {"mean": splits.y_train.mean(axis=0, keepdims=True)}
+        ),
+    }
     recurrent = model.layers[0]
     if isinstance(recurrent, LSTM):
         activations = recurrent.gate_activations(splits.x_test[:1])  # plots.gates shows one
-        tracking.log_figure(plots.gates(activations, gap), "gates.png")
+        # Only a task's gap lies inside the input window; a series' gap follows it.
+        figures["gates.png"] = plots.gates(activations, memory_steps=gap if series is None else 0)
+    return TrialOutcome(model, splits, result.history, metrics, flow, figures)
 
 
-def data_source(config: ExperimentConfig) -> str:
-    """What the data comes from: the task's name or the series' source."""
-    return config.task.name if config.task is not None else config.data.source
-
-
-def _variant(options: dict) -> str:
-    """The layer options as one readable param, e.g. ``chrono_init=400`` or ``standard``."""
-    return ",".join(f"{key}={value}" for key, value in sorted(options.items())) or "standard"
-
-
-class TrialFailed(RuntimeError):
-    """A trial that could not produce a model, such as one whose loss became NaN."""
-
-    def __init__(self, reason: str, parameters: int) -> None:
-        super().__init__(reason)
-        self.parameters = parameters
-
-
-def _failed_row(row: dict, parameters: int) -> dict:
-    nan = float("nan")
-    return {
-        **row,
-        "params": parameters,
-        "test_mse": nan,
-        "mse_ratio": nan,
-        "solved": 0.0,
-        "train_seconds": nan,
-    }
+def make_splits(config: ExperimentConfig, gap: int, seed: int) -> tuple[Splits, SeriesData | None]:
+    """The train / validation / test splits of a trial: a synthetic task drawn at ``gap`` with
+    ``seed``, or the config's series (and what reads results in its units)."""
+    if config.data is not None:
+        series = prepare_series(config.data)
+        return series.splits, series
+    task = config.task
+    splits = synthetic_splits(
+        TASKS[task.name], gap, seed, task.n_train, task.n_val, task.n_test, **task.params
+    )
+    return splits, None
 
 
 def prepare_series(data: DataConfig) -> SeriesData:
@@ -297,8 +176,6 @@ def prepare_series(data: DataConfig) -> SeriesData:
     )
 
 
-def _task_splits(config: ExperimentConfig, gap: int, seed: int) -> Splits:
-    task = config.task
-    return synthetic_splits(
-        TASKS[task.name], gap, seed, task.n_train, task.n_val, task.n_test, **task.params
-    )
+def data_source(config: ExperimentConfig) -> str:
+    """What the data comes from: the task's name or the series' source."""
+    return config.task.name if config.task is not None else config.data.source

@@ -23,9 +23,10 @@ import numpy as np
 
 from forecast.config import TrainConfig
 from forecast.data import Splits, synthetic_splits
+from forecast.distributed import is_chief, make_strategy
 from forecast.models import build_model
 from forecast.tasks import TASKS
-from forecast.training import is_chief, make_strategy, train
+from forecast.training import train
 
 N_TRAIN = 97  # 3 batches of 32 and one of 1: one replica gets nothing of the last batch
 CONFIG = TrainConfig(epochs=2, batch_size=32, checkpoint=False)

@@ -4,12 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from forecast import tracking
+from forecast.data import Splits
 from tests.test_experiment import TINY
 
 
@@ -50,21 +50,23 @@ def test_a_dataset_logged_by_a_concurrent_trial_first_is_linked_not_fatal(
     # Two processes logging one dataset at once: MLflow checks for it, then inserts it, so the
     # slower one fails on the unique key (reproduced with two bare MLflow processes: 13 of 30
     # calls failed). Here the other process wins the race just before our first insert.
-    log_input = mlflow.log_input
+    log_inputs = MlflowClient.log_inputs
     failures = []
 
-    def lose_the_race_once(dataset, **kwargs):
+    def lose_the_race_once(client, run_id, datasets):
         if not failures:
-            failures.append(dataset.name)
-            with mlflow.start_run(nested=True):
-                log_input(dataset, **kwargs)  # the other trial's run, a moment earlier
+            failures.append(datasets[0].dataset.name)
+            other = client.create_run(experiment_id).info.run_id  # another trial, just before
+            log_inputs(client, other, datasets)
             raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets")
-        return log_input(dataset, **kwargs)
+        return log_inputs(client, run_id, datasets)
 
-    monkeypatch.setattr(mlflow, "log_input", lose_the_race_once)
-    mlflow.set_experiment("datasets")
-    with mlflow.start_run() as run:
-        tracking.log_dataset(np.zeros((8, 4)), np.zeros(8), "task", "shared")
+    monkeypatch.setattr(MlflowClient, "log_inputs", lose_the_race_once)
+    experiment_id = tracking.use_experiment(tracking_store, "datasets")
+    client = MlflowClient(tracking_store)
+    run = tracking.RunRef(client, experiment_id, client.create_run(experiment_id).info.run_id)
+    parts = [(np.full((8, 4, 1), value), np.full((8, 1), value)) for value in (0.0, 1.0, 2.0)]
+    tracking.log_datasets(run, Splits(*parts[0], *parts[1], *parts[2]), "task", "shared")
     assert failures == ["shared"]
-    inputs = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
-    assert [i.dataset.name for i in inputs] == ["shared"]
+    inputs = client.get_run(run.run_id).inputs.dataset_inputs
+    assert [i.dataset.name for i in inputs] == ["shared"] * 3

@@ -1,6 +1,7 @@
 import pytest
 
-from forecast.config import ConfigError, available_experiments, load_experiment
+from forecast.config import ConfigError, available_experiments, load_experiment, results_digest
+from forecast.plan import plan_trials
 
 
 def write(tmp_path, text, name="exp.yaml"):
@@ -61,7 +62,7 @@ def test_dotted_overrides_parse_values_as_yaml():
 )
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError) as error:
-        load_experiment("sine_long_gap", [override])
+        plan_trials(load_experiment("sine_long_gap", [override])[1])
     assert message in str(error.value)
     assert "\n" not in str(error.value)
 
@@ -83,3 +84,14 @@ def test_unknown_experiment_lists_the_available_ones():
         ConfigError, match="unknown experiment 'no_such_name'; available: .*sine_long_gap"
     ):
         load_experiment("no_such_name")
+
+
+def test_the_results_hash_ignores_what_only_changes_how_a_run_is_shown():
+    _, base = load_experiment("sine_long_gap")
+    shown = ("train.verbose=2", "log_models=false", "description=x", "train.checkpoint=false")
+    for override in shown:
+        _, changed = load_experiment("sine_long_gap", [override])
+        assert results_digest(changed) == results_digest(base), override
+    for override in ("train.learning_rate=0.01", "seeds=[0]", "models.0.units=8"):
+        _, changed = load_experiment("sine_long_gap", [override])
+        assert results_digest(changed) != results_digest(base), override

@@ -220,3 +220,13 @@ def test_seasonal_naive_takes_the_value_one_season_earlier():
     np.testing.assert_allclose(seasonal, truth - 10)  # y = step, so one season back is -10
     with pytest.raises(DataError, match="season must lie between gap \\+ horizon \\(4\\)"):
         series_splits(frame, input_width=12, horizon=3, gap=1, season=3)
+
+
+def test_make_windows_refuses_nan_naming_its_position():
+    values = series(length=30, features=2)
+    values[17, 1] = np.nan
+    with pytest.raises(DataError) as error:
+        make_windows(values, input_width=4)
+    message = str(error.value)
+    assert message.startswith("values: NaN at step 17, feature 1;") and "\n" not in message
+    make_windows(np.arange(30), input_width=4)  # integers have no NaN to look for

@@ -25,9 +25,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from forecast import training
-from forecast.config import STRATEGIES
-from forecast.training import is_chief, make_strategy, train
+from forecast.distributed import STRATEGIES, is_chief, make_strategy
+from forecast.training import train
 from tests.distributed_worker import CONFIG, ONE_BATCH_CONFIG, build, splits
 
 WORKER_SCRIPT = Path(__file__).with_name("distributed_worker.py")
@@ -35,7 +34,7 @@ WORKERS_TIMEOUT = 150  # seconds for both workers together; they take ~40 s on 2
 
 
 def test_every_configurable_strategy_can_be_made():
-    assert set(STRATEGIES) == {"default", *training._STRATEGY_CLASSES}
+    assert set(STRATEGIES) == {"default", "mirrored", "multi_worker"}
     with pytest.raises(ValueError, match="unknown strategy 'tpu'"):
         make_strategy("tpu")
 

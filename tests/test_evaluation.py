@@ -3,25 +3,15 @@ import pandas as pd
 import pytest
 from sklearn.metrics import mean_squared_error
 
-from forecast.data import Splits
-from forecast.evaluation import evaluate, max_solved_gap, summarize
+from forecast.data import series_splits
+from forecast.evaluation import comparison_table, max_solved_gap, score, summarize
 
 
-class ConstantModel:
-    def __init__(self, value):
-        self.value = value
-
-    def predict(self, x, **kwargs):
-        return np.full((len(x), 1), self.value, dtype="float32")
-
-
-def test_evaluate_matches_sklearn_and_the_mean_baseline():
+def test_score_matches_sklearn_and_the_mean_baseline():
     rng = np.random.default_rng(0)
     y_train = rng.uniform(size=(50, 1)).astype("float32")
     y_test = rng.uniform(size=(30, 1)).astype("float32")
-    x = np.zeros((30, 4, 1), "float32")
-    splits = Splits(x[:1], y_train, x[:1], y_train[:1], x, y_test)
-    metrics = evaluate(ConstantModel(0.3), splits, solved_ratio=0.1)
+    metrics = score(np.full_like(y_test, 0.3), y_test, y_train, solved_ratio=0.1)
     assert metrics["test_mse"] == pytest.approx(
         mean_squared_error(y_test, np.full_like(y_test, 0.3))
     )
@@ -29,9 +19,7 @@ def test_evaluate_matches_sklearn_and_the_mean_baseline():
     assert metrics["baseline_mse"] == pytest.approx(baseline)
     assert metrics["mse_ratio"] == pytest.approx(metrics["test_mse"] / baseline)
     assert metrics["solved"] == 0.0
-    perfect = evaluate(
-        ConstantModel(0.0), Splits(x, y_train * 0 + 1, x, x[:, 0], x, y_test * 0), 0.1
-    )
+    perfect = score(y_test * 0, y_test * 0, y_train * 0 + 1, 0.1)
     assert perfect["solved"] == 1.0
 
 
@@ -77,27 +65,77 @@ def test_regression_metrics_match_scikit_learn():
     assert regression_metrics(np.zeros((2, 1)), np.zeros((2, 1)))["smape"] == 0.0
 
 
-def test_mase_and_per_step_errors_use_the_naive_forecasts():
+def test_relative_mae_and_per_step_errors_use_the_naive_forecasts():
     rng = np.random.default_rng(0)
-    x = np.zeros((20, 4, 1), "float32")
     y_test = rng.normal(size=(20, 2, 1)).astype("float32")
-    splits = Splits(x, y_test, x, y_test, x, y_test)
     persistence = y_test + 1.0  # off by exactly 1 everywhere: MAE 1
-    metrics = evaluate(
-        ConstantModelSeq(y_test + 0.5), splits, 0.1, naive_forecasts={"persistence": persistence}
-    )
-    assert metrics["test_mase"] == pytest.approx(0.5)
+    metrics = score(y_test + 0.5, y_test, y_test, 0.1, naive_forecasts={"persistence": persistence})
+    assert metrics["test_relmae"] == pytest.approx(0.5)
+    assert "test_mase" not in metrics  # no in-sample scale given
     assert metrics["persistence_mse"] == pytest.approx(1.0)
     assert metrics["test_mse.step1"] == pytest.approx(0.25)
     assert metrics["test_mse.step2"] == pytest.approx(0.25)
 
 
-class ConstantModelSeq:
-    def __init__(self, predictions):
-        self.predictions = predictions
+@pytest.mark.parametrize("season", [None, 4])
+def test_mase_scales_by_the_in_sample_naive_error_of_the_train_part(season):
+    """Hyndman & Koehler (2006): MASE = test MAE / mean |y_t - y_{t-m}| over the training
+    series (m = 1, or the season), here computed by hand from the raw train part."""
+    rng = np.random.default_rng(1)
+    values = np.cumsum(rng.normal(size=(200, 2)), axis=0)
+    frame = pd.DataFrame(values, columns=["a", "b"])
+    series = series_splits(frame, input_width=8, horizon=2, scaler="none", season=season)
+    n_train = series.split_lengths[0]
+    lag = season or 1
+    train = values[:n_train]
+    scale = np.array(
+        [
+            np.mean([abs(train[t, j] - train[t - lag, j]) for t in range(lag, n_train)])
+            for j in (0, 1)
+        ]
+    )
+    np.testing.assert_allclose(series.naive_scale, scale)
+    truth = series.splits.y_test
+    predictions = truth + rng.normal(size=truth.shape)
+    metrics = score(predictions, truth, series.splits.y_train, 0.1, naive_scale=series.naive_scale)
+    by_target = [np.mean(np.abs(predictions - truth)[..., j]) / scale[j] for j in (0, 1)]
+    assert metrics["test_mase"] == pytest.approx(np.mean(by_target))
 
-    def predict(self, x, **kwargs):
-        return self.predictions
+
+def test_comparison_table_gives_each_sweep_point_its_own_naive_rows():
+    """A sweep over data keys: each point's naive forecasts are scored on its own windows."""
+    trials = pd.DataFrame(
+        {
+            "model": ["lstm [w=8]", "lstm [w=12]"],
+            "point": ["w=8", "w=12"],
+            "gap": [0, 0],
+            "seed": [0, 0],
+            "params": [9, 9],
+            "test_mse": [1.0, 2.0],
+            "test_mae": [0.8, 1.1],
+            "mse_ratio": [0.1, 0.2],
+            "solved": [1.0, 0.0],
+            "train_seconds": [1.0, 1.0],
+            "baseline_mse": [10.0, 20.0],
+            "baseline_mae": [3.0, 4.0],
+            "persistence_mse": [2.0, 4.0],
+            "persistence_mae": [1.0, 1.5],
+            "persistence_ratio": [0.5, 0.5],
+        }
+    )
+    table = comparison_table(trials)
+    assert list(table["model"]) == [
+        "lstm [w=8]",
+        "lstm [w=12]",
+        "naive_mean [w=8]",
+        "naive_persistence [w=8]",
+        "naive_mean [w=12]",
+        "naive_persistence [w=12]",
+    ]
+    naive = table.set_index("model")
+    assert naive.loc["naive_mean [w=12]", "test_mse"] == 20.0
+    assert naive.loc["naive_persistence [w=8]", "test_mse"] == 2.0
+    assert naive.loc["naive_mean [w=8]", "vs_persistence"] == pytest.approx(5.0)
 
 
 def test_seed_intervals_are_student_t_intervals():

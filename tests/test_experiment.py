@@ -1,5 +1,8 @@
 """A tiny sweep end to end, read back from the MLflow store."""
 
+import json
+import urllib.parse
+
 import mlflow
 import pytest
 import yaml
@@ -29,7 +32,7 @@ def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
     overrides = [*TINY, "log_models=true"]
     assert main(["run", "sine_long_gap", *[arg for o in overrides for arg in ("--set", o)]]) == 0
     out = capsys.readouterr().out
-    table = out[out.index("model  gap") :].splitlines()
+    table = out[out.index("model  gap") :].split("\n\n")[0].splitlines()
     assert table[0].split() == [
         "model",
         "gap",
@@ -85,8 +88,10 @@ def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
     assert parent.data.tags["forecast.experiment"] == "sine_long_gap"
     assert parent.data.tags["version.tensorflow"].startswith("2.")
     assert len(parent.data.tags["mlflow.source.git.commit"]) == 40
-    (dataset_input,) = client.get_run(rnn.info.run_id).inputs.dataset_inputs
-    assert dataset_input.dataset.name == "sine_long_gap-gap6-seed0"
+    inputs = client.get_run(rnn.info.run_id).inputs.dataset_inputs
+    assert {i.dataset.name for i in inputs} == {"sine_long_gap-gap6-seed0"}
+    contexts = {tag.value for i in inputs for tag in i.tags if tag.key == "mlflow.data.context"}
+    assert contexts == {"training", "validation", "testing"}
     config = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/config.yaml"))
     assert config["task"]["gaps"] == [2, 6] and config["train"]["epochs"] == 2
     assert "max_solved_gap.lstm" in parent.data.metrics
@@ -103,6 +108,21 @@ def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
     assert main(["compare", "--run", "no-such-run"]) == 2
     assert "no run 'no-such-run'" in capsys.readouterr().err
 
+    # The sweep's address in the UI: the compare view of its trials (not the GenAI view).
+    address = out.splitlines()[-1].strip()
+    assert address.startswith("http://127.0.0.1:5000/#/compare-runs?runs=")
+    query = urllib.parse.parse_qs(address.split("?", 1)[1])
+    assert set(json.loads(query["runs"][0])) == {c.info.run_id for c in children}
+    assert json.loads(query["experiments"][0]) == [experiment.experiment_id]
+
+    # MLflow 3: the test metrics are linked to the logged model, so the UI's model list
+    # compares trained models by them, and to the test dataset they were measured on.
+    models = client.search_logged_models([experiment.experiment_id])
+    (model,) = [m for m in models if m.source_run_id == rnn.info.run_id]
+    linked = {m.key: m for m in model.metrics}
+    assert linked["test_mse"].value == rnn.data.metrics["test_mse"]
+    assert linked["test_mse"].dataset_name == "sine_long_gap-gap6-seed0"
+
 
 def test_a_crashing_trial_is_recorded_failed_and_the_sweep_finishes(tracking_store, monkeypatch):
     def explode(*args, **kwargs):
@@ -111,7 +131,7 @@ def test_a_crashing_trial_is_recorded_failed_and_the_sweep_finishes(tracking_sto
     monkeypatch.setattr(trial_module, "train", explode)
     name, config = load_experiment("sine_long_gap", TINY)
     lines = []
-    summary = runner.run_experiment(name, config, log=lines.append)
+    summary = runner.run_experiment(name, config, log=lines.append).summary
     assert summary["test_mse"].isna().all()
     assert sum("FAILED: RuntimeError: boom" in line for line in lines) == 4
     client = MlflowClient(tracking_store)
@@ -147,7 +167,7 @@ SERIES_TINY = [
 def test_series_experiment_compares_models_with_naive_forecasts(tracking_store, capsys):
     assert main(["run", "co2_forecast", *[a for o in SERIES_TINY for a in ("--set", o)]]) == 0
     out = capsys.readouterr().out
-    table = out[out.index("model  gap") :].splitlines()
+    table = out[out.index("model  gap") :].split("\n\n")[0].splitlines()
     assert "vs_persistence" in table[0]
     assert [row.split()[0] for row in table[1:]] == [
         "rnn",
@@ -163,6 +183,7 @@ def test_series_experiment_compares_models_with_naive_forecasts(tracking_store, 
     )[0]
     assert child.data.params["source"] == "co2"
     expected = {"test_mse", "test_rmse", "test_mae", "test_smape", "test_r2", "test_mase"}
+    expected |= {"test_relmae"}
     expected |= {"test_mse.step1", "test_mse.step2", "persistence_mse", "seasonal_mse"}
     assert expected <= set(child.data.metrics)
     # Errors are in ppmv^2: a persistence forecast of weekly CO2 is off by about a ppmv.
@@ -190,12 +211,14 @@ def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tracking_store, monkey
 
     monkeypatch.setattr(trial_module, "train", nan_for_rnn)
     assert main(["run", "sine_long_gap", *[arg for o in TINY for arg in ("--set", o)]]) == 0
-    assert "rnn-gap2-seed0: FAILED: loss became nan" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "rnn-gap2-seed0: FAILED: TrainingDiverged: loss became nan" in out
     client = MlflowClient(tracking_store)
     experiment = client.get_experiment_by_name("sine_long_gap")
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
     assert runs["rnn-gap2-seed0"].info.status == "FAILED"
-    assert runs["rnn-gap2-seed0"].data.tags["failure_reason"] == "loss became nan"
+    reason = runs["rnn-gap2-seed0"].data.tags["failure_reason"]
+    assert reason == "TrainingDiverged: loss became nan"
     assert runs["lstm-gap6-seed0"].info.status == "FINISHED"
     assert runs["sine_long_gap-sweep"].info.status == "FINISHED"
 

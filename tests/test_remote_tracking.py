@@ -22,6 +22,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_until_healthy(url: str, server: subprocess.Popen, seconds: float = 90) -> bool:
+    """Whether the MLflow server at ``url`` answers its health check before it exits or
+    ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
 @pytest.fixture
 def mlflow_server(tmp_path):
     """`mlflow server` on 127.0.0.1: sqlite backend, artifacts proxied into tmp_path."""
@@ -48,16 +61,9 @@ def mlflow_server(tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    output = (tmp_path / "server.log").read_text()[-2000:]
-                    pytest.fail(f"mlflow server did not start: {output}")
-                time.sleep(0.5)
+        if not wait_until_healthy(url, server):
+            output = (tmp_path / "server.log").read_text()[-2000:]
+            pytest.fail(f"mlflow server did not start: {output}")
         yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)

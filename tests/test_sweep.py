@@ -7,8 +7,10 @@ from mlflow import MlflowClient
 from forecast import runner
 from forecast import trial as trial_module
 from forecast.cli import main
-from forecast.config import ConfigError, load_experiment, sweep_points
-from forecast.tracking import sweep_trials
+from forecast.config import ConfigError, load_experiment
+from forecast.plan import plan_trials
+from forecast.results import sweep_trials
+from forecast.sweep import sweep_points
 
 SMALL = [
     "seeds=[0]",
@@ -30,11 +32,11 @@ DIVERGING_GRID = [
 ]
 
 
-def _args(overrides):
+def set_args(overrides):
     return [arg for override in overrides for arg in ("--set", override)]
 
 
-def _runs(store, experiment="sine_long_gap"):
+def runs_in(store, experiment="sine_long_gap"):
     client = MlflowClient(store)
     found = client.get_experiment_by_name(experiment)
     return [] if found is None else client.search_runs([found.experiment_id])
@@ -67,12 +69,12 @@ def test_grid_and_random_points_resolve_every_key():
     ],
 )
 def test_a_bad_sweep_fails_in_one_line_before_any_run(tracking_store, capsys, sweep, message):
-    assert main(["run", "sine_long_gap", *_args([*SMALL, sweep])]) == 2
+    assert main(["run", "sine_long_gap", *set_args([*SMALL, sweep])]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     with pytest.raises(ConfigError):
-        load_experiment("sine_long_gap", [sweep])
-    assert _runs(tracking_store) == []
+        plan_trials(load_experiment("sine_long_gap", [sweep])[1])
+    assert runs_in(tracking_store) == []
 
 
 @pytest.mark.parametrize(
@@ -89,20 +91,20 @@ def test_a_bad_sweep_fails_in_one_line_before_any_run(tracking_store, capsys, sw
 def test_bad_backend_settings_fail_in_one_line_before_any_run(
     tracking_store, capsys, args, message
 ):
-    assert main(["run", "sine_long_gap", *_args(SMALL), *args]) == 2
+    assert main(["run", "sine_long_gap", *set_args(SMALL), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
-    assert _runs(tracking_store) == []
+    assert runs_in(tracking_store) == []
 
 
 def test_two_workers_run_the_sweep_and_a_failing_trial_does_not_stop_it(
     tracking_store, capsys, tmp_path
 ):
     overrides = [*SMALL, *DIVERGING_GRID]
-    assert main(["run", "sine_long_gap", *_args(overrides), "--workers", "2"]) == 0
+    assert main(["run", "sine_long_gap", *set_args(overrides), "--workers", "2"]) == 0
     out = capsys.readouterr().out
     assert "4 trials on 2 workers" in out
-    runs = _runs(tracking_store)
+    runs = runs_in(tracking_store)
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     children = [r for r in runs if r is not parent]
     assert parent.info.status == "FINISHED"
@@ -116,11 +118,11 @@ def test_two_workers_run_the_sweep_and_a_failing_trial_does_not_stop_it(
         assert bad.info.status == "FAILED" and "loss became" in bad.data.tags["failure_reason"]
     # The same trials in this process give the same numbers (thread counts differ: round-off).
     _, config = load_experiment("sine_long_gap", overrides)
-    trial = next(t for t in runner._trials(sweep_points(config)) if t.point.endswith("0.01"))
-    context = trial_module.TrialContext(
+    trial = next(t for t in plan_trials(config) if t.point.endswith("0.01"))
+    context = runner.TrialContext(
         tracking_store, parent.info.experiment_id, parent.info.run_id, str(tmp_path)
     )
-    local = trial_module.execute_trial(trial, context)
+    local = runner.execute_trial(trial, context)
     worker = status[(trial.model.name, trial.point)].data.metrics
     assert local.row["test_mse"] == pytest.approx(worker["test_mse"], rel=1e-3)
 
@@ -140,24 +142,37 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tracking_store, monkeypat
     monkeypatch.setattr(trial_module, "train", train_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         runner.run_experiment(name, config, log=lambda line: None)
-    (parent,) = [r for r in _runs(tracking_store) if "mlflow.parentRunId" not in r.data.tags]
+    (parent,) = [r for r in runs_in(tracking_store) if "mlflow.parentRunId" not in r.data.tags]
     assert parent.info.status == "KILLED"
 
     trained.clear()
     monkeypatch.setattr(trial_module, "train", lambda model, *a, **k: real_train(model, *a, **k))
+    flow_labels = []
+    real_figure = runner.plots.gradient_flow
+
+    def record_flows(curves, title=""):
+        if title.startswith("Gradient flow at gap"):  # the sweep's figure, not a trial's
+            flow_labels.extend(curves)
+        return real_figure(curves, title)
+
+    monkeypatch.setattr(runner.plots, "gradient_flow", record_flows)
     lines = []
-    summary = runner.run_experiment(name, config, log=lines.append)
+    summary = runner.run_experiment(name, config, log=lines.append).summary
     assert f"resuming run {parent.info.run_id}: 3 finished" in lines[0]
     assert "[1/1]" in lines[1]  # only the trial the interruption stopped runs again
     assert len(summary) == 4 and summary["test_mse"].notna().all()
-    runs = _runs(tracking_store)
+    # The trials finished before the interruption bring every metric and their gradient flows.
+    trials_csv = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/trials.csv")
+    assert "test_rmse" in trials_csv.splitlines()[0] and ",," not in trials_csv
+    assert len(flow_labels) == 8  # 4 trials, "at init" and "trained"
+    runs = runs_in(tracking_store)
     assert [r.info.run_id for r in runs if "mlflow.parentRunId" not in r.data.tags] == [
         parent.info.run_id
     ]
     assert mlflow.get_run(parent.info.run_id).info.status == "FINISHED"
-    table = sweep_trials(parent.info.run_id)
+    table = sweep_trials(tracking_store, parent.info.run_id)
     assert len(table) == 4 and set(table["status"]) == {"FINISHED"}
-    assert len(sweep_trials(parent.info.run_id, latest_only=False)) == 5  # + the killed one
+    assert len(sweep_trials(tracking_store, parent.info.run_id, latest_only=False)) == 5
 
     # Once finished, the same command starts a new sweep rather than skipping everything.
     lines.clear()
@@ -171,19 +186,19 @@ def test_ray_backend_runs_the_sweep_on_a_local_ray(tracking_store, capsys, monke
     try:
         with monkeypatch.context() as patch:  # a cluster of two nodes cannot reach mlflow.db
             patch.setattr(ray, "nodes", lambda: [{"Alive": True}, {"Alive": True}])
-            assert main(["run", "sine_long_gap", *_args(SMALL), "--backend", "ray"]) == 2
+            assert main(["run", "sine_long_gap", *set_args(SMALL), "--backend", "ray"]) == 2
             err = capsys.readouterr().err
             assert "the cluster has 2 nodes, but MLflow logs to sqlite:" in err
             # Ray's own logging shares stderr (its start-up lines, and a complaint when its
             # handler still holds an earlier test's captured stream), so look at our lines.
             ours = [line for line in err.splitlines() if line.startswith("forecast:")]
             assert len(ours) == 1 and ours[0].startswith("forecast: error: --backend ray")
-            assert _runs(tracking_store) == []
-        assert main(["run", "sine_long_gap", *_args(SMALL), "--backend", "ray"]) == 0
+            assert runs_in(tracking_store) == []
+        assert main(["run", "sine_long_gap", *set_args(SMALL), "--backend", "ray"]) == 0
     finally:
         ray.shutdown()
     assert "2 trials on Ray" in capsys.readouterr().out
-    runs = _runs(tracking_store)
+    runs = runs_in(tracking_store)
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     children = {r.info.run_name: r for r in runs if r is not parent}
     assert set(children) == {"rnn-gap3-seed0", "lstm-gap3-seed0"}
@@ -195,7 +210,7 @@ def test_ray_backend_runs_the_sweep_on_a_local_ray(tracking_store, capsys, monke
 
 def test_a_sweep_trains_under_a_mirrored_strategy(tracking_store, capsys):
     overrides = [*SMALL, "train.strategy=mirrored", "log_models=true"]
-    assert main(["run", "sine_long_gap", *_args(overrides)]) == 0
-    children = [r for r in _runs(tracking_store) if "mlflow.parentRunId" in r.data.tags]
+    assert main(["run", "sine_long_gap", *set_args(overrides)]) == 0
+    children = [r for r in runs_in(tracking_store) if "mlflow.parentRunId" in r.data.tags]
     assert {r.info.status for r in children} == {"FINISHED"} and len(children) == 2
     assert all(r.data.metrics["test_mse"] > 0 for r in children)

@@ -1,0 +1,105 @@
+"""From an experiment's config to its trials, checked: every sweep point's values, training
+settings, data, task and models are tried once here, so that bad input fails in one line before
+any MLflow run exists, never in the middle of a sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import keras
+
+from forecast.config import ConfigError, ExperimentConfig, TrainConfig
+from forecast.data import DataError
+from forecast.distributed import STRATEGIES
+from forecast.models import build_model
+from forecast.sweep import point_label, sweep_points
+from forecast.tasks import TASKS
+from forecast.training import make_optimizer
+from forecast.trial import Trial, prepare_series
+
+
+def plan_trials(config: ExperimentConfig) -> list[Trial]:
+    """Every trial of an experiment: sweep point x gap x seed x model, in that order.
+
+    Each sweep point is checked first: its config values, its optimizer and strategy, its data
+    (the series loads and its windows fit each part; the task draws a sample at every gap with
+    its parameters) and every model (the layer builds with its options on that data's shapes).
+
+    Raises:
+        ConfigError: naming the sweep point, if any, and the key.
+        DataError: a series that cannot be loaded or windowed (without a sweep).
+    """
+    trials, seen = [], set()
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}  # per data section
+    for overrides, point in sweep_points(config):
+        label = point_label(overrides)
+        try:
+            _check_training(point.train)
+            input_shape, output_shape = _check_data(point, shapes)
+            _check_models(point, input_shape, output_shape)
+        except (ConfigError, DataError) as error:
+            if not label:
+                raise
+            raise ConfigError(f"sweep point {label}: {error}") from None
+        gaps = point.task.gaps if point.task is not None else [point.data.gap]
+        for gap in gaps:
+            for seed in point.seeds:
+                for model in point.models:
+                    trial = Trial(point, model, gap, seed, label)
+                    if trial.digest not in seen:  # random draws can repeat a point
+                        seen.add(trial.digest)
+                        trials.append(trial)
+    return trials
+
+
+def _check_training(train: TrainConfig) -> None:
+    try:
+        make_optimizer(train.optimizer, train.learning_rate, train.clipnorm)
+    except ValueError:
+        raise ConfigError(
+            f"train.optimizer: unknown optimizer {train.optimizer!r}; use a name of "
+            "keras.optimizers, e.g. adam, adamw, rmsprop, sgd"
+        ) from None
+    if train.strategy not in STRATEGIES:
+        raise ConfigError(
+            f"train.strategy: unknown strategy {train.strategy!r}; "
+            f"choose one of {', '.join(STRATEGIES)}"
+        )
+
+
+def _check_data(
+    config: ExperimentConfig, shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(input shape, output shape) of one sample, after loading the series or drawing the task
+    at every gap; each distinct data section is tried once."""
+    section = config.data if config.data is not None else config.task
+    key = json.dumps(dataclasses.asdict(section), sort_keys=True, default=str)
+    if key in shapes:
+        return shapes[key]
+    if config.data is not None:
+        splits = prepare_series(config.data).splits
+        shapes[key] = (splits.input_shape, splits.output_shape)
+        return shapes[key]
+    task = config.task
+    if task.name not in TASKS:
+        raise ConfigError(f"task.name: unknown task {task.name!r}; choose one of {sorted(TASKS)}")
+    for gap in task.gaps:
+        try:
+            inputs, targets = TASKS[task.name](2, gap, 0, **task.params)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"task.params: {error}") from None
+    shapes[key] = (inputs.shape[1:], targets.shape[1:])
+    return shapes[key]
+
+
+def _check_models(
+    config: ExperimentConfig, input_shape: tuple[int, ...], output_shape: tuple[int, ...]
+) -> None:
+    for index, model in enumerate(config.models):
+        try:
+            build_model(model.layer, model.units, input_shape, output_shape, **model.options)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"models.{index}: {error}") from None
+    keras.backend.clear_session()  # the checks' models are not needed again

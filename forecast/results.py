@@ -1,0 +1,113 @@
+"""MLflow tracking, the read side: recent sweeps, and the trials of one sweep rebuilt from its
+child runs (for ``forecast compare`` and for resuming). It writes nothing and imports no
+TensorFlow, so ``forecast runs`` and ``forecast compare`` answer in a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from forecast.tracking import TrackingError
+
+
+def recent_sweeps(uri: str, experiment: str | None = None, limit: int = 10) -> pd.DataFrame:
+    """The latest parent runs (one per ``forecast run``), newest first."""
+    client = MlflowClient(uri)
+    experiments = (
+        [client.get_experiment_by_name(experiment)] if experiment else client.search_experiments()
+    )
+    if experiment and experiments[0] is None:
+        raise TrackingError(f"no experiment {experiment!r} in {uri}")
+    runs = client.search_runs(
+        [e.experiment_id for e in experiments],
+        "tags.`forecast.experiment` != ''",
+        order_by=["attributes.start_time DESC"],
+        max_results=limit * 50,  # children match too; parents are picked below
+    )
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags][:limit]
+    return pd.DataFrame(
+        [
+            {
+                "experiment": r.data.tags["forecast.experiment"],
+                "run_id": r.info.run_id,
+                "started": pd.Timestamp(r.info.start_time, unit="ms").strftime("%Y-%m-%d %H:%M"),
+                "status": r.info.status,
+                "source": r.data.params.get("source", ""),
+            }
+            for r in parents
+        ],
+        columns=["experiment", "run_id", "started", "status", "source"],
+    )
+
+
+def unfinished_sweep(uri: str, experiment_id: str, sweep_hash: str) -> str | None:
+    """The newest parent run with this sweep hash, if it did not finish (killed, failed or
+    still marked running), to resume; None if there is none."""
+    runs = MlflowClient(uri).search_runs(
+        [experiment_id],
+        f"tags.`forecast.sweep_hash` = '{sweep_hash}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if runs and runs[0].info.status != "FINISHED":
+        return runs[0].info.run_id
+    return None
+
+
+def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.DataFrame:
+    """The per-trial table of one sweep, rebuilt from its child runs: ``model`` (with its sweep
+    point), ``point``, ``gap``, ``seed``, ``params`` (the parameter count), every metric the
+    trial logged (its last value), then ``status``, ``run_id`` and ``trial_hash``.
+
+    With ``latest_only``, a trial run again on resume counts once (its latest attempt) and
+    trials killed by an interruption are left out.
+    """
+    client = MlflowClient(uri)
+    try:
+        parent = client.get_run(parent_run_id)
+    except MlflowException:
+        raise TrackingError(f"no run {parent_run_id!r} in {uri}") from None
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent_run_id}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=10_000,
+    )
+    rows = []
+    for child in children:
+        params, metrics = child.data.params, child.data.metrics
+        point = params.get("sweep_point", "")
+        rows.append(
+            {
+                "model": f"{params['model']} [{point}]" if point else params["model"],
+                "point": point,
+                "gap": int(params["gap"]),
+                "seed": int(params["seed"]),
+                "params": int(params["parameters"]) if "parameters" in params else float("nan"),
+                **metrics,
+                "status": child.info.status,
+                "run_id": child.info.run_id,
+                "trial_hash": child.data.tags.get("forecast.trial_hash", ""),
+            }
+        )
+    table = pd.DataFrame(rows)
+    if latest_only and len(table):
+        table = table[table["status"] != "KILLED"]
+        hashed = table["trial_hash"] != ""
+        table = pd.concat(
+            [table[~hashed], table[hashed].drop_duplicates("trial_hash", keep="last")]
+        ).sort_index()
+    return table
+
+
+def trial_flow(uri: str, run_id: str) -> dict[str, list[float]]:
+    """The gradient flow a trial logged (``gradient_flow.json``): label -> curve."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = MlflowClient(uri).download_artifacts(run_id, "gradient_flow.json", folder)
+        return json.loads(Path(path).read_text())

@@ -1,0 +1,209 @@
+"""The trial boundary and the sweep's edges: what fails stays in its trial, signals end runs
+KILLED, state travels explicitly, and the MLflow UI shows the sweep."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from forecast import runner
+from forecast import trial as trial_module
+from forecast.cli import main
+from forecast.config import load_experiment
+from forecast.results import sweep_trials
+from tests.test_experiment import SERIES_TINY, TINY
+from tests.test_remote_tracking import free_port, wait_until_healthy
+from tests.test_sweep import runs_in, set_args
+
+FORECAST = str(Path(sys.executable).parent / "forecast")
+
+
+# Each stage before training, and how to tell that its call is for a trial at gap 6.
+AT_GAP_6 = {
+    "make_splits": lambda config, gap, seed: gap == 6,
+    "build_model": lambda layer, units, input_shape, *rest, **options: input_shape[0] == 26,
+    "gradient_flow": lambda model, inputs, targets: inputs.shape[1] == 26,  # 20 + gap steps
+}
+
+
+@pytest.mark.parametrize("stage", ["make_splits", "build_model", "gradient_flow"])
+def test_a_failure_before_training_ends_only_its_trial(stage, tmp_path, monkeypatch):
+    """Data, model and the first gradient flow fail inside the trial's boundary: the trial
+    ends FAILED with the reason, the others run, the sweep finishes. The store is passed
+    explicitly and the environment is left as it was."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'explicit.db'}"
+    real = getattr(trial_module, stage)
+
+    def fail_at_gap_6(*args, **kwargs):
+        if AT_GAP_6[stage](*args, **kwargs):
+            raise RuntimeError(f"{stage} broke")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trial_module, stage, fail_at_gap_6)
+    name, config = load_experiment("sine_long_gap", TINY)
+    lines = []
+    sweep = runner.run_experiment(name, config, log=lines.append, uri=uri)
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert sum(f"FAILED: RuntimeError: {stage} broke" in line for line in lines) == 2
+    runs = {r.info.run_name: r for r in runs_in(uri)}
+    assert runs["sine_long_gap-sweep"].info.status == "FINISHED"
+    for model in ("rnn", "lstm"):
+        assert runs[f"{model}-gap2-seed0"].info.status == "FINISHED"
+        failed = runs[f"{model}-gap6-seed0"]
+        assert failed.info.status == "FAILED"
+        assert failed.data.tags["failure_reason"] == f"RuntimeError: {stage} broke"
+    assert list(sweep.summary["test_mse"].isna()) == [False, False, True, True]
+
+
+def test_sigterm_ends_the_sweep_killed_and_a_rerun_resumes_it(tracking_store, tmp_path):
+    slow = [*TINY, "train.epochs=40"]  # each trial takes a few seconds
+    command = [FORECAST, "run", "sine_long_gap", *set_args(slow)]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 180
+    # Wait until one trial has finished and the next is running, then stop it as `kill` does.
+    while True:
+        statuses = sorted(
+            r.info.status for r in runs_in(tracking_store) if r.data.tags.get("mlflow.parentRunId")
+        )
+        if statuses.count("FINISHED") >= 1 and "RUNNING" in statuses:
+            break
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output
+    runs = runs_in(tracking_store)
+    statuses = {r.info.run_name: r.info.status for r in runs}
+    assert "RUNNING" not in statuses.values(), statuses
+    assert statuses["sine_long_gap-sweep"] == "KILLED"
+    assert "KILLED" in [s for name, s in statuses.items() if name != "sine_long_gap-sweep"]
+
+    rerun = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    finished = sum(status == "FINISHED" for status in statuses.values())
+    assert "(resuming run " in rerun.stdout and f": {finished} finished)" in rerun.stdout
+    parents = [r for r in runs_in(tracking_store) if "mlflow.parentRunId" not in r.data.tags]
+    assert [p.info.status for p in parents] == ["FINISHED"]
+
+
+def test_a_series_sweep_scores_each_point_against_its_own_naive_forecasts(
+    tracking_store, capsys, monkeypatch
+):
+    shaded = []
+    real_gates = trial_module.plots.gates
+
+    def record_gates(activations, memory_steps=0, **kwargs):
+        shaded.append(memory_steps)
+        return real_gates(activations, memory_steps, **kwargs)
+
+    monkeypatch.setattr(trial_module.plots, "gates", record_gates)
+    overrides = [*SERIES_TINY, "sweep={grid: {data.input_width: [8, 12]}}"]
+    assert main(["run", "co2_forecast", *set_args(overrides)]) == 0
+    table = capsys.readouterr().out.split("\n\n")[1].splitlines()
+    rows = [line.strip() for line in table]
+    naive = {line.split("]")[0] + "]": line for line in rows if line.startswith("naive")}
+    assert set(naive) == {
+        f"naive_{name} [data.input_width={width}]"
+        for name in ("mean", "persistence", "seasonal")
+        for width in (8, 12)
+    }
+    # Different windows, different naive errors: each point has its own.
+    mse = {key: float(line.split("]")[1].split()[2]) for key, line in naive.items()}
+    assert mse["naive_mean [data.input_width=8]"] != mse["naive_mean [data.input_width=12]"]
+    # A series' gap lies after its input window: nothing inside the input is shaded as gap.
+    assert shaded == [0, 0]
+
+
+def test_every_sweep_point_of_a_series_is_checked_before_any_run(tracking_store, capsys):
+    overrides = [*SERIES_TINY, "sweep={grid: {data.input_width: [8, 5000]}}"]
+    assert main(["run", "co2_forecast", *set_args(overrides)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("forecast: error: sweep point data.input_width=5000: train part")
+    assert err.count("\n") == 1
+    assert runs_in(tracking_store, "co2_forecast") == []
+
+
+def test_system_metrics_are_sampled_onto_the_sweep_run(tracking_store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    assert main(["run", "sine_long_gap", *set_args(TINY), "--system-metrics"]) == 0
+    (parent,) = [r for r in runs_in(tracking_store) if "mlflow.parentRunId" not in r.data.tags]
+    assert "system/cpu_utilization_percentage" in parent.data.metrics
+
+
+def _fake_sweep(uri):
+    """A finished sweep written straight to the store, as `forecast run` leaves one."""
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("fake")
+    parent = client.create_run(experiment_id, tags={"forecast.experiment": "fake"})
+    for model, mse in (("rnn", 0.5), ("lstm", 0.01)):
+        child = client.create_run(
+            experiment_id,
+            tags={"mlflow.parentRunId": parent.info.run_id, "forecast.trial_hash": model},
+        )
+        for key, value in {"model": model, "gap": 10, "seed": 0, "parameters": 7}.items():
+            client.log_param(child.info.run_id, key, value)
+        for key, value in {"test_mse": mse, "test_rmse": mse**0.5, "mse_ratio": mse}.items():
+            client.log_metric(child.info.run_id, key, value)
+        client.log_metric(child.info.run_id, "solved", float(mse < 0.1))
+        client.log_metric(child.info.run_id, "train_seconds", 1.0)
+        client.set_terminated(child.info.run_id)
+    client.set_terminated(parent.info.run_id)
+    return experiment_id, parent.info.run_id
+
+
+def test_compare_reads_every_logged_metric_without_tensorflow(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _, run_id = _fake_sweep(uri)
+    script = (
+        "import sys\n"
+        "from forecast.cli import main\n"
+        "code = main(['compare', 'fake', '--format', 'csv'])\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "sys.exit(code)\n"
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("model,gap,seeds,test_mse,mse_ratio")
+    assert result.stderr == ""
+    # The read side takes every metric a trial logged, not a hand-kept list.
+    assert "test_rmse" in sweep_trials(uri, run_id)
+
+
+def test_forecast_ui_serves_the_local_store_and_prints_the_runs_address(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id, run_id = _fake_sweep(uri)
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    server = subprocess.Popen(
+        [FORECAST, "ui", "fake", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        first = server.stdout.readline()
+        assert first.strip() == (
+            f"runs of fake: http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs"
+            "?workflowType=machine_learning"
+        )
+        assert "/#/compare-runs?runs=%5B%22" in server.stdout.readline()
+        assert wait_until_healthy(f"http://127.0.0.1:{port}", server)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
