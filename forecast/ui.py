@@ -37,6 +37,7 @@ def sweep_address(uri: str, parent_run_id: str, port: int = DEFAULT_PORT) -> str
         {
             "runs": json.dumps(run_ids, separators=(",", ":")),
             "experiments": json.dumps([experiment_id], separators=(",", ":")),
+            "workflowType": "machine_learning",  # the UI's model-training side, not GenAI
         }
     )
     return f"{ui_address(uri, port)}/#/compare-runs?{query}"

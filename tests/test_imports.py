@@ -94,3 +94,10 @@ def test_config_is_the_ground_floor():
 def test_the_read_side_imports_no_tensorflow(module):
     script = f"import sys, {module}; sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", script], timeout=120).returncode == 0
+
+
+def test_a_trial_computes_and_records_nothing():
+    """trial.py returns an outcome; MLflow is called only at the edge (runner, tracking)."""
+    modules = {"mlflow"}
+    for name in ("trial", "plan", "training", "evaluation", "data", "models", "plots"):
+        assert imports_of(PACKAGE / f"{name}.py", modules) == set(), name
