@@ -167,7 +167,8 @@ def seed_intervals(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
     Columns ``model``, ``gap``, ``seeds``, ``mean_ratio``, ``low``, ``high`` (the interval;
     equal to the mean for a single seed). Failed trials (NaN ratios) are left out.
     """
-    from scipy import stats
+    # The Student t quantile; scipy.special loads in a third of scipy.stats' time.
+    from scipy.special import stdtrit
 
     rows = []
     for (model, gap), group in trials.groupby(["model", "gap"], sort=False):
@@ -175,7 +176,7 @@ def seed_intervals(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
         mean = float(ratios.mean()) if len(ratios) else float("nan")
         half = 0.0
         if len(ratios) > 1:
-            t = stats.t.ppf(0.5 + confidence / 2, len(ratios) - 1)
+            t = stdtrit(len(ratios) - 1, 0.5 + confidence / 2)
             half = float(t * ratios.std(ddof=1) / np.sqrt(len(ratios)))
         rows.append(
             {
