@@ -96,6 +96,32 @@ def test_sigterm_ends_the_sweep_killed_and_a_rerun_resumes_it(tracking_store, tm
     assert [p.info.status for p in parents] == ["FINISHED"]
 
 
+def test_sigterm_stops_worker_processes_and_ends_their_runs_killed(tracking_store, tmp_path):
+    import psutil
+
+    slow = [*TINY, "train.epochs=40"]
+    command = [FORECAST, "run", "sine_long_gap", *set_args(slow), "--workers", "2"]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 180
+    while "RUNNING" not in [
+        r.info.status for r in runs_in(tracking_store) if r.data.tags.get("mlflow.parentRunId")
+    ]:
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.2)
+    workers = psutil.Process(process.pid).children(recursive=True)
+    assert workers
+    process.send_signal(signal.SIGTERM)  # to the sweep's process only, as `kill PID` does
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert alive == []
+    statuses = {r.info.run_name: r.info.status for r in runs_in(tracking_store)}
+    assert "RUNNING" not in statuses.values(), statuses
+    assert statuses["sine_long_gap-sweep"] == "KILLED"
+
+
 def test_a_series_sweep_scores_each_point_against_its_own_naive_forecasts(
     tracking_store, capsys, monkeypatch
 ):
