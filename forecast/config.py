@@ -33,7 +33,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class TaskConfig:
-    name: str = "sine_long_gap"
+    name: str = "sine_long_gap"  # a function of forecast.tasks, or package.module:function
     gaps: list[int] = field(default_factory=lambda: [10, 50, 100])
     n_train: int = 2048
     n_val: int = 512
@@ -64,8 +64,9 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = "lstm"
-    layer: str = "LSTM"  # a class of forecast.layers
+    layer: str = "LSTM"  # a class of forecast.layers, or an import path package.module:Name
     units: int = 32
+    depth: int = 1  # recurrent layers stacked (all but the last return sequences)
     options: dict[str, Any] = field(default_factory=dict)  # extra arguments of the layer
 
 
@@ -206,6 +207,7 @@ def validate(config: ExperimentConfig) -> None:
     require(len(set(names)) == len(names), f"models: model names must be unique, got {names}")
     for index, model in enumerate(config.models):
         require(model.units > 0, f"models.{index}.units: must be positive, got {model.units}")
+        require(model.depth > 0, f"models.{index}.depth: must be positive, got {model.depth}")
     require(len(config.seeds) > 0, "seeds: the list of seeds is empty")
     require(
         0 < config.solved_ratio < 1, f"solved_ratio: must lie in (0, 1), got {config.solved_ratio}"

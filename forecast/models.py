@@ -1,4 +1,10 @@
-"""Models: a recurrent layer from ``forecast.layers`` followed by a linear read-out."""
+"""Models: a stack of recurrent layers followed by a linear read-out.
+
+The recurrent layer is a class of ``forecast.layers`` by name (``LSTM``, ``GRU``,
+``SimpleRNN``) or any class by import path (``keras.layers:LSTM``, ``my_cells:IndRNNCell``): a
+Keras layer is called as ``Name(units, **options)``; a Keras RNN cell (a layer with a
+``state_size``) is wrapped in ``keras.layers.RNN``.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,32 @@ import math
 import keras
 
 from forecast import layers
+from forecast.imports import import_object, is_import_path
 
 RECURRENT_LAYERS = {"SimpleRNN": layers.SimpleRNN, "LSTM": layers.LSTM, "GRU": layers.GRU}
+
+
+def layer_class(layer: str) -> type:
+    """The class ``layer`` names: a name of ``forecast.layers`` or an import path.
+
+    Raises:
+        ValueError: an unknown name, an import path that does not import, or a class that is
+            not a Keras layer.
+    """
+    if not is_import_path(layer):
+        if layer not in RECURRENT_LAYERS:
+            raise ValueError(
+                f"unknown layer {layer!r}; choose one of {sorted(RECURRENT_LAYERS)} "
+                "or give an import path, package.module:Name"
+            )
+        return RECURRENT_LAYERS[layer]
+    try:
+        found = import_object(layer)
+    except ImportError as error:
+        raise ValueError(str(error)) from None
+    if not (isinstance(found, type) and issubclass(found, keras.layers.Layer)):
+        raise ValueError(f"{layer} is neither a Keras layer nor a Keras RNN cell class")
+    return found
 
 
 def build_model(
@@ -16,22 +46,33 @@ def build_model(
     units: int,
     input_shape: tuple[int, int],
     output_shape: tuple[int, ...],
+    depth: int = 1,
     **options: object,
 ) -> keras.Model:
-    """``Input -> layer(units, **options) -> Dense`` shaped to ``output_shape``, uncompiled.
+    """``Input -> depth x layer(units, **options) -> Dense`` shaped to ``output_shape``,
+    uncompiled; every recurrent layer but the last returns its whole sequence.
 
     ``output_shape`` is one target's shape: ``(outputs,)`` or ``(horizon, targets)``.
 
     Raises:
-        ValueError: for an unknown ``layer`` name or options the layer does not take.
+        ValueError: for an unknown ``layer``, options the layer does not take, or a class that
+            is neither a Keras layer nor a cell.
     """
-    if layer not in RECURRENT_LAYERS:
-        raise ValueError(f"unknown layer {layer!r}; choose one of {sorted(RECURRENT_LAYERS)}")
-    try:
-        recurrent = RECURRENT_LAYERS[layer](units, **options)
-    except TypeError as error:
-        raise ValueError(f"layer {layer}: {error}") from None
-    stack = [keras.Input(shape=input_shape), recurrent, keras.layers.Dense(math.prod(output_shape))]
+    cls = layer_class(layer)
+    stack = [keras.Input(shape=input_shape)]
+    for index in range(depth):
+        sequences = {"return_sequences": True} if index < depth - 1 else {}
+        try:
+            recurrent = cls(units, **options)
+            if not isinstance(recurrent, keras.layers.RNN) and hasattr(recurrent, "state_size"):
+                recurrent = keras.layers.RNN(recurrent, **sequences)  # a cell: one step
+            elif sequences:
+                recurrent = cls(units, **sequences, **options)
+        except TypeError as error:
+            raise ValueError(f"layer {layer}: {error}") from None
+        stack.append(recurrent)
+    stack.append(keras.layers.Dense(math.prod(output_shape)))
     if len(output_shape) > 1:
         stack.append(keras.layers.Reshape(output_shape))
-    return keras.Sequential(stack, name=layer.lower())
+    name = layer.rpartition(":")[2] if is_import_path(layer) else layer
+    return keras.Sequential(stack, name=name.lower())

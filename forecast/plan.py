@@ -9,13 +9,14 @@ import dataclasses
 import json
 
 import keras
+import numpy as np
 
 from forecast.config import ConfigError, ExperimentConfig, TrainConfig
 from forecast.data import DataError
 from forecast.distributed import STRATEGIES
 from forecast.models import build_model
 from forecast.sweep import point_label, sweep_points
-from forecast.tasks import TASKS
+from forecast.tasks import task_function
 from forecast.training import make_optimizer
 from forecast.trial import Trial, prepare_series
 
@@ -83,15 +84,42 @@ def _check_data(
         shapes[key] = (splits.input_shape, splits.output_shape)
         return shapes[key]
     task = config.task
-    if task.name not in TASKS:
-        raise ConfigError(f"task.name: unknown task {task.name!r}; choose one of {sorted(TASKS)}")
+    try:
+        function = task_function(task.name)
+    except ValueError as error:
+        raise ConfigError(f"task.name: {error}") from None
     for gap in task.gaps:
         try:
-            inputs, targets = TASKS[task.name](2, gap, 0, **task.params)
+            inputs, targets = function(TASK_PROBE, gap, 0, **task.params)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"task.params: {error}") from None
+        _check_task_output(task.name, gap, inputs, targets)
     shapes[key] = (inputs.shape[1:], targets.shape[1:])
     return shapes[key]
+
+
+TASK_PROBE = 2  # samples each task draws at each gap to be checked
+
+
+def _check_task_output(name: str, gap: int, inputs: object, targets: object) -> None:
+    """A task's draw against the contract of forecast.tasks: float32 arrays, inputs (n, time,
+    features) and targets (n, outputs), n as asked, and every value finite."""
+    where = f"task.name: {name} at gap {gap} returned"
+    for what, array, rank, shape in (
+        ("inputs", inputs, 3, "(n_samples, time, features)"),
+        ("targets", targets, 2, "(n_samples, outputs)"),
+    ):
+        if not isinstance(array, np.ndarray):
+            kind = type(array).__name__
+            raise ConfigError(f"{where} {what} of type {kind}; expected a numpy array")
+        if array.ndim != rank or len(array) != TASK_PROBE:
+            raise ConfigError(
+                f"{where} {what} of shape {array.shape} for {TASK_PROBE} samples; expected {shape}"
+            )
+        if array.dtype != np.float32:
+            raise ConfigError(f"{where} {what} of dtype {array.dtype}; expected float32")
+        if not np.isfinite(array).all():
+            raise ConfigError(f"{where} {what} with NaN or infinite values")
 
 
 def _check_models(
@@ -99,7 +127,9 @@ def _check_models(
 ) -> None:
     for index, model in enumerate(config.models):
         try:
-            build_model(model.layer, model.units, input_shape, output_shape, **model.options)
+            build_model(
+                model.layer, model.units, input_shape, output_shape, model.depth, **model.options
+            )
         except (TypeError, ValueError) as error:
             raise ConfigError(f"models.{index}: {error}") from None
     keras.backend.clear_session()  # the checks' models are not needed again

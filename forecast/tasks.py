@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from forecast.imports import import_object, is_import_path
+
 
 def sine_long_gap(
     n_samples: int,
@@ -134,3 +136,26 @@ TASKS: dict[str, Task] = {
     "adding": adding,
     "delayed_recall": delayed_recall,
 }
+
+
+def task_function(name: str) -> Task:
+    """The task ``name`` names: a key of :data:`TASKS` or an import path
+    ``package.module:function`` of a function with the same contract as ours.
+
+    Raises:
+        ValueError: an unknown name, or an import path that does not import.
+    """
+    if not is_import_path(name):
+        if name not in TASKS:
+            raise ValueError(
+                f"unknown task {name!r}; choose one of {sorted(TASKS)} "
+                "or give an import path, package.module:function"
+            )
+        return TASKS[name]
+    try:
+        found = import_object(name)
+    except ImportError as error:
+        raise ValueError(str(error)) from None
+    if not callable(found):
+        raise ValueError(f"{name} is not a function")
+    return found

@@ -25,7 +25,7 @@ from forecast.distributed import make_strategy
 from forecast.evaluation import gradient_flow, score
 from forecast.layers import LSTM
 from forecast.models import build_model
-from forecast.tasks import TASKS
+from forecast.tasks import task_function
 from forecast.training import train
 
 GRADIENT_PROBE = 128  # test samples whose input gradients trace the gradient flow
@@ -108,6 +108,7 @@ def run_trial(
             trial.model.units,
             splits.input_shape,
             splits.output_shape,
+            trial.model.depth,
             **trial.model.options,
         )
     probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])
@@ -133,8 +134,8 @@ def run_trial(
             truth, predictions, naive or {"mean": splits.y_train.mean(axis=0, keepdims=True)}
         ),
     }
-    recurrent = model.layers[0]
-    if isinstance(recurrent, LSTM):
+    recurrent = model.layers[0]  # the first, which sees the inputs themselves
+    if isinstance(recurrent, LSTM):  # our LSTM reports its gates; other layers are not drawn
         activations = recurrent.gate_activations(splits.x_test[:1])  # plots.gates shows one
         # Only a task's gap lies inside the input window; a series' gap follows it.
         figures["gates.png"] = plots.gates(activations, memory_steps=gap if series is None else 0)
@@ -149,7 +150,7 @@ def make_splits(config: ExperimentConfig, gap: int, seed: int) -> tuple[Splits, 
         return series.splits, series
     task = config.task
     splits = synthetic_splits(
-        TASKS[task.name], gap, seed, task.n_train, task.n_val, task.n_test, **task.params
+        task_function(task.name), gap, seed, task.n_train, task.n_val, task.n_test, **task.params
     )
     return splits, None
 

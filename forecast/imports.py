@@ -1,0 +1,45 @@
+"""Objects named by import path, ``package.module:Name``, as a config names a user's layer, cell
+or task. Modules resolve as ``python -m`` resolves them: the working directory first, then
+``PYTHONPATH`` and the installed packages.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def is_import_path(reference: str) -> bool:
+    """Whether ``reference`` reads ``package.module:Name`` rather than a built-in name."""
+    return ":" in reference
+
+
+def import_object(reference: str) -> Any:
+    """The object ``reference`` (``package.module:Name``) names.
+
+    Raises:
+        ImportError: the module cannot be imported, or has no such name; the message is one
+            line that names both.
+    """
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise ImportError(f"{reference!r} is not an import path; write package.module:Name")
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:  # as `python -m` puts it first; a console script does not
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # a missing module, or one that fails as it is imported
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ImportError(
+            f"cannot import {module_name!r}: {type(error).__name__}: {first}"
+        ) from None
+    try:
+        value = module
+        for part in attribute.split("."):
+            value = getattr(value, part)
+    except AttributeError:
+        raise ImportError(f"module {module_name!r} has no {attribute!r}") from None
+    return value

@@ -1,0 +1,116 @@
+"""Bring your own: layers, cells and tasks named by import path, checked before any run."""
+
+import keras
+import numpy as np
+import pytest
+
+from forecast.cli import main
+from forecast.config import ConfigError, load_experiment
+from forecast.layers import LSTMCell
+from forecast.models import build_model
+from forecast.plan import plan_trials
+from tests.test_experiment import TINY
+from tests.test_sweep import runs_in, set_args
+
+USER_TASKS = '''
+import numpy as np
+
+
+def recall(n_samples, gap, seed, scale=1.0):
+    """The first input value, shown before `gap` steps of zeros."""
+    rng = np.random.default_rng(seed)
+    inputs = np.zeros((n_samples, 3 + gap, 1), dtype=np.float32)
+    inputs[:, 0, 0] = rng.uniform(-1, 1, n_samples) * scale
+    return inputs, inputs[:, 0, :].copy()
+
+
+def flat_inputs(n_samples, gap, seed):
+    return np.zeros((n_samples, 4), np.float32), np.zeros((n_samples, 1), np.float32)
+
+
+def float64(n_samples, gap, seed):
+    return np.zeros((n_samples, 4, 1)), np.zeros((n_samples, 1))
+
+
+def too_few(n_samples, gap, seed):
+    return np.zeros((1, 4, 1), np.float32), np.zeros((1, 1), np.float32)
+
+
+def with_nan(n_samples, gap, seed):
+    targets = np.full((n_samples, 1), np.nan, np.float32)
+    return np.zeros((n_samples, 4, 1), np.float32), targets
+
+
+def broken_import():
+    pass
+
+
+NOT_A_FUNCTION = 3
+'''
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    """A user's module in the working directory, as `python -m` would find it."""
+    (tmp_path / "my_tasks.py").write_text(USER_TASKS)
+    (tmp_path / "broken_module.py").write_text("raise RuntimeError('no GPU here')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_layers_and_cells_by_import_path_and_stacked():
+    keras_lstm = build_model("keras.layers:LSTM", 4, (10, 1), (1,))
+    assert type(keras_lstm.layers[0]) is keras.layers.LSTM
+    cell = build_model("keras.layers:SimpleRNNCell", 4, (10, 1), (1,))
+    assert type(cell.layers[0]) is keras.layers.RNN
+    assert type(cell.layers[0].cell) is keras.layers.SimpleRNNCell
+    ours = build_model("forecast.layers:LSTMCell", 4, (10, 1), (2, 3))
+    assert isinstance(ours.layers[0].cell, LSTMCell) and ours.output_shape == (None, 2, 3)
+    deep = build_model("GRU", 4, (10, 1), (1,), depth=3)
+    recurrent = deep.layers[:3]
+    assert [layer.return_sequences for layer in recurrent] == [True, True, False]
+    assert deep.predict(np.zeros((2, 10, 1), "float32"), verbose=0).shape == (2, 1)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("models.1.layer=nosuchmodule:LSTM", "models.1: cannot import 'nosuchmodule':"),
+        ("models.1.layer=keras.layers:Nope", "models.1: module 'keras.layers' has no 'Nope'"),
+        ("models.1.layer=numpy:ndarray", "models.1: numpy:ndarray is neither a Keras layer"),
+        ("models.1.layer=keras.layers:LSTM", "models.1:"),  # chrono_init is ours alone
+        ("models.0.depth=0", "models.0.depth: must be positive, got 0"),
+        ("task.name=my_tasks:nothing", "task.name: module 'my_tasks' has no 'nothing'"),
+        ("task.name=broken_module:f", "cannot import 'broken_module': RuntimeError: no GPU here"),
+        ("task.name=my_tasks:NOT_A_FUNCTION", "task.name: my_tasks:NOT_A_FUNCTION is not a"),
+        ("task.name=my_tasks:flat_inputs", "returned inputs of shape (2, 4) for 2 samples"),
+        ("task.name=my_tasks:float64", "returned inputs of dtype float64; expected float32"),
+        ("task.name=my_tasks:too_few", "returned inputs of shape (1, 4, 1) for 2 samples"),
+        ("task.name=my_tasks:with_nan", "returned targets with NaN or infinite values"),
+        ("task.name=my_tasks:broken_import", "task.params:"),  # takes none of the arguments
+    ],
+)
+def test_bad_references_fail_in_one_line(user_module, override, message):
+    with pytest.raises(ConfigError) as error:
+        plan_trials(load_experiment("sine_long_gap", [override])[1])
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_users_task_and_keras_own_layer_run_and_are_tracked(user_module, tracking_store):
+    theirs = '{name: theirs, layer: "keras.layers:LSTM", units: 3}'
+    models = f"[{theirs}, {{name: ours, layer: LSTM, units: 3}}]"
+    overrides = [*TINY, "task.name=my_tasks:recall", "task.params={scale: 0.5}", f"models={models}"]
+    assert main(["run", "sine_long_gap", *set_args(overrides)]) == 0
+    children = [r for r in runs_in(tracking_store) if "mlflow.parentRunId" in r.data.tags]
+    assert {r.info.status for r in children} == {"FINISHED"} and len(children) == 4
+    layers = {r.data.params["model"]: r.data.params["layer"] for r in children}
+    assert layers == {"theirs": "keras.layers:LSTM", "ours": "LSTM"}
+    assert {r.data.params["source"] for r in children} == {"my_tasks:recall"}
+
+
+def test_a_bad_reference_from_the_command_line_leaves_no_run(user_module, tracking_store, capsys):
+    assert main(["run", "sine_long_gap", "--set", "task.name=my_tasks:float64"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("forecast: error: task.name: my_tasks:float64") and err.count("\n") == 1
+    assert runs_in(tracking_store) == []
