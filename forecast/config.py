@@ -67,6 +67,9 @@ class ModelConfig:
     layer: str = "LSTM"  # a class of forecast.layers, or an import path package.module:Name
     units: int = 32
     depth: int = 1  # recurrent layers stacked (all but the last return sequences)
+    # Instead of a recurrent stack, any model: package.module:function called as
+    # function(input_shape, output_shape, **options) -> keras.Model (layer, units, depth unused)
+    builder: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # extra arguments of the layer
 
 

@@ -3,7 +3,8 @@
 The recurrent layer is a class of ``forecast.layers`` by name (``LSTM``, ``GRU``,
 ``SimpleRNN``) or any class by import path (``keras.layers:LSTM``, ``my_cells:IndRNNCell``): a
 Keras layer is called as ``Name(units, **options)``; a Keras RNN cell (a layer with a
-``state_size``) is wrapped in ``keras.layers.RNN``.
+``state_size``) is wrapped in ``keras.layers.RNN``. A ``builder`` function makes any other
+model instead.
 """
 
 from __future__ import annotations
@@ -47,17 +48,24 @@ def build_model(
     input_shape: tuple[int, int],
     output_shape: tuple[int, ...],
     depth: int = 1,
+    builder: str | None = None,
     **options: object,
 ) -> keras.Model:
     """``Input -> depth x layer(units, **options) -> Dense`` shaped to ``output_shape``,
     uncompiled; every recurrent layer but the last returns its whole sequence.
 
-    ``output_shape`` is one target's shape: ``(outputs,)`` or ``(horizon, targets)``.
+    ``output_shape`` is one target's shape: ``(outputs,)`` or ``(horizon, targets)``. With a
+    ``builder`` (``package.module:function``), the model is
+    ``function(input_shape, output_shape, **options)`` instead, for anything that is not a
+    recurrent stack (a TCN, a Transformer, two branches).
 
     Raises:
-        ValueError: for an unknown ``layer``, options the layer does not take, or a class that
-            is neither a Keras layer nor a cell.
+        ValueError: for an unknown ``layer`` or ``builder``, options they do not take, a class
+            that is neither a Keras layer nor a cell, or a builder whose model does not fit
+            the shapes.
     """
+    if builder is not None:
+        return _built_by(builder, input_shape, output_shape, options)
     cls = layer_class(layer)
     stack = [keras.Input(shape=input_shape)]
     for index in range(depth):
@@ -76,3 +84,28 @@ def build_model(
         stack.append(keras.layers.Reshape(output_shape))
     name = layer.rpartition(":")[2] if is_import_path(layer) else layer
     return keras.Sequential(stack, name=name.lower())
+
+
+def _built_by(
+    builder: str,
+    input_shape: tuple[int, int],
+    output_shape: tuple[int, ...],
+    options: dict[str, object],
+) -> keras.Model:
+    try:
+        function = import_object(builder)
+    except ImportError as error:
+        raise ValueError(str(error)) from None
+    try:
+        model = function(tuple(input_shape), tuple(output_shape), **options)
+    except TypeError as error:
+        raise ValueError(f"builder {builder}: {error}") from None
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"builder {builder} returned {type(model).__name__}, not a keras.Model")
+    expected = (None, *input_shape), (None, *output_shape)
+    if (tuple(model.input_shape), tuple(model.output_shape)) != expected:
+        raise ValueError(
+            f"builder {builder} made a model from {model.input_shape} to {model.output_shape}; "
+            f"expected {expected[0]} to {expected[1]}"
+        )
+    return model

@@ -128,7 +128,13 @@ def _check_models(
     for index, model in enumerate(config.models):
         try:
             build_model(
-                model.layer, model.units, input_shape, output_shape, model.depth, **model.options
+                model.layer,
+                model.units,
+                input_shape,
+                output_shape,
+                model.depth,
+                model.builder,
+                **model.options,
             )
         except (TypeError, ValueError) as error:
             raise ConfigError(f"models.{index}: {error}") from None

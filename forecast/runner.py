@@ -281,7 +281,7 @@ def _trial_params(trial: Trial) -> dict[str, Any]:
     config, model = trial.config, trial.model
     params = {
         "model": model.name,
-        "layer": model.layer,
+        "layer": model.builder or model.layer,  # what made the model, by name or import path
         "units": model.units,
         "gap": trial.gap,
         "seed": trial.seed,

@@ -109,6 +109,7 @@ def run_trial(
             splits.input_shape,
             splits.output_shape,
             trial.model.depth,
+            trial.model.builder,
             **trial.model.options,
         )
     probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])

@@ -48,11 +48,37 @@ def broken_import():
 NOT_A_FUNCTION = 3
 '''
 
+USER_MODELS = '''
+import math
+
+import keras
+
+
+def convolutional(input_shape, output_shape, filters=4):
+    """Not recurrent at all: a causal convolution, pooled, and a read-out."""
+    return keras.Sequential([
+        keras.Input(input_shape),
+        keras.layers.Conv1D(filters, 3, padding="causal", activation="relu"),
+        keras.layers.GlobalMaxPooling1D(),
+        keras.layers.Dense(math.prod(output_shape)),
+        keras.layers.Reshape(output_shape),
+    ])
+
+
+def wrong_output(input_shape, output_shape):
+    return keras.Sequential([keras.Input(input_shape), keras.layers.LSTM(2), keras.layers.Dense(7)])
+
+
+def not_a_model(input_shape, output_shape):
+    return "a model"
+'''
+
 
 @pytest.fixture
 def user_module(tmp_path, monkeypatch):
     """A user's module in the working directory, as `python -m` would find it."""
     (tmp_path / "my_tasks.py").write_text(USER_TASKS)
+    (tmp_path / "my_models.py").write_text(USER_MODELS)
     (tmp_path / "broken_module.py").write_text("raise RuntimeError('no GPU here')\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -81,6 +107,13 @@ def test_layers_and_cells_by_import_path_and_stacked():
         ("models.1.layer=numpy:ndarray", "models.1: numpy:ndarray is neither a Keras layer"),
         ("models.1.layer=keras.layers:LSTM", "models.1:"),  # chrono_init is ours alone
         ("models.0.depth=0", "models.0.depth: must be positive, got 0"),
+        ("models.0.builder=my_models:nope", "models.0: module 'my_models' has no 'nope'"),
+        ("models.0.builder=my_models:not_a_model", "returned str, not a keras.Model"),
+        (
+            "models.0.builder=my_models:wrong_output",
+            "to (None, 7); expected (None, 420, 1) to (None, 1)",
+        ),
+        ("models.1.builder=my_models:convolutional", "models.1: builder my_models:convolutional:"),
         ("task.name=my_tasks:nothing", "task.name: module 'my_tasks' has no 'nothing'"),
         ("task.name=broken_module:f", "cannot import 'broken_module': RuntimeError: no GPU here"),
         ("task.name=my_tasks:NOT_A_FUNCTION", "task.name: my_tasks:NOT_A_FUNCTION is not a"),
@@ -99,13 +132,18 @@ def test_bad_references_fail_in_one_line(user_module, override, message):
 
 def test_a_users_task_and_keras_own_layer_run_and_are_tracked(user_module, tracking_store):
     theirs = '{name: theirs, layer: "keras.layers:LSTM", units: 3}'
-    models = f"[{theirs}, {{name: ours, layer: LSTM, units: 3}}]"
+    conv = '{name: conv, builder: "my_models:convolutional", options: {filters: 2}}'
+    models = f"[{theirs}, {{name: ours, layer: LSTM, units: 3}}, {conv}]"
     overrides = [*TINY, "task.name=my_tasks:recall", "task.params={scale: 0.5}", f"models={models}"]
     assert main(["run", "sine_long_gap", *set_args(overrides)]) == 0
     children = [r for r in runs_in(tracking_store) if "mlflow.parentRunId" in r.data.tags]
-    assert {r.info.status for r in children} == {"FINISHED"} and len(children) == 4
+    assert {r.info.status for r in children} == {"FINISHED"} and len(children) == 6
     layers = {r.data.params["model"]: r.data.params["layer"] for r in children}
-    assert layers == {"theirs": "keras.layers:LSTM", "ours": "LSTM"}
+    assert layers == {
+        "theirs": "keras.layers:LSTM",
+        "ours": "LSTM",
+        "conv": "my_models:convolutional",
+    }
     assert {r.data.params["source"] for r in children} == {"my_tasks:recall"}
 
 
