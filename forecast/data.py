@@ -109,12 +109,16 @@ def make_windows(
         values = values[:, None]
     if values.ndim != 2:
         raise DataError(f"values must be (time,) or (time, features), got shape {values.shape}")
-    if np.issubdtype(values.dtype, np.floating) and np.isnan(values).any():
-        step, feature = np.argwhere(np.isnan(values))[0]
-        raise DataError(
-            f"values: NaN at step {step}, feature {feature}; fill or drop missing values first "
-            "(load_series' fillna)"
-        )
+    # The sum is NaN if any value is (or +inf meets -inf): one pass and no temporary array, so
+    # only a series that may hold a NaN pays for the search that finds it.
+    if np.issubdtype(values.dtype, np.floating) and np.isnan(values.sum()):
+        missing = np.argwhere(np.isnan(values))
+        if len(missing):
+            step, feature = missing[0]
+            raise DataError(
+                f"values: NaN at step {step}, feature {feature}; fill or drop missing values "
+                "first (load_series' fillna)"
+            )
     span = input_width + gap + horizon
     if len(values) < span:
         raise DataError(

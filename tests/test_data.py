@@ -230,3 +230,6 @@ def test_make_windows_refuses_nan_naming_its_position():
     message = str(error.value)
     assert message.startswith("values: NaN at step 17, feature 1;") and "\n" not in message
     make_windows(np.arange(30), input_width=4)  # integers have no NaN to look for
+    infinite = series(length=30, features=1)
+    infinite[[3, 5], 0] = [np.inf, -np.inf]  # their sum is NaN, yet no value is
+    assert len(make_windows(infinite, input_width=4)[0]) == 26
