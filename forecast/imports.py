@@ -43,3 +43,23 @@ def import_object(reference: str) -> Any:
     except AttributeError:
         raise ImportError(f"module {module_name!r} has no {attribute!r}") from None
     return value
+
+
+def resolve(reference: str, built_in: dict[str, Any], kind: str) -> Any:
+    """``built_in[reference]``, or the object an import path names.
+
+    Raises:
+        ValueError: an unknown name (listing the built-in ones) or an import path that does not
+            import; one line.
+    """
+    if not is_import_path(reference):
+        if reference not in built_in:
+            raise ValueError(
+                f"unknown {kind} {reference!r}; choose one of {sorted(built_in)} "
+                "or give an import path, package.module:Name"
+            )
+        return built_in[reference]
+    try:
+        return import_object(reference)
+    except ImportError as error:
+        raise ValueError(str(error)) from None

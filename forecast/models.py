@@ -14,7 +14,7 @@ import math
 import keras
 
 from forecast import layers
-from forecast.imports import import_object, is_import_path
+from forecast.imports import import_object, is_import_path, resolve
 
 RECURRENT_LAYERS = {"SimpleRNN": layers.SimpleRNN, "LSTM": layers.LSTM, "GRU": layers.GRU}
 
@@ -26,17 +26,7 @@ def layer_class(layer: str) -> type:
         ValueError: an unknown name, an import path that does not import, or a class that is
             not a Keras layer.
     """
-    if not is_import_path(layer):
-        if layer not in RECURRENT_LAYERS:
-            raise ValueError(
-                f"unknown layer {layer!r}; choose one of {sorted(RECURRENT_LAYERS)} "
-                "or give an import path, package.module:Name"
-            )
-        return RECURRENT_LAYERS[layer]
-    try:
-        found = import_object(layer)
-    except ImportError as error:
-        raise ValueError(str(error)) from None
+    found = resolve(layer, RECURRENT_LAYERS, "layer")
     if not (isinstance(found, type) and issubclass(found, keras.layers.Layer)):
         raise ValueError(f"{layer} is neither a Keras layer nor a Keras RNN cell class")
     return found

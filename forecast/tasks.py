@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from forecast.imports import import_object, is_import_path
+from forecast.imports import resolve
 
 
 def sine_long_gap(
@@ -145,17 +145,7 @@ def task_function(name: str) -> Task:
     Raises:
         ValueError: an unknown name, or an import path that does not import.
     """
-    if not is_import_path(name):
-        if name not in TASKS:
-            raise ValueError(
-                f"unknown task {name!r}; choose one of {sorted(TASKS)} "
-                "or give an import path, package.module:function"
-            )
-        return TASKS[name]
-    try:
-        found = import_object(name)
-    except ImportError as error:
-        raise ValueError(str(error)) from None
+    found = resolve(name, TASKS, "task")
     if not callable(found):
         raise ValueError(f"{name} is not a function")
     return found
