@@ -7,6 +7,7 @@ exit 2. Only ``run`` loads TensorFlow; the other commands answer in a few second
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
@@ -109,7 +110,7 @@ def _run(uri: str, args: argparse.Namespace) -> int:
     sweep = run_experiment(
         name,
         config,
-        print,
+        functools.partial(print, flush=True),  # progress shows at once through a pipe or a file
         args.workers,
         args.backend,
         args.ray_address,

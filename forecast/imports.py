@@ -63,3 +63,17 @@ def resolve(reference: str, built_in: dict[str, Any], kind: str) -> Any:
         return import_object(reference)
     except ImportError as error:
         raise ValueError(str(error)) from None
+
+
+def public_objects(module_names: list[str]) -> dict[str, Any]:
+    """Every public class and function of the named modules, by name: the ``custom_objects``
+    Keras needs to load a model whose config names a user's layer, cell or activation."""
+    found: dict[str, Any] = {}
+    for module_name in module_names:
+        module = importlib.import_module(module_name)
+        found.update(
+            (name, value)
+            for name, value in vars(module).items()
+            if not name.startswith("_") and callable(value)
+        )
+    return found

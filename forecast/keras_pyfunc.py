@@ -16,8 +16,14 @@ class KerasForecaster(mlflow.pyfunc.PythonModel):
         import keras
 
         import forecast.layers  # noqa: F401  (registers our layers with Keras)
+        from forecast.imports import public_objects
 
-        self.model = keras.saving.load_model(context.artifacts["keras_model"])
+        # A user's layers and cells: their modules travel in the model's code folder, which
+        # MLflow puts on the path before this runs.
+        modules = (context.model_config or {}).get("user_modules", [])
+        self.model = keras.saving.load_model(
+            context.artifacts["keras_model"], custom_objects=public_objects(modules)
+        )
 
     def predict(self, context, model_input, params=None):
         return self.model.predict(np.asarray(model_input, dtype="float32"), verbose=0)

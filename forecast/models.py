@@ -14,7 +14,7 @@ import math
 import keras
 
 from forecast import layers
-from forecast.imports import import_object, is_import_path, resolve
+from forecast.imports import import_object, is_import_path, public_objects, resolve
 
 RECURRENT_LAYERS = {"SimpleRNN": layers.SimpleRNN, "LSTM": layers.LSTM, "GRU": layers.GRU}
 
@@ -99,3 +99,43 @@ def _built_by(
             f"expected {expected[0]} to {expected[1]}"
         )
     return model
+
+
+# Packages whose objects Keras finds by itself when it loads a saved model.
+KNOWN_PACKAGES = ("keras", "forecast", "builtins")
+
+
+def user_modules(model: keras.Model) -> list[str]:
+    """The modules, other than Keras' and ours, whose classes or functions ``model``'s config
+    names (a user's layer, cell, activation or initializer): what a saved copy needs to load."""
+    found = set()
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("module"), str) and "class_name" in value:
+                found.add(value["module"])
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(keras.saving.serialize_keras_object(model))
+    return sorted(name for name in found if name.partition(".")[0] not in KNOWN_PACKAGES)
+
+
+def check_saveable(model: keras.Model) -> None:
+    """Round-trip ``model`` through its Keras config, as logging it and loading it back do.
+
+    Raises:
+        ValueError: one line naming the problem, e.g. a layer without ``get_config``.
+    """
+    try:
+        serialized = keras.saving.serialize_keras_object(model)
+        custom_objects = public_objects(user_modules(model))
+        keras.saving.deserialize_keras_object(serialized, custom_objects=custom_objects)
+    except Exception as error:  # Keras raises several types, with messages over many lines
+        # Keras wraps the cause in one "could not be deserialized" per level of the model.
+        cause = str(error).split("Exception encountered:")[-1].strip().split("\n\n")[0]
+        reason = " ".join(f"{type(error).__name__}: {cause}".split())[:240]
+        raise ValueError(f"cannot be saved and loaded again: {reason}") from None

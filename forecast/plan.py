@@ -14,7 +14,7 @@ import numpy as np
 from forecast.config import ConfigError, ExperimentConfig, TrainConfig
 from forecast.data import DataError
 from forecast.distributed import STRATEGIES
-from forecast.models import build_model
+from forecast.models import build_model, check_saveable
 from forecast.sweep import point_label, sweep_points
 from forecast.tasks import task_function
 from forecast.training import make_optimizer
@@ -26,7 +26,8 @@ def plan_trials(config: ExperimentConfig) -> list[Trial]:
 
     Each sweep point is checked first: its config values, its optimizer and strategy, its data
     (the series loads and its windows fit each part; the task draws a sample at every gap with
-    its parameters) and every model (the layer builds with its options on that data's shapes).
+    its parameters) and every model (the layer builds with its options on that data's shapes,
+    and, when models are logged, saves and loads again).
 
     Raises:
         ConfigError: naming the sweep point, if any, and the key.
@@ -127,7 +128,7 @@ def _check_models(
 ) -> None:
     for index, model in enumerate(config.models):
         try:
-            build_model(
+            built = build_model(
                 model.layer,
                 model.units,
                 input_shape,
@@ -138,4 +139,12 @@ def _check_models(
             )
         except (TypeError, ValueError) as error:
             raise ConfigError(f"models.{index}: {error}") from None
+        if config.log_models:  # else a trial would fail after training, as its model is logged
+            try:
+                check_saveable(built)
+            except ValueError as error:
+                name = model.builder or model.layer
+                raise ConfigError(
+                    f"models.{index}: {name} {error} (or set log_models: false)"
+                ) from None
     keras.backend.clear_session()  # the checks' models are not needed again

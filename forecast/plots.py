@@ -72,15 +72,27 @@ def gradient_flow(curves: dict[str, np.ndarray], title: str = "") -> Figure:
     return figure
 
 
-def gates(activations: dict[str, np.ndarray], memory_steps: int = 0, units: int = 6) -> Figure:
-    """An LSTM's forget, input and output gates over time for one sample: the ``units`` units
-    whose gates move most, and the mean over all units (thick).
+# What ``gate_activations`` reports beside the gates: states and proposals, not in [0, 1].
+NOT_GATES = ("candidate", "cell", "hidden")
+
+
+def gate_names(activations: dict[str, np.ndarray]) -> list[str]:
+    """The gates among a layer's reported activations (an LSTM's forget, input and output; a
+    GRU's update and reset; none for a vanilla RNN)."""
+    return [name for name in activations if name not in NOT_GATES]
+
+
+def gates(
+    activations: dict[str, np.ndarray], memory_steps: int = 0, units: int = 6, layer: str = "LSTM"
+) -> Figure:
+    """A recurrent ``layer``'s gates over time for one sample (see :func:`gate_names`): the
+    ``units`` units whose gates move most, and the mean over all units (thick).
 
     ``memory_steps``: the last input steps that carry nothing about the answer, so that only
     memory bridges them (a synthetic task's gap), shaded: a unit that remembers keeps its
     forget gate near 1 and its input gate near 0 there. 0 (a real series, whose ``gap`` lies
     after the input window) shades nothing."""
-    names = [name for name in ("forget", "input", "output") if name in activations]
+    names = gate_names(activations)
     sample = {name: activations[name][0] for name in names}  # (time, units)
     spread = sum(values.std(axis=0) for values in sample.values())
     chosen = np.argsort(spread)[::-1][:units]
@@ -97,7 +109,7 @@ def gates(activations: dict[str, np.ndarray], memory_steps: int = 0, units: int 
         axes.grid(alpha=0.3)
     rows[0].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
     shaded = " (gap shaded)" if memory_steps > 0 else ""
-    rows[0].set_title(f"LSTM gates over time, one test sample{shaded}")
+    rows[0].set_title(f"{layer} gates over time, one test sample{shaded}")
     rows[-1].set_xlabel("time step")
     figure.tight_layout()
     return figure

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import sys
 import tempfile
 import time
 import warnings
@@ -313,13 +314,18 @@ def log_model(run: RunRef, model: keras.Model, inputs: Any) -> str:
     """Log ``model`` as ``run``'s MLflow pyfunc model named ``model``; returns its MLflow 3 model
     id. It loads as ``models:/<id>`` or ``runs:/<run id>/model``.
 
-    It carries the ``.keras`` file, this package's code (so it loads where ``forecast`` is not
-    installed), pinned requirements, a signature and an input example. It predicts in the
-    model's own units (scaled, and relative when the experiment says so).
+    It carries the ``.keras`` file, this package's code and that of any user's module the model
+    is made of (so it loads where neither is on the path), pinned requirements, a signature and
+    an input example. It predicts in the model's own units (scaled, and relative when the
+    experiment says so).
     """
     from mlflow.models import infer_signature
 
+    from forecast.models import user_modules
+
     example = np.asarray(inputs[:2], dtype="float32")
+    modules = user_modules(model)
+    user_code, user_requirements = _code_and_requirements(modules)
     requirements = [
         f"{package}=={importlib.metadata.version(package)}"
         for package in ("tensorflow", "keras", "mlflow", "numpy", "pandas", "pyyaml")
@@ -334,10 +340,11 @@ def log_model(run: RunRef, model: keras.Model, inputs: Any) -> str:
                 str(saved),
                 python_model=str(Path(__file__).with_name("pyfunc_model.py")),
                 artifacts={"keras_model": str(keras_file)},
-                code_paths=[str(Path(__file__).parent)],
+                code_paths=[str(Path(__file__).parent), *user_code],
+                model_config={"user_modules": modules},
                 signature=infer_signature(example, model.predict(example, verbose=0)),
                 input_example=example,
-                pip_requirements=requirements,
+                pip_requirements=requirements + user_requirements,
             )
             client.log_model_artifacts(logged.model_id, str(saved))
     except BaseException:
@@ -346,6 +353,25 @@ def log_model(run: RunRef, model: keras.Model, inputs: Any) -> str:
     client.finalize_logged_model(logged.model_id, "READY")
     client.log_outputs(run.run_id, [LoggedModelOutput(logged.model_id, step=0)])
     return logged.model_id
+
+
+def _code_and_requirements(modules: list[str]) -> tuple[list[str], list[str]]:
+    """For a user's modules: the files or folders to ship with a model (a module's top-level
+    package, as its imports may reach its siblings), and the pinned distributions that provide
+    installed ones instead."""
+    installed = importlib.metadata.packages_distributions()
+    code, requirements = set(), set()
+    for name in modules:
+        top = name.partition(".")[0]
+        if top in installed:
+            requirements |= {f"{d}=={importlib.metadata.version(d)}" for d in installed[top]}
+            continue
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file is None:  # e.g. a class defined in a script run as __main__: nothing to ship
+            continue
+        levels = name.count(".") + (Path(file).name == "__init__.py")
+        code.add(str(Path(file).parents[levels - 1] if levels else Path(file)))
+    return sorted(code), sorted(requirements)
 
 
 def log_figure(run: RunRef, figure: Figure, path: str) -> None:

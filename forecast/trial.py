@@ -23,7 +23,6 @@ from forecast.config import DataConfig, ExperimentConfig, ModelConfig, results_d
 from forecast.data import SeriesData, Splits, load_series, series_splits, synthetic_splits
 from forecast.distributed import make_strategy
 from forecast.evaluation import gradient_flow, score
-from forecast.layers import LSTM
 from forecast.models import build_model
 from forecast.tasks import task_function
 from forecast.training import train
@@ -135,11 +134,16 @@ def run_trial(
             truth, predictions, naive or {"mean": splits.y_train.mean(axis=0, keepdims=True)}
         ),
     }
-    recurrent = model.layers[0]  # the first, which sees the inputs themselves
-    if isinstance(recurrent, LSTM):  # our LSTM reports its gates; other layers are not drawn
-        activations = recurrent.gate_activations(splits.x_test[:1])  # plots.gates shows one
-        # Only a task's gap lies inside the input window; a series' gap follows it.
-        figures["gates.png"] = plots.gates(activations, memory_steps=gap if series is None else 0)
+    # The first layer sees the inputs themselves. Ours report their gates (as may a user's,
+    # with the same method); a layer without gates, or one that cannot report them, is not drawn.
+    first = model.layers[0]
+    if hasattr(first, "gate_activations"):
+        activations = first.gate_activations(splits.x_test[:1])  # plots.gates shows one sample
+        if plots.gate_names(activations):
+            # Only a task's gap lies inside the input window; a series' gap follows it.
+            figures["gates.png"] = plots.gates(
+                activations, gap if series is None else 0, layer=type(first).__name__
+            )
     return TrialOutcome(model, splits, result.history, metrics, flow, figures)
 
 

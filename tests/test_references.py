@@ -1,14 +1,24 @@
 """Bring your own: layers, cells and tasks named by import path, checked before any run."""
 
+import doctest
+import importlib
+import os
+import subprocess
+import sys
+
 import keras
+import mlflow
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 
 from forecast.cli import main
 from forecast.config import ConfigError, load_experiment
-from forecast.layers import LSTMCell
+from forecast.layers import GRU, LSTM, LSTMCell, SimpleRNN
 from forecast.models import build_model
+from forecast.paths import project_root
 from forecast.plan import plan_trials
+from forecast.plots import gate_names
 from tests.test_experiment import TINY
 from tests.test_sweep import runs_in, set_args
 
@@ -71,6 +81,13 @@ def wrong_output(input_shape, output_shape):
 
 def not_a_model(input_shape, output_shape):
     return "a model"
+
+
+class UnsaveableCell(keras.layers.SimpleRNNCell):
+    """Takes a function, which Keras cannot write into a config without a get_config."""
+
+    def __init__(self, units, squash=keras.ops.tanh, **kwargs):
+        super().__init__(units, activation=squash, **kwargs)
 '''
 
 
@@ -114,6 +131,10 @@ def test_layers_and_cells_by_import_path_and_stacked():
             "to (None, 7); expected (None, 420, 1) to (None, 1)",
         ),
         ("models.1.builder=my_models:convolutional", "models.1: builder my_models:convolutional:"),
+        (
+            "models.0.layer=my_models:UnsaveableCell",
+            "models.0: my_models:UnsaveableCell cannot be saved and loaded again: TypeError:",
+        ),
         ("task.name=my_tasks:nothing", "task.name: module 'my_tasks' has no 'nothing'"),
         ("task.name=broken_module:f", "cannot import 'broken_module': RuntimeError: no GPU here"),
         ("task.name=my_tasks:NOT_A_FUNCTION", "task.name: my_tasks:NOT_A_FUNCTION is not a"),
@@ -130,10 +151,15 @@ def test_bad_references_fail_in_one_line(user_module, override, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_model_that_cannot_be_saved_runs_when_models_are_not_logged(user_module):
+    overrides = ["models.0.layer=my_models:UnsaveableCell", "log_models=false"]
+    assert plan_trials(load_experiment("sine_long_gap", overrides)[1])
+
+
 def test_a_users_task_and_keras_own_layer_run_and_are_tracked(user_module, tracking_store):
     theirs = '{name: theirs, layer: "keras.layers:LSTM", units: 3}'
     conv = '{name: conv, builder: "my_models:convolutional", options: {filters: 2}}'
-    models = f"[{theirs}, {{name: ours, layer: LSTM, units: 3}}, {conv}]"
+    models = f"[{theirs}, {{name: ours, layer: GRU, units: 3}}, {conv}]"
     overrides = [*TINY, "task.name=my_tasks:recall", "task.params={scale: 0.5}", f"models={models}"]
     assert main(["run", "sine_long_gap", *set_args(overrides)]) == 0
     children = [r for r in runs_in(tracking_store) if "mlflow.parentRunId" in r.data.tags]
@@ -141,10 +167,30 @@ def test_a_users_task_and_keras_own_layer_run_and_are_tracked(user_module, track
     layers = {r.data.params["model"]: r.data.params["layer"] for r in children}
     assert layers == {
         "theirs": "keras.layers:LSTM",
-        "ours": "LSTM",
+        "ours": "GRU",
         "conv": "my_models:convolutional",
     }
     assert {r.data.params["source"] for r in children} == {"my_tasks:recall"}
+    # Our layers report their gates and get a figure; Keras' LSTM and a convolution do not.
+    client = MlflowClient(tracking_store)
+    with_gates = {
+        r.data.params["model"]
+        for r in children
+        if "gates.png" in {a.path for a in client.list_artifacts(r.info.run_id)}
+    }
+    assert with_gates == {"ours"}
+
+
+def test_gate_names_are_what_each_layer_gates_with():
+    x = np.zeros((1, 4, 1), "float32")
+    reported = {
+        layer.__name__: gate_names(layer(2).gate_activations(x)) for layer in (LSTM, GRU, SimpleRNN)
+    }
+    assert reported == {
+        "LSTM": ["forget", "input", "output"],
+        "GRU": ["update", "reset"],
+        "SimpleRNN": [],
+    }
 
 
 def test_a_bad_reference_from_the_command_line_leaves_no_run(user_module, tracking_store, capsys):
@@ -152,3 +198,42 @@ def test_a_bad_reference_from_the_command_line_leaves_no_run(user_module, tracki
     err = capsys.readouterr().err
     assert err.startswith("forecast: error: task.name: my_tasks:float64") and err.count("\n") == 1
     assert runs_in(tracking_store) == []
+
+
+EXAMPLE = project_root() / "examples" / "janet.yaml"
+
+
+def test_the_example_cell_runs_and_its_model_reloads_elsewhere(tracking_store, monkeypatch):
+    """JANET from examples/, as the README walks through it; its logged model loads through
+    pyfunc in a fresh process whose path has neither examples/ nor the project."""
+    monkeypatch.syspath_prepend(str(project_root()))  # the project root, as `make experiment`
+    janet = '{name: janet, layer: "examples.janet:JANETCell", units: 3, options: {t_max: 6}}'
+    tiny = [*TINY, "task.gaps=[6]", "log_models=true", f"models=[{janet}]"]
+    assert main(["run", str(EXAMPLE), *set_args(tiny)]) == 0
+    [child] = [r for r in runs_in(tracking_store, "janet") if "mlflow.parentRunId" in r.data.tags]
+    assert child.data.params["layer"] == "examples.janet:JANETCell"
+
+    model_uri = f"runs:/{child.info.run_id}/model"
+    x = np.random.default_rng(0).normal(size=(3, 26, 1)).astype("float32")
+    np.save("x.npy", x)
+    script = (
+        "import importlib.util, sys, mlflow, numpy as np\n"
+        "assert importlib.util.find_spec('examples') is None, 'examples/ is on the path'\n"
+        f"model = mlflow.pyfunc.load_model({model_uri!r})\n"
+        "print(sys.modules['examples.janet'].__file__)\n"
+        "np.save('y.npy', model.predict(np.load('x.npy')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("/code/examples/janet.py")
+    assert not done.stdout.strip().startswith(str(project_root()))
+    in_process = mlflow.pyfunc.load_model(model_uri).predict(x)
+    np.testing.assert_allclose(np.load("y.npy"), in_process, atol=1e-6)
+
+
+def test_the_example_documents_itself():
+    module = importlib.import_module("examples.janet")
+    assert doctest.testmod(module).failed == 0
