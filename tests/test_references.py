@@ -13,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 from forecast.cli import main
-from forecast.config import ConfigError, load_experiment
+from forecast.config import ConfigError, available_experiments, load_experiment
 from forecast.layers import GRU, LSTM, LSTMCell, SimpleRNN
 from forecast.models import build_model
 from forecast.paths import project_root
@@ -237,3 +237,10 @@ def test_the_example_cell_runs_and_its_model_reloads_elsewhere(tracking_store, m
 def test_the_example_documents_itself():
     module = importlib.import_module("examples.janet")
     assert doctest.testmod(module).failed == 0
+
+
+@pytest.mark.parametrize("experiment", [*available_experiments(), str(EXAMPLE)])
+def test_every_shipped_experiment_passes_its_plan(experiment, monkeypatch):
+    """Their references import, their layers build and save, their tasks keep the contract."""
+    monkeypatch.chdir(project_root())  # as `make experiment` runs them
+    assert plan_trials(load_experiment(experiment)[1])
