@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import sys
+import sysconfig
 import tempfile
 import time
 import warnings
@@ -342,7 +343,10 @@ def log_model(run: RunRef, model: keras.Model, inputs: Any) -> str:
                 artifacts={"keras_model": str(keras_file)},
                 code_paths=[str(Path(__file__).parent), *user_code],
                 model_config={"user_modules": modules},
-                signature=infer_signature(example, model.predict(example, verbose=0)),
+                # The output's shape is all a signature needs; predicting would trace again.
+                signature=infer_signature(
+                    example, np.zeros((len(example), *model.output_shape[1:]), "f4")
+                ),
                 input_example=example,
                 pip_requirements=requirements + user_requirements,
             )
@@ -359,19 +363,27 @@ def _code_and_requirements(modules: list[str]) -> tuple[list[str], list[str]]:
     """For a user's modules: the files or folders to ship with a model (a module's top-level
     package, as its imports may reach its siblings), and the pinned distributions that provide
     installed ones instead."""
-    installed = importlib.metadata.packages_distributions()
     code, requirements = set(), set()
     for name in modules:
-        top = name.partition(".")[0]
-        if top in installed:
-            requirements |= {f"{d}=={importlib.metadata.version(d)}" for d in installed[top]}
-            continue
         file = getattr(sys.modules.get(name), "__file__", None)
         if file is None:  # e.g. a class defined in a script run as __main__: nothing to ship
+            continue
+        if _is_installed(Path(file)):
+            # Mapping every installed package to its distribution takes about a second: only
+            # for a model that needs it.
+            top = name.partition(".")[0]
+            for dist in importlib.metadata.packages_distributions().get(top, []):
+                requirements.add(f"{dist}=={importlib.metadata.version(dist)}")
             continue
         levels = name.count(".") + (Path(file).name == "__init__.py")
         code.add(str(Path(file).parents[levels - 1] if levels else Path(file)))
     return sorted(code), sorted(requirements)
+
+
+def _is_installed(file: Path) -> bool:
+    """Whether ``file`` lies in this environment's site-packages (or the standard library)."""
+    folders = {Path(p) for key, p in sysconfig.get_paths().items() if "lib" in key}
+    return any(file.is_relative_to(folder) for folder in folders)
 
 
 def log_figure(run: RunRef, figure: Figure, path: str) -> None:

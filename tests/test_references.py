@@ -2,6 +2,7 @@
 
 import doctest
 import importlib
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -244,3 +245,14 @@ def test_every_shipped_experiment_passes_its_plan(experiment, monkeypatch):
     """Their references import, their layers build and save, their tasks keep the contract."""
     monkeypatch.chdir(project_root())  # as `make experiment` runs them
     assert plan_trials(load_experiment(experiment)[1])
+
+
+def test_a_models_user_code_travels_with_it_and_installed_packages_are_pinned():
+    import yaml  # noqa: F401  (installed: pinned, not copied)
+
+    from forecast.tracking import _code_and_requirements
+
+    importlib.import_module("examples.janet")
+    code, requirements = _code_and_requirements(["examples.janet", "yaml"])
+    assert code == [str(project_root() / "examples")]
+    assert requirements == [f"PyYAML=={importlib.metadata.version('PyYAML')}"]
