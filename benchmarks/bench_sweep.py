@@ -18,9 +18,13 @@ import os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 import argparse
+import contextlib
 import sys
 import tempfile
+import threading
 import time
+
+import psutil
 
 SWEEP = [
     "seeds=[0, 1, 2, 3]",
@@ -46,13 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     from forecast.runner import run_experiment
 
     name, config = load_experiment("sine_long_gap", SWEEP)
-    rates = {}
+    rates, peak = {}, PeakWorkerMemory()
     with tempfile.TemporaryDirectory() as store:
         uri = f"sqlite:///{store}/mlflow.db"
         for workers in (1, args.workers):
             # A distinct experiment per run, so the second never resumes the first.
             start = time.perf_counter()
-            sweep = run_experiment(f"bench-{workers}", config, lambda _: None, workers, uri=uri)
+            with peak if workers > 1 else contextlib.nullcontext():
+                sweep = run_experiment(f"bench-{workers}", config, lambda _: None, workers, uri=uri)
             summary = sweep.summary
             seconds = time.perf_counter() - start
             trials = int(summary["seeds"].sum())
@@ -64,7 +69,33 @@ def main(argv: list[str] | None = None) -> int:
             )
     ratio = rates[args.workers] / rates[1]
     print(f"speed-up with {args.workers} workers on {os.cpu_count()} cores: {ratio:.2f}x")
+    # What forecast.parallel.WORKER_MEMORY_BYTES budgets for each worker of `--workers auto`.
+    print(f"peak resident memory of one worker process: {peak.bytes / 1e9:.2f} GB")
     return 0
+
+
+class PeakWorkerMemory:
+    """The largest resident set of any child process, sampled every 0.2 s while entered."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._done = threading.Event()
+
+    def __enter__(self) -> PeakWorkerMemory:
+        self._done.clear()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.2):
+            for child in psutil.Process().children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    self.bytes = max(self.bytes, child.memory_info().rss)
 
 
 if __name__ == "__main__":

@@ -39,9 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument(
         "--workers",
-        type=int,
-        help="trials at once: local worker processes (default 1: in this process); with "
-        "--backend ray, the most Ray tasks in flight (default: as the cluster's CPUs allow)",
+        type=_workers,
+        default=os.environ.get("FORECAST_WORKERS", "auto"),
+        help="trials at once: local worker processes, 1 for this process only, or auto "
+        "(default, or $FORECAST_WORKERS): one per usable core, as trials and memory allow; "
+        "with --backend ray, the most Ray tasks in flight (auto: as the cluster's CPUs allow)",
     )
     run.add_argument(
         "--backend",
@@ -98,6 +100,15 @@ def _list() -> int:
     for name, description in experiments.items():
         print(f"{name:<{width}}  {description}")
     return 0
+
+
+def _workers(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {value!r}") from None
 
 
 def _run(uri: str, args: argparse.Namespace) -> int:

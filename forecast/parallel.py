@@ -29,7 +29,23 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def check_backend(backend: str, workers: int | None, ray_address: str | None) -> None:
+# A worker's resident memory while it trains one of our models: TensorFlow, Keras and MLflow
+# imported, plus the trial's data; measured at about 0.9 GB (`make bench-sweep` prints it).
+WORKER_MEMORY_BYTES = 1_200_000_000
+
+
+def auto_workers(trials: int, cores: int | None = None, available: int | None = None) -> int:
+    """How many worker processes a sweep of ``trials`` gets by default: one per usable core,
+    no more than there are trials, and no more than the available memory holds (``cores`` and
+    ``available`` bytes default to this machine's). 1 means in this process."""
+    import psutil
+
+    cores = cores if cores is not None else cpu_count()
+    available = available if available is not None else psutil.virtual_memory().available
+    return max(1, min(cores, trials, available // WORKER_MEMORY_BYTES))
+
+
+def check_backend(backend: str, workers: int | str | None, ray_address: str | None) -> None:
     """Fail fast, before any run exists: bad worker counts, a missing Ray, an unreachable
     cluster.
 
@@ -38,8 +54,8 @@ def check_backend(backend: str, workers: int | None, ray_address: str | None) ->
     """
     if backend not in BACKENDS:
         raise ConfigError(f"--backend: unknown backend {backend!r}; choose one of local, ray")
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers: must be at least 1, got {workers}")
+    if workers not in (None, "auto") and (not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"--workers: must be a number from 1 up, or auto; got {workers!r}")
     if backend != "ray":
         return
     try:

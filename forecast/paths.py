@@ -5,6 +5,7 @@ The bottom of the package: it imports nothing of ours, so every module may use i
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -29,9 +30,11 @@ def datasets_dir() -> Path:
     return project_root() / "datasets"
 
 
-def checkpoints_dir(experiment: str) -> Path:
-    """Per-epoch backups of an experiment's unfinished trials, for resuming."""
-    return project_root() / ".checkpoints" / experiment
+def checkpoints_dir(experiment: str, tracking_uri: str) -> Path:
+    """Per-epoch backups of an experiment's unfinished trials, for resuming its sweep in the
+    MLflow store at ``tracking_uri``; each store has its own, as each has its own sweeps."""
+    store = hashlib.sha1(tracking_uri.encode()).hexdigest()[:8]
+    return project_root() / ".checkpoints" / f"{experiment}-{store}"
 
 
 def tracking_uri() -> str:

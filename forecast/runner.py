@@ -30,7 +30,14 @@ from forecast import plots, results, tracking
 from forecast.config import ConfigError, ExperimentConfig, results_digest
 from forecast.distributed import is_chief, make_strategy
 from forecast.evaluation import comparison_table, max_solved_gap, seed_intervals
-from forecast.parallel import check_backend, connect_ray, process_pool, run_in_pool, run_on_ray
+from forecast.parallel import (
+    auto_workers,
+    check_backend,
+    connect_ray,
+    process_pool,
+    run_in_pool,
+    run_on_ray,
+)
 from forecast.paths import checkpoints_dir, tracking_uri
 from forecast.plan import plan_trials
 from forecast.trial import Trial, data_source, run_trial
@@ -53,7 +60,7 @@ def run_experiment(
     name: str,
     config: ExperimentConfig,
     log: Callable[[str], None] = print,
-    workers: int | None = None,
+    workers: int | str | None = None,
     backend: str = "local",
     ray_address: str | None = None,
     uri: str | None = None,
@@ -63,11 +70,12 @@ def run_experiment(
     ``uri`` (default: :func:`forecast.paths.tracking_uri`).
 
     A trial is one (sweep point, gap, seed, model). ``workers`` > 1 runs trials in that many
-    local processes; ``backend="ray"`` runs them as Ray tasks (on ``ray_address``, or a local
-    Ray), at most ``workers`` at once if given. Re-running a sweep that was interrupted
-    (Ctrl-C, SIGTERM, a crash) resumes it: trials already FINISHED in its parent run are
-    skipped, matched by a hash of what can change their results. ``system_metrics`` samples
-    this machine's CPU and memory onto the parent run.
+    local processes, ``"auto"`` as many as :func:`forecast.parallel.auto_workers` picks, and
+    1 or ``None`` in this process; ``backend="ray"`` runs them as Ray tasks (on
+    ``ray_address``, or a local Ray), at most ``workers`` at once if given as a number.
+    Re-running a sweep that was interrupted (Ctrl-C, SIGTERM, a crash) resumes it: trials
+    already FINISHED in its parent run are skipped, matched by a hash of what can change their
+    results. ``system_metrics`` samples this machine's CPU and memory onto the parent run.
 
     Everything that can fail on bad input (every sweep point's config, data, task and layers,
     the workers, the Ray address) is checked before the first MLflow run is created.
@@ -80,7 +88,7 @@ def run_experiment(
     uri = uri or tracking_uri()
     check_backend(backend, workers, ray_address)
     multi_worker = config.train.strategy == "multi_worker"
-    if multi_worker and (backend != "local" or (workers or 1) > 1):
+    if multi_worker and (backend != "local" or workers not in (None, 1, "auto")):
         raise ConfigError(
             "train.strategy=multi_worker: every process in TF_CONFIG runs the sweep together; "
             "use the local backend with one worker"
@@ -88,6 +96,9 @@ def run_experiment(
     # Before any other TensorFlow work: collective ops are configured at start-up.
     strategy = make_strategy(config.train.strategy) if multi_worker else None
     trials = plan_trials(config)
+    if workers == "auto":  # a Ray cluster sizes itself; multi-worker processes run one each
+        local = backend == "local" and not multi_worker
+        workers = auto_workers(len(trials)) if local else None
     if backend == "ray":
         nodes = connect_ray(ray_address)
         if nodes > 1 and tracking.is_local_store(uri):
@@ -100,6 +111,8 @@ def run_experiment(
         name,
         config,
         trials,
+        # Named after the real store in every process: multi-worker processes share backups.
+        checkpoint_dir=checkpoints_dir(name, uri),
         log=log,
         workers=workers,
         backend=backend,
@@ -120,6 +133,7 @@ def _run_sweep(
     config: ExperimentConfig,
     trials: list[Trial],
     uri: str,
+    checkpoint_dir: Path,
     log: Callable[[str], None],
     workers: int | None,
     backend: str,
@@ -170,13 +184,16 @@ def _run_sweep(
                 tracking_uri=uri,
                 experiment_id=experiment_id,
                 parent_run_id=parent.run_id,
-                checkpoint_dir=str(checkpoints_dir(name)),
+                checkpoint_dir=str(checkpoint_dir),
             )
             execute = functools.partial(execute_trial, context=context)
+            # In parallel, the longest trials first, so that no long one starts last while the
+            # other workers sit idle (longest-processing-time-first scheduling).
+            longest_first = sorted(pending, key=lambda trial: trial.work, reverse=True)
             if backend == "ray":
-                reports = run_on_ray(execute, pending, ray_address, max_in_flight=workers)
+                reports = run_on_ray(execute, longest_first, ray_address, max_in_flight=workers)
             elif pool is not None:
-                reports = run_in_pool(pool, execute, pending)
+                reports = run_in_pool(pool, execute, longest_first)
             else:  # in this process, where signals land: stop at the next batch
                 reports = ((trial, execute(trial, stop=stop)) for trial in pending)
             reports = {**done, **_collect(reports, pending, log, stop)}

@@ -22,7 +22,7 @@ from forecast import plots
 from forecast.config import DataConfig, ExperimentConfig, ModelConfig, results_digest
 from forecast.data import SeriesData, Splits, load_series, series_splits, synthetic_splits
 from forecast.distributed import make_strategy
-from forecast.evaluation import gradient_flow, score
+from forecast.evaluation import make_gradient_flow, score
 from forecast.models import build_model
 from forecast.tasks import task_function
 from forecast.training import train
@@ -112,7 +112,8 @@ def run_trial(
             **trial.model.options,
         )
     probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])
-    flow_at_init = gradient_flow(model, *probe)
+    gradient_flow = make_gradient_flow(model)
+    flow_at_init = gradient_flow(*probe)
 
     result = train(model, splits, config.train, seed, list(callbacks), checkpoint_dir, strategy)
     if result.failure is not None:
@@ -127,7 +128,7 @@ def run_trial(
     metrics = score(predictions, truth, splits.y_train, config.solved_ratio, naive, naive_scale)
     metrics["train_seconds"] = result.seconds
 
-    flow = {"at init": flow_at_init, "trained": gradient_flow(model, *probe)}
+    flow = {"at init": flow_at_init, "trained": gradient_flow(*probe)}
     figures = {
         "gradient_flow.png": plots.gradient_flow(flow),
         "forecast.png": plots.forecast(

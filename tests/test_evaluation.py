@@ -156,13 +156,13 @@ def test_seed_intervals_are_student_t_intervals():
 def test_gradient_flow_reaches_only_the_steps_a_model_can_see():
     import keras
 
-    from forecast.evaluation import gradient_flow
+    from forecast.evaluation import make_gradient_flow
     from forecast.layers import SimpleRNN
 
     memoryless = keras.Sequential(
         [keras.Input((6, 1)), SimpleRNN(3, recurrent_initializer="zeros"), keras.layers.Dense(1)]
     )
     x = np.random.default_rng(0).normal(size=(8, 6, 1)).astype("float32")
-    flow = gradient_flow(memoryless, x, np.ones((8, 1), "float32"))
+    flow = make_gradient_flow(memoryless)(x, np.ones((8, 1), "float32"))
     assert flow.shape == (6,)
     assert flow[0] > 0 and np.all(flow[1:] == 0)  # k = 0 is the last step

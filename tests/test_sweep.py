@@ -4,7 +4,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from forecast import runner
+from forecast import parallel, runner
 from forecast import trial as trial_module
 from forecast.cli import main
 from forecast.config import ConfigError, load_experiment
@@ -80,7 +80,7 @@ def test_a_bad_sweep_fails_in_one_line_before_any_run(tracking_store, capsys, sw
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--workers", "0"], "--workers: must be at least 1, got 0"),
+        (["--workers", "0"], "--workers: must be a number from 1 up, or auto; got 0"),
         (
             ["--backend", "ray", "--ray-address", "127.0.0.1:9"],
             "Ray cluster at 127.0.0.1:9 is not reachable",
@@ -97,11 +97,28 @@ def test_bad_backend_settings_fail_in_one_line_before_any_run(
     assert runs_in(tracking_store) == []
 
 
+def test_workers_is_a_number_or_auto(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["run", "sine_long_gap", "--workers", "many"])
+    assert exit.value.code == 2
+    assert "argument --workers: expected a number or auto, got 'many'" in capsys.readouterr().err
+
+
+def test_auto_workers_fit_the_cores_the_trials_and_the_memory():
+    gigabytes = 10**9
+    assert parallel.auto_workers(36, cores=2, available=16 * gigabytes) == 2
+    assert parallel.auto_workers(1, cores=2, available=16 * gigabytes) == 1
+    assert parallel.auto_workers(36, cores=16, available=3 * gigabytes) == 2
+    assert parallel.auto_workers(36, cores=1, available=16 * gigabytes) == 1
+    assert parallel.auto_workers(36, cores=4, available=0) == 1
+
+
 def test_two_workers_run_the_sweep_and_a_failing_trial_does_not_stop_it(
-    tracking_store, capsys, tmp_path
+    tracking_store, capsys, tmp_path, monkeypatch
 ):
     overrides = [*SMALL, *DIVERGING_GRID]
-    assert main(["run", "sine_long_gap", *set_args(overrides), "--workers", "2"]) == 0
+    monkeypatch.setattr(parallel, "cpu_count", lambda: 2)  # auto: 2 cores, 4 trials -> 2
+    assert main(["run", "sine_long_gap", *set_args(overrides), "--workers", "auto"]) == 0
     out = capsys.readouterr().out
     assert "4 trials on 2 workers" in out
     runs = runs_in(tracking_store)
