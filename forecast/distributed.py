@@ -94,8 +94,9 @@ def fit_multi_worker(
     With ``backup_dir``, every epoch is backed up there and a rerun resumes from it.
     """
     optimizer = model.optimizer
-    with strategy.scope():
-        optimizer.build(model.trainable_variables)
+    if not optimizer.built:  # train's compile_model builds it
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)
     options = tf.data.Options()
     # Every worker reads the whole (identically shuffled) set and keeps its share of each batch.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -50,6 +50,21 @@ def make_optimizer(
     return keras.optimizers.get({"class_name": name, "config": config})
 
 
+def compile_model(
+    model: keras.Model, config: TrainConfig, strategy: tf.distribute.Strategy | None = None
+) -> None:
+    """Compile ``model`` for :func:`train` (MSE and the configured optimizer) and build the
+    optimizer's variables now, so that its starting state can be read before the first step."""
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    # The optimizer's variables must be created under the scope to be mirrored like the model's.
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        # The multi-worker loop clips the all-reduced gradient itself.
+        clipnorm = None if multi_worker else config.clipnorm
+        optimizer = make_optimizer(config.optimizer, config.learning_rate, clipnorm)
+        model.compile(optimizer=optimizer, loss="mse")
+        optimizer.build(model.trainable_variables)
+
+
 def train(
     model: keras.Model,
     splits: Splits,
@@ -58,6 +73,7 @@ def train(
     callbacks: list[keras.callbacks.Callback] | None = None,
     checkpoint_dir: Path | None = None,
     strategy: tf.distribute.Strategy | None = None,
+    compiled: bool = False,
 ) -> TrainResult:
     """Fit ``model`` on the MSE loss; returns the per-epoch history, wall time and failure.
 
@@ -67,16 +83,14 @@ def train(
     ``config.batch_size`` is then the global batch, split across all replicas. (Under a
     MirroredStrategy with several devices, ``fit`` clips each replica's share of the gradient
     before summing them, as Keras does; the multi-worker loop clips the summed gradient.)
+    ``compiled``: ``model`` comes compiled by :func:`compile_model`, its optimizer in the
+    state training should start from; otherwise it is compiled here.
     """
     if strategy is not None and model.distribute_strategy is not strategy:
         raise ValueError("with a strategy, build the model under `strategy.scope()`")
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    # The optimizer's variables must be created under the scope to be mirrored like the model's.
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        # The multi-worker loop clips the all-reduced gradient itself.
-        clipnorm = None if multi_worker else config.clipnorm
-        optimizer = make_optimizer(config.optimizer, config.learning_rate, clipnorm)
-        model.compile(optimizer=optimizer, loss="mse")
+    if not compiled:
+        compile_model(model, config, strategy)
     backup_dir = checkpoint_dir if config.checkpoint else None
     safety = _safety_callbacks(config)
     start = time.perf_counter()

@@ -4,13 +4,22 @@ gradient flow and figures, returned as a :class:`TrialOutcome`.
 Nothing here records anything. The caller, at the edge (:func:`forecast.runner.execute_trial`),
 hands in a per-epoch logger as a Keras callback and records the outcome in MLflow, so a trial
 runs the same way in this process, in a worker process or as a Ray task.
+
+One thing outlives a trial: ``_TRACED``, this process's last few compiled models by what they
+compute. TensorFlow traces a model's training, prediction and gradient graphs on first use,
+about 2-3 s a trial; the trials of one shape (the seeds of a model at a gap) reuse one model
+and its graphs, each starting from the weights, random state and optimizer state its own seed
+gives a fresh model, so its results are those of a fresh model.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
-from collections.abc import Sequence
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +34,7 @@ from forecast.distributed import make_strategy
 from forecast.evaluation import make_gradient_flow, score
 from forecast.models import build_model
 from forecast.tasks import task_function
-from forecast.training import train
+from forecast.training import compile_model, train
 
 GRADIENT_PROBE = 128  # test samples whose input gradients trace the gradient flow
 # A trial's fixed cost (building, evaluating, plotting) in time steps of sequence, for the
@@ -96,7 +105,7 @@ def run_trial(
             FAILED with it and the sweep goes on.
     """
     config, gap, seed = trial.config, trial.gap, trial.seed
-    keras.backend.clear_session()  # drop the previous trial's graphs and functions
+    keras.backend.clear_session()  # drop what the previous trial built, but for _TRACED
     keras.utils.set_random_seed(seed)
     splits, series = make_splits(config, gap, seed)
 
@@ -111,11 +120,23 @@ def run_trial(
             trial.model.builder,
             **trial.model.options,
         )
+    if strategy is None:  # a strategy's model lives in its scope: built afresh each trial
+        model, gradient_flow = _traced_like(model, _shape_key(trial, splits), config)
+    else:
+        gradient_flow = make_gradient_flow(model)
     probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])
-    gradient_flow = make_gradient_flow(model)
     flow_at_init = gradient_flow(*probe)
 
-    result = train(model, splits, config.train, seed, list(callbacks), checkpoint_dir, strategy)
+    result = train(
+        model,
+        splits,
+        config.train,
+        seed,
+        list(callbacks),
+        checkpoint_dir,
+        strategy,
+        compiled=strategy is None,  # by _traced_like
+    )
     if result.failure is not None:
         raise TrainingDiverged(result.failure)
 
@@ -146,6 +167,57 @@ def run_trial(
                 activations, gap if series is None else 0, layer=type(first).__name__
             )
     return TrialOutcome(model, splits, result.history, metrics, flow, figures)
+
+
+@dataclass
+class _Traced:
+    model: keras.Model  # compiled, its optimizer built
+    gradient_flow: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    optimizer_state: list[np.ndarray]  # as built, before the first step
+
+
+_TRACED: OrderedDict[str, _Traced] = OrderedDict()  # see the module docstring
+TRACED_MODELS_KEPT = 8  # a sweep point's models x a few gaps; each holds its graphs in memory
+
+
+def _shape_key(trial: Trial, splits: Splits) -> str:
+    """What a compiled model computes: the model's config, the data's shapes and the
+    optimizer's settings (not the seed, the gap's length aside, or anything else)."""
+    train_config = trial.config.train
+    return json.dumps(
+        [
+            dataclasses.asdict(trial.model),
+            list(splits.input_shape),
+            list(splits.output_shape),
+            [train_config.optimizer, train_config.learning_rate, train_config.clipnorm],
+        ],
+        sort_keys=True,
+        default=str,
+    )
+
+
+def _traced_like(
+    fresh: keras.Model, key: str, config: ExperimentConfig
+) -> tuple[keras.Model, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """A compiled model that starts where ``fresh`` starts, and its gradient flow: ``fresh``
+    itself the first time a shape is seen, else the model traced for that shape, given
+    ``fresh``'s weights and random state and its optimizer's state as built."""
+    traced = _TRACED.get(key)
+    if traced is None:
+        compile_model(fresh, config.train)
+        state = [variable.numpy() for variable in fresh.optimizer.variables]
+        traced = _Traced(fresh, make_gradient_flow(fresh), state)
+        _TRACED[key] = traced
+        if len(_TRACED) > TRACED_MODELS_KEPT:
+            _TRACED.popitem(last=False)
+        return fresh, traced.gradient_flow
+    _TRACED.move_to_end(key)
+    model = traced.model
+    for variable, value in zip(model.variables, fresh.variables, strict=True):
+        variable.assign(value)  # weights and seed generators (dropout masks)
+    for variable, value in zip(model.optimizer.variables, traced.optimizer_state, strict=True):
+        variable.assign(value)
+    return model, traced.gradient_flow
 
 
 def make_splits(config: ExperimentConfig, gap: int, seed: int) -> tuple[Splits, SeriesData | None]:

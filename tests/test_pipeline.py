@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
@@ -15,6 +16,7 @@ from forecast import runner
 from forecast import trial as trial_module
 from forecast.cli import main
 from forecast.config import load_experiment
+from forecast.plan import plan_trials
 from forecast.results import sweep_trials
 from tests.test_experiment import SERIES_TINY, TINY
 from tests.test_remote_tracking import free_port, wait_until_healthy
@@ -27,11 +29,11 @@ FORECAST = str(Path(sys.executable).parent / "forecast")
 AT_GAP_6 = {
     "make_splits": lambda config, gap, seed: gap == 6,
     "build_model": lambda layer, units, input_shape, *rest, **options: input_shape[0] == 26,
-    "gradient_flow": lambda model, inputs, targets: inputs.shape[1] == 26,  # 20 + gap steps
+    "make_gradient_flow": lambda model: model.input_shape[1] == 26,  # 20 + gap steps
 }
 
 
-@pytest.mark.parametrize("stage", ["make_splits", "build_model", "gradient_flow"])
+@pytest.mark.parametrize("stage", ["make_splits", "build_model", "make_gradient_flow"])
 def test_a_failure_before_training_ends_only_its_trial(stage, tmp_path, monkeypatch):
     """Data, model and the first gradient flow fail inside the trial's boundary: the trial
     ends FAILED with the reason, the others run, the sweep finishes. The store is passed
@@ -47,6 +49,7 @@ def test_a_failure_before_training_ends_only_its_trial(stage, tmp_path, monkeypa
         return real(*args, **kwargs)
 
     monkeypatch.setattr(trial_module, stage, fail_at_gap_6)
+    trial_module._TRACED.clear()  # each shape's first trial makes its gradient flow
     name, config = load_experiment("sine_long_gap", TINY)
     lines = []
     sweep = runner.run_experiment(name, config, log=lines.append, uri=uri)
@@ -60,6 +63,28 @@ def test_a_failure_before_training_ends_only_its_trial(stage, tmp_path, monkeypa
         assert failed.info.status == "FAILED"
         assert failed.data.tags["failure_reason"] == f"RuntimeError: {stage} broke"
     assert list(sweep.summary["test_mse"].isna()) == [False, False, True, True]
+
+
+def test_a_reused_model_trains_as_a_fresh_one_would():
+    """Trials of one shape share a traced model; each starts where a fresh model of its seed
+    starts (weights, dropout's random state, the optimizer's state), so results match."""
+    lstm = "{name: lstm, layer: LSTM, units: 3, options: {dropout: 0.3, recurrent_dropout: 0.2}}"
+    overrides = [*TINY, "seeds=[0, 1]", "task.gaps=[6]", f"models=[{lstm}]"]
+    first, second = plan_trials(load_experiment("sine_long_gap", overrides)[1])
+    trial_module._TRACED.clear()
+    seed_0 = trial_module.run_trial(first)
+    reused = trial_module.run_trial(second)
+    assert reused.model is seed_0.model
+    trial_module._TRACED.clear()
+    fresh = trial_module.run_trial(second)
+    assert fresh.model is not reused.model
+    timeless = [
+        {k: v for k, v in o.metrics.items() if k != "train_seconds"} for o in (reused, fresh)
+    ]
+    assert timeless[0] == timeless[1]
+    assert reused.history == fresh.history
+    for when in ("at init", "trained"):
+        np.testing.assert_array_equal(reused.flow[when], fresh.flow[when])
 
 
 def test_sigterm_ends_the_sweep_killed_and_a_rerun_resumes_it(tracking_store, tmp_path):
