@@ -81,6 +81,11 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64
     early_stopping_patience: int | None = None  # epochs without val_loss gain; null: off
+    # Give up on a trial whose validation MSE is still above give_up_ratio x the trivial
+    # baseline's after give_up_epoch epochs (null: never). Long-gap learning can sit on a
+    # plateau for most of a run before it drops, so this is a late, loose test, not patience.
+    give_up_epoch: int | None = None
+    give_up_ratio: float = 0.9
     checkpoint: bool = True  # back up each epoch, so an interrupted trial resumes
     verbose: int = 0  # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
     # tf.distribute: default (none), mirrored (all local devices), multi_worker (every process
@@ -222,6 +227,15 @@ def validate(config: ExperimentConfig) -> None:
     require(
         patience is None or patience > 0,
         f"train.early_stopping_patience: must be positive or null, got {patience}",
+    )
+    give_up = config.train.give_up_epoch
+    require(
+        give_up is None or give_up > 0,
+        f"train.give_up_epoch: must be positive or null, got {give_up}",
+    )
+    require(
+        config.train.give_up_ratio > 0,
+        f"train.give_up_ratio: must be positive, got {config.train.give_up_ratio}",
     )
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from forecast.config import TrainConfig
@@ -93,6 +94,10 @@ def train(
         compile_model(model, config, strategy)
     backup_dir = checkpoint_dir if config.checkpoint else None
     safety = _safety_callbacks(config)
+    if config.give_up_epoch is not None:
+        # The trivial baseline predicts the training targets' mean.
+        trivial_mse = float(np.mean((splits.y_val - np.mean(splits.y_train, axis=0)) ** 2))
+        safety.append(GiveUp(config.give_up_epoch, config.give_up_ratio * trivial_mse))
     start = time.perf_counter()
     if multi_worker:
         history = fit_multi_worker(
@@ -127,6 +132,28 @@ def train(
     if any(not math.isfinite(loss) for loss in losses):
         failure = f"loss became {losses[-1]} at epoch {len(losses)}; training stopped"
     return TrainResult(history=history, seconds=seconds, failure=failure)
+
+
+class GiveUp(keras.callbacks.Callback):
+    """Stops training after epoch ``epoch`` (counted from 1) if the best ``val_loss`` so far
+    is still above ``threshold``: a trial that has learned nothing by then is hopeless.
+
+    Unlike patience, it ignores how long the loss has been flat: on long gaps an LSTM's loss
+    stays flat for several epochs before it falls, so only a late look can tell the plateau
+    from a trial that never learns (measured on sine_long_gap: the README's "Time to result").
+    """
+
+    def __init__(self, epoch: int, threshold: float) -> None:
+        super().__init__()
+        self.epoch, self.threshold = epoch, threshold
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.best = math.inf
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.best = min(self.best, (logs or {}).get("val_loss", math.inf))
+        if epoch + 1 == self.epoch and self.best > self.threshold:
+            self.model.stop_training = True
 
 
 def _safety_callbacks(config: TrainConfig) -> list[keras.callbacks.Callback]:

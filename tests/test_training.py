@@ -41,6 +41,15 @@ def test_a_nan_loss_stops_training_and_is_reported():
     assert result.epochs_run == 1  # TerminateOnNaN stopped it in the first epoch
 
 
+@pytest.mark.parametrize("ratio, epochs_run", [(1e-6, 3), (100.0, 6)])
+def test_a_trial_still_above_the_give_up_ratio_at_the_give_up_epoch_stops(ratio, epochs_run):
+    """No model gets within a millionth of the trivial baseline's error in 3 epochs; every
+    model is within 100 times it."""
+    config = TrainConfig(epochs=6, batch_size=32, give_up_epoch=3, give_up_ratio=ratio)
+    result = train(tiny_model(), tiny_splits(), config)
+    assert result.failure is None and result.epochs_run == epochs_run
+
+
 def test_early_stopping_stops_and_restores_the_best_weights():
     splits = tiny_splits()
     rng = np.random.default_rng(1)
@@ -102,6 +111,8 @@ def test_the_same_seed_gives_the_same_metrics():
         ("train.optimizer=adamz", "train.optimizer: unknown optimizer 'adamz'; use a name of"),
         ("train.strategy=tpu", "train.strategy: unknown strategy 'tpu'; choose one of default"),
         ("train.early_stopping_patience=0", "train.early_stopping_patience: must be positive"),
+        ("train.give_up_epoch=0", "train.give_up_epoch: must be positive or null, got 0"),
+        ("train.give_up_ratio=-1", "train.give_up_ratio: must be positive, got -1"),
     ],
 )
 def test_bad_trainer_settings_name_the_key(override, message):
