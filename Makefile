@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install experiment test bench bench-layers bench-windows bench-sweep lint format ui clean
+.PHONY: install experiment test bench bench-layers bench-windows bench-sweep bench-experiment lint format ui clean
 
 install: $(INSTALLED)
 
@@ -40,6 +40,10 @@ bench-windows: install
 # Trials per minute of one tiny sweep with 1 worker and with 2 (or ARGS='--workers N').
 bench-sweep: install
 	$(BIN)/python benchmarks/bench_sweep.py $(ARGS)
+
+# The default sweep the old way (1 worker, every epoch) and the new default; ~20 minutes.
+bench-experiment: install
+	$(BIN)/python benchmarks/bench_experiment.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .
