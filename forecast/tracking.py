@@ -77,6 +77,8 @@ def use_experiment(uri: str, name: str) -> str:
     )
     with _exclusive(database):
         client = MlflowClient(uri)  # opens the store: creates or migrates its tables
+        if database is not None:
+            _write_ahead_log(database)
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
@@ -87,6 +89,20 @@ def use_experiment(uri: str, name: str) -> str:
         # on its GenAI view (traces), where a new user sees none of the runs.
         tags = {"mlflow.experimentKind": "custom_model_development"}
         return client.create_experiment(name, artifact_location=location, tags=tags)
+
+
+def _write_ahead_log(database: Path) -> None:
+    """Put a sqlite store in write-ahead-log mode (kept in the file), where readers (the MLflow
+    UI, ``forecast compare``) never hold up a sweep's writes. In sqlite's default mode a writer
+    waits for every reader, and a sweep watched closely failed with "database is locked"."""
+    import sqlite3
+
+    # A store that is busy stays in the mode it has; it still works, as before.
+    with (
+        contextlib.closing(sqlite3.connect(database, timeout=10)) as connection,
+        contextlib.suppress(sqlite3.OperationalError),
+    ):
+        connection.execute("PRAGMA journal_mode=WAL")
 
 
 @contextlib.contextmanager

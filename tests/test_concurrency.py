@@ -70,3 +70,18 @@ def test_a_dataset_logged_by_a_concurrent_trial_first_is_linked_not_fatal(
     assert failures == ["shared"]
     inputs = client.get_run(run.run_id).inputs.dataset_inputs
     assert [i.dataset.name for i in inputs] == ["shared"] * 3
+
+
+def test_a_local_store_lets_readers_and_the_sweep_work_at_once(tmp_path):
+    """Write-ahead logging: a reader (the UI, `forecast compare`) never holds up a write."""
+    import sqlite3
+
+    database = tmp_path / "mlflow.db"
+    tracking.use_experiment(f"sqlite:///{database}", "readers")
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        # A read transaction held open, and a write from another connection still commits.
+        connection.execute("BEGIN")
+        connection.execute("SELECT count(*) FROM experiments").fetchone()
+        with sqlite3.connect(database, timeout=0.5) as writer:
+            writer.execute("UPDATE experiments SET name = 'renamed' WHERE name = 'readers'")

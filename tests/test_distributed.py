@@ -29,6 +29,9 @@ from forecast.distributed import STRATEGIES, is_chief, make_strategy
 from forecast.training import train
 from tests.distributed_worker import CONFIG, ONE_BATCH_CONFIG, build, splits
 
+# In one test process, so that the 2-worker cluster (a module fixture) starts once.
+pytestmark = pytest.mark.xdist_group("two_worker_cluster")
+
 WORKER_SCRIPT = Path(__file__).with_name("distributed_worker.py")
 WORKERS_TIMEOUT = 150  # seconds for both workers together; they take ~40 s on 2 busy cores
 
