@@ -30,7 +30,7 @@ def cpu_count() -> int:
 
 
 # A worker's resident memory while it trains one of our models: TensorFlow, Keras and MLflow
-# imported, plus the trial's data; measured at about 0.9 GB (`make bench-sweep` prints it).
+# imported, plus the trial's data; 1.03 GB at peak in `make bench-sweep`, which prints it.
 WORKER_MEMORY_BYTES = 1_200_000_000
 
 
