@@ -182,7 +182,7 @@ TRACED_MODELS_KEPT = 8  # a sweep point's models x a few gaps; each holds its gr
 
 def _shape_key(trial: Trial, splits: Splits) -> str:
     """What a compiled model computes: the model's config, the data's shapes and the
-    optimizer's settings (not the seed, the gap's length aside, or anything else)."""
+    optimizer's settings. Not the seed: the seeds of one model at one gap share a key."""
     train_config = trial.config.train
     return json.dumps(
         [
