@@ -14,6 +14,7 @@ import math
 import keras
 
 from forecast import layers
+from forecast.config import ModelConfig
 from forecast.imports import import_object, is_import_path, public_objects, resolve
 
 RECURRENT_LAYERS = {"SimpleRNN": layers.SimpleRNN, "LSTM": layers.LSTM, "GRU": layers.GRU}
@@ -58,22 +59,38 @@ def build_model(
         return _built_by(builder, input_shape, output_shape, options)
     cls = layer_class(layer)
     stack = [keras.Input(shape=input_shape)]
-    for index in range(depth):
-        sequences = {"return_sequences": True} if index < depth - 1 else {}
-        try:
-            recurrent = cls(units, **options)
-            if not isinstance(recurrent, keras.layers.RNN) and hasattr(recurrent, "state_size"):
-                recurrent = keras.layers.RNN(recurrent, **sequences)  # a cell: one step
-            elif sequences:
-                recurrent = cls(units, **sequences, **options)
-        except TypeError as error:
-            raise ValueError(f"layer {layer}: {error}") from None
-        stack.append(recurrent)
+    try:
+        # A cell (a layer with a `state_size`, not itself an RNN) computes one step.
+        probe = cls(units, **options)
+        is_cell = hasattr(probe, "state_size") and not isinstance(probe, keras.layers.RNN)
+        for index in range(depth):
+            sequences = {"return_sequences": True} if index < depth - 1 else {}
+            if is_cell:
+                stack.append(keras.layers.RNN(cls(units, **options), **sequences))
+            else:
+                stack.append(cls(units, **sequences, **options))
+    except TypeError as error:
+        raise ValueError(f"layer {layer}: {error}") from None
     stack.append(keras.layers.Dense(math.prod(output_shape)))
     if len(output_shape) > 1:
         stack.append(keras.layers.Reshape(output_shape))
     name = layer.rpartition(":")[2] if is_import_path(layer) else layer
     return keras.Sequential(stack, name=name.lower())
+
+
+def build_configured(
+    model: ModelConfig, input_shape: tuple[int, ...], output_shape: tuple[int, ...]
+) -> keras.Model:
+    """:func:`build_model` for one entry of an experiment's ``models``."""
+    return build_model(
+        model.layer,
+        model.units,
+        input_shape,
+        output_shape,
+        model.depth,
+        model.builder,
+        **model.options,
+    )
 
 
 def _built_by(
@@ -108,6 +125,10 @@ KNOWN_PACKAGES = ("keras", "forecast", "builtins")
 def user_modules(model: keras.Model) -> list[str]:
     """The modules, other than Keras' and ours, whose classes or functions ``model``'s config
     names (a user's layer, cell, activation or initializer): what a saved copy needs to load."""
+    return _modules_named(keras.saving.serialize_keras_object(model))
+
+
+def _modules_named(serialized: dict) -> list[str]:
     found = set()
 
     def walk(value: object) -> None:
@@ -120,7 +141,7 @@ def user_modules(model: keras.Model) -> list[str]:
             for item in value:
                 walk(item)
 
-    walk(keras.saving.serialize_keras_object(model))
+    walk(serialized)
     return sorted(name for name in found if name.partition(".")[0] not in KNOWN_PACKAGES)
 
 
@@ -132,7 +153,7 @@ def check_saveable(model: keras.Model) -> None:
     """
     try:
         serialized = keras.saving.serialize_keras_object(model)
-        custom_objects = public_objects(user_modules(model))
+        custom_objects = public_objects(_modules_named(serialized))
         keras.saving.deserialize_keras_object(serialized, custom_objects=custom_objects)
     except Exception as error:  # Keras raises several types, with messages over many lines
         # Keras wraps the cause in one "could not be deserialized" per level of the model.

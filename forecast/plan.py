@@ -14,7 +14,7 @@ import numpy as np
 from forecast.config import ConfigError, ExperimentConfig, TrainConfig
 from forecast.data import DataError
 from forecast.distributed import STRATEGIES
-from forecast.models import build_model, check_saveable
+from forecast.models import build_configured, check_saveable
 from forecast.sweep import point_label, sweep_points
 from forecast.tasks import task_function
 from forecast.training import make_optimizer
@@ -128,15 +128,7 @@ def _check_models(
 ) -> None:
     for index, model in enumerate(config.models):
         try:
-            built = build_model(
-                model.layer,
-                model.units,
-                input_shape,
-                output_shape,
-                model.depth,
-                model.builder,
-                **model.options,
-            )
+            built = build_configured(model, input_shape, output_shape)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"models.{index}: {error}") from None
         if config.log_models:  # else a trial would fail after training, as its model is logged

@@ -32,7 +32,7 @@ from forecast.config import DataConfig, ExperimentConfig, ModelConfig, results_d
 from forecast.data import SeriesData, Splits, load_series, series_splits, synthetic_splits
 from forecast.distributed import make_strategy
 from forecast.evaluation import make_gradient_flow, score
-from forecast.models import build_model
+from forecast.models import build_configured
 from forecast.tasks import task_function
 from forecast.training import compile_model, train
 
@@ -111,15 +111,7 @@ def run_trial(
 
     strategy = make_strategy(config.train.strategy)  # one per process, reused
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = build_model(
-            trial.model.layer,
-            trial.model.units,
-            splits.input_shape,
-            splits.output_shape,
-            trial.model.depth,
-            trial.model.builder,
-            **trial.model.options,
-        )
+        model = build_configured(trial.model, splits.input_shape, splits.output_shape)
     if strategy is None:  # a strategy's model lives in its scope: built afresh each trial
         model, gradient_flow = _traced_like(model, _shape_key(trial, splits), config)
     else:
