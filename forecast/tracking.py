@@ -380,6 +380,7 @@ def _code_and_requirements(modules: list[str]) -> tuple[list[str], list[str]]:
     package, as its imports may reach its siblings), and the pinned distributions that provide
     installed ones instead."""
     code, requirements = set(), set()
+    installed: dict[str, list[str]] | None = None  # package -> distributions, looked up once
     for name in modules:
         file = getattr(sys.modules.get(name), "__file__", None)
         if file is None:  # e.g. a class defined in a script run as __main__: nothing to ship
@@ -387,8 +388,9 @@ def _code_and_requirements(modules: list[str]) -> tuple[list[str], list[str]]:
         if _is_installed(Path(file)):
             # Mapping every installed package to its distribution takes about a second: only
             # for a model that needs it.
-            top = name.partition(".")[0]
-            for dist in importlib.metadata.packages_distributions().get(top, []):
+            if installed is None:
+                installed = importlib.metadata.packages_distributions()
+            for dist in installed.get(name.partition(".")[0], []):
                 requirements.add(f"{dist}=={importlib.metadata.version(dist)}")
             continue
         levels = name.count(".") + (Path(file).name == "__init__.py")
