@@ -46,7 +46,13 @@ GridPoint = tuple[int, int, int]  # (batch, time, units)
 # What tf.function returns; the timing helpers also ask it how often it was traced.
 TFFunction = tf.types.experimental.PolymorphicFunction
 
-DEFAULT_GRID: tuple[GridPoint, ...] = ((64, 200, 64), (128, 1000, 64), (256, 100, 128))
+# The last point is the default sweep's LSTM at its largest gap (sine_long_gap, gap 400).
+DEFAULT_GRID: tuple[GridPoint, ...] = (
+    (64, 200, 64),
+    (128, 1000, 64),
+    (256, 100, 128),
+    (64, 420, 32),
+)
 LAYER_NAMES: tuple[str, ...] = ("LSTM", "SimpleRNN", "GRU")
 # Forward outputs of ours and Keras' must agree this closely before we time anything.
 MAX_ABS_DIFF = 1e-4

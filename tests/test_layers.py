@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from forecast.layers import GRU, LSTM, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell
+from forecast.layers.lstm import FUSED_MAX_UNITS
 
 TOLERANCE = 1e-5
 BATCH, TIME, FEATURES, UNITS = 3, 6, 2, 4
@@ -267,6 +268,106 @@ def test_gru_and_simple_rnn_gate_activations():
     np.testing.assert_allclose(acts["hidden"], expected, atol=TOLERANCE)
     rnn = SimpleRNN(UNITS, return_sequences=True)
     np.testing.assert_allclose(rnn.gate_activations(x)["hidden"], rnn(x), atol=TOLERANCE)
+
+
+def kernels_in_graph(layer, x, training=False):
+    """The TensorFlow op types that a call of ``layer`` on ``x`` traces to, branches included."""
+    spec = tf.TensorSpec(x.shape, tf.float32)
+    function = tf.function(lambda v: layer(v, training=training)).get_concrete_function(spec)
+    graph = function.graph.as_graph_def()
+    branches = [node for branch in graph.library.function for node in branch.node_def]
+    return {node.op for node in [*graph.node, *branches]}
+
+
+FUSABLE = {
+    "last_output": {},
+    "sequences_and_state": {"return_sequences": True, "return_state": True},
+    "no_bias": {"use_bias": False},
+    "peephole": {"peephole": True, "return_sequences": True},
+    "chrono_init": {"chrono_init": 50, "return_state": True},
+    "stateful": {"stateful": True},
+}
+
+
+@pytest.mark.parametrize("option", FUSABLE)
+def test_the_fused_kernel_computes_what_the_step_loop_computes(option):
+    options = FUSABLE[option]
+    fused, loop = LSTM(UNITS, **options), LSTM(UNITS, fused=False, **options)
+    shape = (BATCH if options.get("stateful") else None, TIME, FEATURES)
+    fused.build(shape)
+    loop.build(shape)
+    weights = [
+        np.random.default_rng(i).normal(size=w.shape).astype("float32")
+        for i, w in enumerate(loop.weights)
+    ]
+    if loop.cell.use_bias:  # open the input and forget gates: the cell state grows past 3,
+        weights[2] += np.repeat([4.0, 4.0, 3.0, 0.0], UNITS).astype("float32")  # BlockLSTM's
+    loop.set_weights(weights)  # default cell_clip, which must be off
+    fused.set_weights(weights)
+    x = inputs()
+    assert "BlockLSTM" in kernels_in_graph(fused, x)
+    assert "BlockLSTM" not in kernels_in_graph(loop, x)
+    fused_out, fused_grads = outputs_and_gradients(fused, x)
+    loop_out, loop_grads = outputs_and_gradients(loop, x)
+    assert not loop.cell.use_bias or np.abs(loop.gate_activations(x)["cell"]).max() > 3
+    assert_all_close(fused_out, loop_out)
+    assert_all_close(fused_grads, loop_grads)
+    if options.get("stateful"):  # the state carried into the next call is the same too
+        np.testing.assert_allclose(fused(x), loop(x), atol=TOLERANCE)
+
+
+def test_input_dropout_in_the_fused_kernel_draws_the_step_loops_mask():
+    fused, loop = LSTM(UNITS, dropout=0.5, seed=5), LSTM(UNITS, dropout=0.5, seed=5, fused=False)
+    x = inputs(batch=32)
+    fused.build(x.shape)
+    loop.build(x.shape)
+    loop.set_weights(fused.get_weights())
+    assert "BlockLSTM" in kernels_in_graph(fused, x, training=True)
+    fused_out, fused_grads = outputs_and_gradients(fused, x, training=True)
+    loop_out, loop_grads = outputs_and_gradients(loop, x, training=True)
+    assert_all_close(fused_out, loop_out)
+    assert_all_close(fused_grads, loop_grads)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_an_empty_batch_gives_the_fused_kernel_zero_gradients(return_sequences):
+    # Under tf.distribute a replica can get no samples of a short last batch; BlockLSTM's own
+    # weight gradients are then uninitialised memory.
+    layer = LSTM(UNITS, return_sequences=return_sequences)
+    layer.build((None, TIME, FEATURES))
+
+    @tf.function  # as in a training step (in eager mode only the empty branch runs)
+    def outputs_and_weight_gradients(x):
+        with tf.GradientTape() as tape:
+            outputs = layer(x)
+            loss = tf.reduce_sum(outputs)
+        return outputs, tape.gradient(loss, layer.trainable_weights)
+
+    outputs, grads = outputs_and_weight_gradients(inputs(batch=0))
+    assert outputs.shape == ((0, TIME, UNITS) if return_sequences else (0, UNITS))
+    for grad in grads:
+        np.testing.assert_array_equal(grad, 0.0)
+    assert "BlockLSTM" in kernels_in_graph(layer, inputs(batch=0))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"recurrent_dropout": 0.3},
+        {"coupled_gates": True},
+        {"go_backwards": True},
+        {"activation": "relu"},
+        {"recurrent_activation": "hard_sigmoid"},
+    ],
+)
+def test_what_the_kernel_cannot_compute_runs_the_step_loop(options):
+    layer = LSTM(UNITS, **options)
+    assert "BlockLSTM" not in kernels_in_graph(layer, inputs(), training=True)
+
+
+def test_layers_above_the_fused_size_run_the_step_loop():
+    assert "BlockLSTM" in kernels_in_graph(LSTM(FUSED_MAX_UNITS), inputs())
+    assert "BlockLSTM" not in kernels_in_graph(LSTM(FUSED_MAX_UNITS + 1), inputs())
 
 
 KERAS_ONLY_ARGS = {"use_cudnn", "implementation"}

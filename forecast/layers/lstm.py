@@ -32,6 +32,17 @@ Variants, each off by default:
   ``b_f = log(u)`` with ``u ~ U(1, T_max - 1)`` and ``b_i = -b_f``, which spreads the forget
   gates' memory times between 1 and about ``T_max`` steps; use it when dependencies span about
   ``T_max`` steps.
+
+On CPU with the TensorFlow backend and up to ``FUSED_MAX_UNITS`` units, :class:`LSTM` runs the
+whole sequence as one TensorFlow kernel (``BlockLSTM``) where it computes exactly what the step
+loop would: sigmoid gates, tanh, no mask, no recurrent dropout, no coupled gates. Small layers
+are where the loop's cost per step, not its arithmetic, sets the pace. Measured on 2 cores, one
+training step (forward, backward, Adam) at batch 64, 420 steps and 32 units: 37 ms against 109
+ms on one thread, 40 against 62 ms on two; at 16 to 48 units the kernel trained 1.0x to 3.3x as
+fast as the loop. From 64 units on it lost on some shapes (inference at batch 64, 200 steps, 64
+units: 32 against 17 ms), so there the loop runs. ``fused=False`` always runs the loop.
+``BlockLSTMV2``, the kernel with our gate order, is not used: in TensorFlow 2.21 its gradient
+comes back in the other kernel's gate order (measured against the step loop).
 """
 
 from __future__ import annotations
@@ -42,6 +53,8 @@ import keras
 from keras import ops
 
 from forecast.layers.base import RecurrentCell, RecurrentLayer
+
+FUSED_MAX_UNITS = 32  # the largest layer that runs as one kernel; see the module docstring
 
 
 @keras.saving.register_keras_serializable(package="forecast")
@@ -227,6 +240,11 @@ class LSTM(RecurrentLayer):
     ``layer.gate_activations(inputs)`` returns the forget, input, candidate and output gates,
     the cell state and the hidden state at every step, as numpy arrays (batch, time, units).
 
+    ``fused`` (default True): on CPU with the TensorFlow backend and up to ``FUSED_MAX_UNITS``
+    units, run the sequence as one TensorFlow kernel where it computes what the step loop
+    computes (see the module docstring); results agree with the loop's to float rounding.
+    False: always the loop.
+
     Example::
 
         model = keras.Sequential([keras.Input((None, 1)), LSTM(32, chrono_init=200),
@@ -262,8 +280,10 @@ class LSTM(RecurrentLayer):
         peephole_initializer: Any = "zeros",
         coupled_gates: bool = False,
         chrono_init: float | None = None,
+        fused: bool = True,
         **kwargs: Any,
     ) -> None:
+        self.fused = fused
         cell = LSTMCell(
             units,
             activation=activation,
@@ -300,3 +320,82 @@ class LSTM(RecurrentLayer):
             activity_regularizer=activity_regularizer,
             **kwargs,
         )
+
+    def inner_loop(self, sequences: Any, initial_state: list, mask: Any, training: bool = False):
+        if not self._can_fuse(sequences, mask, training):
+            return super().inner_loop(sequences, initial_state, mask, training)
+        return self._fused_loop(sequences, initial_state, training)
+
+    def _can_fuse(self, sequences: Any, mask: Any, training: bool) -> bool:
+        """Whether ``BlockLSTM`` computes what the step loop would, at a size and on a device
+        where it pays (on a GPU, cuDNN and XLA are the fast paths; XLA cannot compile it)."""
+        cell = self.cell
+        if not self.fused or keras.backend.backend() != "tensorflow":
+            return False
+        import tensorflow as tf
+
+        return (
+            cell.units <= FUSED_MAX_UNITS
+            and mask is None
+            and not self.go_backwards
+            and not self.unroll
+            and not cell.coupled_gates
+            and cell.activation is keras.activations.tanh
+            and cell.recurrent_activation is keras.activations.sigmoid
+            and not (training and cell.recurrent_dropout > 0)
+            and sequences.dtype in (tf.float32, tf.float16)
+            and not tf.config.list_logical_devices("GPU")
+        )
+
+    def _fused_loop(self, sequences: Any, initial_state: list, training: bool) -> tuple:
+        """The step loop's ``(last_output, outputs, states)``, from one ``BlockLSTM`` kernel."""
+        import tensorflow as tf
+
+        cell = self.cell
+        input_mask = cell.input_mask(sequences[:, 0, :], training)  # one mask for all steps
+        if input_mask is not None:
+            sequences = sequences * ops.expand_dims(input_mask, 1)
+
+        def icfo(weights: Any) -> Any:  # BlockLSTM's gate order, from ours (i, f, c, o)
+            i, f, c, o = tf.split(weights, 4, axis=-1)
+            return tf.concat([i, c, f, o], axis=-1)
+
+        dtype = sequences.dtype
+        weights = icfo(tf.concat([cell.kernel, cell.recurrent_kernel], axis=0))
+        bias = icfo(cell.bias) if cell.use_bias else tf.zeros((4 * cell.units,), dtype)
+        if cell.peephole:  # rows i, f, o; BlockLSTM's peepholes are ours, step for step
+            peep_i, peep_f, peep_o = tf.unstack(tf.convert_to_tensor(cell.peephole_kernel))
+        else:
+            peep_i = peep_f = peep_o = tf.zeros((cell.units,), dtype)
+        h_prev, c_prev = initial_state
+
+        def run_kernel() -> tuple:
+            _, cells, _, _, _, _, hidden = tf.raw_ops.BlockLSTM(
+                seq_len_max=tf.cast(tf.shape(sequences)[1], tf.int64),
+                x=tf.transpose(sequences, [1, 0, 2]),  # time-major
+                cs_prev=c_prev,
+                h_prev=h_prev,
+                w=weights,
+                wci=peep_i,
+                wcf=peep_f,
+                wco=peep_o,
+                b=bias,
+                forget_bias=0.0,  # the bias holds ours (unit_forget_bias, chrono_init)
+                cell_clip=-1.0,  # no clipping
+                use_peephole=cell.peephole,
+            )
+            last = hidden[-1]
+            outputs = tf.transpose(hidden, [1, 0, 2]) if self.return_sequences else last[:, None]
+            return last, outputs, cells[-1]
+
+        def empty_batch() -> tuple:
+            steps = tf.shape(sequences)[1] if self.return_sequences else 1
+            return h_prev, tf.zeros([0, steps, cell.units], dtype), c_prev
+
+        # On an empty batch (a replica's share of a short last batch under tf.distribute) the
+        # kernel's weight gradients are uninitialised memory (measured: 1e35), not zeros.
+        last, outputs, last_cell = tf.cond(tf.shape(sequences)[0] > 0, run_kernel, empty_batch)
+        return last, outputs, [last, last_cell]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "fused": self.fused}
