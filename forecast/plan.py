@@ -139,4 +139,4 @@ def _check_models(
                 raise ConfigError(
                     f"models.{index}: {name} {error} (or set log_models: false)"
                 ) from None
-    keras.backend.clear_session()  # the checks' models are not needed again
+    keras.backend.clear_session(free_memory=False)  # the checks' models are not needed again

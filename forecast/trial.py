@@ -105,7 +105,10 @@ def run_trial(
             FAILED with it and the sweep goes on.
     """
     config, gap, seed = trial.config, trial.gap, trial.seed
-    keras.backend.clear_session()  # drop what the previous trial built, but for _TRACED
+    # Drop what the previous trial built (but for _TRACED). Without the full garbage collection
+    # that clear_session runs by default: 0.44 s a trial, a sixth of a small trial's cost; the
+    # collector's own passes reclaim the rest.
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(seed)
     splits, series = make_splits(config, gap, seed)
 

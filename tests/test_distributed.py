@@ -3,12 +3,13 @@ worker processes on 127.0.0.1.
 
 A multi-worker strategy must configure collective ops before any other TensorFlow work, which
 this process has long done by then, so every multi-worker check runs in the workers of
-``distributed_worker.py``: one run of both workers (module fixture) serves all those tests.
+``distributed_worker.py``: one run of both workers (a fixture) serves all those tests.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -28,9 +29,6 @@ import tensorflow as tf
 from forecast.distributed import STRATEGIES, is_chief, make_strategy
 from forecast.training import train
 from tests.distributed_worker import CONFIG, ONE_BATCH_CONFIG, build, splits
-
-# In one test process, so that the 2-worker cluster (a module fixture) starts once.
-pytestmark = pytest.mark.xdist_group("two_worker_cluster")
 
 WORKER_SCRIPT = Path(__file__).with_name("distributed_worker.py")
 WORKERS_TIMEOUT = 150  # seconds for both workers together; they take ~40 s on 2 busy cores
@@ -114,10 +112,30 @@ def free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in sockets]
 
 
-@pytest.fixture(scope="module")
-def workers(tmp_path_factory) -> WorkerRun:
-    """Both workers of a 2-worker cluster, run to the end; fails with their stderr."""
-    out = tmp_path_factory.mktemp("workers")
+@pytest.fixture(scope="session")
+def workers(tmp_path_factory, worker_id) -> WorkerRun:
+    """Both workers of a 2-worker cluster, run to the end once per test session; fails with
+    their stderr. Under pytest-xdist the first test process to ask runs them, holding a file
+    lock, and the others read what they wrote."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # the session's, not a process's
+    out = shared / "two_worker_cluster"
+    with open(shared / "two_worker_cluster.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (out / "logs.txt").exists():
+            out.mkdir(exist_ok=True)
+            codes, logs = run_both_workers(out)
+            (out / "logs.txt").write_text(logs)
+            (out / "exit_codes.json").write_text(json.dumps(codes))
+    logs = (out / "logs.txt").read_text()
+    assert json.loads((out / "exit_codes.json").read_text()) == [0, 0], logs
+    reports = [json.loads((out / f"worker-{i}.json").read_text()) for i in range(2)]
+    return WorkerRun(out, reports, logs)
+
+
+def run_both_workers(out: Path) -> tuple[list[int | None], str]:
+    """Run ``distributed_worker.py`` as both workers of a cluster on 127.0.0.1, writing into
+    ``out``; returns their exit codes and their stderr."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     root = str(Path(__file__).resolve().parent.parent)
     processes = []
@@ -156,9 +174,7 @@ def workers(tmp_path_factory) -> WorkerRun:
         f"--- worker {index} (exit {process.returncode}) stderr:\n{error[-4000:]}"
         for index, (process, error) in enumerate(zip(processes, errors, strict=True))
     )
-    assert [process.returncode for process in processes] == [0, 0], logs
-    reports = [json.loads((out / f"worker-{i}.json").read_text()) for i in range(2)]
-    return WorkerRun(out, reports, logs)
+    return [process.returncode for process in processes], logs
 
 
 TRIALS = ("main", "one_batch", "nan", "early", "resume")

@@ -88,7 +88,7 @@ def test_a_reused_model_trains_as_a_fresh_one_would():
 
 
 def test_sigterm_ends_the_sweep_killed_and_a_rerun_resumes_it(tracking_store, tmp_path):
-    slow = [*TINY, "train.epochs=40"]  # each trial takes a few seconds
+    slow = [*TINY, "task.gaps=[2]", "train.epochs=40"]  # 2 trials of a few seconds each
     command = [FORECAST, "run", "sine_long_gap", *set_args(slow)]
     process = subprocess.Popen(
         command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
