@@ -77,12 +77,13 @@ def mlflow_server(tmp_path):
 def test_a_sweep_logs_to_a_tracking_server_and_reads_back(mlflow_server, monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.chdir(tmp_path)
-    assert main(["run", "sine_long_gap", *[arg for o in TINY for arg in ("--set", o)]]) == 0
+    overrides = [*TINY, "task.gaps=[2]"]  # a parent and two trials
+    assert main(["run", "sine_long_gap", *[arg for o in overrides for arg in ("--set", o)]]) == 0
 
     client = MlflowClient(mlflow_server)
     experiment = client.get_experiment_by_name("sine_long_gap")
     runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 5 and {r.info.status for r in runs} == {"FINISHED"}
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"config.yaml", "summary.csv", "ratio_vs_gap.png"} <= artifacts
