@@ -7,6 +7,7 @@ the addresses here lead straight to the runs, and to the compare view of a sweep
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.parse
@@ -87,8 +88,16 @@ def serve(uri: str, experiment: str | None = None, port: int = DEFAULT_PORT) -> 
         "127.0.0.1",
         "--port",
         str(port),
+        # One local user: MLflow's default of 4 workers each import the server, several
+        # seconds of CPU apiece on a small machine, for no gain.
+        "--workers",
+        "1",
     ]
-    server = subprocess.Popen(command)
+    # MLflow's job executor runs GenAI jobs (LLM judges), which a sweep's runs never use; off,
+    # the UI answers in about 7 s instead of 17 s on 2 cores. Set the variable to keep it.
+    env = {**os.environ}
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    server = subprocess.Popen(command, env=env)
     try:
         return server.wait()
     except KeyboardInterrupt:

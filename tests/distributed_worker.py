@@ -1,11 +1,15 @@
 """One worker of the multi-worker tests in test_distributed.py, run as its own process.
 
 Usage: ``python tests/distributed_worker.py OUT_DIR`` with ``TF_CONFIG`` naming this worker.
-Like the runner must, it creates the strategy before any other TensorFlow work, then trains
-several trials under that one strategy with ``keras.backend.clear_session()`` before each.
-Every worker writes ``OUT_DIR/worker-INDEX.json`` (per trial: history, failure, validation MSE
-of the final weights, what the callbacks saw, seconds) and ``OUT_DIR/TRIAL-INDEX.npz`` (the
-final weights). Importing this module creates no strategy: the tests share its settings.
+First it runs a small sweep through the command line's ``main``, as ``forecast run`` with
+``TF_CONFIG`` would (the runner must create the strategy before any other TensorFlow work;
+the sweep logs to ``OUT_DIR/mlflow.db``, its printout goes to ``OUT_DIR/sweep-INDEX.txt``).
+Then it trains several trials under that same strategy, with ``keras.backend.clear_session()``
+before each. Every worker writes ``OUT_DIR/worker-INDEX.json`` (the sweep's exit status; per
+trial: history, failure, validation MSE of the final weights, what the callbacks saw, seconds)
+and ``OUT_DIR/TRIAL-INDEX.npz`` (the final weights). Importing this module creates no strategy:
+the tests share its settings. One pair of processes serves every multi-worker test because
+each start costs both workers several seconds of TensorFlow import on a busy machine.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from forecast.cli import main as cli_main
 from forecast.config import TrainConfig
 from forecast.data import Splits, synthetic_splits
 from forecast.distributed import is_chief, make_strategy
@@ -36,6 +41,20 @@ CONFIG = TrainConfig(epochs=2, batch_size=32, checkpoint=False)
 ONE_BATCH_CONFIG = TrainConfig(
     optimizer="sgd", learning_rate=0.5, clipnorm=0.05, epochs=2, batch_size=128, checkpoint=False
 )
+
+
+SWEEP_OVERRIDES = [
+    "seeds=[0]",
+    "task.gaps=[3]",
+    "task.n_train=64",
+    "task.n_val=32",
+    "task.n_test=32",
+    "models.0.units=3",
+    "models.1.units=3",
+    "train.epochs=2",
+    "train.batch_size=32",
+    "train.strategy=multi_worker",
+]
 
 
 def splits() -> Splits:
@@ -71,8 +90,21 @@ class Recorder(keras.callbacks.Callback):
         self.events.append("end")
 
 
+def run_sweep(out: Path, index: int) -> int:
+    """``forecast run sine_long_gap`` with :data:`SWEEP_OVERRIDES`, in this process."""
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{out / 'mlflow.db'}"
+    arguments = ["run", "sine_long_gap"]
+    arguments += [part for override in SWEEP_OVERRIDES for part in ("--set", override)]
+    with (
+        open(out / f"sweep-{index}.txt", "w") as printout,
+        contextlib.redirect_stdout(printout),
+    ):
+        return cli_main(arguments)
+
+
 def main(out: Path, index: int) -> None:
-    strategy = make_strategy("multi_worker")  # first: it configures collective ops
+    sweep_exit = run_sweep(out, index)  # first: the runner makes the strategy
+    strategy = make_strategy("multi_worker")  # the runner's: one per process
 
     def trial(name: str, data: Splits, config: TrainConfig, **kwargs) -> dict:
         start = time.perf_counter()
@@ -108,6 +140,7 @@ def main(out: Path, index: int) -> None:
     noise = np.random.default_rng(1).normal(size=data.y_val.shape).astype("float32")
     early_config = TrainConfig(epochs=40, batch_size=32, early_stopping_patience=2)
     report = {
+        "sweep_exit": sweep_exit,
         "chief": is_chief(strategy),
         "should_checkpoint": strategy.extended.should_checkpoint,  # TF's own chief test
         "same_strategy": make_strategy("multi_worker") is strategy,

@@ -248,46 +248,13 @@ def test_an_interrupted_multi_worker_training_resumes_from_its_last_epoch(worker
         assert not resume["backup_at_end"]  # the chief removed it once training completed
 
 
-def test_a_multi_worker_sweep_is_recorded_by_the_chief_only(tmp_path):
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    overrides = [
-        "seeds=[0]",
-        "task.gaps=[3]",
-        "task.n_train=64",
-        "task.n_val=32",
-        "task.n_test=32",
-        "models.0.units=3",
-        "models.1.units=3",
-        "train.epochs=2",
-        "train.batch_size=32",
-        "train.strategy=multi_worker",
-    ]
-    command = [sys.executable, "-m", "forecast.cli", "run", "sine_long_gap"]
-    command += [arg for override in overrides for arg in ("--set", override)]
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
-    processes = []
-    for index in range(2):
-        task = {"type": "worker", "index": index}
-        env = {
-            **os.environ,
-            "TF_CONFIG": json.dumps({"cluster": cluster, "task": task}),
-            "MLFLOW_TRACKING_URI": store,
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-        }
-        processes.append(
-            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        )
-    outputs = []
-    try:
-        outputs = [process.communicate(timeout=WORKERS_TIMEOUT) for process in processes]
-    finally:
-        for process in processes:
-            process.kill()
-    logs = "\n".join(err.decode()[-3000:] for _, err in outputs)
-    assert [process.returncode for process in processes] == [0, 0], logs
-    for out, _ in outputs:  # both trained every trial and printed the table
-        assert b"largest solved gap" in out and b"lstm    3" in out
+def test_a_multi_worker_sweep_is_recorded_by_the_chief_only(workers):
+    for index, report in enumerate(workers.reports):  # both trained every trial, printed
+        assert report["sweep_exit"] == 0, workers.logs
+        printout = (workers.out / f"sweep-{index}.txt").read_text()
+        assert "largest solved gap" in printout and "lstm    3" in printout
 
+    store = f"sqlite:///{workers.out / 'mlflow.db'}"
     client = mlflow.MlflowClient(store)
     experiment = client.get_experiment_by_name("sine_long_gap")
     runs = client.search_runs([experiment.experiment_id])

@@ -213,8 +213,8 @@ def _fake_sweep(uri):
     return experiment_id, parent.info.run_id
 
 
-def test_compare_reads_every_logged_metric_without_tensorflow(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_compare_reads_every_logged_metric_without_tensorflow(tracking_store):
+    uri = tracking_store
     _, run_id = _fake_sweep(uri)
     script = (
         "import sys\n"
@@ -234,8 +234,8 @@ def test_compare_reads_every_logged_metric_without_tensorflow(tmp_path):
     assert "test_rmse" in sweep_trials(uri, run_id)
 
 
-def test_forecast_ui_serves_the_local_store_and_prints_the_runs_address(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_forecast_ui_serves_the_local_store_and_prints_the_runs_address(tracking_store):
+    uri = tracking_store
     experiment_id, run_id = _fake_sweep(uri)
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
