@@ -255,7 +255,12 @@ def test_logged_models_load_in_a_fresh_process(tracking_store, tmp_path):
 
     import numpy as np
 
-    overrides = [*TINY, "log_models=true", "models=[{name: lstm, layer: LSTM, units: 3}]"]
+    overrides = [
+        *TINY,
+        "log_models=true",
+        "task.gaps=[6]",
+        "models=[{name: lstm, layer: LSTM, units: 3}]",
+    ]
     name, config = load_experiment("sine_long_gap", overrides)
     runner.run_experiment(name, config, log=lambda line: None)
     client = MlflowClient(tracking_store)
