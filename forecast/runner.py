@@ -180,6 +180,12 @@ def _run_sweep(
                 f"{name}: {len(trials)} trials on {where} -> MLflow at {uri}"
                 + (f" (resuming run {resume_id}: {len(done)} finished)" if resume_id else "")
             )
+            # Backups belong to the sweep run that wrote them: a new sweep never resumes a trial
+            # from another's (one interrupted and not resumed, or one in a store since deleted),
+            # a resumed sweep finds its own. A multi-worker sweep, which does not resume, keeps
+            # one folder that all its workers name alike.
+            if resumable:
+                checkpoint_dir = checkpoint_dir / parent.run_id
             context = TrialContext(
                 tracking_uri=uri,
                 experiment_id=experiment_id,

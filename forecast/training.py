@@ -118,6 +118,10 @@ def train(
         train_data = to_dataset(
             splits.x_train, splits.y_train, config.batch_size, shuffle=True, seed=seed
         )
+        # Keras' BackupAndRestore leaves the restored epoch on the model (`_initial_epoch`, no
+        # public way to clear it), and every later `fit` of that model starts there: a model
+        # reused for the next trial (forecast.trial) would skip that trial's first epochs.
+        model._initial_epoch = None
         history = model.fit(
             train_data,
             validation_data=to_dataset(splits.x_val, splits.y_val, config.batch_size),

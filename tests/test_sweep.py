@@ -1,5 +1,8 @@
 """Sweeps: grid and random points, worker processes, Ray tasks, resume, and their bad input."""
 
+import contextlib
+
+import keras
 import mlflow
 import pytest
 from mlflow import MlflowClient
@@ -195,6 +198,49 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tracking_store, monkeypat
     lines.clear()
     runner.run_experiment(name, config, log=lines.append)
     assert "resuming" not in lines[0]
+
+
+def test_a_trials_backup_resumes_only_under_the_sweep_that_wrote_it(tracking_store, monkeypatch):
+    overrides = [*SMALL, "train.epochs=3", "models=[{name: lstm, layer: LSTM, units: 3}]"]
+    name, config = load_experiment("sine_long_gap", overrides)
+    real_train = trial_module.train
+    begun = []
+
+    class InterruptAfterTheFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            begun.append(epoch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt  # after the epoch's backup: the safety callbacks run first
+
+    def interrupted(model, splits, config, seed, callbacks, *args, **kwargs):
+        callbacks = [*callbacks, InterruptAfterTheFirstEpoch()]
+        return real_train(model, splits, config, seed, callbacks, *args, **kwargs)
+
+    def recorded(model, splits, config, seed, callbacks, *args, **kwargs):
+        callbacks = [
+            *callbacks,
+            keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: begun.append(epoch)),
+        ]
+        return real_train(model, splits, config, seed, callbacks, *args, **kwargs)
+
+    def run(train) -> str:
+        """The sweep with ``train`` in place of ours; returns its parent run's id."""
+        begun.clear()
+        monkeypatch.setattr(trial_module, "train", train)
+        with contextlib.suppress(KeyboardInterrupt):
+            runner.run_experiment(name, config, log=lambda line: None)
+        return next(r for r in runs_in(tracking_store) if "mlflow.parentRunId" not in r.data.tags)
+
+    killed = run(interrupted)
+    assert run(recorded).info.run_id == killed.info.run_id  # resumed, from the backup:
+    assert begun == [1, 2]
+    # Interrupted again (a new sweep, the last one finished), and that sweep deleted: the next
+    # one is new, and the backup left behind is not its own.
+    killed = run(interrupted)
+    MlflowClient(tracking_store).delete_run(killed.info.run_id)
+    assert run(recorded).info.run_id != killed.info.run_id
+    assert begun == [0, 1, 2]
 
 
 def test_ray_backend_runs_the_sweep_on_a_local_ray(tracking_store, capsys, monkeypatch):

@@ -93,6 +93,21 @@ def test_an_interrupted_training_resumes_from_its_last_epoch(tmp_path):
     assert not backup.exists()  # removed once training completed
 
 
+def test_a_model_restored_from_a_backup_trains_every_epoch_when_trained_again(tmp_path):
+    # The trials of one shape reuse one model (forecast.trial), and Keras' BackupAndRestore
+    # leaves the epoch it restored on the model, where every later fit would start.
+    splits, config = tiny_splits(), TrainConfig(epochs=4, batch_size=32)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model(), splits, config, callbacks=[StopAfterEpoch(1)], checkpoint_dir=tmp_path)
+    model, seen = tiny_model(), []
+    recorder = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch))
+    train(model, splits, config, checkpoint_dir=tmp_path)  # resumed: epochs 2 and 3
+    for backup_dir in (tmp_path / "next_trial", None):
+        seen.clear()
+        result = train(model, splits, config, callbacks=[recorder], checkpoint_dir=backup_dir)
+        assert seen == [0, 1, 2, 3] and result.epochs_run == 4
+
+
 def test_the_same_seed_gives_the_same_metrics():
     config = TrainConfig(epochs=2, batch_size=32, checkpoint=False)
     metrics = []
