@@ -61,10 +61,12 @@ def sine_long_gap_baseline_mse(min_amplitude: float = 0.1, max_amplitude: float 
     return (max_amplitude - min_amplitude) ** 2 / 12.0
 
 
-def adding(
+def adding_hochreiter(
     n_samples: int, gap: int, seed: int, segment_length: int = 10
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The adding problem (Hochreiter & Schmidhuber 1997, experiment 4).
+    """The adding problem after Hochreiter & Schmidhuber (1997, section 5.4): both markers
+    early, then a gap. (Their values are drawn from U(-1, 1) and their lengths vary between T
+    and 1.1 T; ours are U(0, 1), as in later work, and of one length.)
 
     Two channels: values drawn from U(0, 1) at every step, and a marker channel that is 1 at
     exactly two steps, both within the first ``segment_length`` steps, and 0 elsewhere. The
@@ -88,7 +90,34 @@ def adding(
     return np.stack([values, markers], axis=-1), targets
 
 
-ADDING_BASELINE_MSE = 1.0 / 6.0
+def adding_arjovsky(n_samples: int, gap: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The adding problem as Arjovsky, Shah & Bengio (2016) pose it; ``gap`` is the sequence
+    length T, the axis their results are reported on.
+
+    Two channels over T steps: values drawn from U(0, 1), and a marker channel that is 1 at one
+    step drawn uniformly from the first half (steps ``0 .. T//2 - 1``) and at one from the
+    second half, 0 elsewhere. The target is the sum of the two marked values. The first marked
+    value lies more than T/2 steps before the end, on average 3T/4.
+
+    Trivial baseline: predicting 1 scores the variance of the sum, 1/6 ~ 0.167, the baseline
+    they report against.
+    """
+    _check_task_args(n_samples, gap)
+    if gap < 2:
+        raise ValueError(f"gap is the sequence length T here and must be >= 2, got {gap}.")
+    rng = np.random.default_rng(seed)
+    half = gap // 2
+    values = rng.random((n_samples, gap), dtype=np.float32)
+    first = rng.integers(0, half, size=(n_samples, 1))
+    second = rng.integers(half, gap, size=(n_samples, 1))
+    positions = np.concatenate([first, second], axis=1)
+    markers = np.zeros((n_samples, gap), dtype=np.float32)
+    np.put_along_axis(markers, positions, 1.0, axis=1)
+    targets = np.take_along_axis(values, positions, axis=1).sum(axis=1, keepdims=True)
+    return np.stack([values, markers], axis=-1), targets
+
+
+ADDING_BASELINE_MSE = 1.0 / 6.0  # of both forms: the variance of a sum of two U(0, 1)
 
 
 def delayed_recall(
@@ -99,7 +128,7 @@ def delayed_recall(
     Inputs have two channels: the numbers, drawn from U(-1, 1), on the first ``n_values``
     steps, then Gaussian noise (``noise_std``) that carries nothing about them; and a cue that
     is 1 on the last step. The target is the vector of the numbers, in order. Unlike the adding
-    problem the model must store several values at once, and unlike ``sine_long_gap`` each is
+    problems the model must store several values at once, and unlike ``sine_long_gap`` each is
     shown only once. Without the noise a vanilla RNN with orthogonal weights keeps the values
     through a silent gap of a hundred steps, so the noise is what makes the gap hard.
 
@@ -133,7 +162,8 @@ Task = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 TASKS: dict[str, Task] = {
     "sine_long_gap": sine_long_gap,
-    "adding": adding,
+    "adding_hochreiter": adding_hochreiter,
+    "adding_arjovsky": adding_arjovsky,
     "delayed_recall": delayed_recall,
 }
 

@@ -298,7 +298,8 @@ def log_datasets(run: RunRef, splits: Any, source: str, name: str) -> Dataset:
     the test metrics refer."""
     inputs = []
     with warnings.catch_warnings():
-        # A task name such as "adding" also reads as a local path; MLflow warns, harmlessly.
+        # A task name such as "delayed_recall" also reads as a local path; MLflow warns,
+        # harmlessly.
         warnings.filterwarnings("ignore", message="The specified dataset source can be")
         for context, x, y in (
             ("training", splits.x_train, splits.y_train),

@@ -19,7 +19,7 @@ def test_list_prints_each_experiment_with_its_description(capsys):
     [
         (
             ["run", "no_such_name"],
-            "unknown experiment 'no_such_name'; available: adding, co2_forecast,",
+            "unknown experiment 'no_such_name'; available: adding_arjovsky, adding_hochreiter,",
         ),
         (["run", "sine_long_gap", "--set", "train.epoch=2"], "unknown config key 'train.epoch'"),
         (["run", "missing.yaml"], "missing.yaml: no such experiment file"),

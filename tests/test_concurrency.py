@@ -26,14 +26,14 @@ def test_two_processes_share_one_new_store(tmp_path, monkeypatch):
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for name in ("sine_long_gap", "adding")
+        for name in ("sine_long_gap", "adding_hochreiter")
     ]
     for process in processes:
         output, _ = process.communicate(timeout=300)
         assert process.returncode == 0, output[-3000:]
 
     client = MlflowClient(uri)
-    for name in ("sine_long_gap", "adding"):
+    for name in ("sine_long_gap", "adding_hochreiter"):
         experiment = client.get_experiment_by_name(name)
         runs = client.search_runs([experiment.experiment_id])
         assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}, name

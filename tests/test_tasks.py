@@ -45,17 +45,42 @@ def test_bad_arguments_are_named(kwargs, message):
         sine_long_gap(seed=0, **kwargs)
 
 
-def test_adding_problem_marks_two_values_early_and_sums_them():
-    from forecast.tasks import ADDING_BASELINE_MSE, adding
+def test_adding_hochreiter_marks_two_values_early_and_sums_them():
+    from forecast.tasks import ADDING_BASELINE_MSE, adding_hochreiter
 
-    inputs, targets = adding(20_000, gap=30, seed=0, segment_length=10)
+    inputs, targets = adding_hochreiter(20_000, gap=30, seed=0, segment_length=10)
     assert inputs.shape == (20_000, 40, 2) and targets.shape == (20_000, 1)
     values, markers = inputs[..., 0], inputs[..., 1]
     assert np.all(markers.sum(axis=1) == 2) and np.all(markers[:, 10:] == 0)
     np.testing.assert_allclose((values * markers).sum(axis=1), targets[:, 0], rtol=1e-6)
     assert np.var(targets) == pytest.approx(ADDING_BASELINE_MSE, rel=0.05)
     assert pytest.approx(0.167, abs=1e-3) == ADDING_BASELINE_MSE  # the published figure
-    np.testing.assert_array_equal(adding(5, 3, seed=4)[0], adding(5, 3, seed=4)[0])
+    np.testing.assert_array_equal(
+        adding_hochreiter(5, 3, seed=4)[0], adding_hochreiter(5, 3, seed=4)[0]
+    )
+
+
+@pytest.mark.parametrize("length", [100, 101])
+def test_adding_arjovsky_marks_one_value_in_each_half_and_sums_them(length):
+    from forecast.tasks import ADDING_BASELINE_MSE, adding_arjovsky
+
+    inputs, targets = adding_arjovsky(20_000, gap=length, seed=0)
+    assert inputs.shape == (20_000, length, 2) and targets.shape == (20_000, 1)
+    assert inputs.dtype == np.float32 and targets.dtype == np.float32
+    values, markers = inputs[..., 0], inputs[..., 1]
+    half = length // 2
+    assert np.all(markers[:, :half].sum(axis=1) == 1) and np.all(markers[:, half:].sum(axis=1) == 1)
+    # Every step of each half gets marked by some sample: the positions are uniform within it.
+    assert np.all(markers.sum(axis=0) > 0)
+    assert np.all((values >= 0) & (values < 1))
+    np.testing.assert_allclose((values * markers).sum(axis=1), targets[:, 0], rtol=1e-6)
+    # Predicting 1 scores the variance of the sum: the baseline of Arjovsky et al.
+    assert np.mean((targets - 1.0) ** 2) == pytest.approx(ADDING_BASELINE_MSE, rel=0.05)
+    np.testing.assert_array_equal(
+        adding_arjovsky(5, 8, seed=4)[0], adding_arjovsky(5, 8, seed=4)[0]
+    )
+    with pytest.raises(ValueError, match="sequence length T"):
+        adding_arjovsky(5, 1, seed=0)
 
 
 def test_delayed_recall_shows_numbers_then_silence_then_a_cue():
