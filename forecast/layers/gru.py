@@ -73,7 +73,8 @@ class GRUCell(RecurrentCell):
         projected = ops.matmul(inputs, self.kernel)
         if not self.use_bias:
             return projected
-        return projected + (self.bias[0] if self.reset_after else self.bias)
+        # ops.add: a BiasAdd, fused with the MatMul (see RecurrentCell.project_inputs).
+        return ops.add(projected, self.bias[0] if self.reset_after else self.bias)
 
     def step(self, projected: Any, states: list, state_mask: Any = None) -> tuple:
         h_prev = states[0]
@@ -83,7 +84,7 @@ class GRUCell(RecurrentCell):
         if self.reset_after:
             recurrent = ops.matmul(h_in, self.recurrent_kernel)
             if self.use_bias:
-                recurrent = recurrent + self.bias[1]
+                recurrent = ops.add(recurrent, self.bias[1])
             rec_z, rec_r, rec_h = ops.split(recurrent, 3, axis=-1)
         else:
             rec_z, rec_r = ops.split(ops.matmul(h_in, self.recurrent_kernel[:, : 2 * units]), 2, -1)
