@@ -184,13 +184,12 @@ def _run_sweep(
             # from another's (one interrupted and not resumed, or one in a store since deleted),
             # a resumed sweep finds its own. A multi-worker sweep, which does not resume, keeps
             # one folder that all its workers name alike.
-            if resumable:
-                checkpoint_dir = checkpoint_dir / parent.run_id
+            backups = checkpoint_dir / parent.run_id if resumable else checkpoint_dir
             context = TrialContext(
                 tracking_uri=uri,
                 experiment_id=experiment_id,
                 parent_run_id=parent.run_id,
-                checkpoint_dir=str(checkpoint_dir),
+                checkpoint_dir=str(backups),
             )
             execute = functools.partial(execute_trial, context=context)
             # In parallel, the longest trials first, so that no long one starts last while the
