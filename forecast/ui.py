@@ -95,8 +95,7 @@ def serve(uri: str, experiment: str | None = None, port: int = DEFAULT_PORT) -> 
     ]
     # MLflow's job executor runs GenAI jobs (LLM judges), which a sweep's runs never use; off,
     # the UI answers in about 7 s instead of 17 s on 2 cores. Set the variable to keep it.
-    env = {**os.environ}
-    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     server = subprocess.Popen(command, env=env)
     try:
         return server.wait()
