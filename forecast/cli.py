@@ -142,6 +142,9 @@ def _run(uri: str, args: argparse.Namespace) -> int:
 NUMBER_FORMATS = {
     "test_mse": "{:.4g}",
     "mse_ratio": "{:.3f}",
+    "test_cross_entropy": "{:.4g}",
+    "test_accuracy": "{:.3f}",
+    "cross_entropy_ratio": "{:.3f}",
     "ratio_ci95": "{:.3f}",
     "test_mae": "{:.4g}",
     "vs_persistence": "{:.3f}",
@@ -184,7 +187,7 @@ def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> 
             raise ConfigError("no sweeps yet; run one with `forecast run NAME`")
         run_id = sweeps["run_id"].iloc[0]
     trials = sweep_trials(uri, run_id)
-    if not len(trials) or "test_mse" not in trials:
+    if not len(trials) or not {"test_mse", "test_cross_entropy"} & set(trials):
         raise ConfigError(f"sweep {run_id} has no finished trials")
     print(format_table(comparison_table(trials), fmt))
     return 0

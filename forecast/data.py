@@ -33,7 +33,11 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Splits:
-    """Train / validation / test (inputs, targets) arrays; inputs are (n, time, features)."""
+    """Train / validation / test (inputs, targets) arrays; inputs are (n, time, features).
+
+    ``classes``: for a categorical task, the number of classes its integer targets (labels)
+    are drawn from; None for real-valued targets.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -41,6 +45,7 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    classes: int | None = None
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -49,15 +54,24 @@ class Splits:
 
     @property
     def output_shape(self) -> tuple[int, ...]:
-        """Shape of one target: (outputs,) for tasks, (horizon, targets) for series."""
+        """Shape of one sample's model output: (outputs,) for tasks, (horizon, targets) for
+        series, (steps, classes) for a categorical task (a logit per class)."""
+        if self.classes is not None:
+            return (*self.y_train.shape[1:], self.classes)
         return tuple(self.y_train.shape[1:])
+
+    @property
+    def per_step(self) -> bool:
+        """Whether the targets are labels for every input step, so the model reads out at each
+        step rather than once at the end."""
+        return self.classes is not None and self.y_train.shape[1:] == self.x_train.shape[1:2]
 
 
 def synthetic_splits(
     task: Task, gap: int, seed: int, n_train: int, n_val: int, n_test: int, **params: object
 ) -> Splits:
     """Draw one sample set of ``task`` with ``seed`` and cut it into disjoint splits."""
-    inputs, targets = task(n_train + n_val + n_test, gap, seed, **params)
+    inputs, targets, *classes = task(n_train + n_val + n_test, gap, seed, **params)
     val_end = n_train + n_val
     return Splits(
         inputs[:n_train],
@@ -66,6 +80,7 @@ def synthetic_splits(
         targets[n_train:val_end],
         inputs[val_end:],
         targets[val_end:],
+        int(classes[0]) if classes else None,
     )
 
 
@@ -187,11 +202,13 @@ def to_dataset(
     shuffle: bool = False,
     seed: int | None = None,
 ) -> Any:
-    """Batches of in-memory (inputs, targets); shuffle for training only, cached, prefetched."""
+    """Batches of in-memory (inputs, targets); shuffle for training only, cached, prefetched.
+    Integer targets (class labels) stay integers."""
     import tensorflow as tf
 
+    target_type = np.int32 if np.issubdtype(targets.dtype, np.integer) else np.float32
     dataset = tf.data.Dataset.from_tensor_slices(
-        (np.ascontiguousarray(inputs, np.float32), np.ascontiguousarray(targets, np.float32))
+        (np.ascontiguousarray(inputs, np.float32), np.ascontiguousarray(targets, target_type))
     ).cache()
     if shuffle:
         dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)

@@ -75,16 +75,18 @@ def fit_multi_worker(
     batch_size: int,
     seed: int,
     clipnorm: float | None,
+    loss: keras.losses.Loss,
     callbacks: list[keras.callbacks.Callback],
     backup_dir: Path | None = None,
     verbose: int = 0,
 ) -> dict[str, list[float]]:
     """``model.fit`` for MultiWorkerMirroredStrategy: returns the per-epoch history.
 
-    ``model`` must be built and compiled (MSE loss, an optimizer without clipping) under
-    ``strategy.scope()``: the clipping to ``clipnorm`` happens here, after the all-reduce,
-    because a Keras optimizer clips each replica's partial gradient before they are summed,
-    which is not the clipnorm of the whole batch.
+    ``loss`` is the compiled loss without reduction (per target: see
+    :func:`forecast.training.make_loss`). ``model`` must be built and compiled (an optimizer
+    without clipping) under ``strategy.scope()``: the clipping to ``clipnorm`` happens here,
+    after the all-reduce, because a Keras optimizer clips each replica's partial gradient
+    before they are summed, which is not the clipnorm of the whole batch.
 
     Every worker runs this with the same data and seed: each global batch of ``batch_size``
     windows is split across the replicas of all workers. Whatever decides control flow (NaN
@@ -108,7 +110,7 @@ def fit_multi_worker(
     val_batches = strategy.experimental_distribute_dataset(val_data)
     train_steps = math.ceil(len(splits.x_train) / batch_size)
     val_steps = math.ceil(len(splits.x_val) / batch_size)
-    train_step, val_step = _distributed_steps(model, optimizer, strategy, clipnorm)
+    train_step, val_step = _distributed_steps(model, optimizer, strategy, clipnorm, loss)
 
     backup = _Backup(Path(backup_dir), model, strategy) if backup_dir is not None else None
     first_epoch = backup.restore() if backup else 0
@@ -154,6 +156,7 @@ def _distributed_steps(
     optimizer: keras.optimizers.Optimizer,
     strategy: tf.distribute.Strategy,
     clipnorm: float | None,
+    loss: keras.losses.Loss,
 ) -> tuple[tf.types.experimental.GenericFunction, tf.types.experimental.GenericFunction]:
     """(train_step, val_step): each runs the next batch of a distributed iterator.
 
@@ -162,15 +165,15 @@ def _distributed_steps(
 
     ``train_step`` returns (mean loss of the global batch, its size); ``val_step`` returns (sum
     of the per-window losses, number of windows); both identical on every worker. The loss is
-    the MSE of ``model.compile`` plus any regularisation losses, as in ``fit``.
+    ``loss`` (unreduced) plus any regularisation losses, as in ``fit``.
     """
     replicas = strategy.num_replicas_in_sync
     total = tf.distribute.ReduceOp.SUM
 
-    def squared_errors(x: tf.Tensor, y: tf.Tensor, training: bool) -> tf.Tensor:
-        predictions = tf.cast(model(x, training=training), y.dtype)
+    def window_losses(x: tf.Tensor, y: tf.Tensor, training: bool) -> tf.Tensor:
+        per_target = tf.cast(loss(y, model(x, training=training)), tf.float32)
         # Mean over each window's targets, summed over windows (a share may hold no windows).
-        per_window = tf.reduce_mean(tf.square(predictions - y), axis=list(range(1, y.shape.rank)))
+        per_window = tf.reduce_mean(per_target, axis=list(range(1, per_target.shape.rank)))
         return tf.reduce_sum(per_window)
 
     def regularization() -> tf.Tensor:
@@ -181,7 +184,7 @@ def _distributed_steps(
         with tf.GradientTape() as tape:
             # This replica's part of the summed loss (regularisation once per window): the
             # shares of a batch can differ in size, so the mean is taken after the all-reduce.
-            loss_sum = squared_errors(x, y, True) + regularization() * count
+            loss_sum = window_losses(x, y, True) + regularization() * count
         variables = model.trainable_variables
         # One all-reduce for the gradients, the loss and the window count together.
         *gradients, loss_sum, count = tf.distribute.get_replica_context().all_reduce(
@@ -197,7 +200,7 @@ def _distributed_steps(
 
     def replica_val(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         count = tf.cast(tf.shape(y)[0], tf.float32)
-        return tf.stack([squared_errors(x, y, False) + regularization() * count, count])
+        return tf.stack([window_losses(x, y, False) + regularization() * count, count])
 
     @tf.function
     def train_step(batches: tf.distribute.DistributedIterator) -> tf.Tensor:

@@ -93,21 +93,91 @@ def score(
     return metrics
 
 
+def class_frequencies(train_labels: np.ndarray, classes: int) -> np.ndarray:
+    """The best guess that ignores the inputs: for each target position, how often each class
+    occurs there in ``train_labels`` (n, ...), shaped (..., classes). Add-one (Laplace)
+    smoothed, so a class never seen at a position in training is unlikely, not impossible."""
+    counts = np.stack([(train_labels == c).sum(axis=0) for c in range(classes)], axis=-1)
+    return (counts + 1.0) / (len(train_labels) + classes)
+
+
+def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-probability, in nats, of ``labels`` (n, ...) under
+    ``probabilities`` (n or 1, ..., classes): over every sample and position."""
+    probabilities = np.broadcast_to(probabilities, (*labels.shape, probabilities.shape[-1]))
+    chosen = np.take_along_axis(probabilities, labels[..., None], axis=-1)
+    return float(-np.mean(np.log(chosen)))
+
+
+def trivial_loss(train_targets: np.ndarray, targets: np.ndarray, classes: int | None) -> float:
+    """The loss on ``targets`` of the trivial baseline fitted to ``train_targets``: the MSE of
+    their mean, or for labels of ``classes`` classes the cross-entropy of their per-position
+    frequencies (:func:`class_frequencies`)."""
+    if classes is None:
+        return float(np.mean((targets - train_targets.mean(axis=0)) ** 2))
+    return cross_entropy(class_frequencies(train_targets, classes), targets)
+
+
+def classification_score(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    train_labels: np.ndarray,
+    solved_ratio: float,
+) -> dict[str, float]:
+    """Test errors of a categorical task's model, from its ``logits`` (n, ..., classes).
+
+    Returns ``test_cross_entropy`` (mean over samples and positions, in nats) and
+    ``test_accuracy`` (of the most likely class), the same for the trivial baseline
+    (``baseline_cross_entropy``, ``baseline_accuracy``: :func:`class_frequencies` of
+    ``train_labels``), and ``cross_entropy_ratio``, the model's over the baseline's: ``solved``
+    when at most ``solved_ratio``.
+    """
+    from scipy.special import log_softmax
+
+    classes = logits.shape[-1]
+    log_probabilities = log_softmax(logits.astype(np.float64), axis=-1)
+    model_loss = float(-np.mean(np.take_along_axis(log_probabilities, labels[..., None], -1)))
+    frequencies = class_frequencies(train_labels, classes)
+    baseline_loss = cross_entropy(frequencies, labels)
+    return {
+        "test_cross_entropy": model_loss,
+        "test_accuracy": float(np.mean(logits.argmax(axis=-1) == labels)),
+        "baseline_cross_entropy": baseline_loss,
+        "baseline_accuracy": float(np.mean(frequencies.argmax(axis=-1) == labels)),
+        "cross_entropy_ratio": model_loss / baseline_loss,
+        "solved": float(model_loss / baseline_loss <= solved_ratio),
+    }
+
+
+def ratio_column(trials: pd.DataFrame) -> str:
+    """The column holding each trial's loss over its trivial baseline's: ``mse_ratio``, or
+    ``cross_entropy_ratio`` for a categorical task."""
+    return "cross_entropy_ratio" if "cross_entropy_ratio" in trials else "mse_ratio"
+
+
 def summarize(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, gap), means over seeds.
 
     For a synthetic task: ``mse_ratio`` (to the trivial baseline), its 95% interval half-width
-    ``ratio_ci95`` over several seeds, and ``solved`` (seeds at or under the threshold). For a
-    series, where the mean is a strawman: ``test_mae`` and ``vs_persistence``, the model's MSE
-    over persistence's (below 1 the model beats "the next steps look like the last one").
+    ``ratio_ci95`` over several seeds, and ``solved`` (seeds at or under the threshold); for a
+    categorical task ``test_cross_entropy``, ``test_accuracy`` and ``cross_entropy_ratio``
+    instead of ``test_mse`` and ``mse_ratio``. For a series, where the mean is a strawman:
+    ``test_mae`` and ``vs_persistence``, the model's MSE over persistence's (below 1 the model
+    beats "the next steps look like the last one").
     """
     series = "persistence_ratio" in trials
-    columns = {"seeds": ("seed", "count"), "test_mse": ("test_mse", "mean")}
+    ratio = ratio_column(trials)
+    columns = {"seeds": ("seed", "count")}
+    if ratio == "cross_entropy_ratio":
+        columns["test_cross_entropy"] = ("test_cross_entropy", "mean")
+        columns["test_accuracy"] = ("test_accuracy", "mean")
+    else:
+        columns["test_mse"] = ("test_mse", "mean")
     if series:
         columns["test_mae"] = ("test_mae", "mean")
         columns["vs_persistence"] = ("persistence_ratio", "mean")
     else:
-        columns["mse_ratio"] = ("mse_ratio", "mean")
+        columns[ratio] = (ratio, "mean")
         columns["solved"] = ("solved", "sum")
     columns.update(params=("params", "first"), train_seconds=("train_seconds", "mean"))
     summary = trials.groupby(["model", "gap"], sort=False).agg(**columns).reset_index()
@@ -115,7 +185,7 @@ def summarize(trials: pd.DataFrame) -> pd.DataFrame:
         return summary
     if summary["seeds"].max() > 1:
         intervals = seed_intervals(trials)
-        position = summary.columns.get_loc("mse_ratio") + 1
+        position = summary.columns.get_loc(ratio) + 1
         summary.insert(position, "ratio_ci95", (intervals["high"] - intervals["mean_ratio"]).values)
     summary["solved"] = [
         f"{int(n)}/{total}" for n, total in zip(summary["solved"], summary["seeds"], strict=True)
@@ -163,7 +233,8 @@ def baseline_rows(metrics: dict[str, float], gap: int, point: str = "") -> pd.Da
 
 
 def seed_intervals(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """Per (model, gap): mean MSE ratio over seeds and its Student-t confidence interval.
+    """Per (model, gap): mean ratio to the trivial baseline (:func:`ratio_column`) over seeds
+    and its Student-t confidence interval.
 
     Columns ``model``, ``gap``, ``seeds``, ``mean_ratio``, ``low``, ``high`` (the interval;
     equal to the mean for a single seed). Failed trials (NaN ratios) are left out.
@@ -172,8 +243,9 @@ def seed_intervals(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
     from scipy.special import stdtrit
 
     rows = []
+    ratio = ratio_column(trials)
     for (model, gap), group in trials.groupby(["model", "gap"], sort=False):
-        ratios = group["mse_ratio"].dropna().to_numpy()
+        ratios = group[ratio].dropna().to_numpy()
         mean = float(ratios.mean()) if len(ratios) else float("nan")
         half = 0.0
         if len(ratios) > 1:
@@ -193,8 +265,8 @@ def seed_intervals(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
 
 
 def max_solved_gap(trials: pd.DataFrame, solved_ratio: float = 0.1) -> dict[str, int]:
-    """Per model, the largest gap whose mean MSE ratio over seeds is at most ``solved_ratio``
-    (-1 when none)."""
+    """Per model, the largest gap whose mean ratio to the trivial baseline over seeds is at most
+    ``solved_ratio`` (-1 when none)."""
     intervals = seed_intervals(trials)
     result = {}
     for model, rows in intervals.groupby("model", sort=False):
@@ -203,10 +275,12 @@ def max_solved_gap(trials: pd.DataFrame, solved_ratio: float = 0.1) -> dict[str,
     return result
 
 
-def make_gradient_flow(model: keras.Model) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """A function of ``(inputs, targets)`` that measures how much the loss still "hears" each
-    input step of ``model``: ``mean_batch ||dL/dx_{T-1-k}||`` for k = 0 (the last step) to
-    T - 1 (the first).
+def make_gradient_flow(
+    model: keras.Model, loss: Callable | None = None
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A function of ``(inputs, targets)`` that measures how much the ``loss`` (a Keras loss,
+    MSE by default) still "hears" each input step of ``model``: ``mean_batch ||dL/dx_{T-1-k}||``
+    for k = 0 (the last step) to T - 1 (the first).
 
     A vanilla RNN's curve falls exponentially in k (vanishing gradients, Hochreiter 1991;
     Bengio et al. 1994); an LSTM's stays flat along its cell state.
@@ -215,18 +289,22 @@ def make_gradient_flow(model: keras.Model) -> Callable[[np.ndarray, np.ndarray],
     training traces once: for an LSTM over 420 steps, 0.9 s to trace and 0.2 s a call, where
     eager execution took 2.6 s a call.
     """
+    import keras
     import tensorflow as tf
+
+    loss = loss or keras.losses.MeanSquaredError()
 
     @tf.function
     def input_gradient(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             tape.watch(x)
-            loss = tf.reduce_mean(tf.square(model(x, training=False) - y))
-        return tape.gradient(loss, x)
+            value = loss(y, model(x, training=False))
+        return tape.gradient(value, x)
 
     def gradient_flow(inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
         x = tf.convert_to_tensor(inputs, dtype=tf.float32)
-        y = tf.convert_to_tensor(targets, dtype=tf.float32)
+        labels = np.issubdtype(np.asarray(targets).dtype, np.integer)
+        y = tf.convert_to_tensor(targets, dtype=tf.int32 if labels else tf.float32)
         gradient = input_gradient(x, y).numpy()  # (batch, time, features)
         return np.linalg.norm(gradient, axis=-1).mean(axis=0)[::-1]
 

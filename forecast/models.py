@@ -40,12 +40,16 @@ def build_model(
     output_shape: tuple[int, ...],
     depth: int = 1,
     builder: str | None = None,
+    per_step: bool = False,
     **options: object,
 ) -> keras.Model:
     """``Input -> depth x layer(units, **options) -> Dense`` shaped to ``output_shape``,
     uncompiled; every recurrent layer but the last returns its whole sequence.
 
-    ``output_shape`` is one target's shape: ``(outputs,)`` or ``(horizon, targets)``. With a
+    ``output_shape`` is one sample's output shape: ``(outputs,)``, ``(horizon, targets)``, or
+    ``(steps, classes)`` for a categorical task. ``per_step``: the last layer returns its whole
+    sequence too and the ``Dense`` reads out each step, so ``output_shape`` is
+    ``(time, outputs)``: a label for every input step. With a
     ``builder`` (``package.module:function``), the model is
     ``function(input_shape, output_shape, **options)`` instead, for anything that is not a
     recurrent stack (a TCN, a Transformer, two branches).
@@ -64,22 +68,32 @@ def build_model(
         probe = cls(units, **options)
         is_cell = hasattr(probe, "state_size") and not isinstance(probe, keras.layers.RNN)
         for index in range(depth):
-            sequences = {"return_sequences": True} if index < depth - 1 else {}
+            sequences = {"return_sequences": True} if per_step or index < depth - 1 else {}
             if is_cell:
                 stack.append(keras.layers.RNN(cls(units, **options), **sequences))
             else:
                 stack.append(cls(units, **sequences, **options))
     except TypeError as error:
         raise ValueError(f"layer {layer}: {error}") from None
-    stack.append(keras.layers.Dense(math.prod(output_shape)))
-    if len(output_shape) > 1:
+    if per_step:  # Dense on a sequence maps each step's state to that step's outputs
+        if output_shape[:1] != input_shape[:1]:
+            raise ValueError(
+                f"a per-step read-out needs {input_shape[0]} steps of outputs, not {output_shape}"
+            )
+        stack.append(keras.layers.Dense(output_shape[-1]))
+    else:
+        stack.append(keras.layers.Dense(math.prod(output_shape)))
+    if len(output_shape) > 1 and not per_step:
         stack.append(keras.layers.Reshape(output_shape))
     name = layer.rpartition(":")[2] if is_import_path(layer) else layer
     return keras.Sequential(stack, name=name.lower())
 
 
 def build_configured(
-    model: ModelConfig, input_shape: tuple[int, ...], output_shape: tuple[int, ...]
+    model: ModelConfig,
+    input_shape: tuple[int, ...],
+    output_shape: tuple[int, ...],
+    per_step: bool = False,
 ) -> keras.Model:
     """:func:`build_model` for one entry of an experiment's ``models``."""
     return build_model(
@@ -89,6 +103,7 @@ def build_configured(
         output_shape,
         model.depth,
         model.builder,
+        per_step,
         **model.options,
     )
 

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from forecast.config import ConfigError, ExperimentConfig, TrainConfig
-from forecast.data import DataError
+from forecast.data import DataError, Splits
 from forecast.distributed import STRATEGIES
 from forecast.models import build_configured, check_saveable
 from forecast.sweep import point_label, sweep_points
@@ -34,13 +34,12 @@ def plan_trials(config: ExperimentConfig) -> list[Trial]:
         DataError: a series that cannot be loaded or windowed (without a sweep).
     """
     trials, seen = [], set()
-    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}  # per data section
+    probes: dict[str, Splits] = {}  # per data section
     for overrides, point in sweep_points(config):
         label = point_label(overrides)
         try:
             _check_training(point.train)
-            input_shape, output_shape = _check_data(point, shapes)
-            _check_models(point, input_shape, output_shape)
+            _check_models(point, _check_data(point, probes))
         except (ConfigError, DataError) as error:
             if not label:
                 raise
@@ -71,19 +70,17 @@ def _check_training(train: TrainConfig) -> None:
         )
 
 
-def _check_data(
-    config: ExperimentConfig, shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]
-) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(input shape, output shape) of one sample, after loading the series or drawing the task
-    at every gap; each distinct data section is tried once."""
+def _check_data(config: ExperimentConfig, probes: dict[str, Splits]) -> Splits:
+    """Splits with the shapes of the trials' data, after loading the series or drawing the task
+    at every gap (the last gap's draw in all three parts); each distinct data section is tried
+    once."""
     section = config.data if config.data is not None else config.task
     key = json.dumps(dataclasses.asdict(section), sort_keys=True, default=str)
-    if key in shapes:
-        return shapes[key]
+    if key in probes:
+        return probes[key]
     if config.data is not None:
-        splits = prepare_series(config.data).splits
-        shapes[key] = (splits.input_shape, splits.output_shape)
-        return shapes[key]
+        probes[key] = prepare_series(config.data).splits
+        return probes[key]
     task = config.task
     try:
         function = task_function(task.name)
@@ -91,24 +88,39 @@ def _check_data(
         raise ConfigError(f"task.name: {error}") from None
     for gap in task.gaps:
         try:
-            inputs, targets = function(TASK_PROBE, gap, 0, **task.params)
+            drawn = function(TASK_PROBE, gap, 0, **task.params)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"task.params: {error}") from None
-        _check_task_output(task.name, gap, inputs, targets)
-    shapes[key] = (inputs.shape[1:], targets.shape[1:])
-    return shapes[key]
+        inputs, targets, classes = _check_task_output(task.name, gap, drawn)
+    probes[key] = Splits(inputs, targets, inputs, targets, inputs, targets, classes)
+    return probes[key]
 
 
 TASK_PROBE = 2  # samples each task draws at each gap to be checked
 
 
-def _check_task_output(name: str, gap: int, inputs: object, targets: object) -> None:
-    """A task's draw against the contract of forecast.tasks: float32 arrays, inputs (n, time,
-    features) and targets (n, outputs), n as asked, and every value finite."""
+def _check_task_output(
+    name: str, gap: int, drawn: object
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """A task's draw against the contract of forecast.tasks: ``(inputs, targets)`` of float32
+    arrays, inputs (n, time, features) and targets (n, outputs), n as asked, every value
+    finite; or ``(inputs, labels, classes)`` with integer labels in ``0 .. classes - 1``.
+    Returns (inputs, targets, classes or None)."""
     where = f"task.name: {name} at gap {gap} returned"
-    for what, array, rank, shape in (
-        ("inputs", inputs, 3, "(n_samples, time, features)"),
-        ("targets", targets, 2, "(n_samples, outputs)"),
+    if not isinstance(drawn, tuple) or len(drawn) not in (2, 3):
+        raise ConfigError(
+            f"{where} {type(drawn).__name__}; expected (inputs, targets) or "
+            "(inputs, labels, classes)"
+        )
+    inputs, targets, *declared = drawn
+    classes = declared[0] if declared else None
+    if classes is not None and (
+        not isinstance(classes, int | np.integer) or isinstance(classes, bool) or classes < 2
+    ):
+        raise ConfigError(f"{where} classes={classes!r}; expected an integer >= 2")
+    for what, array, rank, shape, dtype in (
+        ("inputs", inputs, 3, "(n_samples, time, features)", "float32"),
+        ("targets", targets, 2, "(n_samples, outputs)", "float32" if classes is None else "int"),
     ):
         if not isinstance(array, np.ndarray):
             kind = type(array).__name__
@@ -117,18 +129,26 @@ def _check_task_output(name: str, gap: int, inputs: object, targets: object) -> 
             raise ConfigError(
                 f"{where} {what} of shape {array.shape} for {TASK_PROBE} samples; expected {shape}"
             )
+        if dtype == "int":
+            if not np.issubdtype(array.dtype, np.integer):
+                raise ConfigError(f"{where} labels of dtype {array.dtype}; expected integers")
+            if array.min() < 0 or array.max() >= classes:
+                raise ConfigError(
+                    f"{where} labels from {array.min()} to {array.max()}; "
+                    f"expected 0 .. {classes - 1} for {classes} classes"
+                )
+            continue
         if array.dtype != np.float32:
             raise ConfigError(f"{where} {what} of dtype {array.dtype}; expected float32")
         if not np.isfinite(array).all():
             raise ConfigError(f"{where} {what} with NaN or infinite values")
+    return inputs, targets, None if classes is None else int(classes)
 
 
-def _check_models(
-    config: ExperimentConfig, input_shape: tuple[int, ...], output_shape: tuple[int, ...]
-) -> None:
+def _check_models(config: ExperimentConfig, probe: Splits) -> None:
     for index, model in enumerate(config.models):
         try:
-            built = build_configured(model, input_shape, output_shape)
+            built = build_configured(model, probe.input_shape, probe.output_shape, probe.per_step)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"models.{index}: {error}") from None
         if config.log_models:  # else a trial would fail after training, as its model is logged

@@ -26,9 +26,12 @@ def _set_margins(
     return figure
 
 
-def ratio_vs_gap(intervals: pd.DataFrame, solved_ratio: float, title: str = "") -> Figure:
-    """The summary figure: MSE / trivial-baseline MSE against the gap, one line per model,
-    with the 95% interval over seeds and the "solved" threshold."""
+def ratio_vs_gap(
+    intervals: pd.DataFrame, solved_ratio: float, title: str = "", loss: str = "MSE"
+) -> Figure:
+    """The summary figure: test ``loss`` / trivial-baseline ``loss`` (MSE, or cross-entropy
+    for a categorical task) against the gap, one line per model, with the 95% interval over
+    seeds and the "solved" threshold."""
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for model, rows in intervals.groupby("model", sort=False):
         rows = rows.sort_values("gap")
@@ -52,7 +55,7 @@ def ratio_vs_gap(intervals: pd.DataFrame, solved_ratio: float, title: str = "") 
     axes.axhline(1.0, color="black", linewidth=0.8)
     axes.set(
         xlabel="gap (steps between the information and the answer)",
-        ylabel="test MSE / trivial-baseline MSE",
+        ylabel=f"test {loss} / trivial-baseline {loss}",
         yscale="log",
         title=title or "Where each model stops learning",
     )

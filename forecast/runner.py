@@ -29,7 +29,7 @@ import tensorflow as tf
 from forecast import plots, results, tracking
 from forecast.config import ConfigError, ExperimentConfig, results_digest
 from forecast.distributed import is_chief, make_strategy
-from forecast.evaluation import comparison_table, max_solved_gap, seed_intervals
+from forecast.evaluation import comparison_table, max_solved_gap, ratio_column, seed_intervals
 from forecast.parallel import (
     auto_workers,
     check_backend,
@@ -212,8 +212,9 @@ def _run_sweep(
                 log("largest solved gap: " + ", ".join(f"{m} {g}" for m, g in solved.items()))
                 metrics = {f"max_solved_gap.{tracking.metric_key(m)}": g for m, g in solved.items()}
                 intervals = seed_intervals(trials_table)
+                loss = "MSE" if ratio_column(trials_table) == "mse_ratio" else "cross-entropy"
                 figures["ratio_vs_gap.png"] = plots.ratio_vs_gap(
-                    intervals, config.solved_ratio, name
+                    intervals, config.solved_ratio, name, loss
                 )
             # Gradient flows of every model at the largest gap and the first seed.
             flow_gap, flow_seed = gaps[-1], config.seeds[0]
@@ -371,9 +372,13 @@ def _collect(
             log(f"{prefix}: FAILED: {report.failure}")
             continue
         row = report.row
+        if "cross_entropy_ratio" in row:
+            error = f"test cross-entropy {row['test_cross_entropy']:.4g}, "
+            error += f"ratio {row['cross_entropy_ratio']:.3f}"
+        else:
+            error = f"test MSE {row['test_mse']:.4g}, ratio {row['mse_ratio']:.3f}"
         log(
-            f"{prefix}: test MSE {row['test_mse']:.4g}, "
-            f"ratio {row['mse_ratio']:.3f}, {row['train_seconds']:.1f}s "
+            f"{prefix}: {error}, {row['train_seconds']:.1f}s "
             f"(elapsed {elapsed:.0f}s, ETA {eta:.0f}s)"
         )
     return collected

@@ -5,6 +5,12 @@ Each task is a function ``task(n_samples, gap, seed, **params) -> (inputs, targe
 float32, deterministic per seed. The trivial baseline of a task is the best constant guess,
 the mean target, whose MSE is the target variance; a model solves the task when its MSE is a
 small fraction of that.
+
+A categorical task returns a third item, its number of classes: ``(inputs, labels, classes)``
+with integer ``labels`` in ``0 .. classes - 1``, shaped (n_samples, steps). When ``steps`` is
+the input's length the model reads out a class at every step. It is trained and scored on
+cross-entropy; its trivial baseline is the best guess that ignores the inputs, each step's
+class frequencies in the training labels.
 """
 
 from __future__ import annotations
@@ -151,6 +157,49 @@ def delayed_recall(
 DELAYED_RECALL_BASELINE_MSE = 1.0 / 3.0
 
 
+def copy_memory(
+    n_samples: int, gap: int, seed: int, n_symbols: int = 8, n_copied: int = 10
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The copy task as Arjovsky, Shah & Bengio (2016) pose it; ``gap`` is their T.
+
+    Classes: 0 is the blank, 1 .. ``n_symbols`` the symbols, ``n_symbols + 1`` the delimiter.
+    The input, one-hot over all of them, shows ``n_copied`` symbols drawn uniformly, then
+    T - 1 blanks, the delimiter, and ``n_copied`` more blanks: T + 2 ``n_copied`` steps. The
+    target at every step is a label: blanks for the first T + ``n_copied`` steps, then the
+    symbols in order, so the first symbol must be carried T + ``n_copied`` steps.
+
+    Returns ``(inputs, labels, n_symbols + 1)``: the delimiter is never a target.
+
+    Trivial baseline: blanks where the target is always blank, then a uniform guess over the
+    symbols, a cross-entropy of ``n_copied log(n_symbols) / (T + 2 n_copied)`` per step (10 log 8
+    / (T + 20) with the defaults, the baseline they report against).
+    """
+    _check_task_args(n_samples, gap)
+    if gap < 1:
+        raise ValueError(
+            f"gap is T here, the steps from the last symbol to the delimiter, >= 1; got {gap}."
+        )
+    if n_symbols < 2 or n_copied < 1:
+        raise ValueError(
+            f"n_symbols must be >= 2 and n_copied >= 1, got {n_symbols} and {n_copied}."
+        )
+    rng = np.random.default_rng(seed)
+    length = gap + 2 * n_copied
+    symbols = rng.integers(1, n_symbols + 1, size=(n_samples, n_copied))
+    shown = np.zeros((n_samples, length), dtype=np.int64)
+    shown[:, :n_copied] = symbols
+    shown[:, n_copied + gap - 1] = n_symbols + 1  # the delimiter: recall starts next step
+    inputs = np.eye(n_symbols + 2, dtype=np.float32)[shown]
+    labels = np.zeros((n_samples, length), dtype=np.int32)
+    labels[:, -n_copied:] = symbols
+    return inputs, labels, n_symbols + 1
+
+
+def copy_memory_baseline(gap: int, n_symbols: int = 8, n_copied: int = 10) -> float:
+    """The cross-entropy per step of the memoryless guess: see :func:`copy_memory`."""
+    return n_copied * float(np.log(n_symbols)) / (gap + 2 * n_copied)
+
+
 def _check_task_args(n_samples: int, gap: int) -> None:
     if n_samples <= 0:
         raise ValueError(f"n_samples must be positive, got {n_samples}.")
@@ -158,13 +207,14 @@ def _check_task_args(n_samples: int, gap: int) -> None:
         raise ValueError(f"gap must be >= 0, got {gap}.")
 
 
-Task = Callable[..., tuple[np.ndarray, np.ndarray]]
+Task = Callable[..., tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, int]]
 
 TASKS: dict[str, Task] = {
     "sine_long_gap": sine_long_gap,
     "adding_hochreiter": adding_hochreiter,
     "adding_arjovsky": adding_arjovsky,
     "delayed_recall": delayed_recall,
+    "copy_memory": copy_memory,
 }
 
 

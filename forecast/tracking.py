@@ -264,11 +264,17 @@ def failure_reason(error: BaseException) -> str:
 
 def epoch_logger(run: RunRef) -> Callable[[int, dict[str, float] | None], None]:
     """A function for a Keras callback's ``on_epoch_end``: logs the epoch's losses to ``run``
-    as ``train_loss`` and ``val_loss``."""
+    as ``train_loss`` and ``val_loss`` (and a categorical task's accuracies as
+    ``train_accuracy`` and ``val_accuracy``)."""
+    names = {
+        "loss": "train_loss",
+        "val_loss": "val_loss",
+        "accuracy": "train_accuracy",
+        "val_accuracy": "val_accuracy",
+    }
 
     def log_epoch(epoch: int, logs: dict[str, float] | None = None) -> None:
         logs = logs or {}
-        names = {"loss": "train_loss", "val_loss": "val_loss"}
         _log_metrics(run, {names[k]: v for k, v in logs.items() if k in names}, step=epoch)
 
     return log_epoch

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from forecast.config import TrainConfig
 from forecast.data import Splits, to_dataset
 from forecast.distributed import fit_multi_worker
+from forecast.evaluation import trivial_loss
 
 
 @dataclass(frozen=True)
@@ -51,18 +51,33 @@ def make_optimizer(
     return keras.optimizers.get({"class_name": name, "config": config})
 
 
+def make_loss(
+    classes: int | None, reduction: str | None = "sum_over_batch_size"
+) -> keras.losses.Loss:
+    """The training loss: MSE, or for a categorical task of ``classes`` classes the sparse
+    categorical cross-entropy of the model's logits. ``reduction=None`` gives it per target."""
+    if classes is None:
+        return keras.losses.MeanSquaredError(reduction=reduction)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
+
+
 def compile_model(
-    model: keras.Model, config: TrainConfig, strategy: tf.distribute.Strategy | None = None
+    model: keras.Model,
+    config: TrainConfig,
+    strategy: tf.distribute.Strategy | None = None,
+    classes: int | None = None,
 ) -> None:
-    """Compile ``model`` for :func:`train` (MSE and the configured optimizer) and build the
-    optimizer's variables now, so that its starting state can be read before the first step."""
+    """Compile ``model`` for :func:`train` (:func:`make_loss` and the configured optimizer; with
+    ``classes``, accuracy too) and build the optimizer's variables now, so that its starting
+    state can be read before the first step."""
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     # The optimizer's variables must be created under the scope to be mirrored like the model's.
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         # The multi-worker loop clips the all-reduced gradient itself.
         clipnorm = None if multi_worker else config.clipnorm
         optimizer = make_optimizer(config.optimizer, config.learning_rate, clipnorm)
-        model.compile(optimizer=optimizer, loss="mse")
+        metrics = ["accuracy"] if classes is not None else None
+        model.compile(optimizer=optimizer, loss=make_loss(classes), metrics=metrics)
         optimizer.build(model.trainable_variables)
 
 
@@ -76,7 +91,7 @@ def train(
     strategy: tf.distribute.Strategy | None = None,
     compiled: bool = False,
 ) -> TrainResult:
-    """Fit ``model`` on the MSE loss; returns the per-epoch history, wall time and failure.
+    """Fit ``model`` on :func:`make_loss`; returns the per-epoch history, wall time and failure.
 
     The training set is reshuffled every epoch (with ``seed``); validation is not shuffled.
     ``callbacks`` (a per-epoch logger, say) run after the safety callbacks. With a
@@ -91,13 +106,12 @@ def train(
         raise ValueError("with a strategy, build the model under `strategy.scope()`")
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     if not compiled:
-        compile_model(model, config, strategy)
+        compile_model(model, config, strategy, splits.classes)
     backup_dir = checkpoint_dir if config.checkpoint else None
     safety = _safety_callbacks(config)
     if config.give_up_epoch is not None:
-        # The trivial baseline predicts the training targets' mean.
-        trivial_mse = float(np.mean((splits.y_val - np.mean(splits.y_train, axis=0)) ** 2))
-        safety.append(GiveUp(config.give_up_epoch, config.give_up_ratio * trivial_mse))
+        baseline = trivial_loss(splits.y_train, splits.y_val, splits.classes)
+        safety.append(GiveUp(config.give_up_epoch, config.give_up_ratio * baseline))
     start = time.perf_counter()
     if multi_worker:
         history = fit_multi_worker(
@@ -108,6 +122,7 @@ def train(
             config.batch_size,
             seed,
             config.clipnorm,
+            make_loss(splits.classes, reduction=None),
             [*safety, *(callbacks or [])],
             backup_dir,
             config.verbose,

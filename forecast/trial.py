@@ -31,10 +31,10 @@ from forecast import plots
 from forecast.config import DataConfig, ExperimentConfig, ModelConfig, results_digest
 from forecast.data import SeriesData, Splits, load_series, series_splits, synthetic_splits
 from forecast.distributed import make_strategy
-from forecast.evaluation import make_gradient_flow, score
+from forecast.evaluation import classification_score, make_gradient_flow, score
 from forecast.models import build_configured
 from forecast.tasks import task_function
-from forecast.training import compile_model, train
+from forecast.training import compile_model, make_loss, train
 
 GRADIENT_PROBE = 128  # test samples whose input gradients trace the gradient flow
 # A trial's fixed cost (building, evaluating, plotting) in time steps of sequence, for the
@@ -116,11 +116,13 @@ def run_trial(
 
     strategy = make_strategy(config.train.strategy)  # one per process, reused
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = build_configured(trial.model, splits.input_shape, splits.output_shape)
+        model = build_configured(
+            trial.model, splits.input_shape, splits.output_shape, splits.per_step
+        )
     if strategy is None:  # a strategy's model lives in its scope: built afresh each trial
-        model, gradient_flow = _traced_like(model, _shape_key(trial, splits), config)
+        model, gradient_flow = _traced_like(model, _shape_key(trial, splits), config, splits)
     else:
-        gradient_flow = make_gradient_flow(model)
+        gradient_flow = make_gradient_flow(model, make_loss(splits.classes))
     probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])
     flow_at_init = gradient_flow(*probe)
 
@@ -137,22 +139,24 @@ def run_trial(
     if result.failure is not None:
         raise TrainingDiverged(result.failure)
 
-    # Test forecasts and the naive ones, in the targets' original units.
-    to_original_units = series.to_original_units if series else np.asarray
-    predictions = to_original_units(model.predict(splits.x_test, verbose=0, batch_size=1024))
-    truth = to_original_units(np.asarray(splits.y_test))
-    naive = series.naive_forecasts if series else {}
-    naive_scale = series.naive_scale if series else None
-    metrics = score(predictions, truth, splits.y_train, config.solved_ratio, naive, naive_scale)
+    outputs = model.predict(splits.x_test, verbose=0, batch_size=1024)
+    flow = {"at init": flow_at_init, "trained": gradient_flow(*probe)}
+    figures = {"gradient_flow.png": plots.gradient_flow(flow)}
+    if splits.classes is not None:  # logits: scored on cross-entropy, with no forecast to draw
+        metrics = classification_score(outputs, splits.y_test, splits.y_train, config.solved_ratio)
+    else:
+        # Test forecasts and the naive ones, in the targets' original units.
+        to_original_units = series.to_original_units if series else np.asarray
+        predictions = to_original_units(outputs)
+        truth = to_original_units(np.asarray(splits.y_test))
+        naive = series.naive_forecasts if series else {}
+        naive_scale = series.naive_scale if series else None
+        metrics = score(predictions, truth, splits.y_train, config.solved_ratio, naive, naive_scale)
+        figures["forecast.png"] = plots.forecast(
+            truth, predictions, naive or {"mean": splits.y_train.mean(axis=0, keepdims=True)}
+        )
     metrics["train_seconds"] = result.seconds
 
-    flow = {"at init": flow_at_init, "trained": gradient_flow(*probe)}
-    figures = {
-        "gradient_flow.png": plots.gradient_flow(flow),
-        "forecast.png": plots.forecast(
-            truth, predictions, naive or {"mean": splits.y_train.mean(axis=0, keepdims=True)}
-        ),
-    }
     # The first layer sees the inputs themselves. Ours report their gates (as may a user's,
     # with the same method); a layer without gates, or one that cannot report them, is not drawn.
     first = model.layers[0]
@@ -194,16 +198,16 @@ def _shape_key(trial: Trial, splits: Splits) -> str:
 
 
 def _traced_like(
-    fresh: keras.Model, key: str, config: ExperimentConfig
+    fresh: keras.Model, key: str, config: ExperimentConfig, splits: Splits
 ) -> tuple[keras.Model, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     """A compiled model that starts where ``fresh`` starts, and its gradient flow: ``fresh``
     itself the first time a shape is seen, else the model traced for that shape, given
     ``fresh``'s weights and random state and its optimizer's state as built."""
     traced = _TRACED.get(key)
     if traced is None:
-        compile_model(fresh, config.train)
+        compile_model(fresh, config.train, classes=splits.classes)
         state = [variable.numpy() for variable in fresh.optimizer.variables]
-        traced = _Traced(fresh, make_gradient_flow(fresh), state)
+        traced = _Traced(fresh, make_gradient_flow(fresh, fresh.loss), state)
         _TRACED[key] = traced
         if len(_TRACED) > TRACED_MODELS_KEPT:
             _TRACED.popitem(last=False)

@@ -166,3 +166,57 @@ def test_gradient_flow_reaches_only_the_steps_a_model_can_see():
     flow = make_gradient_flow(memoryless)(x, np.ones((8, 1), "float32"))
     assert flow.shape == (6,)
     assert flow[0] > 0 and np.all(flow[1:] == 0)  # k = 0 is the last step
+
+
+def test_classification_score_matches_scikit_learn_and_the_memoryless_baseline():
+    from scipy.special import softmax
+    from sklearn.metrics import accuracy_score, log_loss
+
+    from forecast.evaluation import classification_score
+    from forecast.tasks import copy_memory, copy_memory_baseline
+
+    _, train_labels, classes = copy_memory(8192, gap=20, seed=0)
+    _, labels, _ = copy_memory(500, gap=20, seed=1)
+    logits = np.random.default_rng(0).normal(size=(*labels.shape, classes))
+    metrics = classification_score(logits, labels, train_labels, solved_ratio=0.1)
+
+    flat_labels, flat_logits = labels.ravel(), logits.reshape(-1, classes)
+    expected = log_loss(flat_labels, softmax(flat_logits, axis=-1), labels=range(classes))
+    assert metrics["test_cross_entropy"] == pytest.approx(expected)
+    assert metrics["test_accuracy"] == pytest.approx(
+        accuracy_score(flat_labels, flat_logits.argmax(axis=-1))
+    )
+    # Per-step class frequencies of the training labels are the memoryless strategy: blanks
+    # until the symbols are due, then a uniform guess over 8 symbols.
+    assert metrics["baseline_cross_entropy"] == pytest.approx(copy_memory_baseline(20), rel=0.01)
+    assert metrics["cross_entropy_ratio"] == pytest.approx(
+        expected / metrics["baseline_cross_entropy"]
+    )
+    assert metrics["solved"] == 0.0
+
+    # A model that knows the answer: its logits favour the right class by a wide margin.
+    confident = np.where(np.eye(classes)[labels] > 0, 20.0, 0.0)
+    solved = classification_score(confident, labels, train_labels, solved_ratio=0.1)
+    assert solved["test_accuracy"] == 1.0 and solved["solved"] == 1.0
+
+
+def test_summary_of_a_categorical_task_reads_its_cross_entropy_ratio():
+    trials = pd.DataFrame(
+        {
+            "model": ["lstm", "lstm", "rnn", "rnn"],
+            "gap": [50, 50, 50, 50],
+            "seed": [0, 1, 0, 1],
+            "params": [9, 9, 5, 5],
+            "test_cross_entropy": [0.01, 0.03, 0.3, 0.31],
+            "test_accuracy": [1.0, 0.99, 0.86, 0.86],
+            "cross_entropy_ratio": [0.05, 0.1, 1.0, 1.02],
+            "solved": [1.0, 1.0, 0.0, 0.0],
+            "train_seconds": [1.0, 1.0, 1.0, 1.0],
+        }
+    )
+    summary = summarize(trials)
+    assert "test_mse" not in summary and "mse_ratio" not in summary
+    assert list(summary["cross_entropy_ratio"]) == pytest.approx([0.075, 1.01])
+    assert list(summary["solved"]) == ["2/2", "0/2"]
+    assert "ratio_ci95" in summary
+    assert max_solved_gap(trials) == {"lstm": 50, "rnn": -1}

@@ -4,6 +4,7 @@ import json
 import urllib.parse
 
 import mlflow
+import numpy as np
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -162,6 +163,52 @@ SERIES_TINY = [
     "train.epochs=1",
     "train.batch_size=256",
 ]
+
+
+def test_a_categorical_task_is_scored_on_cross_entropy_against_its_memoryless_baseline(
+    tracking_store, capsys
+):
+    # 512 sequences: the baseline's add-one smoothing costs little more than the formula's.
+    overrides = [*TINY, "log_models=true", "models.2.units=3", "task.gaps=[2]", "task.n_train=512"]
+    assert main(["run", "copy_memory", *[arg for o in overrides for arg in ("--set", o)]]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("model  gap") :].split("\n\n")[0].splitlines()
+    assert table[0].split() == [
+        "model",
+        "gap",
+        "seeds",
+        "test_cross_entropy",
+        "test_accuracy",
+        "cross_entropy_ratio",
+        "solved",
+        "params",
+        "train_seconds",
+    ]
+    assert [row.split()[0] for row in table[1:]] == ["rnn", "lstm", "lstm_chrono"]
+
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("copy_memory")
+    (child,) = client.search_runs(
+        [experiment.experiment_id], "tags.mlflow.runName = 'lstm-gap2-seed0'"
+    )
+    metrics = child.data.metrics
+    # T = 2: 22 steps, the symbols' 10 of them a uniform guess over 8 for the memoryless model.
+    assert metrics["baseline_cross_entropy"] == pytest.approx(10 * np.log(8) / 22, rel=0.03)
+    assert metrics["cross_entropy_ratio"] == pytest.approx(
+        metrics["test_cross_entropy"] / metrics["baseline_cross_entropy"]
+    )
+    assert 0 <= metrics["test_accuracy"] <= 1 and "test_mse" not in metrics
+    assert len(client.get_metric_history(child.info.run_id, "val_accuracy")) == 2
+    artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+    assert {"gradient_flow.png", "gates.png"} <= artifacts and "forecast.png" not in artifacts
+    # The logged model answers in logits, one row of classes per step.
+    loaded = mlflow.pyfunc.load_model(f"runs:/{child.info.run_id}/model")
+    inputs = np.eye(10, dtype="float32")[np.zeros((1, 22), int)]
+    assert loaded.predict(inputs).shape == (1, 22, 9)
+    assert main(["compare", "copy_memory", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith(
+        "model,gap,seeds,test_cross_entropy,test_accuracy,cross_entropy_ratio,solved,"
+    )
 
 
 def test_series_experiment_compares_models_with_naive_forecasts(tracking_store, capsys):

@@ -28,8 +28,8 @@ FORECAST = str(Path(sys.executable).parent / "forecast")
 # Each stage before training, and how to tell that its call is for a trial at gap 6.
 AT_GAP_6 = {
     "make_splits": lambda config, gap, seed: gap == 6,
-    "build_configured": lambda model, input_shape, output_shape: input_shape[0] == 26,
-    "make_gradient_flow": lambda model: model.input_shape[1] == 26,  # 20 + gap steps
+    "build_configured": lambda model, input_shape, *_: input_shape[0] == 26,
+    "make_gradient_flow": lambda model, *_: model.input_shape[1] == 26,  # 20 + gap steps
 }
 
 

@@ -52,6 +52,24 @@ def with_nan(n_samples, gap, seed):
     return np.zeros((n_samples, 4, 1), np.float32), targets
 
 
+def first_sign(n_samples, gap, seed):
+    """A categorical task with one label per sample: was the first value positive?"""
+    inputs, _ = recall(n_samples, gap, seed)
+    return inputs, (inputs[:, :1, 0] > 0).astype(np.int64), 2
+
+
+def labels_out_of_range(n_samples, gap, seed):
+    return np.zeros((n_samples, 4, 1), np.float32), np.full((n_samples, 4), 5), 3
+
+
+def float_labels(n_samples, gap, seed):
+    return np.zeros((n_samples, 4, 1), np.float32), np.zeros((n_samples, 4), np.float32), 3
+
+
+def one_class(n_samples, gap, seed):
+    return np.zeros((n_samples, 4, 1), np.float32), np.zeros((n_samples, 4), np.int32), 1
+
+
 def broken_import():
     pass
 
@@ -144,12 +162,27 @@ def test_layers_and_cells_by_import_path_and_stacked():
         ("task.name=my_tasks:too_few", "returned inputs of shape (1, 4, 1) for 2 samples"),
         ("task.name=my_tasks:with_nan", "returned targets with NaN or infinite values"),
         ("task.name=my_tasks:broken_import", "task.params:"),  # takes none of the arguments
+        ("task.name=my_tasks:labels_out_of_range", "labels from 5 to 5; expected 0 .. 2 for 3"),
+        ("task.name=my_tasks:float_labels", "returned labels of dtype float32; expected int"),
+        ("task.name=my_tasks:one_class", "returned classes=1; expected an integer >= 2"),
     ],
 )
 def test_bad_references_fail_in_one_line(user_module, override, message):
     with pytest.raises(ConfigError) as error:
         plan_trials(load_experiment("sine_long_gap", [override])[1])
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_users_categorical_task_with_one_label_a_sample_gets_one_read_out(user_module):
+    from forecast.data import synthetic_splits
+    from forecast.tasks import task_function
+
+    config = load_experiment("sine_long_gap", ["task.name=my_tasks:first_sign"])[1]
+    assert plan_trials(config)
+    splits = synthetic_splits(task_function("my_tasks:first_sign"), 5, 0, 8, 4, 4)
+    assert splits.classes == 2 and not splits.per_step and splits.output_shape == (1, 2)
+    model = build_model("LSTM", 3, splits.input_shape, splits.output_shape)
+    assert model.output_shape == (None, 1, 2)
 
 
 def test_a_model_that_cannot_be_saved_runs_when_models_are_not_logged(user_module):

@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from forecast.tasks import sine_long_gap, sine_long_gap_baseline_mse
+from forecast.tasks import (
+    copy_memory,
+    copy_memory_baseline,
+    sine_long_gap,
+    sine_long_gap_baseline_mse,
+)
 
 
 def test_shapes_and_determinism():
@@ -94,3 +99,33 @@ def test_delayed_recall_shows_numbers_then_silence_then_a_cue():
     assert abs(np.corrcoef(gap_noise[:, -1], targets[:, 0])[0, 1]) < 0.03
     assert np.all(inputs[:, -1, 1] == 1) and np.all(inputs[:, :-1, 1] == 0)
     assert np.mean(targets**2) == pytest.approx(DELAYED_RECALL_BASELINE_MSE, rel=0.03)
+
+
+def test_copy_memory_shows_symbols_then_blanks_a_delimiter_and_asks_for_them_back():
+    inputs, labels, classes = copy_memory(64, gap=30, seed=3)
+    length = 30 + 20
+    assert inputs.shape == (64, length, 10) and inputs.dtype == np.float32
+    assert labels.shape == (64, length) and np.issubdtype(labels.dtype, np.integer)
+    assert classes == 9  # blank and 8 symbols; the delimiter (9) is never a target
+    np.testing.assert_array_equal(inputs.sum(axis=-1), 1.0)  # one-hot at every step
+    shown = inputs.argmax(axis=-1)
+    symbols = shown[:, :10]
+    assert symbols.min() >= 1 and symbols.max() <= 8
+    # T - 1 blanks, the delimiter, then 10 blanks while the symbols are asked for.
+    assert np.all(shown[:, 10 : 10 + 29] == 0)
+    assert np.all(shown[:, 39] == 9)
+    assert np.all(shown[:, 40:] == 0)
+    assert np.all(labels[:, :40] == 0)
+    np.testing.assert_array_equal(labels[:, 40:], symbols)
+    again, again_labels, _ = copy_memory(64, gap=30, seed=3)
+    np.testing.assert_array_equal(inputs, again)
+    np.testing.assert_array_equal(labels, again_labels)
+
+
+def test_copy_memory_symbols_are_uniform_and_the_baseline_is_the_published_one():
+    _, labels, _ = copy_memory(20_000, gap=100, seed=0)
+    counts = np.bincount(labels[:, -10:].ravel(), minlength=9)
+    assert counts[0] == 0
+    np.testing.assert_allclose(counts[1:] / counts[1:].sum(), 1 / 8, atol=0.005)
+    # Arjovsky et al. (2016): the memoryless strategy scores 10 log(8) / (T + 20).
+    assert copy_memory_baseline(100) == pytest.approx(10 * np.log(8) / 120)

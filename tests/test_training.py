@@ -133,3 +133,28 @@ def test_the_same_seed_gives_the_same_metrics():
 def test_bad_trainer_settings_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         plan_trials(load_experiment("sine_long_gap", [override])[1])
+
+
+def test_a_categorical_task_trains_on_cross_entropy_with_a_label_at_every_step():
+    # The copy task at T = 1 with two symbols, one of them copied: the label two steps after
+    # the symbol is shown. Every part of the categorical path runs: integer labels, a per-step
+    # read-out, cross-entropy, accuracy, and the give-up rule's cross-entropy baseline.
+    from forecast.data import synthetic_splits
+    from forecast.evaluation import classification_score
+    from forecast.tasks import copy_memory
+
+    splits = synthetic_splits(copy_memory, 1, 0, 512, 64, 128, n_symbols=2, n_copied=1)
+    assert splits.classes == 3 and splits.per_step and splits.output_shape == (3, 3)
+    keras.utils.set_random_seed(0)
+    model = build_model("LSTM", 8, splits.input_shape, splits.output_shape, per_step=True)
+    assert model.output_shape == (None, 3, 3)
+    config = TrainConfig(epochs=8, batch_size=32, learning_rate=0.03, give_up_epoch=8)
+    result = train(model, splits, config)
+    assert result.epochs_run == 8
+    assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(result.history)
+    metrics = classification_score(
+        model.predict(splits.x_test, verbose=0), splits.y_test, splits.y_train, 0.1
+    )
+    # Memoryless, the last step is a coin flip: log(2) / 3 nats per step.
+    assert metrics["baseline_cross_entropy"] == pytest.approx(np.log(2) / 3, rel=0.05)
+    assert metrics["test_accuracy"] == 1.0 and metrics["solved"] == 1.0
