@@ -61,9 +61,14 @@ def splits() -> Splits:
     return synthetic_splits(TASKS["sine_long_gap"], 3, 0, N_TRAIN, 40, 20)
 
 
+def copy_splits() -> Splits:
+    """A categorical task: labels at every step, cross-entropy."""
+    return synthetic_splits(TASKS["copy_memory"], 2, 0, N_TRAIN, 40, 20)
+
+
 def build(data: Splits) -> keras.Model:
     keras.utils.set_random_seed(0)
-    return build_model("LSTM", 4, data.input_shape, data.output_shape)
+    return build_model("LSTM", 4, data.input_shape, data.output_shape, per_step=data.per_step)
 
 
 class Recorder(keras.callbacks.Callback):
@@ -118,7 +123,9 @@ def main(out: Path, index: int) -> None:
         return {
             "history": result.history,
             "failure": result.failure,
-            "val_mse": float(np.mean((predictions - data.y_val) ** 2)),
+            "val_mse": float(np.mean((predictions - data.y_val) ** 2))
+            if not data.classes
+            else None,
             "events": recorder.events,
             "logs": recorder.logs,
             "seconds": time.perf_counter() - start,
@@ -147,6 +154,7 @@ def main(out: Path, index: int) -> None:
         "replicas": strategy.num_replicas_in_sync,
         "main": trial("main", data, CONFIG),
         "one_batch": trial("one_batch", data, ONE_BATCH_CONFIG),
+        "categorical": trial("categorical", copy_splits(), ONE_BATCH_CONFIG),
         "nan": trial("nan", poisoned, dataclasses.replace(CONFIG, epochs=5)),
         "early": trial("early", dataclasses.replace(data, y_val=noise), early_config),
         "resume": resume_trial(data, out / "backup"),

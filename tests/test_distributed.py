@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from forecast.distributed import STRATEGIES, is_chief, make_strategy
 from forecast.training import train
-from tests.distributed_worker import CONFIG, ONE_BATCH_CONFIG, build, splits
+from tests.distributed_worker import CONFIG, ONE_BATCH_CONFIG, build, copy_splits, splits
 
 WORKER_SCRIPT = Path(__file__).with_name("distributed_worker.py")
 WORKERS_TIMEOUT = 150  # seconds for both workers together; they take ~40 s on 2 busy cores
@@ -177,7 +177,7 @@ def run_both_workers(out: Path) -> tuple[list[int | None], str]:
     return [process.returncode for process in processes], logs
 
 
-TRIALS = ("main", "one_batch", "nan", "early", "resume")
+TRIALS = ("main", "one_batch", "categorical", "nan", "early", "resume")
 
 
 def test_two_workers_train_to_identical_weights(workers):
@@ -215,6 +215,18 @@ def test_multi_worker_matches_the_default_path_with_clipping_after_the_all_reduc
     train(model, data, ONE_BATCH_CONFIG)
     for default, distributed in zip(
         model.get_weights(), workers.weights("one_batch", 0), strict=True
+    ):
+        np.testing.assert_allclose(distributed, default, rtol=0, atol=1e-6)
+
+
+def test_multi_worker_trains_a_categorical_task_on_cross_entropy_as_the_default_path(workers):
+    data = copy_splits()
+    model = build(data)
+    result = train(model, data, ONE_BATCH_CONFIG)
+    report = workers.reports[0]["categorical"]
+    assert report["history"]["loss"] == pytest.approx(result.history["loss"], rel=1e-5)
+    for default, distributed in zip(
+        model.get_weights(), workers.weights("categorical", 0), strict=True
     ):
         np.testing.assert_allclose(distributed, default, rtol=0, atol=1e-6)
 
