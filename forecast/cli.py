@@ -130,6 +130,9 @@ def _run(uri: str, args: argparse.Namespace) -> int:
     )
     print()
     print(format_table(sweep.summary, "table"))
+    if sweep.paired is not None:
+        print("\nPaired by backtest fold (mse_ratio: mean over folds of model MSE / versus MSE):")
+        print(format_table(sweep.paired, "table"))
     if sweep.run_id is None:  # a multi-worker non-chief: the chief recorded the sweep
         return 0
     print()
@@ -148,6 +151,7 @@ NUMBER_FORMATS = {
     "ratio_ci95": "{:.3f}",
     "test_mae": "{:.4g}",
     "vs_persistence": "{:.3f}",
+    "mse_ratio_ci95": "{:.3f}",
     "train_seconds": "{:.1f}",
 }
 
@@ -190,6 +194,21 @@ def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> 
     if not len(trials) or not {"test_mse", "test_cross_entropy"} & set(trials):
         raise ConfigError(f"sweep {run_id} has no finished trials")
     print(format_table(comparison_table(trials), fmt))
+    if "test_mse_ci95" in trials:  # a backtest: its trials' folds, compared pairwise
+        import pandas as pd
+
+        from forecast.evaluation import paired_by_fold
+        from forecast.results import trial_folds
+
+        folds = pd.DataFrame(
+            [
+                {**row, "fold": fold, **metrics}
+                for _, row in trials[trials["status"] == "FINISHED"].iterrows()
+                for fold, metrics in enumerate(trial_folds(uri, row["run_id"]))
+            ]
+        )
+        print()
+        print(format_table(paired_by_fold(folds), fmt))
     return 0
 
 

@@ -42,6 +42,14 @@ class TaskConfig:
 
 
 @dataclass
+class BacktestConfig:
+    """Rolling-origin evaluation (see forecast.data.fold_bounds)."""
+
+    folds: int = 1  # consecutive test folds cut from the series' last test_fraction; 1: one split
+    refit: bool = True  # train anew on everything before each fold; false: once, then slide
+
+
+@dataclass
 class DataConfig:
     """A real series (see forecast.data.load_series and series_splits for each key)."""
 
@@ -59,6 +67,7 @@ class DataConfig:
     scaler: str = "standard"  # standard, minmax or none; fitted on the train part only
     relative: bool = False  # model each window relative to its last input step
     season: int | None = None  # steps per season, for the seasonal naive forecast (52: weekly)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
 
 
 @dataclass
@@ -276,6 +285,8 @@ def _validate_data(data: DataConfig) -> None:
     for key, minimum in (("input_width", 1), ("horizon", 1), ("gap", 0), ("stride", 1)):
         value = getattr(data, key)
         require(value >= minimum, f"data.{key}: must be >= {minimum}, got {value}")
+    folds = data.backtest.folds
+    require(folds >= 1, f"data.backtest.folds: must be >= 1, got {folds}")
 
 
 def _read_yaml(path: Path) -> Any:

@@ -363,6 +363,59 @@ def _fill_missing(
     return filled.dropna()
 
 
+def fold_bounds(
+    length: int, val_fraction: float, test_fraction: float, folds: int = 1, refit: bool = True
+) -> list[dict[str, tuple[int, int]]]:
+    """The train / val / test parts, as (start, end) steps, of each fold of a rolling-origin
+    backtest over a series of ``length`` steps.
+
+    The last ``test_fraction`` of the steps is cut into ``folds`` consecutive test folds (of
+    equal length, give or take a step). With ``refit``, each fold's model trains on everything
+    before the fold (an expanding window), the last ``val_fraction`` of the series' length of
+    it being validation; without, every fold keeps the first fold's train and val parts, so one
+    model trained once is scored on every fold. One fold is the single split.
+    """
+    if not isinstance(folds, int) or folds < 1:
+        raise DataError(f"backtest folds must be an integer >= 1, got {folds!r}")
+    n_test = int(round(length * test_fraction))
+    n_val = int(round(length * val_fraction))
+    test_start = length - n_test
+    if test_start - n_val <= 0:
+        raise DataError(f"a series of {length} steps leaves no training steps before its test")
+    edges = [test_start + fold * n_test // folds for fold in range(folds + 1)]
+    parts = []
+    for start, end in zip(edges[:-1], edges[1:], strict=True):
+        past = start if refit else test_start
+        parts.append(
+            {"train": (0, past - n_val), "val": (past - n_val, past), "test": (start, end)}
+        )
+    return parts
+
+
+def backtest_splits(
+    frame: pd.DataFrame, folds: int, refit: bool, **window: Any
+) -> list[SeriesData]:
+    """:func:`series_splits` for every fold of :func:`fold_bounds`; ``window`` holds its other
+    arguments (``input_width``, ``val_fraction``, ...).
+
+    Raises:
+        DataError: naming the fold, when one of its parts is too short for a window.
+    """
+    val_fraction = window.get("val_fraction", 0.15)
+    test_fraction = window.get("test_fraction", 0.15)
+    folded = []
+    for index, bounds in enumerate(
+        fold_bounds(len(frame), val_fraction, test_fraction, folds, refit)
+    ):
+        try:
+            folded.append(series_splits(frame, bounds=bounds, **window))
+        except DataError as error:
+            if folds == 1:
+                raise
+            raise DataError(f"backtest fold {index + 1} of {folds}: {error}") from None
+    return folded
+
+
 @dataclass(frozen=True)
 class SeriesData:
     """A windowed, split and scaled real series, and what is needed to read results in its
@@ -413,12 +466,14 @@ def series_splits(
     scaler: str = "standard",
     relative: bool = False,
     season: int | None = None,
+    bounds: dict[str, tuple[int, int]] | None = None,
 ) -> SeriesData:
     """Split a series in time order, fit scaling on the train part, window each part.
 
     The last ``test_fraction`` of the steps is the test part, the ``val_fraction`` before it
     validation, the rest training; each part is windowed on its own, so no window holds
-    steps from two parts.
+    steps from two parts. ``bounds`` (``{"train": (start, end), "val": ..., "test": ...}``,
+    one fold of :func:`fold_bounds`) sets the parts instead.
 
     With ``relative``, every window is shifted so that its last input step is zero, and its
     targets by the same amount: the model learns changes from the last observation, which
@@ -447,14 +502,8 @@ def series_splits(
             raise DataError(_no_column("series", column, frame))
 
     length = len(frame)
-    n_test = int(round(length * test_fraction))
-    n_val = int(round(length * val_fraction))
-    n_train = length - n_val - n_test
-    bounds = {
-        "train": (0, n_train),
-        "val": (n_train, n_train + n_val),
-        "test": (n_train + n_val, length),
-    }
+    if bounds is None:
+        (bounds,) = fold_bounds(length, val_fraction, test_fraction)
 
     feature_scaler, target_scaler = make_scaler(scaler), make_scaler(scaler)
     feature_values = frame[features].to_numpy(np.float64)
@@ -508,7 +557,7 @@ def series_splits(
         target_scaler=target_scaler,
         feature_columns=features,
         target_columns=targets,
-        split_lengths=(n_train, n_val, length - n_train - n_val),
+        split_lengths=tuple(end - start for start, end in bounds.values()),
         naive_forecasts=naive,
         naive_scale=np.mean(np.abs(train_targets[lag:] - train_targets[:-lag]), axis=0),
         test_offset=test_last_target if relative else None,

@@ -79,6 +79,7 @@ def fit_multi_worker(
     callbacks: list[keras.callbacks.Callback],
     backup_dir: Path | None = None,
     verbose: int = 0,
+    first_epoch: int = 0,
 ) -> dict[str, list[float]]:
     """``model.fit`` for MultiWorkerMirroredStrategy: returns the per-epoch history.
 
@@ -94,6 +95,7 @@ def fit_multi_worker(
     every worker, so the workers never disagree on how many collective steps to run. The
     ``callbacks`` (Keras' own safety callbacks among them) are driven as ``fit`` drives them.
     With ``backup_dir``, every epoch is backed up there and a rerun resumes from it.
+    ``first_epoch`` numbers the ``epochs`` epochs from there, as ``fit``'s ``initial_epoch``.
     """
     optimizer = model.optimizer
     if not optimizer.built:  # train's compile_model builds it
@@ -113,19 +115,20 @@ def fit_multi_worker(
     train_step, val_step = _distributed_steps(model, optimizer, strategy, clipnorm, loss)
 
     backup = _Backup(Path(backup_dir), model, strategy) if backup_dir is not None else None
-    first_epoch = backup.restore() if backup else 0
+    restored = backup.restore() if backup else 0  # the epoch a backup got to, if any
+    start = max(first_epoch, restored)
     callback_list = keras.callbacks.CallbackList(
         callbacks,
         add_progbar=verbose > 0 and is_chief(strategy),
         model=model,
         verbose=verbose,
-        epochs=epochs,
+        epochs=first_epoch + epochs,
         steps=train_steps,
     )
     model.stop_training = False
     history: dict[str, list[float]] = {"loss": [], "val_loss": []}
     callback_list.on_train_begin()
-    for epoch in range(first_epoch, epochs):
+    for epoch in range(start, first_epoch + epochs):
         callback_list.on_epoch_begin(epoch)
         loss_sum = count = 0.0
         batches = iter(train_batches)

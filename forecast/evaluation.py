@@ -232,6 +232,76 @@ def baseline_rows(metrics: dict[str, float], gap: int, point: str = "") -> pd.Da
     return pd.DataFrame(rows)
 
 
+def t_half_width(values: np.ndarray, confidence: float = 0.95) -> float:
+    """Half the width of the Student-t confidence interval of the mean of ``values`` (0 for
+    fewer than two)."""
+    # The Student t quantile; scipy.special loads in a third of scipy.stats' time.
+    from scipy.special import stdtrit
+
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return 0.0
+    t = stdtrit(len(values) - 1, 0.5 + confidence / 2)
+    return float(t * values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def fold_means(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
+    """A backtest's headline metrics: each metric's mean over the folds, and its 95% Student-t
+    interval half-width over them as ``<metric>_ci95``."""
+    keys = list(fold_metrics[0])
+    values = {key: np.array([metrics[key] for metrics in fold_metrics]) for key in keys}
+    means = {key: float(values[key].mean()) for key in keys}
+    return {**means, **{f"{key}_ci95": t_half_width(values[key]) for key in keys}}
+
+
+# The naive forecasts' rows in comparisons, and the metric holding each one's test MSE.
+NAIVE_ERRORS = {
+    "naive_mean": "baseline_mse",
+    "naive_persistence": "persistence_mse",
+    "naive_seasonal": "seasonal_mse",
+}
+
+
+def paired_by_fold(folds: pd.DataFrame) -> pd.DataFrame:
+    """A backtest's models compared fold by fold, with each other and with the naive
+    forecasts scored on the same windows.
+
+    ``folds`` holds one row per (trial, fold): ``model``, ``point``, ``gap``, ``seed``,
+    ``fold``, ``test_mse`` and the naive forecasts' MSEs (``baseline_mse``,
+    ``persistence_mse``, ``seasonal_mse``). Per sweep point and gap, each model's MSE is
+    averaged over seeds fold by fold, then set against every later model and every naive
+    forecast on the same fold: ``mse_ratio`` is the mean over folds of model MSE / other MSE,
+    ``ratio_ci95`` its Student-t interval half-width (over folds, so it measures how
+    consistently one beats the other), ``better`` the folds where the model's MSE is lower.
+    """
+    rows = []
+    for (_, gap), group in folds.groupby(["point", "gap"], sort=False):
+        errors = group.groupby(["model", "fold"], sort=False)["test_mse"].mean().unstack("fold")
+        per_fold = {str(model): errors.loc[model].to_numpy() for model in errors.index}
+        models = list(per_fold)
+        first_trial = group[group["model"] == models[0]].groupby("fold").first()
+        for name, column in NAIVE_ERRORS.items():
+            if column in first_trial and first_trial[column].notna().all():
+                per_fold[name] = first_trial[column].to_numpy()
+        others = list(per_fold)
+        for index, model in enumerate(models):
+            for other in others[index + 1 :]:
+                ratios = per_fold[model] / per_fold[other]
+                better = int(np.sum(per_fold[model] < per_fold[other]))
+                rows.append(
+                    {
+                        "model": model,
+                        "versus": other,
+                        "gap": gap,
+                        "folds": len(ratios),
+                        "mse_ratio": float(ratios.mean()),
+                        "ratio_ci95": t_half_width(ratios),
+                        "better": f"{better}/{len(ratios)}",
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
 def seed_intervals(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Per (model, gap): mean ratio to the trivial baseline (:func:`ratio_column`) over seeds
     and its Student-t confidence interval.
@@ -239,18 +309,12 @@ def seed_intervals(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
     Columns ``model``, ``gap``, ``seeds``, ``mean_ratio``, ``low``, ``high`` (the interval;
     equal to the mean for a single seed). Failed trials (NaN ratios) are left out.
     """
-    # The Student t quantile; scipy.special loads in a third of scipy.stats' time.
-    from scipy.special import stdtrit
-
     rows = []
     ratio = ratio_column(trials)
     for (model, gap), group in trials.groupby(["model", "gap"], sort=False):
         ratios = group[ratio].dropna().to_numpy()
         mean = float(ratios.mean()) if len(ratios) else float("nan")
-        half = 0.0
-        if len(ratios) > 1:
-            t = stdtrit(len(ratios) - 1, 0.5 + confidence / 2)
-            half = float(t * ratios.std(ddof=1) / np.sqrt(len(ratios)))
+        half = t_half_width(ratios, confidence)
         rows.append(
             {
                 "model": model,

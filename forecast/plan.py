@@ -79,7 +79,7 @@ def _check_data(config: ExperimentConfig, probes: dict[str, Splits]) -> Splits:
     if key in probes:
         return probes[key]
     if config.data is not None:
-        probes[key] = prepare_series(config.data).splits
+        probes[key] = prepare_series(config.data)[0].splits  # every fold is windowed
         return probes[key]
     task = config.task
     try:

@@ -106,6 +106,23 @@ def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.D
     return table
 
 
+def trial_folds(uri: str, run_id: str) -> list[dict[str, float]]:
+    """A backtest trial's test metrics per fold, from the steps 0 .. K-1 of its metric
+    histories (step K holds the means over folds); [] for a trial of one fold."""
+    client = MlflowClient(uri)
+    metrics = client.get_run(run_id).data.metrics
+    # The MSEs are what fold-by-fold comparisons need; the histories of others are not read.
+    keys = [key for key in metrics if key.endswith("_mse") and f"{key}_ci95" in metrics]
+    folds: dict[int, dict[str, float]] = {}
+    for key in keys:
+        history = client.get_metric_history(run_id, key)
+        last_step = max(entry.step for entry in history)
+        for entry in history:
+            if entry.step < last_step:
+                folds.setdefault(entry.step, {})[key] = entry.value
+    return [folds[step] for step in sorted(folds)]
+
+
 def trial_flow(uri: str, run_id: str) -> dict[str, list[float]]:
     """The gradient flow a trial logged (``gradient_flow.json``): label -> curve."""
     with tempfile.TemporaryDirectory() as folder:

@@ -29,7 +29,13 @@ import tensorflow as tf
 from forecast import plots, results, tracking
 from forecast.config import ConfigError, ExperimentConfig, results_digest
 from forecast.distributed import is_chief, make_strategy
-from forecast.evaluation import comparison_table, max_solved_gap, ratio_column, seed_intervals
+from forecast.evaluation import (
+    comparison_table,
+    max_solved_gap,
+    paired_by_fold,
+    ratio_column,
+    seed_intervals,
+)
 from forecast.parallel import (
     auto_workers,
     check_backend,
@@ -54,6 +60,7 @@ class SweepResult:
     tracking_uri: str
     experiment_id: str | None  # None on a multi-worker non-chief: the chief keeps the record
     run_id: str | None  # the parent run's
+    paired: pd.DataFrame | None = None  # a backtest's models compared fold by fold
 
 
 def run_experiment(
@@ -125,7 +132,7 @@ def run_experiment(
     # but leave the record to it: their runs go to a private store, deleted afterwards.
     with tempfile.TemporaryDirectory() as scratch:
         sweep = run(f"sqlite:///{scratch}/mlflow.db")
-    return SweepResult(sweep.summary, uri, None, None)
+    return SweepResult(sweep.summary, uri, None, None, sweep.paired)
 
 
 def _run_sweep(
@@ -206,6 +213,17 @@ def _run_sweep(
             # Every trial's row in plan order, whether it ran now or before an interruption.
             trials_table = pd.DataFrame([reports[trial.digest].row for trial in trials])
             summary = comparison_table(trials_table)
+            tables = {"trials.csv": trials_table, "summary.csv": summary}
+            paired = None
+            if config.data is not None and config.data.backtest.folds > 1:
+                folds_table = pd.DataFrame(
+                    [
+                        {**reports[trial.digest].row, "fold": fold, **metrics}
+                        for trial in trials
+                        for fold, metrics in enumerate(_folds(reports[trial.digest], uri))
+                    ]
+                )
+                paired = tables["paired.csv"] = paired_by_fold(folds_table)
             metrics, figures = {}, {}
             if config.task is not None:
                 solved = max_solved_gap(trials_table, config.solved_ratio)
@@ -227,8 +245,8 @@ def _run_sweep(
             if flows:
                 title = f"Gradient flow at gap {flow_gap}, seed {flow_seed}"
                 figures["gradient_flow.png"] = plots.gradient_flow(flows, title)
-            tracking.log_sweep_summary(parent, trials_table, summary, metrics, figures)
-    return SweepResult(summary, uri, experiment_id, parent.run_id)
+            tracking.log_sweep_summary(parent, tables, metrics, figures)
+    return SweepResult(summary, uri, experiment_id, parent.run_id, paired)
 
 
 @dataclass(frozen=True)
@@ -249,6 +267,7 @@ class TrialReport:
     flow: dict[str, np.ndarray]  # gradient flow "at init" and "trained"; empty if it failed
     run_id: str  # its child run
     failure: str | None = None
+    folds: list[dict[str, float]] | None = None  # a backtest's metrics per fold
 
 
 def execute_trial(
@@ -296,7 +315,7 @@ def execute_trial(
     if outcome.history.get("val_loss"):
         last_epoch["val_loss"] = outcome.history["val_loss"][-1]
     row = {**row, "params": outcome.model.count_params(), **last_epoch, **outcome.metrics}
-    return TrialReport(row, outcome.flow, run_id)
+    return TrialReport(row, outcome.flow, run_id, folds=outcome.fold_metrics)
 
 
 def _trial_params(trial: Trial) -> dict[str, Any]:
@@ -345,6 +364,16 @@ def _flow(report: TrialReport, uri: str) -> dict[str, np.ndarray]:
     if report.flow or report.failure is not None:
         return report.flow
     return results.trial_flow(uri, report.run_id)
+
+
+def _folds(report: TrialReport, uri: str) -> list[dict[str, float]]:
+    """A backtest trial's metrics per fold: from its report, or, for a trial finished before
+    the sweep was interrupted, from its run's metric histories. None for a failed trial."""
+    if report.failure is not None:
+        return []
+    if report.folds is not None:
+        return report.folds
+    return results.trial_folds(uri, report.run_id)
 
 
 def _collect(

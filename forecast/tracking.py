@@ -285,13 +285,21 @@ def log_trial_outcome(
 ) -> None:
     """Record a finished trial: its parameter count, its data as dataset inputs, its model
     (optionally), its test metrics linked to both, its figures and its gradient flow
-    (``gradient_flow.json``, read back when a sweep resumes)."""
+    (``gradient_flow.json``, read back when a sweep resumes).
+
+    A backtest logs each fold's metrics at steps 0 .. K-1 of the same names, then the means
+    over folds (and their ``_ci95``) at step K: the value MLflow shows for a run is that of its
+    last step. Its data and model are those of the last fold.
+    """
     splits = outcome.splits
     _log_params(run, {"parameters": outcome.model.count_params(), "n_train": len(splits.x_train)})
     test_data = log_datasets(run, splits, source, dataset_name)
     model_id = log_model(run, outcome.model, splits.x_test) if with_model else None
+    for fold, metrics in enumerate(outcome.fold_metrics):
+        _log_metrics(run, metrics, step=fold)
     # Linked to the model, the metrics show in the UI's list of models, comparable there.
-    _log_metrics(run, outcome.metrics, model_id=model_id, dataset=test_data)
+    headline_step = len(outcome.fold_metrics)
+    _log_metrics(run, outcome.metrics, headline_step, model_id=model_id, dataset=test_data)
     flow = {label: curve.tolist() for label, curve in outcome.flow.items()}
     run.client.log_dict(run.run_id, flow, "gradient_flow.json")
     for path, figure in outcome.figures.items():
@@ -421,17 +429,17 @@ def log_figure(run: RunRef, figure: Figure, path: str) -> None:
 
 def log_sweep_summary(
     run: RunRef,
-    trials: pd.DataFrame,
-    summary: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
     metrics: dict[str, float],
     figures: dict[str, Figure],
 ) -> None:
-    """The sweep's tables (``trials.csv``, ``summary.csv``), metrics and figures, on its run."""
+    """The sweep's tables (file name -> table: ``trials.csv``, ``summary.csv``, ...), metrics
+    and figures, on its run."""
     _log_metrics(run, metrics)
     for path, figure in figures.items():
         log_figure(run, figure, path)
-    run.client.log_text(run.run_id, trials.to_csv(index=False), "trials.csv")
-    run.client.log_text(run.run_id, summary.to_csv(index=False), "summary.csv")
+    for path, table in tables.items():
+        run.client.log_text(run.run_id, table.to_csv(index=False), path)
 
 
 def metric_key(label: str) -> str:

@@ -90,6 +90,7 @@ def train(
     checkpoint_dir: Path | None = None,
     strategy: tf.distribute.Strategy | None = None,
     compiled: bool = False,
+    first_epoch: int = 0,
 ) -> TrainResult:
     """Fit ``model`` on :func:`make_loss`; returns the per-epoch history, wall time and failure.
 
@@ -100,7 +101,9 @@ def train(
     MirroredStrategy with several devices, ``fit`` clips each replica's share of the gradient
     before summing them, as Keras does; the multi-worker loop clips the summed gradient.)
     ``compiled``: ``model`` comes compiled by :func:`compile_model`, its optimizer in the
-    state training should start from; otherwise it is compiled here.
+    state training should start from; otherwise it is compiled here. ``first_epoch`` numbers
+    the epochs from there (``config.epochs`` of them), as Keras' ``initial_epoch`` does: a
+    backtest's folds continue one another's epochs.
     """
     if strategy is not None and model.distribute_strategy is not strategy:
         raise ValueError("with a strategy, build the model under `strategy.scope()`")
@@ -111,7 +114,8 @@ def train(
     safety = _safety_callbacks(config)
     if config.give_up_epoch is not None:
         baseline = trivial_loss(splits.y_train, splits.y_val, splits.classes)
-        safety.append(GiveUp(config.give_up_epoch, config.give_up_ratio * baseline))
+        give_up_at = first_epoch + config.give_up_epoch
+        safety.append(GiveUp(give_up_at, config.give_up_ratio * baseline))
     start = time.perf_counter()
     if multi_worker:
         history = fit_multi_worker(
@@ -126,6 +130,7 @@ def train(
             [*safety, *(callbacks or [])],
             backup_dir,
             config.verbose,
+            first_epoch,
         )
     else:
         if backup_dir is not None:
@@ -140,7 +145,8 @@ def train(
         history = model.fit(
             train_data,
             validation_data=to_dataset(splits.x_val, splits.y_val, config.batch_size),
-            epochs=config.epochs,
+            initial_epoch=first_epoch,
+            epochs=first_epoch + config.epochs,
             shuffle=False,  # the training dataset reshuffles itself each epoch
             callbacks=[*safety, *(callbacks or [])],
             verbose=config.verbose,
@@ -154,8 +160,9 @@ def train(
 
 
 class GiveUp(keras.callbacks.Callback):
-    """Stops training after epoch ``epoch`` (counted from 1) if the best ``val_loss`` so far
-    is still above ``threshold``: a trial that has learned nothing by then is hopeless.
+    """Stops training after epoch ``epoch`` (counted from 1; ``fit`` calls it ``epoch - 1``)
+    if the best ``val_loss`` so far is still above ``threshold``: a trial that has learned
+    nothing by then is hopeless.
 
     Unlike patience, it ignores how long the loss has been flat: on long gaps an LSTM's loss
     stays flat for several epochs before it falls, so only a late look can tell the plateau

@@ -29,9 +29,9 @@ from matplotlib.figure import Figure
 
 from forecast import plots
 from forecast.config import DataConfig, ExperimentConfig, ModelConfig, results_digest
-from forecast.data import SeriesData, Splits, load_series, series_splits, synthetic_splits
+from forecast.data import SeriesData, Splits, backtest_splits, load_series, synthetic_splits
 from forecast.distributed import make_strategy
-from forecast.evaluation import classification_score, make_gradient_flow, score
+from forecast.evaluation import classification_score, fold_means, make_gradient_flow, score
 from forecast.models import build_configured
 from forecast.tasks import task_function
 from forecast.training import compile_model, make_loss, train
@@ -84,9 +84,10 @@ class TrialOutcome:
     model: keras.Model
     splits: Splits
     history: dict[str, list[float]]  # per-epoch losses
-    metrics: dict[str, float]  # test errors and train_seconds; empty if training failed
+    metrics: dict[str, float]  # test errors (means over backtest folds) and train_seconds
     flow: dict[str, np.ndarray]  # gradient flow "at init" and "trained"
     figures: dict[str, Figure]  # artifact file name -> figure
+    fold_metrics: list[dict[str, float]]  # each backtest fold's test errors; [] for one fold
 
 
 class TrainingDiverged(RuntimeError):
@@ -101,6 +102,12 @@ def run_trial(
     """Train and evaluate one model; ``callbacks`` see every epoch, ``checkpoint_dir`` holds
     the per-epoch backup that lets an interrupted trial resume.
 
+    A series backtested on several folds (``data.backtest``) trains a fresh model on each
+    fold's past (or, without ``refit``, once on the first fold's) and scores it on that fold:
+    the outcome's metrics are the means over folds, with ``<metric>_ci95`` intervals, and
+    ``fold_metrics`` holds each fold's. Its epochs continue across folds (fold 2 of 10-epoch
+    trainings runs epochs 10-19), so the callbacks see one run of epochs.
+
     Raises:
         TrainingDiverged: the loss became NaN or infinite.
         Exception: whatever the data, the model or training raise; the caller ends the trial
@@ -112,51 +119,60 @@ def run_trial(
     # collector's own passes reclaim the rest.
     keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(seed)
-    splits, series = make_splits(config, gap, seed)
-
+    folds = make_folds(config, gap, seed)
+    refit = config.data is None or config.data.backtest.refit
     strategy = make_strategy(config.train.strategy)  # one per process, reused
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = build_configured(
-            trial.model, splits.input_shape, splits.output_shape, splits.per_step
-        )
-    if strategy is None:  # a strategy's model lives in its scope: built afresh each trial
-        model, gradient_flow = _traced_like(model, _shape_key(trial, splits), config, splits)
-    else:
-        gradient_flow = make_gradient_flow(model, make_loss(splits.classes))
-    probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])
-    flow_at_init = gradient_flow(*probe)
 
-    result = train(
-        model,
-        splits,
-        config.train,
-        seed,
-        list(callbacks),
-        checkpoint_dir,
-        strategy,
-        compiled=strategy is None,  # by _traced_like
-    )
-    if result.failure is not None:
-        raise TrainingDiverged(result.failure)
+    fold_metrics, forecasts, train_seconds = [], [], 0.0
+    for index, (splits, series) in enumerate(folds):
+        if index == 0 or refit:
+            if index > 0:  # every fold's model starts where the first fold's did
+                keras.utils.set_random_seed(seed)
+            with strategy.scope() if strategy is not None else contextlib.nullcontext():
+                model = build_configured(
+                    trial.model, splits.input_shape, splits.output_shape, splits.per_step
+                )
+            if strategy is None:  # a strategy's model lives in its scope: built afresh
+                model, gradient_flow = _traced_like(
+                    model, _shape_key(trial, splits), config, splits
+                )
+            else:
+                gradient_flow = make_gradient_flow(model, make_loss(splits.classes))
+            if index == 0:  # the gradient flow of the first fold's model, before and after
+                probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])
+                flow = {"at init": gradient_flow(*probe)}
+            result = train(
+                model,
+                splits,
+                config.train,
+                seed,
+                list(callbacks),
+                _fold_backups(checkpoint_dir, index, len(folds)),
+                strategy,
+                compiled=strategy is None,  # by _traced_like
+                first_epoch=index * config.train.epochs,
+            )
+            if result.failure is not None:
+                raise TrainingDiverged(result.failure)
+            train_seconds += result.seconds
+            if index == 0:
+                flow["trained"] = gradient_flow(*probe)
+        outputs = model.predict(splits.x_test, verbose=0, batch_size=1024)
+        metrics, forecast = _test_metrics(outputs, splits, series, config.solved_ratio)
+        fold_metrics.append(metrics)
+        forecasts.append(forecast)
 
-    outputs = model.predict(splits.x_test, verbose=0, batch_size=1024)
-    flow = {"at init": flow_at_init, "trained": gradient_flow(*probe)}
+    metrics = fold_means(fold_metrics) if len(folds) > 1 else fold_metrics[0]
+    metrics["train_seconds"] = train_seconds
     figures = {"gradient_flow.png": plots.gradient_flow(flow)}
-    if splits.classes is not None:  # logits: scored on cross-entropy, with no forecast to draw
-        metrics = classification_score(outputs, splits.y_test, splits.y_train, config.solved_ratio)
-    else:
-        # Test forecasts and the naive ones, in the targets' original units.
-        to_original_units = series.to_original_units if series else np.asarray
-        predictions = to_original_units(outputs)
-        truth = to_original_units(np.asarray(splits.y_test))
-        naive = series.naive_forecasts if series else {}
-        naive_scale = series.naive_scale if series else None
-        metrics = score(predictions, truth, splits.y_train, config.solved_ratio, naive, naive_scale)
-        figures["forecast.png"] = plots.forecast(
-            truth, predictions, naive or {"mean": splits.y_train.mean(axis=0, keepdims=True)}
-        )
-    metrics["train_seconds"] = result.seconds
-
+    if forecasts[0] is not None:  # the folds' test windows follow each other in time
+        truth = np.concatenate([truth for truth, _, _ in forecasts])
+        predictions = np.concatenate([predictions for _, predictions, _ in forecasts])
+        naive = {
+            name: np.concatenate([naive[name] for _, _, naive in forecasts])
+            for name in forecasts[0][2]
+        }
+        figures["forecast.png"] = plots.forecast(truth, predictions, naive)
     # The first layer sees the inputs themselves. Ours report their gates (as may a user's,
     # with the same method); a layer without gates, or one that cannot report them, is not drawn.
     first = model.layers[0]
@@ -167,7 +183,35 @@ def run_trial(
             figures["gates.png"] = plots.gates(
                 activations, gap if series is None else 0, layer=type(first).__name__
             )
-    return TrialOutcome(model, splits, result.history, metrics, flow, figures)
+    history = result.history
+    return TrialOutcome(
+        model, splits, history, metrics, flow, figures, fold_metrics if len(folds) > 1 else []
+    )
+
+
+def _fold_backups(checkpoint_dir: Path | None, index: int, folds: int) -> Path | None:
+    """Where fold ``index``'s training backs up its epochs: a folder of its own per fold."""
+    if checkpoint_dir is None or folds == 1:
+        return checkpoint_dir
+    return checkpoint_dir / f"fold{index + 1}"
+
+
+def _test_metrics(
+    outputs: np.ndarray, splits: Splits, series: SeriesData | None, solved_ratio: float
+) -> tuple[dict[str, float], tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None]:
+    """A model's test metrics from its ``outputs`` on ``splits.x_test``, and (but for a
+    categorical task's logits) the forecasts to draw: truth, predictions and the naive ones,
+    in the targets' original units."""
+    if splits.classes is not None:
+        return classification_score(outputs, splits.y_test, splits.y_train, solved_ratio), None
+    to_original_units = series.to_original_units if series else np.asarray
+    predictions = to_original_units(outputs)
+    truth = to_original_units(np.asarray(splits.y_test))
+    naive = series.naive_forecasts if series else {}
+    naive_scale = series.naive_scale if series else None
+    metrics = score(predictions, truth, splits.y_train, solved_ratio, naive, naive_scale)
+    shown = naive or {"mean": np.broadcast_to(splits.y_train.mean(axis=0), truth.shape)}
+    return metrics, (truth, predictions, dict(shown))
 
 
 @dataclass
@@ -221,38 +265,43 @@ def _traced_like(
     return model, traced.gradient_flow
 
 
-def make_splits(config: ExperimentConfig, gap: int, seed: int) -> tuple[Splits, SeriesData | None]:
+def make_folds(
+    config: ExperimentConfig, gap: int, seed: int
+) -> list[tuple[Splits, SeriesData | None]]:
     """The train / validation / test splits of a trial: a synthetic task drawn at ``gap`` with
-    ``seed``, or the config's series (and what reads results in its units)."""
+    ``seed`` (one fold), or each backtest fold of the config's series (and what reads results
+    in its units)."""
     if config.data is not None:
-        series = prepare_series(config.data)
-        return series.splits, series
+        return [(series.splits, series) for series in prepare_series(config.data)]
     task = config.task
     splits = synthetic_splits(
         task_function(task.name), gap, seed, task.n_train, task.n_val, task.n_test, **task.params
     )
-    return splits, None
+    return [(splits, None)]
 
 
-def prepare_series(data: DataConfig) -> SeriesData:
-    """Load, validate, split, scale and window the series of a ``data`` config section."""
+def prepare_series(data: DataConfig) -> list[SeriesData]:
+    """Load, validate, split, scale and window the series of a ``data`` config section: one
+    :class:`SeriesData` per backtest fold."""
     columns = None
     if data.feature_columns is not None or data.target_columns is not None:
         columns = list(dict.fromkeys([*(data.feature_columns or []), *(data.target_columns or [])]))
     frame = load_series(data.source, data.time_column, columns, data.fillna)
-    return series_splits(
+    return backtest_splits(
         frame,
-        data.input_width,
-        data.horizon,
-        data.gap,
-        data.stride,
-        data.feature_columns,
-        data.target_columns,
-        data.val_fraction,
-        data.test_fraction,
-        data.scaler,
-        data.relative,
-        data.season,
+        data.backtest.folds,
+        data.backtest.refit,
+        input_width=data.input_width,
+        horizon=data.horizon,
+        gap=data.gap,
+        stride=data.stride,
+        feature_columns=data.feature_columns,
+        target_columns=data.target_columns,
+        val_fraction=data.val_fraction,
+        test_fraction=data.test_fraction,
+        scaler=data.scaler,
+        relative=data.relative,
+        season=data.season,
     )
 
 

@@ -7,6 +7,8 @@ import pytest
 
 from forecast.data import (
     DataError,
+    backtest_splits,
+    fold_bounds,
     load_series,
     make_windows,
     series_splits,
@@ -145,6 +147,50 @@ def test_a_part_too_short_for_a_window_is_named():
     frame = pd.DataFrame({"y": np.arange(40.0)})
     with pytest.raises(DataError, match=r"val part \(6 steps\): a series of 6 steps is too short"):
         series_splits(frame, input_width=8)
+
+
+def test_backtest_folds_cut_the_test_part_and_train_on_everything_before_each():
+    # 100 steps, 30 tested in 3 folds of 10, validation the 10 steps before each fold.
+    folds = fold_bounds(100, val_fraction=0.1, test_fraction=0.3, folds=3)
+    assert folds == [
+        {"train": (0, 60), "val": (60, 70), "test": (70, 80)},
+        {"train": (0, 70), "val": (70, 80), "test": (80, 90)},
+        {"train": (0, 80), "val": (80, 90), "test": (90, 100)},
+    ]
+    slide = fold_bounds(100, val_fraction=0.1, test_fraction=0.3, folds=3, refit=False)
+    assert [fold["train"] for fold in slide] == [(0, 60)] * 3
+    assert [fold["val"] for fold in slide] == [(60, 70)] * 3
+    assert [fold["test"] for fold in slide] == [(70, 80), (80, 90), (90, 100)]
+    # Folds of unequal length when the test part does not divide evenly: 7 steps in 3 folds.
+    uneven = fold_bounds(20, val_fraction=0.25, test_fraction=0.35, folds=3)
+    assert [fold["test"] for fold in uneven] == [(13, 15), (15, 17), (17, 20)]
+    (single,) = fold_bounds(200, 0.2, 0.2)
+    assert single == {"train": (0, 120), "val": (120, 160), "test": (160, 200)}
+    with pytest.raises(DataError, match="backtest folds must be an integer >= 1, got 0"):
+        fold_bounds(100, 0.1, 0.3, folds=0)
+
+
+def test_each_backtest_fold_is_windowed_and_scaled_on_its_own_past():
+    raw = np.linspace(1.0, 50.0, 300) ** 1.5
+    frame = pd.DataFrame({"y": raw})
+    window = {"input_width": 12, "horizon": 2, "val_fraction": 0.1, "test_fraction": 0.3}
+    folds = backtest_splits(frame, folds=3, refit=True, **window)
+    one = backtest_splits(frame, folds=1, refit=True, **window)[0]
+    single = series_splits(frame, **window)
+    np.testing.assert_array_equal(one.splits.x_test, single.splits.x_test)
+    for data, test_start, train_end in zip(folds, (210, 240, 270), (180, 210, 240), strict=True):
+        assert data.split_lengths == (train_end, 30, 30)
+        assert data.target_scaler.mean_[0] == pytest.approx(raw[:train_end].mean())
+        original = data.to_original_units(np.asarray(data.splits.y_test))
+        # Window i's targets: steps test_start + 12 + i and the one after it.
+        expected = np.stack([raw[test_start + 12 : test_start + 29], raw[test_start + 13 :][:17]])
+        np.testing.assert_allclose(original[:, :, 0], expected.T, rtol=1e-5)
+    slid = backtest_splits(frame, folds=3, refit=False, **window)
+    means = [data.target_scaler.mean_[0] for data in slid]
+    assert means == pytest.approx([raw[:180].mean()] * 3)
+    np.testing.assert_array_equal(slid[2].splits.x_train, folds[0].splits.x_train)
+    with pytest.raises(DataError, match=r"backtest fold 1 of 5: test part \(18 steps\): a ser"):
+        backtest_splits(frame, folds=5, refit=True, **{**window, "input_width": 20})
 
 
 def test_shipped_datasets_load_by_name():

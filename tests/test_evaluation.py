@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from sklearn.metrics import mean_squared_error
 
 from forecast.data import series_splits
@@ -139,8 +140,6 @@ def test_comparison_table_gives_each_sweep_point_its_own_naive_rows():
 
 
 def test_seed_intervals_are_student_t_intervals():
-    from scipy import stats
-
     from forecast.evaluation import seed_intervals
 
     ratios = [0.02, 0.05, 0.11]
@@ -220,3 +219,46 @@ def test_summary_of_a_categorical_task_reads_its_cross_entropy_ratio():
     assert list(summary["solved"]) == ["2/2", "0/2"]
     assert "ratio_ci95" in summary
     assert max_solved_gap(trials) == {"lstm": 50, "rnn": -1}
+
+
+def test_paired_by_fold_sets_each_model_against_the_others_on_the_same_folds():
+    from forecast.evaluation import fold_means, paired_by_fold
+
+    rows = []
+    lstm = {0: [1.0, 2.0, 4.0], 1: [1.0, 2.0, 2.0]}  # per seed, the MSE of folds 0, 1, 2
+    rnn = {0: [2.0, 2.0, 2.0], 1: [2.0, 2.0, 2.0]}
+    persistence = [4.0, 4.0, 4.0]
+    for model, errors in (("lstm", lstm), ("rnn", rnn)):
+        for seed, per_fold in errors.items():
+            for fold, mse in enumerate(per_fold):
+                rows.append(
+                    {
+                        "model": model,
+                        "point": "",
+                        "gap": 0,
+                        "seed": seed,
+                        "fold": fold,
+                        "test_mse": mse,
+                        "baseline_mse": 8.0,
+                        "persistence_mse": persistence[fold],
+                    }
+                )
+    paired = paired_by_fold(pd.DataFrame(rows))
+    assert list(zip(paired["model"], paired["versus"], strict=True)) == [
+        ("lstm", "rnn"),
+        ("lstm", "naive_mean"),
+        ("lstm", "naive_persistence"),
+        ("rnn", "naive_mean"),
+        ("rnn", "naive_persistence"),
+    ]
+    first = paired.iloc[0]
+    # Over seeds, the LSTM's folds score 1, 2, 3 against the RNN's 2, 2, 2.
+    expected = np.array([1.0, 2.0, 3.0]) / 2.0
+    assert first["mse_ratio"] == pytest.approx(expected.mean())
+    assert first["ratio_ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * stats.sem(expected))
+    assert first["better"] == "1/3" and first["folds"] == 3
+    assert paired.iloc[2]["mse_ratio"] == pytest.approx(np.mean([1.0, 2.0, 3.0]) / 4.0)
+
+    means = fold_means([{"test_mse": 1.0}, {"test_mse": 2.0}, {"test_mse": 6.0}])
+    assert means["test_mse"] == pytest.approx(3.0)
+    assert means["test_mse_ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * stats.sem([1, 2, 6]))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import yaml
 from mlflow import MlflowClient
+from scipy import stats
 
 from forecast import runner
 from forecast import trial as trial_module
@@ -235,6 +236,87 @@ def test_series_experiment_compares_models_with_naive_forecasts(tracking_store, 
     assert expected <= set(child.data.metrics)
     # Errors are in ppmv^2: a persistence forecast of weekly CO2 is off by about a ppmv.
     assert 0.1 < child.data.metrics["persistence_mse"] < 5
+
+
+def test_a_backtest_logs_each_fold_as_a_step_and_compares_models_fold_by_fold(
+    tracking_store, capsys
+):
+    overrides = [*SERIES_TINY, "data.backtest.folds=3", "train.epochs=2"]
+    assert main(["run", "co2_forecast", *[a for o in overrides for a in ("--set", o)]]) == 0
+    out = capsys.readouterr().out
+    paired = out[out.index("Paired by backtest fold") :].split("\n\n")[0].splitlines()[1:]
+    assert paired[0].split() == [
+        "model",
+        "versus",
+        "gap",
+        "folds",
+        "mse_ratio",
+        "ratio_ci95",
+        "better",
+    ]
+    assert [row.split()[:2] for row in paired[1:]] == [
+        ["rnn", "lstm"],
+        ["rnn", "naive_mean"],
+        ["rnn", "naive_persistence"],
+        ["rnn", "naive_seasonal"],
+        ["lstm", "naive_mean"],
+        ["lstm", "naive_persistence"],
+        ["lstm", "naive_seasonal"],
+    ]
+
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("co2_forecast")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    lstm = runs["lstm-gap0-seed0"]
+    history = client.get_metric_history(lstm.info.run_id, "test_mse")
+    per_fold = [m.value for m in sorted(history, key=lambda m: m.step) if m.step < 3]
+    assert sorted(m.step for m in history) == [0, 1, 2, 3]
+    # The headline (the value at the last step) is the mean over folds, with its interval.
+    assert lstm.data.metrics["test_mse"] == pytest.approx(np.mean(per_fold))
+    half = stats.t.ppf(0.975, 2) * stats.sem(per_fold)
+    assert lstm.data.metrics["test_mse_ci95"] == pytest.approx(half)
+    # The folds continue each other's epochs: three trainings of two epochs.
+    epochs = client.get_metric_history(lstm.info.run_id, "train_loss")
+    assert sorted(m.step for m in epochs) == [0, 1, 2, 3, 4, 5]
+    ratios = [
+        mse / naive
+        for mse, naive in zip(
+            per_fold,
+            [
+                m.value
+                for m in sorted(
+                    client.get_metric_history(lstm.info.run_id, "persistence_mse"),
+                    key=lambda m: m.step,
+                )
+                if m.step < 3
+            ],
+            strict=True,
+        )
+    ]
+    row = next(r.split() for r in paired if r.split()[:2] == ["lstm", "naive_persistence"])
+    assert float(row[4]) == pytest.approx(np.mean(ratios), abs=5e-4)
+
+    # `forecast compare` reads the folds back from the runs' metric histories.
+    assert main(["compare", "co2_forecast", "--format", "csv"]) == 0
+    compared = capsys.readouterr().out.split("\n\n")[1].splitlines()
+    assert compared[0] == "model,versus,gap,folds,mse_ratio,ratio_ci95,better"
+    lstm_row = next(line for line in compared if line.startswith("lstm,naive_persistence"))
+    assert float(lstm_row.split(",")[4]) == pytest.approx(np.mean(ratios))
+
+
+def test_a_backtest_without_refit_trains_once_and_slides(tracking_store):
+    overrides = [*SERIES_TINY, "data.backtest.folds=3", "data.backtest.refit=false"]
+    overrides += ["train.epochs=2", "models=[{name: lstm, layer: LSTM, units: 3}]"]
+    assert main(["run", "co2_forecast", *[a for o in overrides for a in ("--set", o)]]) == 0
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("co2_forecast")
+    (lstm,) = client.search_runs(
+        [experiment.experiment_id], "tags.mlflow.runName = 'lstm-gap0-seed0'"
+    )
+    epochs = client.get_metric_history(lstm.info.run_id, "train_loss")
+    assert sorted(m.step for m in epochs) == [0, 1]
+    folds = client.get_metric_history(lstm.info.run_id, "persistence_mse")
+    assert len({m.value for m in folds if m.step < 3}) == 3  # three folds, each its own windows
 
 
 def test_bad_series_fails_before_any_run(tracking_store, capsys):

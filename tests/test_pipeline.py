@@ -27,13 +27,13 @@ FORECAST = str(Path(sys.executable).parent / "forecast")
 
 # Each stage before training, and how to tell that its call is for a trial at gap 6.
 AT_GAP_6 = {
-    "make_splits": lambda config, gap, seed: gap == 6,
+    "make_folds": lambda config, gap, seed: gap == 6,
     "build_configured": lambda model, input_shape, *_: input_shape[0] == 26,
     "make_gradient_flow": lambda model, *_: model.input_shape[1] == 26,  # 20 + gap steps
 }
 
 
-@pytest.mark.parametrize("stage", ["make_splits", "build_configured", "make_gradient_flow"])
+@pytest.mark.parametrize("stage", ["make_folds", "build_configured", "make_gradient_flow"])
 def test_a_failure_before_training_ends_only_its_trial(stage, tmp_path, monkeypatch):
     """Data, model and the first gradient flow fail inside the trial's boundary: the trial
     ends FAILED with the reason, the others run, the sweep finishes. The store is passed
