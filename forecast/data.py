@@ -417,6 +417,98 @@ def backtest_splits(
 
 
 @dataclass(frozen=True)
+class SeriesTransform:
+    """From a series' latest raw rows to a model's input window, and from the model's output
+    back to future rows in original units: what a trained series model needs to forecast
+    from raw data (the logged MLflow model carries it)."""
+
+    time_column: str | None  # None: the rows' index is the time axis
+    feature_columns: list[str]
+    target_columns: list[str]
+    input_width: int
+    gap: int
+    horizon: int
+    relative: bool
+    feature_scaler: Any  # fitted scikit-learn scalers, or None
+    target_scaler: Any
+    time_step: Any  # between rows: a pandas frequency string, or a number (years, steps)
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns a forecast reads: the time column, then features and targets."""
+        values = list(dict.fromkeys([*self.feature_columns, *self.target_columns]))
+        return [self.time_column, *values] if self.time_column else values
+
+    def model_input(self, rows: pd.DataFrame) -> np.ndarray:
+        """The model's input, (1, input_width, features), from the last ``input_width`` of
+        ``rows`` (the latest last).
+
+        Raises:
+            DataError: a missing column, too few rows, or a missing or non-numeric value.
+        """
+        if not isinstance(rows, pd.DataFrame):
+            raise DataError(f"expected a pandas DataFrame with columns {self.columns}")
+        for column in self.columns:
+            if column not in rows.columns:
+                raise DataError(_no_column("input", column, rows))
+        if len(rows) < self.input_width:
+            raise DataError(f"input: {len(rows)} rows; the model reads the last {self.input_width}")
+        recent = rows.iloc[-self.input_width :]
+        values = recent[self.columns[1:] if self.time_column else self.columns]
+        numeric = values.apply(pd.to_numeric, errors="coerce")
+        if numeric.isna().any().any():
+            column = numeric.isna().any().idxmax()
+            position = len(rows) - self.input_width + int(np.argmax(numeric[column].isna()))
+            raise DataError(
+                f"input: column {column!r} row {position}: missing or non-numeric value "
+                f"{values[column].iloc[position - len(rows) + self.input_width]!r}"
+            )
+        features = numeric[self.feature_columns].to_numpy(np.float64)
+        if self.feature_scaler is not None:
+            features = self.feature_scaler.transform(features)
+        if self.relative:
+            features = features - features[-1:]
+        return features[None].astype(np.float32)
+
+    def forecast_frame(self, outputs: np.ndarray, rows: pd.DataFrame) -> pd.DataFrame:
+        """The model's ``outputs`` for :meth:`model_input` of ``rows`` as the next
+        ``horizon`` rows (``gap`` after the last one): their times and the targets in
+        original units."""
+        outputs = np.asarray(outputs, np.float64).reshape(self.horizon, -1)
+        if self.relative:  # the model forecasts changes from the last row's (scaled) targets
+            last = rows[self.target_columns].iloc[-1:].to_numpy(np.float64)
+            if self.target_scaler is not None:
+                last = self.target_scaler.transform(last)
+            outputs = outputs + last
+        if self.target_scaler is not None:
+            outputs = self.target_scaler.inverse_transform(outputs)
+        times = rows[self.time_column] if self.time_column else rows.index.to_series()
+        last_time = times.iloc[-1]
+        steps = np.arange(self.gap + 1, self.gap + self.horizon + 1)
+        if isinstance(self.time_step, str):  # calendar steps: months, weeks ending Saturday
+            periods = self.gap + self.horizon + 1
+            future = pd.date_range(pd.Timestamp(last_time), periods=periods, freq=self.time_step)
+            future = future[steps]
+        elif isinstance(self.time_step, pd.Timedelta):
+            future = pd.Timestamp(last_time) + self.time_step * steps
+        else:
+            future = float(last_time) + self.time_step * steps
+        forecast = pd.DataFrame(outputs, columns=self.target_columns)
+        forecast.insert(0, self.time_column or "time", future)
+        return forecast
+
+
+def time_step(index: pd.Index) -> Any:
+    """The step between rows of a series' time index: its pandas frequency for regular
+    timestamps (``W-SAT``, ``MS``, ...), else the median difference: a ``Timedelta`` for
+    timestamps, a number for numbers (years, step numbers)."""
+    if isinstance(index, pd.DatetimeIndex):
+        frequency = pd.infer_freq(index) if len(index) >= 3 else None
+        return frequency or pd.Series(index).diff().median()
+    return float(np.median(np.diff(index.to_numpy(np.float64)))) if len(index) > 1 else 1.0
+
+
+@dataclass(frozen=True)
 class SeriesData:
     """A windowed, split and scaled real series, and what is needed to read results in its
     original units."""
@@ -433,6 +525,8 @@ class SeriesData:
     # forecast within the train part, one step (or, with a season, one season) back.
     naive_scale: np.ndarray
     test_offset: np.ndarray | None = None  # with `relative`, each test window's last target
+    transform: SeriesTransform | None = None  # raw rows -> model input -> forecast rows
+    last_rows: pd.DataFrame | None = None  # the series' last input window, raw (an example)
 
     def to_original_units(self, targets: np.ndarray) -> np.ndarray:
         """Turn test-part (n, horizon, targets) arrays of model units into original units."""
@@ -561,4 +655,17 @@ def series_splits(
         naive_forecasts=naive,
         naive_scale=np.mean(np.abs(train_targets[lag:] - train_targets[:-lag]), axis=0),
         test_offset=test_last_target if relative else None,
+        transform=SeriesTransform(
+            time_column=frame.index.name,
+            feature_columns=features,
+            target_columns=targets,
+            input_width=input_width,
+            gap=gap,
+            horizon=horizon,
+            relative=relative,
+            feature_scaler=feature_scaler,
+            target_scaler=target_scaler,
+            time_step=time_step(frame.index),
+        ),
+        last_rows=frame.iloc[-input_width:].reset_index(drop=frame.index.name is None),
     )

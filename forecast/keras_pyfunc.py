@@ -5,12 +5,16 @@ It lives in its own module, imported once per process, because MLflow inspects e
 defined; hints cannot describe our (batch, time, features) input, the logged signature does.
 """
 
+import pickle
+
 import mlflow
 import numpy as np
 
 
 class KerasForecaster(mlflow.pyfunc.PythonModel):
-    """Predicts with the logged ``.keras`` file, in the model's own units."""
+    """Predicts with the logged ``.keras`` file: from input windows, in the model's own units;
+    or, for a model of a series (logged with its ``transform``), from a DataFrame of the
+    series' latest rows, returning the next rows in original units."""
 
     def load_context(self, context):
         import keras
@@ -24,6 +28,13 @@ class KerasForecaster(mlflow.pyfunc.PythonModel):
         self.model = keras.saving.load_model(
             context.artifacts["keras_model"], custom_objects=public_objects(modules)
         )
+        self.transform = None  # a forecast.data.SeriesTransform, for a series' model
+        if "transform" in context.artifacts:
+            with open(context.artifacts["transform"], "rb") as file:
+                self.transform = pickle.load(file)
 
     def predict(self, context, model_input, params=None):
-        return self.model.predict(np.asarray(model_input, dtype="float32"), verbose=0)
+        if self.transform is None:
+            return self.model.predict(np.asarray(model_input, dtype="float32"), verbose=0)
+        window = self.transform.model_input(model_input)
+        return self.transform.forecast_frame(self.model.predict(window, verbose=0), model_input)

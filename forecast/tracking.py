@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import pickle
 import sys
 import sysconfig
 import tempfile
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # the read side imports this module, and must not start Tenso
     import keras
     from matplotlib.figure import Figure
 
+    from forecast.data import SeriesData
     from forecast.trial import TrialOutcome
 
 
@@ -294,7 +296,9 @@ def log_trial_outcome(
     splits = outcome.splits
     _log_params(run, {"parameters": outcome.model.count_params(), "n_train": len(splits.x_train)})
     test_data = log_datasets(run, splits, source, dataset_name)
-    model_id = log_model(run, outcome.model, splits.x_test) if with_model else None
+    model_id = None
+    if with_model:
+        model_id = log_model(run, outcome.model, splits.x_test, outcome.series)
     for fold, metrics in enumerate(outcome.fold_metrics):
         _log_metrics(run, metrics, step=fold)
     # Linked to the model, the metrics show in the UI's list of models, comparable there.
@@ -342,20 +346,31 @@ def log_datasets(run: RunRef, splits: Any, source: str, name: str) -> Dataset:
 DATASET_ATTEMPTS = 5
 
 
-def log_model(run: RunRef, model: keras.Model, inputs: Any) -> str:
+def log_model(
+    run: RunRef, model: keras.Model, inputs: Any, series: SeriesData | None = None
+) -> str:
     """Log ``model`` as ``run``'s MLflow pyfunc model named ``model``; returns its MLflow 3 model
     id. It loads as ``models:/<id>`` or ``runs:/<run id>/model``.
 
     It carries the ``.keras`` file, this package's code and that of any user's module the model
     is made of (so it loads where neither is on the path), pinned requirements, a signature and
-    an input example. It predicts in the model's own units (scaled, and relative when the
-    experiment says so).
+    an input example. A task's model predicts from input windows (``inputs`` are examples). A
+    ``series``' model carries its transform too and forecasts from a DataFrame of the series'
+    latest rows: the time column and the feature (and target) columns, at least
+    ``input_width`` rows, the latest last; it returns the next ``horizon`` rows, their times at
+    the series' frequency and the targets in original units.
     """
     from mlflow.models import infer_signature
 
     from forecast.models import user_modules
 
     example = np.asarray(inputs[:2], dtype="float32")
+    # The output's shape is all a signature needs; predicting would trace again.
+    signature = infer_signature(example, np.zeros((len(example), *model.output_shape[1:]), "f4"))
+    if series is not None:
+        example = series.last_rows
+        zeros = np.zeros(model.output_shape[1:])
+        signature = infer_signature(example, series.transform.forecast_frame(zeros, example))
     modules = user_modules(model)
     user_code, user_requirements = _code_and_requirements(modules)
     requirements = [
@@ -368,16 +383,17 @@ def log_model(run: RunRef, model: keras.Model, inputs: Any) -> str:
         with tempfile.TemporaryDirectory() as folder:
             keras_file, saved = Path(folder) / "model.keras", Path(folder) / "pyfunc"
             model.save(keras_file)
+            artifacts = {"keras_model": str(keras_file)}
+            if series is not None:
+                artifacts["transform"] = str(Path(folder) / "transform.pkl")
+                Path(artifacts["transform"]).write_bytes(pickle.dumps(series.transform))
             mlflow.pyfunc.save_model(
                 str(saved),
                 python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-                artifacts={"keras_model": str(keras_file)},
+                artifacts=artifacts,
                 code_paths=[str(Path(__file__).parent), *user_code],
                 model_config={"user_modules": modules},
-                # The output's shape is all a signature needs; predicting would trace again.
-                signature=infer_signature(
-                    example, np.zeros((len(example), *model.output_shape[1:]), "f4")
-                ),
+                signature=signature,
                 input_example=example,
                 pip_requirements=requirements + user_requirements,
             )

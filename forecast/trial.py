@@ -88,6 +88,7 @@ class TrialOutcome:
     flow: dict[str, np.ndarray]  # gradient flow "at init" and "trained"
     figures: dict[str, Figure]  # artifact file name -> figure
     fold_metrics: list[dict[str, float]]  # each backtest fold's test errors; [] for one fold
+    series: SeriesData | None  # a series' last fold: what forecasts from its raw rows
 
 
 class TrainingDiverged(RuntimeError):
@@ -183,9 +184,15 @@ def run_trial(
             figures["gates.png"] = plots.gates(
                 activations, gap if series is None else 0, layer=type(first).__name__
             )
-    history = result.history
     return TrialOutcome(
-        model, splits, history, metrics, flow, figures, fold_metrics if len(folds) > 1 else []
+        model,
+        splits,
+        result.history,
+        metrics,
+        flow,
+        figures,
+        fold_metrics if len(folds) > 1 else [],
+        series,
     )
 
 

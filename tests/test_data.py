@@ -193,6 +193,39 @@ def test_each_backtest_fold_is_windowed_and_scaled_on_its_own_past():
         backtest_splits(frame, folds=5, refit=True, **{**window, "input_width": 20})
 
 
+@pytest.mark.parametrize("relative, scaler", [(True, "standard"), (False, "minmax")])
+def test_the_series_transform_rebuilds_test_windows_from_raw_rows(relative, scaler):
+    frame = load_series("co2", "date", fillna="interpolate")
+    data = series_splits(frame, 52, 4, relative=relative, scaler=scaler)
+    transform = data.transform
+    assert transform.columns == ["date", "co2"] and transform.time_step == "W-SAT"
+    raw = frame.reset_index()
+    rows = raw.iloc[: len(raw) - 4]  # the last test window's inputs end 4 weeks before the end
+    np.testing.assert_allclose(
+        transform.model_input(rows)[0], data.splits.x_test[-1], rtol=0, atol=1e-5
+    )
+    # The window's own targets, as a model output, come back as the last 4 weeks.
+    forecast = transform.forecast_frame(data.splits.y_test[-1], rows)
+    expected = raw.iloc[-4:].reset_index(drop=True)
+    pd.testing.assert_series_equal(forecast["date"], expected["date"], check_freq=False)
+    np.testing.assert_allclose(forecast["co2"], expected["co2"], rtol=1e-6)
+
+
+def test_the_series_transform_names_bad_rows_in_one_line():
+    frame = pd.DataFrame({"year": np.arange(1900.0, 1960.0), "y": np.linspace(0, 1, 60)})
+    data = series_splits(load_series(frame, "year"), input_width=5, horizon=2, gap=1)
+    transform = data.transform
+    rows = frame.iloc[-5:]
+    assert list(transform.forecast_frame(np.zeros(2), rows)["year"]) == [1961.0, 1962.0]
+    for bad, message in [
+        (rows.drop(columns="y"), "input: no column 'y'; columns are: year"),
+        (rows.iloc[-4:], "input: 4 rows; the model reads the last 5"),
+        (rows.assign(y=[0.1, None, 0.2, 0.3, 0.4]), "column 'y' row 1: missing or non-numeric"),
+    ]:
+        with pytest.raises(DataError, match=message):
+            transform.model_input(bad)
+
+
 def test_shipped_datasets_load_by_name():
     co2 = load_series("co2", time_column="date", fillna="interpolate")
     assert len(co2) == 2284 and list(co2.columns) == ["co2"]

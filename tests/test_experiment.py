@@ -411,3 +411,55 @@ def test_logged_models_load_in_a_fresh_process(tracking_store, tmp_path):
     in_process = mlflow.pyfunc.load_model(model_uri).predict(x)
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), in_process, atol=1e-6)
     assert in_process.shape == (3, 1)
+
+
+def test_a_series_model_forecasts_raw_rows_in_original_units_in_a_fresh_process(
+    tracking_store, tmp_path
+):
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    overrides = [*SERIES_TINY, "log_models=true", "models=[{name: lstm, layer: LSTM, units: 3}]"]
+    name, config = load_experiment("co2_forecast", overrides)
+    runner.run_experiment(name, config, log=lambda line: None)
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("co2_forecast")
+    (child,) = client.search_runs([experiment.experiment_id])[:1]
+    model_uri = f"runs:/{child.info.run_id}/model"
+    # A user's raw rows: the CSV's own columns, the latest last, dates as text.
+    from forecast.paths import datasets_dir
+
+    raw = pd.read_csv(datasets_dir() / "co2.csv").iloc[-20:]
+    raw.to_csv(tmp_path / "latest.csv", index=False)
+    script = (
+        "import sys, mlflow, pandas as pd\n"
+        "assert 'forecast' not in sys.modules\n"
+        f"model = mlflow.pyfunc.load_model({model_uri!r})\n"
+        f"rows = pd.read_csv({str(tmp_path / 'latest.csv')!r}, parse_dates=['date'])\n"
+        f"model.predict(rows).to_csv({str(tmp_path / 'forecast.csv')!r}, index=False)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=240)
+    forecast = pd.read_csv(tmp_path / "forecast.csv", parse_dates=["date"])
+    assert list(forecast.columns) == ["date", "co2"]
+    assert list(forecast["date"]) == list(pd.to_datetime(["2002-01-05", "2002-01-12"]))
+    # In ppmv, near the last weeks' 371.5 (relative: a change from the last week, unscaled).
+    assert forecast["co2"].between(365, 378).all()
+
+    loaded = mlflow.pyfunc.load_model(model_uri)
+    signature = loaded.metadata.signature
+    assert signature.inputs.input_names() == ["date", "co2"]
+    assert signature.outputs.input_names() == ["date", "co2"]
+    rows = raw.assign(date=pd.to_datetime(raw["date"]))
+    for bad, message in [
+        (rows.iloc[-3:], "input: 3 rows; the model reads the last 8"),
+        (rows.assign(co2=[None, *rows["co2"].iloc[1:]]), None),  # outside the last 8: fine
+        (rows.assign(co2=[*rows["co2"].iloc[:-1], None]), "column 'co2' row 19: missing"),
+    ]:
+        if message is None:
+            assert len(loaded.predict(bad)) == 2
+            continue
+        with pytest.raises(Exception, match=message) as error:
+            loaded.predict(bad)
+        assert "\n" not in str(error.value)
