@@ -89,6 +89,10 @@ class TrainConfig:
     clipnorm: float | None = 1.0  # clip each weight's gradient to this norm (Keras'); null: off
     epochs: int = 10
     batch_size: int = 64
+    # mse, or quantile: a pinball-loss head forecasting each of `quantiles` (point metrics use
+    # the 0.5 quantile, the median). A categorical task trains on cross-entropy either way.
+    loss: str = "mse"
+    quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
     early_stopping_patience: int | None = None  # epochs without val_loss gain; null: off
     # Give up on a trial whose validation MSE is still above give_up_ratio x the trivial
     # baseline's after give_up_epoch epochs (null: never). Long-gap learning can sit on a
@@ -232,6 +236,19 @@ def validate(config: ExperimentConfig) -> None:
     for key in ("epochs", "batch_size", "learning_rate"):
         value = getattr(config.train, key)
         require(value > 0, f"train.{key}: must be positive, got {value}")
+    require(
+        config.train.loss in ("mse", "quantile"),
+        f"train.loss: must be mse or quantile, got {config.train.loss!r}",
+    )
+    quantiles = config.train.quantiles
+    require(
+        quantiles == sorted(set(quantiles)) and all(0 < q < 1 for q in quantiles),
+        f"train.quantiles: must increase strictly within (0, 1), got {quantiles}",
+    )
+    require(
+        config.train.loss != "quantile" or 0.5 in quantiles,
+        f"train.quantiles: must hold 0.5, the median the point metrics use, got {quantiles}",
+    )
     patience = config.train.early_stopping_patience
     require(
         patience is None or patience > 0,

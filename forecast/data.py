@@ -432,6 +432,7 @@ class SeriesTransform:
     feature_scaler: Any  # fitted scikit-learn scalers, or None
     target_scaler: Any
     time_step: Any  # between rows: a pandas frequency string, or a number (years, steps)
+    quantiles: list[float] | None = None  # a quantile model's: one forecast column each
 
     @property
     def columns(self) -> list[str]:
@@ -473,15 +474,22 @@ class SeriesTransform:
     def forecast_frame(self, outputs: np.ndarray, rows: pd.DataFrame) -> pd.DataFrame:
         """The model's ``outputs`` for :meth:`model_input` of ``rows`` as the next
         ``horizon`` rows (``gap`` after the last one): their times and the targets in
-        original units."""
-        outputs = np.asarray(outputs, np.float64).reshape(self.horizon, -1)
+        original units. A quantile model gives each target as its median, and each quantile
+        q as ``<target>_q<q>``."""
+        levels = self.quantiles or [None]
+        outputs = np.asarray(outputs, np.float64).reshape(
+            self.horizon, len(self.target_columns), len(levels)
+        )
         if self.relative:  # the model forecasts changes from the last row's (scaled) targets
             last = rows[self.target_columns].iloc[-1:].to_numpy(np.float64)
             if self.target_scaler is not None:
                 last = self.target_scaler.transform(last)
-            outputs = outputs + last
+            outputs = outputs + last[..., None]
         if self.target_scaler is not None:
-            outputs = self.target_scaler.inverse_transform(outputs)
+            outputs = np.stack(
+                [self.target_scaler.inverse_transform(outputs[..., i]) for i in range(len(levels))],
+                axis=-1,
+            )
         times = rows[self.time_column] if self.time_column else rows.index.to_series()
         last_time = times.iloc[-1]
         steps = np.arange(self.gap + 1, self.gap + self.horizon + 1)
@@ -493,9 +501,15 @@ class SeriesTransform:
             future = pd.Timestamp(last_time) + self.time_step * steps
         else:
             future = float(last_time) + self.time_step * steps
-        forecast = pd.DataFrame(outputs, columns=self.target_columns)
-        forecast.insert(0, self.time_column or "time", future)
-        return forecast
+        columns = {self.time_column or "time": future}
+        for index, target in enumerate(self.target_columns):
+            if self.quantiles is None:
+                columns[target] = outputs[:, index, 0]
+                continue
+            columns[target] = outputs[:, index, self.quantiles.index(0.5)]
+            for level, quantile in enumerate(self.quantiles):
+                columns[f"{target}_q{quantile:g}"] = outputs[:, index, level]
+        return pd.DataFrame(columns)
 
 
 def time_step(index: pd.Index) -> Any:

@@ -109,13 +109,47 @@ def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(np.log(chosen)))
 
 
-def trivial_loss(train_targets: np.ndarray, targets: np.ndarray, classes: int | None) -> float:
+def trivial_loss(
+    train_targets: np.ndarray,
+    targets: np.ndarray,
+    classes: int | None,
+    quantiles: list[float] | None = None,
+) -> float:
     """The loss on ``targets`` of the trivial baseline fitted to ``train_targets``: the MSE of
-    their mean, or for labels of ``classes`` classes the cross-entropy of their per-position
-    frequencies (:func:`class_frequencies`)."""
-    if classes is None:
-        return float(np.mean((targets - train_targets.mean(axis=0)) ** 2))
-    return cross_entropy(class_frequencies(train_targets, classes), targets)
+    their mean; for labels of ``classes`` classes the cross-entropy of their per-position
+    frequencies (:func:`class_frequencies`); with ``quantiles``, the pinball loss of their
+    per-position quantiles."""
+    if classes is not None:
+        return cross_entropy(class_frequencies(train_targets, classes), targets)
+    if quantiles is not None:
+        constant = np.moveaxis(np.quantile(train_targets, quantiles, axis=0), 0, -1)
+        return pinball_loss(
+            np.broadcast_to(constant, (*targets.shape, len(quantiles))), targets, quantiles
+        )
+    return float(np.mean((targets - train_targets.mean(axis=0)) ** 2))
+
+
+def pinball_loss(forecasts: np.ndarray, truth: np.ndarray, quantiles: list[float]) -> float:
+    """The pinball loss of quantile ``forecasts`` (``truth``'s shape plus one axis of
+    ``quantiles``), averaged over quantiles and every target: for quantile q and error
+    e = truth - forecast, ``max(q e, (q - 1) e)``."""
+    levels = np.asarray(quantiles)
+    errors = truth[..., None] - forecasts
+    return float(np.mean(np.maximum(levels * errors, (levels - 1) * errors)))
+
+
+def interval_score(
+    forecasts: np.ndarray, truth: np.ndarray, quantiles: list[float]
+) -> dict[str, float]:
+    """A quantile forecast's own metrics: ``test_pinball`` (:func:`pinball_loss`), and the
+    empirical ``test_coverage`` of its outer interval (lowest to highest quantile) beside the
+    ``nominal_coverage`` it should have."""
+    inside = (forecasts[..., 0] <= truth) & (truth <= forecasts[..., -1])
+    return {
+        "test_pinball": pinball_loss(forecasts, truth, quantiles),
+        "test_coverage": float(np.mean(inside)),
+        "nominal_coverage": quantiles[-1] - quantiles[0],
+    }
 
 
 def classification_score(

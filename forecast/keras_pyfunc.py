@@ -25,8 +25,9 @@ class KerasForecaster(mlflow.pyfunc.PythonModel):
         # A user's layers and cells: their modules travel in the model's code folder, which
         # MLflow puts on the path before this runs.
         modules = (context.model_config or {}).get("user_modules", [])
+        # Not compiled: predicting needs no loss (ours, the pinball loss, is not registered).
         self.model = keras.saving.load_model(
-            context.artifacts["keras_model"], custom_objects=public_objects(modules)
+            context.artifacts["keras_model"], custom_objects=public_objects(modules), compile=False
         )
         self.transform = None  # a forecast.data.SeriesTransform, for a series' model
         if "transform" in context.artifacts:

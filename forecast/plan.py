@@ -17,7 +17,7 @@ from forecast.distributed import STRATEGIES
 from forecast.models import build_configured, check_saveable
 from forecast.sweep import point_label, sweep_points
 from forecast.tasks import task_function
-from forecast.training import make_optimizer
+from forecast.training import make_optimizer, model_output_shape
 from forecast.trial import Trial, prepare_series
 
 
@@ -146,9 +146,14 @@ def _check_task_output(
 
 
 def _check_models(config: ExperimentConfig, probe: Splits) -> None:
+    if probe.classes is not None and config.train.loss == "quantile":
+        raise ConfigError(
+            "train.loss: quantile needs real-valued targets; this task's are class labels"
+        )
+    output_shape = model_output_shape(probe.output_shape, config.train)
     for index, model in enumerate(config.models):
         try:
-            built = build_configured(model, probe.input_shape, probe.output_shape, probe.per_step)
+            built = build_configured(model, probe.input_shape, output_shape, probe.per_step)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"models.{index}: {error}") from None
         if config.log_models:  # else a trial would fail after training, as its model is logged

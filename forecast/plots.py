@@ -130,10 +130,15 @@ def gates(
 
 
 def forecast(
-    truth: np.ndarray, predictions: np.ndarray, baselines: dict[str, np.ndarray], limit: int = 200
+    truth: np.ndarray,
+    predictions: np.ndarray,
+    baselines: dict[str, np.ndarray],
+    band: np.ndarray | None = None,
+    limit: int = 200,
 ) -> Figure:
     """Truth, model and baseline forecasts of the first ``limit`` test windows (first target,
-    first horizon step)."""
+    first horizon step), and the model's interval ``band`` (its lower and upper forecasts on a
+    last axis) shaded, if any."""
 
     def first(values: np.ndarray) -> np.ndarray:
         values = np.asarray(values)
@@ -142,7 +147,12 @@ def forecast(
 
     figure, axes = plt.subplots(figsize=(8, 3.8))
     axes.plot(first(truth), color="black", linewidth=1.5, label="truth")
-    axes.plot(first(predictions), label="model")
+    line = axes.plot(first(predictions), label="model")[0]
+    if band is not None:
+        low, high = first(band[..., 0]), first(band[..., 1])
+        axes.fill_between(
+            np.arange(len(low)), low, high, color=line.get_color(), alpha=0.25, label="interval"
+        )
     for name, values in baselines.items():
         axes.plot(first(values), linestyle="--", linewidth=1, label=f"naive {name}")
     axes.set(xlabel="test window", ylabel="target", title="Test forecasts")

@@ -52,13 +52,52 @@ def make_optimizer(
 
 
 def make_loss(
-    classes: int | None, reduction: str | None = "sum_over_batch_size"
+    config: TrainConfig, classes: int | None, reduction: str | None = "sum_over_batch_size"
 ) -> keras.losses.Loss:
-    """The training loss: MSE, or for a categorical task of ``classes`` classes the sparse
-    categorical cross-entropy of the model's logits. ``reduction=None`` gives it per target."""
-    if classes is None:
-        return keras.losses.MeanSquaredError(reduction=reduction)
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
+    """The training loss: for a categorical task of ``classes`` classes the sparse categorical
+    cross-entropy of the model's logits; else MSE, or with ``config.loss: quantile`` the
+    pinball loss of ``config.quantiles``. ``reduction=None`` gives it per target."""
+    if classes is not None:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
+    if config.loss == "quantile":
+        return PinballLoss(config.quantiles, reduction=reduction)
+    return keras.losses.MeanSquaredError(reduction=reduction)
+
+
+class PinballLoss(keras.losses.Loss):
+    """The pinball (quantile) loss, averaged over ``quantiles``: for quantile q and error
+    e = truth - forecast, ``max(q e, (q - 1) e)``. Minimised, each output becomes its
+    quantile of the target's distribution given the inputs (Koenker & Bassett 1978).
+
+    ``y_pred`` holds one forecast per quantile on its last axis: ``y_true``'s shape plus
+    ``len(quantiles)``.
+    """
+
+    def __init__(
+        self,
+        quantiles: list[float],
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "pinball",
+    ) -> None:
+        super().__init__(reduction=reduction, name=name)
+        self.quantiles = [float(q) for q in quantiles]
+
+    def call(self, y_true, y_pred):
+        quantiles = keras.ops.convert_to_tensor(self.quantiles, dtype=y_pred.dtype)
+        error = keras.ops.expand_dims(keras.ops.cast(y_true, y_pred.dtype), -1) - y_pred
+        pinball = keras.ops.maximum(quantiles * error, (quantiles - 1.0) * error)
+        return keras.ops.mean(pinball, axis=-1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "quantiles": self.quantiles}
+
+
+def model_output_shape(target_shape: tuple[int, ...], config: TrainConfig) -> tuple[int, ...]:
+    """What a model outputs for targets of ``target_shape`` (one sample's): the same, or with
+    a quantile loss one forecast per quantile on a last axis."""
+    if config.loss == "quantile":
+        return (*target_shape, len(config.quantiles))
+    return tuple(target_shape)
 
 
 def compile_model(
@@ -77,7 +116,7 @@ def compile_model(
         clipnorm = None if multi_worker else config.clipnorm
         optimizer = make_optimizer(config.optimizer, config.learning_rate, clipnorm)
         metrics = ["accuracy"] if classes is not None else None
-        model.compile(optimizer=optimizer, loss=make_loss(classes), metrics=metrics)
+        model.compile(optimizer=optimizer, loss=make_loss(config, classes), metrics=metrics)
         optimizer.build(model.trainable_variables)
 
 
@@ -113,7 +152,8 @@ def train(
     backup_dir = checkpoint_dir if config.checkpoint else None
     safety = _safety_callbacks(config)
     if config.give_up_epoch is not None:
-        baseline = trivial_loss(splits.y_train, splits.y_val, splits.classes)
+        quantiles = config.quantiles if config.loss == "quantile" else None
+        baseline = trivial_loss(splits.y_train, splits.y_val, splits.classes, quantiles)
         give_up_at = first_epoch + config.give_up_epoch
         safety.append(GiveUp(give_up_at, config.give_up_ratio * baseline))
     start = time.perf_counter()
@@ -126,7 +166,7 @@ def train(
             config.batch_size,
             seed,
             config.clipnorm,
-            make_loss(splits.classes, reduction=None),
+            make_loss(config, splits.classes, reduction=None),
             [*safety, *(callbacks or [])],
             backup_dir,
             config.verbose,

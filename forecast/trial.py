@@ -31,10 +31,16 @@ from forecast import plots
 from forecast.config import DataConfig, ExperimentConfig, ModelConfig, results_digest
 from forecast.data import SeriesData, Splits, backtest_splits, load_series, synthetic_splits
 from forecast.distributed import make_strategy
-from forecast.evaluation import classification_score, fold_means, make_gradient_flow, score
+from forecast.evaluation import (
+    classification_score,
+    fold_means,
+    interval_score,
+    make_gradient_flow,
+    score,
+)
 from forecast.models import build_configured
 from forecast.tasks import task_function
-from forecast.training import compile_model, make_loss, train
+from forecast.training import compile_model, make_loss, model_output_shape, train
 
 GRADIENT_PROBE = 128  # test samples whose input gradients trace the gradient flow
 # A trial's fixed cost (building, evaluating, plotting) in time steps of sequence, for the
@@ -131,14 +137,17 @@ def run_trial(
                 keras.utils.set_random_seed(seed)
             with strategy.scope() if strategy is not None else contextlib.nullcontext():
                 model = build_configured(
-                    trial.model, splits.input_shape, splits.output_shape, splits.per_step
+                    trial.model,
+                    splits.input_shape,
+                    model_output_shape(splits.output_shape, config.train),
+                    splits.per_step,
                 )
             if strategy is None:  # a strategy's model lives in its scope: built afresh
                 model, gradient_flow = _traced_like(
                     model, _shape_key(trial, splits), config, splits
                 )
             else:
-                gradient_flow = make_gradient_flow(model, make_loss(splits.classes))
+                gradient_flow = make_gradient_flow(model, make_loss(config.train, splits.classes))
             if index == 0:  # the gradient flow of the first fold's model, before and after
                 probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])
                 flow = {"at init": gradient_flow(*probe)}
@@ -159,7 +168,7 @@ def run_trial(
             if index == 0:
                 flow["trained"] = gradient_flow(*probe)
         outputs = model.predict(splits.x_test, verbose=0, batch_size=1024)
-        metrics, forecast = _test_metrics(outputs, splits, series, config.solved_ratio)
+        metrics, forecast = _test_metrics(outputs, splits, series, config)
         fold_metrics.append(metrics)
         forecasts.append(forecast)
 
@@ -167,13 +176,12 @@ def run_trial(
     metrics["train_seconds"] = train_seconds
     figures = {"gradient_flow.png": plots.gradient_flow(flow)}
     if forecasts[0] is not None:  # the folds' test windows follow each other in time
-        truth = np.concatenate([truth for truth, _, _ in forecasts])
-        predictions = np.concatenate([predictions for _, predictions, _ in forecasts])
-        naive = {
-            name: np.concatenate([naive[name] for _, _, naive in forecasts])
-            for name in forecasts[0][2]
+        drawn = {
+            name: np.concatenate([forecast[name] for forecast in forecasts])
+            for name in forecasts[0]
         }
-        figures["forecast.png"] = plots.forecast(truth, predictions, naive)
+        truth, predictions, band = drawn.pop("truth"), drawn.pop("model"), drawn.pop("band", None)
+        figures["forecast.png"] = plots.forecast(truth, predictions, drawn, band)
     # The first layer sees the inputs themselves. Ours report their gates (as may a user's,
     # with the same method); a layer without gates, or one that cannot report them, is not drawn.
     first = model.layers[0]
@@ -184,6 +192,9 @@ def run_trial(
             figures["gates.png"] = plots.gates(
                 activations, gap if series is None else 0, layer=type(first).__name__
             )
+    if series is not None and config.train.loss == "quantile":  # its forecasts: per quantile
+        transform = dataclasses.replace(series.transform, quantiles=config.train.quantiles)
+        series = dataclasses.replace(series, transform=transform)
     return TrialOutcome(
         model,
         splits,
@@ -204,21 +215,33 @@ def _fold_backups(checkpoint_dir: Path | None, index: int, folds: int) -> Path |
 
 
 def _test_metrics(
-    outputs: np.ndarray, splits: Splits, series: SeriesData | None, solved_ratio: float
-) -> tuple[dict[str, float], tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None]:
+    outputs: np.ndarray, splits: Splits, series: SeriesData | None, config: ExperimentConfig
+) -> tuple[dict[str, float], dict[str, np.ndarray] | None]:
     """A model's test metrics from its ``outputs`` on ``splits.x_test``, and (but for a
-    categorical task's logits) the forecasts to draw: truth, predictions and the naive ones,
-    in the targets' original units."""
+    categorical task's logits) the forecasts to draw, in the targets' original units:
+    ``truth``, ``model``, each naive forecast by name, and a quantile model's ``band``, its
+    outer quantiles on a last axis."""
     if splits.classes is not None:
-        return classification_score(outputs, splits.y_test, splits.y_train, solved_ratio), None
+        metrics = classification_score(outputs, splits.y_test, splits.y_train, config.solved_ratio)
+        return metrics, None
     to_original_units = series.to_original_units if series else np.asarray
-    predictions = to_original_units(outputs)
+    quantiles = config.train.quantiles if config.train.loss == "quantile" else None
+    if quantiles is not None:  # one forecast per quantile on the last axis; points: the median
+        per_quantile = [to_original_units(outputs[..., i]) for i in range(len(quantiles))]
+        quantile_forecasts = np.stack(per_quantile, axis=-1)
+        predictions = quantile_forecasts[..., quantiles.index(0.5)]
+    else:
+        predictions = to_original_units(outputs)
     truth = to_original_units(np.asarray(splits.y_test))
     naive = series.naive_forecasts if series else {}
     naive_scale = series.naive_scale if series else None
-    metrics = score(predictions, truth, splits.y_train, solved_ratio, naive, naive_scale)
+    metrics = score(predictions, truth, splits.y_train, config.solved_ratio, naive, naive_scale)
     shown = naive or {"mean": np.broadcast_to(splits.y_train.mean(axis=0), truth.shape)}
-    return metrics, (truth, predictions, dict(shown))
+    drawn = {"truth": truth, "model": predictions, **shown}
+    if quantiles is not None:
+        metrics.update(interval_score(quantile_forecasts, truth, quantiles))
+        drawn["band"] = quantile_forecasts[..., [0, -1]]
+    return metrics, drawn
 
 
 @dataclass
@@ -233,14 +256,16 @@ TRACED_MODELS_KEPT = 8  # a sweep point's models x a few gaps; each holds its gr
 
 
 def _shape_key(trial: Trial, splits: Splits) -> str:
-    """What a compiled model computes: the model's config, the data's shapes and the
-    optimizer's settings. Not the seed: the seeds of one model at one gap share a key."""
+    """What a compiled model computes: the model's config, the data's shapes, the loss and
+    the optimizer's settings. Not the seed: the seeds of one model at one gap share a key."""
     train_config = trial.config.train
     return json.dumps(
         [
             dataclasses.asdict(trial.model),
             list(splits.input_shape),
             list(splits.output_shape),
+            splits.classes,
+            [train_config.loss, train_config.quantiles],
             [train_config.optimizer, train_config.learning_rate, train_config.clipnorm],
         ],
         sort_keys=True,

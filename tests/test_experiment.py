@@ -463,3 +463,26 @@ def test_a_series_model_forecasts_raw_rows_in_original_units_in_a_fresh_process(
         with pytest.raises(Exception, match=message) as error:
             loaded.predict(bad)
         assert "\n" not in str(error.value)
+
+
+def test_a_quantile_model_reports_its_interval_and_forecasts_each_quantile(tracking_store):
+    import pandas as pd
+
+    overrides = [*SERIES_TINY, "log_models=true", "train.loss=quantile", "train.epochs=3"]
+    overrides += ["models=[{name: lstm, layer: LSTM, units: 3}]"]
+    name, config = load_experiment("co2_forecast", overrides)
+    runner.run_experiment(name, config, log=lambda line: None)
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("co2_forecast")
+    (child,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'lstm%'")
+    metrics = child.data.metrics
+    assert {"test_pinball", "test_coverage", "test_mse", "persistence_ratio"} <= set(metrics)
+    assert metrics["nominal_coverage"] == pytest.approx(0.8)
+    assert 0 <= metrics["test_coverage"] <= 1
+    loaded = mlflow.pyfunc.load_model(f"runs:/{child.info.run_id}/model")
+    from forecast.paths import datasets_dir
+
+    rows = pd.read_csv(datasets_dir() / "co2.csv", parse_dates=["date"]).iloc[-8:]
+    forecast = loaded.predict(rows)
+    assert list(forecast.columns) == ["date", "co2", "co2_q0.1", "co2_q0.5", "co2_q0.9"]
+    np.testing.assert_allclose(forecast["co2"], forecast["co2_q0.5"])

@@ -158,3 +158,43 @@ def test_a_categorical_task_trains_on_cross_entropy_with_a_label_at_every_step()
     # Memoryless, the last step is a coin flip: log(2) / 3 nats per step.
     assert metrics["baseline_cross_entropy"] == pytest.approx(np.log(2) / 3, rel=0.05)
     assert metrics["test_accuracy"] == 1.0 and metrics["solved"] == 1.0
+
+
+def test_the_pinball_loss_is_scikit_learns_averaged_over_quantiles():
+    from sklearn.metrics import mean_pinball_loss
+
+    from forecast.evaluation import interval_score, pinball_loss, trivial_loss
+    from forecast.training import PinballLoss
+
+    rng = np.random.default_rng(0)
+    quantiles = [0.1, 0.5, 0.9]
+    truth = rng.normal(size=(50, 4, 2)).astype("float32")
+    forecasts = rng.normal(size=(50, 4, 2, 3)).astype("float32")
+    expected = np.mean(
+        [
+            mean_pinball_loss(truth.ravel(), forecasts[..., i].ravel(), alpha=q)
+            for i, q in enumerate(quantiles)
+        ]
+    )
+    keras_loss = float(PinballLoss(quantiles)(truth, forecasts))
+    assert keras_loss == pytest.approx(expected, rel=1e-5)
+    assert pinball_loss(forecasts, truth, quantiles) == pytest.approx(expected, rel=1e-5)
+    # Coverage, by its definition: the share of truths between the outer quantiles.
+    low, high = np.full_like(truth, -1.0), np.full_like(truth, 1.0)
+    band = np.stack([low, np.zeros_like(truth), high], axis=-1)
+    scores = interval_score(band, truth, quantiles)
+    assert scores["test_coverage"] == pytest.approx(np.mean(np.abs(truth) <= 1.0))
+    assert scores["nominal_coverage"] == pytest.approx(0.8)
+    # The trivial quantile forecast: the training targets' own quantiles, per position.
+    train = rng.normal(size=(10_000, 1)).astype("float32")
+    test = rng.normal(size=(10_000, 1)).astype("float32")
+    constant = np.quantile(train, quantiles)
+    assert trivial_loss(train, test, None, quantiles) == pytest.approx(
+        np.mean(
+            [
+                mean_pinball_loss(test, np.full_like(test, c), alpha=q)
+                for c, q in zip(constant, quantiles, strict=True)
+            ]
+        ),
+        rel=1e-5,
+    )
