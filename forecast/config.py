@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from forecast.paths import experiments_dir
+from forecast.statistical import STATISTICAL_MODELS
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,8 @@ class DataConfig:
     relative: bool = False  # model each window relative to its last input step
     season: int | None = None  # steps per season, for the seasonal naive forecast (52: weekly)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    # Statistical baselines on the same windows and folds: ets, theta, arima (statsforecast)
+    baselines: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -304,6 +307,12 @@ def _validate_data(data: DataConfig) -> None:
         require(value >= minimum, f"data.{key}: must be >= {minimum}, got {value}")
     folds = data.backtest.folds
     require(folds >= 1, f"data.backtest.folds: must be >= 1, got {folds}")
+    for name in data.baselines:
+        require(
+            name in STATISTICAL_MODELS,
+            f"data.baselines: unknown baseline {name!r}; "
+            f"choose from {', '.join(STATISTICAL_MODELS)}",
+        )
 
 
 def _read_yaml(path: Path) -> Any:

@@ -575,13 +575,16 @@ def series_splits(
     relative: bool = False,
     season: int | None = None,
     bounds: dict[str, tuple[int, int]] | None = None,
+    baselines: tuple[str, ...] = (),
 ) -> SeriesData:
     """Split a series in time order, fit scaling on the train part, window each part.
 
     The last ``test_fraction`` of the steps is the test part, the ``val_fraction`` before it
     validation, the rest training; each part is windowed on its own, so no window holds
     steps from two parts. ``bounds`` (``{"train": (start, end), "val": ..., "test": ...}``,
-    one fold of :func:`fold_bounds`) sets the parts instead.
+    one fold of :func:`fold_bounds`) sets the parts instead. ``baselines`` (``ets``,
+    ``theta``, ``arima``) adds statistical forecasts of the test windows to the naive ones
+    (see :mod:`forecast.statistical`), fitted on the train and validation parts.
 
     With ``relative``, every window is shifted so that its last input step is zero, and its
     targets by the same amount: the model learns changes from the last observation, which
@@ -660,6 +663,19 @@ def series_splits(
         # Window i's target step j sits at i*stride + input_width + gap + j in the test part.
         steps = np.arange(n_test_windows)[:, None] * stride + input_width + gap
         naive["seasonal"] = test_targets[steps + np.arange(horizon)[None, :] - season]
+    if baselines:
+        from forecast.statistical import statistical_forecasts
+
+        # Window i's last input step, in the whole series.
+        origins = bounds["test"][0] + np.arange(n_test_windows) * stride + input_width - 1
+        try:
+            naive.update(
+                statistical_forecasts(
+                    raw_targets, bounds["val"][1], origins, horizon, gap, season, list(baselines)
+                )
+            )
+        except ValueError as error:
+            raise DataError(str(error)) from None
     return SeriesData(
         splits=splits,
         target_scaler=target_scaler,

@@ -244,15 +244,29 @@ def comparison_table(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([summary, *naive], ignore_index=True)
 
 
+# The rows of the naive forecasts and statistical baselines (forecast.statistical) in
+# comparisons, and the metric holding each one's test MSE.
+NAIVE_ERRORS = {
+    "naive_mean": "baseline_mse",
+    "naive_persistence": "persistence_mse",
+    "naive_seasonal": "seasonal_mse",
+    "ets": "ets_mse",
+    "theta": "theta_mse",
+    "arima": "arima_mse",
+}
+
+
 def baseline_rows(metrics: dict[str, float], gap: int, point: str = "") -> pd.DataFrame:
-    """Summary rows for the naive forecasts of a series, to read beside the models'."""
-    errors = {"mean": (metrics["baseline_mse"], metrics["baseline_mae"])}
-    for name in ("persistence", "seasonal"):
-        if f"{name}_mse" in metrics and pd.notna(metrics[f"{name}_mse"]):
-            errors[name] = (metrics[f"{name}_mse"], metrics[f"{name}_mae"])
+    """Summary rows for the naive forecasts and statistical baselines of a series, to read
+    beside the models'."""
+    errors = {}
+    for name, column in NAIVE_ERRORS.items():
+        if column in metrics and pd.notna(metrics[column]):
+            mae = metrics[column.removesuffix("_mse") + "_mae"]
+            errors[name] = (metrics[column], mae)
     rows = [
         {
-            "model": f"naive_{name} [{point}]" if point else f"naive_{name}",
+            "model": f"{name} [{point}]" if point else name,
             "gap": gap,
             "seeds": 0,
             "test_mse": mse,
@@ -286,14 +300,6 @@ def fold_means(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
     values = {key: np.array([metrics[key] for metrics in fold_metrics]) for key in keys}
     means = {key: float(values[key].mean()) for key in keys}
     return {**means, **{f"{key}_ci95": t_half_width(values[key]) for key in keys}}
-
-
-# The naive forecasts' rows in comparisons, and the metric holding each one's test MSE.
-NAIVE_ERRORS = {
-    "naive_mean": "baseline_mse",
-    "naive_persistence": "persistence_mse",
-    "naive_seasonal": "seasonal_mse",
-}
 
 
 def paired_by_fold(folds: pd.DataFrame) -> pd.DataFrame:

@@ -154,7 +154,8 @@ def forecast(
             np.arange(len(low)), low, high, color=line.get_color(), alpha=0.25, label="interval"
         )
     for name, values in baselines.items():
-        axes.plot(first(values), linestyle="--", linewidth=1, label=f"naive {name}")
+        label = f"naive {name}" if name in ("mean", "persistence", "seasonal") else name
+        axes.plot(first(values), linestyle="--", linewidth=1, label=label)
     axes.set(xlabel="test window", ylabel="target", title="Test forecasts")
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)

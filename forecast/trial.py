@@ -334,6 +334,7 @@ def prepare_series(data: DataConfig) -> list[SeriesData]:
         scaler=data.scaler,
         relative=data.relative,
         season=data.season,
+        baselines=tuple(data.baselines),
     )
 
 

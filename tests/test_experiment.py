@@ -486,3 +486,37 @@ def test_a_quantile_model_reports_its_interval_and_forecasts_each_quantile(track
     forecast = loaded.predict(rows)
     assert list(forecast.columns) == ["date", "co2", "co2_q0.1", "co2_q0.5", "co2_q0.9"]
     np.testing.assert_allclose(forecast["co2"], forecast["co2_q0.5"])
+
+
+def test_statistical_baselines_are_rows_beside_the_models_on_every_fold(tracking_store, capsys):
+    pytest.importorskip("statsforecast")
+    overrides = [
+        "data={source: sunspots, time_column: year, input_width: 10, horizon: 2, "
+        "baselines: [ets, theta, arima], backtest: {folds: 2}}",
+        "models=[{name: lstm, layer: LSTM, units: 3}]",
+        "train.epochs=1",
+        "log_models=false",
+    ]
+    assert main(["run", "co2_forecast", *[a for o in overrides for a in ("--set", o)]]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("model  gap") :].split("\n\n")[0].splitlines()
+    assert [row.split()[0] for row in table[1:]] == [
+        "lstm",
+        "naive_mean",
+        "naive_persistence",
+        "ets",
+        "theta",
+        "arima",
+    ]
+    paired = out[out.index("Paired by backtest fold") :].split("\n\n")[0].splitlines()[2:]
+    assert [row.split()[1] for row in paired] == [
+        "naive_mean",
+        "naive_persistence",
+        "ets",
+        "theta",
+        "arima",
+    ]
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("co2_forecast")
+    (child,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'lstm%'")
+    assert {"ets_mse", "theta_mae", "arima_ratio", "arima_mse_ci95"} <= set(child.data.metrics)
