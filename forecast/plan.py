@@ -15,6 +15,7 @@ from forecast.config import ConfigError, ExperimentConfig, TrainConfig
 from forecast.data import DataError, Splits
 from forecast.distributed import STRATEGIES
 from forecast.models import build_configured, check_saveable
+from forecast.statistical import make_model
 from forecast.sweep import point_label, sweep_points
 from forecast.tasks import task_function
 from forecast.training import make_optimizer, model_output_shape
@@ -79,7 +80,14 @@ def _check_data(config: ExperimentConfig, probes: dict[str, Splits]) -> Splits:
     if key in probes:
         return probes[key]
     if config.data is not None:
-        probes[key] = prepare_series(config.data)[0].splits  # every fold is windowed
+        # Every fold is windowed; the statistical baselines are only made (fitting them takes
+        # seconds a fold, in the trials).
+        for name in config.data.baselines:
+            try:
+                make_model(name, config.data.season)
+            except ValueError as error:
+                raise ConfigError(f"data.baselines: {error}") from None
+        probes[key] = prepare_series(config.data, baselines=False)[0].splits
         return probes[key]
     task = config.task
     try:

@@ -7,6 +7,11 @@ origin with the observations up to it and the parameters as fitted (statsforecas
 ``forward``, which is what its own ``cross_validation(refit=False)`` does). Univariate: each
 target column is forecast from its own past; feature columns are not used.
 
+One thing outlives a call: ``_FORECASTS``, this process's last few results by their inputs.
+Every trial of a series experiment needs the same forecasts (they depend on the data alone),
+and fitting them costs seconds per fold; a worker process computes them once for all the
+trials it runs.
+
 Why statsforecast: it selects the model automatically for all three methods (statsmodels has
 no automatic ARIMA or ETS selection, and no way to forecast a Theta model from a new origin
 without refitting), its models are compiled C++ with no just-in-time compilation, and from
@@ -16,6 +21,9 @@ on co2 (2026-11-29). It needs ``pandas<3`` (Nixtla/statsforecast#1182), so it is
 """
 
 from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
 
 import numpy as np
 
@@ -72,6 +80,14 @@ def statistical_forecasts(
         name -> forecasts, (windows, horizon, targets), in the values' units.
     """
     values = np.asarray(values, dtype=np.float64)
+    key = hashlib.sha256(
+        values.tobytes()
+        + np.asarray(origins).tobytes()
+        + repr((values.shape, fit_end, horizon, gap, season, tuple(names))).encode()
+    ).hexdigest()
+    if key in _FORECASTS:
+        _FORECASTS.move_to_end(key)
+        return {name: forecast.copy() for name, forecast in _FORECASTS[key].items()}
     forecasts = {}
     for name in names:
         result = np.empty((len(origins), horizon, values.shape[1]))
@@ -81,4 +97,11 @@ def statistical_forecasts(
                 ahead = model.forward(y=values[: origin + 1, column], h=gap + horizon)["mean"]
                 result[index, :, column] = ahead[gap:]
         forecasts[name] = result
-    return forecasts
+    _FORECASTS[key] = forecasts
+    if len(_FORECASTS) > FORECASTS_KEPT:
+        _FORECASTS.popitem(last=False)
+    return {name: forecast.copy() for name, forecast in forecasts.items()}
+
+
+_FORECASTS: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()  # see the module docstring
+FORECASTS_KEPT = 16  # a few folds of a few series

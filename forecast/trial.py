@@ -312,9 +312,10 @@ def make_folds(
     return [(splits, None)]
 
 
-def prepare_series(data: DataConfig) -> list[SeriesData]:
+def prepare_series(data: DataConfig, baselines: bool = True) -> list[SeriesData]:
     """Load, validate, split, scale and window the series of a ``data`` config section: one
-    :class:`SeriesData` per backtest fold."""
+    :class:`SeriesData` per backtest fold, with its statistical baselines' forecasts unless
+    ``baselines`` is false."""
     columns = None
     if data.feature_columns is not None or data.target_columns is not None:
         columns = list(dict.fromkeys([*(data.feature_columns or []), *(data.target_columns or [])]))
@@ -334,7 +335,7 @@ def prepare_series(data: DataConfig) -> list[SeriesData]:
         scaler=data.scaler,
         relative=data.relative,
         season=data.season,
-        baselines=tuple(data.baselines),
+        baselines=tuple(data.baselines) if baselines else (),
     )
 
 

@@ -156,6 +156,9 @@ def test_bad_layer_option_fails_before_any_run(tracking_store, capsys):
 
 
 SERIES_TINY = [
+    "data.backtest.folds=1",  # co2_forecast's own: 3 folds, statistical baselines, quantiles
+    "data.baselines=[]",
+    "train.loss=mse",
     "data.input_width=8",
     "data.horizon=2",
     "data.season=4",
