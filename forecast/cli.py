@@ -151,7 +151,7 @@ NUMBER_FORMATS = {
     "ratio_ci95": "{:.3f}",
     "test_mae": "{:.4g}",
     "vs_persistence": "{:.3f}",
-    "mse_ratio_ci95": "{:.3f}",
+    "coverage": "{:.3f}",
     "train_seconds": "{:.1f}",
 }
 

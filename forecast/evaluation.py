@@ -197,7 +197,8 @@ def summarize(trials: pd.DataFrame) -> pd.DataFrame:
     categorical task ``test_cross_entropy``, ``test_accuracy`` and ``cross_entropy_ratio``
     instead of ``test_mse`` and ``mse_ratio``. For a series, where the mean is a strawman:
     ``test_mae`` and ``vs_persistence``, the model's MSE over persistence's (below 1 the model
-    beats "the next steps look like the last one").
+    beats "the next steps look like the last one"), and for a quantile model the ``coverage``
+    of its outer interval.
     """
     series = "persistence_ratio" in trials
     ratio = ratio_column(trials)
@@ -210,6 +211,8 @@ def summarize(trials: pd.DataFrame) -> pd.DataFrame:
     if series:
         columns["test_mae"] = ("test_mae", "mean")
         columns["vs_persistence"] = ("persistence_ratio", "mean")
+        if "test_coverage" in trials:  # a quantile model's outer interval
+            columns["coverage"] = ("test_coverage", "mean")
     else:
         columns[ratio] = (ratio, "mean")
         columns["solved"] = ("solved", "sum")

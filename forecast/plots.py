@@ -134,11 +134,14 @@ def forecast(
     predictions: np.ndarray,
     baselines: dict[str, np.ndarray],
     band: np.ndarray | None = None,
+    fold_starts: list[int] = (),
     limit: int = 200,
 ) -> Figure:
     """Truth, model and baseline forecasts of the first ``limit`` test windows (first target,
     first horizon step), and the model's interval ``band`` (its lower and upper forecasts on a
-    last axis) shaded, if any."""
+    last axis) shaded, if any. The axis spans the truth and the model's forecasts: a baseline
+    far off (the train mean of a trending series) runs off it. Dotted lines mark where each
+    backtest fold after the first starts (``fold_starts``, window indices)."""
 
     def first(values: np.ndarray) -> np.ndarray:
         values = np.asarray(values)
@@ -156,6 +159,15 @@ def forecast(
     for name, values in baselines.items():
         label = f"naive {name}" if name in ("mean", "persistence", "seasonal") else name
         axes.plot(first(values), linestyle="--", linewidth=1, label=label)
+    shown = [first(truth), first(predictions)]
+    if band is not None:
+        shown += [low, high]
+    bottom, top = min(map(np.min, shown)), max(map(np.max, shown))
+    margin = 0.1 * (top - bottom) or 1.0
+    axes.set_ylim(bottom - margin, top + margin)
+    for start in fold_starts:
+        if start < limit:
+            axes.axvline(start - 0.5, color="grey", linestyle=":", linewidth=1)
     axes.set(xlabel="test window", ylabel="target", title="Test forecasts")
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)

@@ -181,7 +181,10 @@ def run_trial(
             for name in forecasts[0]
         }
         truth, predictions, band = drawn.pop("truth"), drawn.pop("model"), drawn.pop("band", None)
-        figures["forecast.png"] = plots.forecast(truth, predictions, drawn, band)
+        fold_starts = np.cumsum([len(forecast["truth"]) for forecast in forecasts[:-1]])
+        figures["forecast.png"] = plots.forecast(
+            truth, predictions, drawn, band, [int(start) for start in fold_starts]
+        )
     # The first layer sees the inputs themselves. Ours report their gates (as may a user's,
     # with the same method); a layer without gates, or one that cannot report them, is not drawn.
     first = model.layers[0]
