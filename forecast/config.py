@@ -25,7 +25,6 @@ from typing import Any
 import yaml
 
 from forecast.paths import experiments_dir
-from forecast.statistical import STATISTICAL_MODELS
 
 
 class ConfigError(ValueError):
@@ -40,6 +39,10 @@ class TaskConfig:
     n_val: int = 512
     n_test: int = 512
     params: dict[str, Any] = field(default_factory=dict)  # extra arguments of the task function
+
+
+# The statistical baselines a series can be compared with (see forecast.statistical).
+STATISTICAL_MODELS = ("ets", "theta", "arima")
 
 
 @dataclass

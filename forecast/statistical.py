@@ -27,7 +27,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-STATISTICAL_MODELS = ("ets", "theta", "arima")
+from forecast.config import STATISTICAL_MODELS
+
 # A seasonal AutoARIMA of period 52 did not finish in 5 minutes on weekly co2; above this
 # period ARIMA is fitted without a season (ETS and Theta keep it).
 MAX_ARIMA_SEASON = 24

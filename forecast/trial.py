@@ -78,9 +78,12 @@ class Trial:
 
     @property
     def work(self) -> float:
-        """Relative cost, for the ETA: sequence length plus a fixed overhead, times epochs."""
-        length = self.gap + (self.config.data.input_width if self.config.data else 20)
-        return (length + TRIAL_OVERHEAD_STEPS) * self.config.train.epochs
+        """Relative cost, for the ETA: sequence length plus a fixed overhead, times epochs
+        (times the folds a backtest trains on)."""
+        data = self.config.data
+        length = self.gap + (data.input_width if data else 20)
+        trainings = data.backtest.folds if data and data.backtest.refit else 1
+        return (length + TRIAL_OVERHEAD_STEPS) * self.config.train.epochs * trainings
 
 
 @dataclass(frozen=True)
