@@ -15,6 +15,13 @@ from forecast import trial as trial_module
 from forecast.cli import main
 from forecast.config import load_experiment
 from forecast.training import TrainResult
+from tests.test_sweep import set_args
+
+
+def summary_lines(out: str) -> list[str]:
+    """The summary table a `forecast run` printed, line by line (its header first)."""
+    return out[out.index("model  gap") :].split("\n\n")[0].splitlines()
+
 
 TINY = [
     "seeds=[0]",
@@ -32,9 +39,9 @@ TINY = [
 
 def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
     overrides = [*TINY, "log_models=true"]
-    assert main(["run", "sine_long_gap", *[arg for o in overrides for arg in ("--set", o)]]) == 0
+    assert main(["run", "sine_long_gap", *set_args(overrides)]) == 0
     out = capsys.readouterr().out
-    table = out[out.index("model  gap") :].split("\n\n")[0].splitlines()
+    table = summary_lines(out)
     assert table[0].split() == [
         "model",
         "gap",
@@ -174,9 +181,9 @@ def test_a_categorical_task_is_scored_on_cross_entropy_against_its_memoryless_ba
 ):
     # 512 sequences: the baseline's add-one smoothing costs little more than the formula's.
     overrides = [*TINY, "log_models=true", "models.2.units=3", "task.gaps=[2]", "task.n_train=512"]
-    assert main(["run", "copy_memory", *[arg for o in overrides for arg in ("--set", o)]]) == 0
+    assert main(["run", "copy_memory", *set_args(overrides)]) == 0
     out = capsys.readouterr().out
-    table = out[out.index("model  gap") :].split("\n\n")[0].splitlines()
+    table = summary_lines(out)
     assert table[0].split() == [
         "model",
         "gap",
@@ -216,9 +223,9 @@ def test_a_categorical_task_is_scored_on_cross_entropy_against_its_memoryless_ba
 
 
 def test_series_experiment_compares_models_with_naive_forecasts(tracking_store, capsys):
-    assert main(["run", "co2_forecast", *[a for o in SERIES_TINY for a in ("--set", o)]]) == 0
+    assert main(["run", "co2_forecast", *set_args(SERIES_TINY)]) == 0
     out = capsys.readouterr().out
-    table = out[out.index("model  gap") :].split("\n\n")[0].splitlines()
+    table = summary_lines(out)
     assert "vs_persistence" in table[0]
     assert [row.split()[0] for row in table[1:]] == [
         "rnn",
@@ -245,7 +252,7 @@ def test_a_backtest_logs_each_fold_as_a_step_and_compares_models_fold_by_fold(
     tracking_store, capsys
 ):
     overrides = [*SERIES_TINY, "data.backtest.folds=3", "train.epochs=2"]
-    assert main(["run", "co2_forecast", *[a for o in overrides for a in ("--set", o)]]) == 0
+    assert main(["run", "co2_forecast", *set_args(overrides)]) == 0
     out = capsys.readouterr().out
     paired = out[out.index("Paired by backtest fold") :].split("\n\n")[0].splitlines()[1:]
     assert paired[0].split() == [
@@ -310,7 +317,7 @@ def test_a_backtest_logs_each_fold_as_a_step_and_compares_models_fold_by_fold(
 def test_a_backtest_without_refit_trains_once_and_slides(tracking_store):
     overrides = [*SERIES_TINY, "data.backtest.folds=3", "data.backtest.refit=false"]
     overrides += ["train.epochs=2", "models=[{name: lstm, layer: LSTM, units: 3}]"]
-    assert main(["run", "co2_forecast", *[a for o in overrides for a in ("--set", o)]]) == 0
+    assert main(["run", "co2_forecast", *set_args(overrides)]) == 0
     client = MlflowClient(tracking_store)
     experiment = client.get_experiment_by_name("co2_forecast")
     (lstm,) = client.search_runs(
@@ -500,9 +507,9 @@ def test_statistical_baselines_are_rows_beside_the_models_on_every_fold(tracking
         "train.epochs=1",
         "log_models=false",
     ]
-    assert main(["run", "co2_forecast", *[a for o in overrides for a in ("--set", o)]]) == 0
+    assert main(["run", "co2_forecast", *set_args(overrides)]) == 0
     out = capsys.readouterr().out
-    table = out[out.index("model  gap") :].split("\n\n")[0].splitlines()
+    table = summary_lines(out)
     assert [row.split()[0] for row in table[1:]] == [
         "lstm",
         "naive_mean",
