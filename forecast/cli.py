@@ -207,8 +207,9 @@ def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> 
                 for fold, metrics in enumerate(trial_folds(uri, row["run_id"]))
             ]
         )
-        print()
-        print(format_table(paired_by_fold(folds), fmt))
+        if len(folds):
+            print()
+            print(format_table(paired_by_fold(folds), fmt))
     return 0
 
 

@@ -223,7 +223,8 @@ def _run_sweep(
                         for fold, metrics in enumerate(_folds(reports[trial.digest], uri))
                     ]
                 )
-                paired = tables["paired.csv"] = paired_by_fold(folds_table)
+                if len(folds_table):  # else every trial failed: nothing to pair
+                    paired = tables["paired.csv"] = paired_by_fold(folds_table)
             metrics, figures = {}, {}
             if config.task is not None:
                 solved = max_solved_gap(trials_table, config.solved_ratio)
@@ -368,7 +369,7 @@ def _flow(report: TrialReport, uri: str) -> dict[str, np.ndarray]:
 
 def _folds(report: TrialReport, uri: str) -> list[dict[str, float]]:
     """A backtest trial's metrics per fold: from its report, or, for a trial finished before
-    the sweep was interrupted, from its run's metric histories. None for a failed trial."""
+    the sweep was interrupted, from its run's metric histories; none for a failed trial."""
     if report.failure is not None:
         return []
     if report.folds is not None:

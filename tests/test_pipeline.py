@@ -258,3 +258,16 @@ def test_forecast_ui_serves_the_local_store_and_prints_the_runs_address(tracking
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_backtest_whose_every_trial_fails_still_finishes_its_sweep(tracking_store, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("training broke")
+
+    monkeypatch.setattr(trial_module, "train", broken)
+    name, config = load_experiment("co2_forecast", [*SERIES_TINY, "data.backtest.folds=2"])
+    sweep = runner.run_experiment(name, config, log=lambda line: None, uri=tracking_store)
+    assert sweep.paired is None  # no finished trial, nothing to pair
+    statuses = {r.info.run_name: r.info.status for r in runs_in(tracking_store, name)}
+    assert statuses["co2_forecast-sweep"] == "FINISHED"
+    assert {s for run, s in statuses.items() if run != "co2_forecast-sweep"} == {"FAILED"}
