@@ -393,22 +393,24 @@ def fold_bounds(
 
 
 def backtest_splits(
-    frame: pd.DataFrame, folds: int, refit: bool, **window: Any
+    frame: pd.DataFrame,
+    folds: int,
+    refit: bool,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    **window: Any,
 ) -> list[SeriesData]:
     """:func:`series_splits` for every fold of :func:`fold_bounds`; ``window`` holds its other
-    arguments (``input_width``, ``val_fraction``, ...).
+    arguments (``input_width``, ``horizon``, ...).
 
     Raises:
         DataError: naming the fold, when one of its parts is too short for a window.
     """
-    val_fraction = window.get("val_fraction", 0.15)
-    test_fraction = window.get("test_fraction", 0.15)
+    parts = dict(val_fraction=val_fraction, test_fraction=test_fraction)
     folded = []
-    for index, bounds in enumerate(
-        fold_bounds(len(frame), val_fraction, test_fraction, folds, refit)
-    ):
+    for index, bounds in enumerate(fold_bounds(len(frame), **parts, folds=folds, refit=refit)):
         try:
-            folded.append(series_splits(frame, bounds=bounds, **window))
+            folded.append(series_splits(frame, bounds=bounds, **parts, **window))
         except DataError as error:
             if folds == 1:
                 raise
