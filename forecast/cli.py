@@ -133,6 +133,9 @@ def _run(uri: str, args: argparse.Namespace) -> int:
     if sweep.paired is not None:
         print("\nPaired by backtest fold (mse_ratio: mean over folds of model MSE / versus MSE):")
         print(format_table(sweep.paired, "table"))
+    if len(sweep.per_series):
+        print(f"\n{PER_SERIES_TITLE}")
+        print(format_table(sweep.per_series, "table"))
     if sweep.run_id is None:  # a multi-worker non-chief: the chief recorded the sweep
         return 0
     print()
@@ -142,6 +145,8 @@ def _run(uri: str, args: argparse.Namespace) -> int:
     return 0
 
 
+PER_SERIES_TITLE = "Each series of the panel (pooled above; means over seeds and folds):"
+
 NUMBER_FORMATS = {
     "test_mse": "{:.4g}",
     "mse_ratio": "{:.3f}",
@@ -150,6 +155,7 @@ NUMBER_FORMATS = {
     "cross_entropy_ratio": "{:.3f}",
     "ratio_ci95": "{:.3f}",
     "test_mae": "{:.4g}",
+    "test_mase": "{:.3f}",
     "vs_persistence": "{:.3f}",
     "coverage": "{:.3f}",
     "train_seconds": "{:.1f}",
@@ -182,7 +188,7 @@ def _runs(uri: str, experiment: str | None, limit: int) -> int:
 
 
 def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> int:
-    from forecast.evaluation import comparison_table
+    from forecast.evaluation import comparison_table, per_series
     from forecast.results import recent_sweeps, sweep_trials
 
     if run_id is None:
@@ -210,6 +216,12 @@ def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> 
         if len(folds):
             print()
             print(format_table(paired_by_fold(folds), fmt))
+    by_series = per_series(trials)
+    if len(by_series):
+        print()
+        if fmt != "csv":
+            print(PER_SERIES_TITLE)
+        print(format_table(by_series, fmt))
     return 0
 
 

@@ -58,6 +58,9 @@ class DataConfig:
     """A real series (see forecast.data.load_series and series_splits for each key)."""
 
     source: str = ""  # a dataset name in datasets/ (co2, sunspots) or a CSV path
+    # Many series in one long-format table: the column naming each row's series. One model
+    # trains on all of them (see forecast.data.load_panel and panel_splits).
+    series_column: str | None = None
     time_column: str | None = None
     feature_columns: list[str] | None = None  # all value columns by default
     target_columns: list[str] | None = None  # the feature columns by default

@@ -13,6 +13,9 @@ train part only.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,6 +244,69 @@ def load_series(
             ``fillna``, or unsorted or duplicate timestamps; the message names which.
     """
     frame, where, first_line = _read_source(source)
+    return _clean_series(
+        frame, where, lambda row: _row(row, first_line), time_column, columns, fillna
+    )
+
+
+def load_panel(
+    source: str | Path | pd.DataFrame,
+    series_column: str,
+    time_column: str | None = None,
+    columns: list[str] | None = None,
+    fillna: str | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Several series from one long-format table (a row per series and time step), each as
+    :func:`load_series` returns it, by the values of ``series_column`` in the order they first
+    appear. The other arguments are :func:`load_series`' and apply to every series; each
+    series' timestamps must increase on their own, and its missing values are filled within it.
+
+    Raises:
+        DataError: as :func:`load_series`, naming the series; a missing ``series_column``, or a
+            row without a series id.
+    """
+    frame, where, first_line = _read_source(source)
+    if series_column not in frame.columns:
+        raise DataError(_no_column(where, series_column, frame))
+    ids = frame[series_column]
+    if ids.isna().any():
+        row = int(np.flatnonzero(ids.isna())[0])
+        raise DataError(f"{where}: column {series_column!r} {_row(row, first_line)}: no series id")
+    ids = ids.astype(str)
+    rows_of = frame.groupby(ids, sort=False).indices
+    panel = {}
+    for name in pd.unique(ids):
+        if not re.fullmatch(SERIES_ID, name):
+            raise DataError(
+                f"{where}: series id {name!r}: MLflow metric names, which carry it, allow "
+                "letters, digits, spaces and _-./: only"
+            )
+        rows = rows_of[name]
+        panel[name] = _clean_series(
+            frame.iloc[rows].drop(columns=series_column),
+            f"{where}: series {name!r}",
+            lambda row, rows=rows: _row(int(rows[row]), first_line),
+            time_column,
+            columns,
+            fillna,
+        )
+    return panel
+
+
+# What an MLflow metric name may hold (per-series metrics are named `<metric>/<series id>`).
+SERIES_ID = r"[\w\-./: ]+"
+
+
+def _clean_series(
+    frame: pd.DataFrame,
+    where: str,
+    row_name: Callable[[int], str],
+    time_column: str | None,
+    columns: list[str] | None,
+    fillna: str | None,
+) -> pd.DataFrame:
+    """:func:`load_series`' checks and conversions of one series' rows; ``row_name`` names the
+    row at a position of ``frame`` in messages (a file's line, or a DataFrame's row)."""
     if time_column is not None:
         if time_column not in frame.columns:
             raise DataError(_no_column(where, time_column, frame))
@@ -254,12 +320,12 @@ def load_series(
             if bad.any() or times.isna().any():
                 row = int(np.flatnonzero(bad | times.isna())[0])
                 raise DataError(
-                    f"{where}: column {time_column!r} {_row(row, first_line)}: "
+                    f"{where}: column {time_column!r} {row_name(row)}: "
                     f"not a timestamp: {times.iloc[row]!r}"
                 )
             times = parsed
         frame = frame.drop(columns=[time_column]).set_index(pd.Index(times, name=time_column))
-    _check_time_order(frame.index, where, first_line)
+    _check_time_order(frame.index, where, row_name)
 
     if columns is not None:
         for column in columns:
@@ -268,8 +334,8 @@ def load_series(
         frame = frame[list(columns)]
     if frame.shape[1] == 0:
         raise DataError(f"{where}: no value columns")
-    frame = _to_numeric(frame, where, first_line)
-    return _fill_missing(frame, fillna, where, first_line)
+    frame = _to_numeric(frame, where, row_name)
+    return _fill_missing(frame, fillna, where, row_name)
 
 
 def _read_source(source: Any) -> tuple[pd.DataFrame, str, int | None]:
@@ -306,7 +372,7 @@ def _no_column(where: str, column: str, frame: pd.DataFrame) -> str:
     return f"{where}: no column {column!r}; columns are: {known}"
 
 
-def _check_time_order(index: pd.Index, where: str, first_line: int | None) -> None:
+def _check_time_order(index: pd.Index, where: str, row_name: Callable[[int], str]) -> None:
     if len(index) < 2:
         return
     values = index.to_numpy()
@@ -316,12 +382,12 @@ def _check_time_order(index: pd.Index, where: str, first_line: int | None) -> No
     position = int(np.flatnonzero(~later)[0]) + 1
     problem = "duplicate" if values[position] == values[position - 1] else "unsorted"
     raise DataError(
-        f"{where}: {problem} timestamp {index[position]} at {_row(position, first_line)} "
+        f"{where}: {problem} timestamp {index[position]} at {row_name(position)} "
         f"(after {index[position - 1]}); timestamps must be strictly increasing"
     )
 
 
-def _to_numeric(frame: pd.DataFrame, where: str, first_line: int | None) -> pd.DataFrame:
+def _to_numeric(frame: pd.DataFrame, where: str, row_name: Callable[[int], str]) -> pd.DataFrame:
     numeric = {}
     for column in frame.columns:
         values = frame[column]
@@ -330,7 +396,7 @@ def _to_numeric(frame: pd.DataFrame, where: str, first_line: int | None) -> pd.D
         if bad.any():
             position = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(
-                f"{where}: column {column!r} {_row(position, first_line)}: "
+                f"{where}: column {column!r} {row_name(position)}: "
                 f"non-numeric value {values.iloc[position]!r}"
             )
         numeric[column] = converted.astype(np.float64)
@@ -338,7 +404,7 @@ def _to_numeric(frame: pd.DataFrame, where: str, first_line: int | None) -> pd.D
 
 
 def _fill_missing(
-    frame: pd.DataFrame, fillna: str | None, where: str, first_line: int | None
+    frame: pd.DataFrame, fillna: str | None, where: str, row_name: Callable[[int], str]
 ) -> pd.DataFrame:
     if fillna is not None and fillna not in FILL_METHODS:
         raise DataError(f"fillna must be one of {', '.join(FILL_METHODS)}, got {fillna!r}")
@@ -351,7 +417,7 @@ def _fill_missing(
         count = int(missing.to_numpy().sum())
         raise DataError(
             f"{where}: column {column!r} has missing values ({count} in all, first at "
-            f"{_row(position, first_line)}); set fillna: ffill, interpolate or drop"
+            f"{row_name(position)}); set fillna: ffill, interpolate or drop"
         )
     if fillna == "drop":
         return frame.dropna()
@@ -435,6 +501,10 @@ class SeriesTransform:
     target_scaler: Any
     time_step: Any  # between rows: a pandas frequency string, or a number (years, steps)
     quantiles: list[float] | None = None  # a quantile model's: one forecast column each
+
+    def with_quantiles(self, quantiles: list[float]) -> SeriesTransform:
+        """This transform for a model that forecasts each of ``quantiles``."""
+        return dataclasses.replace(self, quantiles=quantiles)
 
     @property
     def columns(self) -> list[str]:
@@ -541,11 +611,31 @@ class SeriesData:
     # forecast within the train part, one step (or, with a season, one season) back.
     naive_scale: np.ndarray
     test_offset: np.ndarray | None = None  # with `relative`, each test window's last target
-    transform: SeriesTransform | None = None  # raw rows -> model input -> forecast rows
+    transform: SeriesTransform | PanelTransform | None = None  # raw rows -> forecast rows
     last_rows: pd.DataFrame | None = None  # the series' last input window, raw (an example)
+    # A panel's series by id (see combine_series), each with its own scaling and baselines;
+    # the splits above hold their windows one series after another.
+    series: dict[str, SeriesData] | None = None
+
+    @property
+    def test_windows(self) -> dict[str, slice]:
+        """Where each series of a panel has its windows in the test split ({} for one
+        series)."""
+        windows, start = {}, 0
+        for name, part in (self.series or {}).items():
+            windows[name] = slice(start, start + len(part.splits.y_test))
+            start = windows[name].stop
+        return windows
 
     def to_original_units(self, targets: np.ndarray) -> np.ndarray:
         """Turn test-part (n, horizon, targets) arrays of model units into original units."""
+        if self.series is not None:  # each series by its own scaler
+            return np.concatenate(
+                [
+                    self.series[name].to_original_units(targets[windows])
+                    for name, windows in self.test_windows.items()
+                ]
+            )
         if self.test_offset is not None:
             targets = targets + self.test_offset
         if self.target_scaler is None:
@@ -701,3 +791,131 @@ def series_splits(
         ),
         last_rows=frame.iloc[-input_width:].reset_index(drop=frame.index.name is None),
     )
+
+
+def panel_splits(
+    frames: dict[str, pd.DataFrame],
+    series_column: str,
+    folds: int = 1,
+    refit: bool = True,
+    **split: Any,
+) -> list[SeriesData]:
+    """:func:`backtest_splits` of every series of a panel (:func:`load_panel`), combined fold
+    by fold (:func:`combine_series`): each series is split, scaled and windowed on its own, so
+    no window holds steps of two series, and one model trains on all their windows.
+
+    Raises:
+        DataError: naming the series, when one cannot be split or windowed.
+    """
+    folded = {}
+    for name, frame in frames.items():
+        try:
+            folded[name] = backtest_splits(frame, folds, refit, **split)
+        except DataError as error:
+            raise DataError(f"series {name!r}: {error}") from None
+    return [
+        combine_series({name: parts[fold] for name, parts in folded.items()}, series_column)
+        for fold in range(folds)
+    ]
+
+
+def combine_series(parts: dict[str, SeriesData], series_column: str) -> SeriesData:
+    """One dataset of several series' windows, each part's after the other's, keeping each
+    series' scaler, offsets, naive forecasts and transform (in ``series``)."""
+    first = next(iter(parts.values()))
+
+    def stacked(split: str) -> np.ndarray:
+        return np.concatenate([getattr(part.splits, split) for part in parts.values()])
+
+    names = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+    splits = Splits(*(stacked(split) for split in names))
+    naive = {
+        name: np.concatenate([part.naive_forecasts[name] for part in parts.values()])
+        for name in first.naive_forecasts
+    }
+    # Each test window is scaled by its own series' in-sample naive error.
+    naive_scale = np.concatenate(
+        [
+            np.broadcast_to(part.naive_scale, (len(part.splits.y_test), 1, len(part.naive_scale)))
+            for part in parts.values()
+        ]
+    )
+    last_rows = pd.concat(
+        [part.last_rows.assign(**{series_column: name}) for name, part in parts.items()]
+    )
+    last_rows = last_rows[[series_column, *last_rows.columns[:-1]]].reset_index(drop=True)
+    return SeriesData(
+        splits=splits,
+        target_scaler=None,
+        feature_columns=first.feature_columns,
+        target_columns=first.target_columns,
+        split_lengths=tuple(
+            int(sum(part.split_lengths[i] for part in parts.values())) for i in range(3)
+        ),
+        naive_forecasts=naive,
+        naive_scale=naive_scale,
+        transform=PanelTransform(
+            series_column, {name: part.transform for name, part in parts.items()}
+        ),
+        last_rows=last_rows,
+        series=parts,
+    )
+
+
+@dataclass(frozen=True)
+class PanelTransform:
+    """A :class:`SeriesTransform` per series of a panel: forecasts each series named in the
+    rows' ``series_column`` from its own latest rows, with its own scaling."""
+
+    series_column: str
+    transforms: dict[str, SeriesTransform]
+
+    def with_quantiles(self, quantiles: list[float]) -> PanelTransform:
+        """This transform for a model that forecasts each of ``quantiles``."""
+        transforms = {name: t.with_quantiles(quantiles) for name, t in self.transforms.items()}
+        return PanelTransform(self.series_column, transforms)
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns a forecast reads: the series id, then each series' columns."""
+        return [self.series_column, *next(iter(self.transforms.values())).columns]
+
+    def _groups(self, rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+        if not isinstance(rows, pd.DataFrame):
+            raise DataError(f"expected a pandas DataFrame with columns {self.columns}")
+        if self.series_column not in rows.columns:
+            raise DataError(_no_column("input", self.series_column, rows))
+        ids = rows[self.series_column].astype(str)
+        groups = []
+        for name in pd.unique(ids):
+            if name not in self.transforms:
+                known = ", ".join(self.transforms)
+                raise DataError(f"input: unknown series {name!r}; the model knows: {known}")
+            groups.append((name, rows[ids == name].drop(columns=self.series_column)))
+        return groups
+
+    def model_input(self, rows: pd.DataFrame) -> np.ndarray:
+        """The model's input, (series, input_width, features): one window per series in
+        ``rows``, in the order they first appear, from its latest rows.
+
+        Raises:
+            DataError: an unknown series or a missing column; too few rows, or a missing
+                value, in a series (named).
+        """
+        windows = []
+        for name, group in self._groups(rows):
+            try:
+                windows.append(self.transforms[name].model_input(group))
+            except DataError as error:
+                raise DataError(f"series {name!r}: {error}") from None
+        return np.concatenate(windows)
+
+    def forecast_frame(self, outputs: np.ndarray, rows: pd.DataFrame) -> pd.DataFrame:
+        """The model's ``outputs`` for :meth:`model_input` of ``rows`` as each series' next
+        rows (:meth:`SeriesTransform.forecast_frame`), led by the series id."""
+        frames = []
+        for (name, group), output in zip(self._groups(rows), outputs, strict=True):
+            frame = self.transforms[name].forecast_frame(output, group)
+            frames.append(frame.assign(**{self.series_column: name}))
+        forecast = pd.concat(frames, ignore_index=True)
+        return forecast[[self.series_column, *forecast.columns[:-1]]]

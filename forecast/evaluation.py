@@ -298,11 +298,36 @@ def t_half_width(values: np.ndarray, confidence: float = 0.95) -> float:
 
 def fold_means(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
     """A backtest's headline metrics: each metric's mean over the folds, and its 95% Student-t
-    interval half-width over them as ``<metric>_ci95``."""
+    interval half-width over them as ``<metric>_ci95``; a panel's per-series metrics
+    (``<metric>/<series>``) get means only, not an interval each."""
     keys = list(fold_metrics[0])
     values = {key: np.array([metrics[key] for metrics in fold_metrics]) for key in keys}
     means = {key: float(values[key].mean()) for key in keys}
-    return {**means, **{f"{key}_ci95": t_half_width(values[key]) for key in keys}}
+    pooled = [key for key in keys if "/" not in key]
+    return {**means, **{f"{key}_ci95": t_half_width(values[key]) for key in pooled}}
+
+
+# The metrics a panel's trial also reports for each series, as `<metric>/<series id>`.
+PER_SERIES_METRICS = ("test_mse", "test_mae", "test_mase", "persistence_ratio", "test_coverage")
+
+
+def per_series(trials: pd.DataFrame) -> pd.DataFrame:
+    """A panel's models series by series: one row per (series, model, gap), each metric of
+    ``PER_SERIES_METRICS`` its trials logged for the series, averaged over seeds
+    (``persistence_ratio`` as ``vs_persistence``, ``test_coverage`` as ``coverage``). Empty for
+    trials of one series."""
+    keys = [key for key in trials.columns if key.split("/", 1)[0] in PER_SERIES_METRICS]
+    keys = [key for key in keys if "/" in key]
+    if not keys:
+        return pd.DataFrame()
+    long = trials.melt(id_vars=["model", "gap"], value_vars=keys, var_name="key").dropna()
+    long[["metric", "series"]] = long["key"].str.split("/", n=1, expand=True)
+    table = long.pivot_table(
+        index=["series", "model", "gap"], columns="metric", values="value", sort=False
+    )
+    order = [metric for metric in PER_SERIES_METRICS if metric in table.columns]
+    names = {"persistence_ratio": "vs_persistence", "test_coverage": "coverage"}
+    return table[order].rename(columns=names).reset_index().rename_axis(columns=None)
 
 
 def paired_by_fold(folds: pd.DataFrame) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from forecast.evaluation import (
     comparison_table,
     max_solved_gap,
     paired_by_fold,
+    per_series,
     ratio_column,
     seed_intervals,
 )
@@ -61,6 +62,7 @@ class SweepResult:
     experiment_id: str | None  # None on a multi-worker non-chief: the chief keeps the record
     run_id: str | None  # the parent run's
     paired: pd.DataFrame | None = None  # a backtest's models compared fold by fold
+    per_series: pd.DataFrame = field(default_factory=pd.DataFrame)  # a panel's, series by series
 
 
 def run_experiment(
@@ -132,7 +134,7 @@ def run_experiment(
     # but leave the record to it: their runs go to a private store, deleted afterwards.
     with tempfile.TemporaryDirectory() as scratch:
         sweep = run(f"sqlite:///{scratch}/mlflow.db")
-    return SweepResult(sweep.summary, uri, None, None, sweep.paired)
+    return SweepResult(sweep.summary, uri, None, None, sweep.paired, sweep.per_series)
 
 
 def _run_sweep(
@@ -225,6 +227,9 @@ def _run_sweep(
                 )
                 if len(folds_table):  # else every trial failed: nothing to pair
                     paired = tables["paired.csv"] = paired_by_fold(folds_table)
+            by_series = per_series(trials_table)
+            if len(by_series):
+                tables["per_series.csv"] = by_series
             metrics, figures = {}, {}
             if config.task is not None:
                 solved = max_solved_gap(trials_table, config.solved_ratio)
@@ -247,7 +252,7 @@ def _run_sweep(
                 title = f"Gradient flow at gap {flow_gap}, seed {flow_seed}"
                 figures["gradient_flow.png"] = plots.gradient_flow(flows, title)
             tracking.log_sweep_summary(parent, tables, metrics, figures)
-    return SweepResult(summary, uri, experiment_id, parent.run_id, paired)
+    return SweepResult(summary, uri, experiment_id, parent.run_id, paired, by_series)
 
 
 @dataclass(frozen=True)

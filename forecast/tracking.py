@@ -369,7 +369,7 @@ def log_model(
     signature = infer_signature(example, np.zeros((len(example), *model.output_shape[1:]), "f4"))
     if series is not None:
         example = series.last_rows
-        zeros = np.zeros(model.output_shape[1:])
+        zeros = np.zeros((len(series.transform.model_input(example)), *model.output_shape[1:]))
         signature = infer_signature(example, series.transform.forecast_frame(zeros, example))
     modules = user_modules(model)
     user_code, user_requirements = _code_and_requirements(modules)

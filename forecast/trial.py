@@ -29,9 +29,18 @@ from matplotlib.figure import Figure
 
 from forecast import plots
 from forecast.config import DataConfig, ExperimentConfig, ModelConfig, results_digest
-from forecast.data import SeriesData, Splits, backtest_splits, load_series, synthetic_splits
+from forecast.data import (
+    SeriesData,
+    Splits,
+    backtest_splits,
+    load_panel,
+    load_series,
+    panel_splits,
+    synthetic_splits,
+)
 from forecast.distributed import make_strategy
 from forecast.evaluation import (
+    PER_SERIES_METRICS,
     classification_score,
     fold_means,
     interval_score,
@@ -178,16 +187,8 @@ def run_trial(
     metrics = fold_means(fold_metrics) if len(folds) > 1 else fold_metrics[0]
     metrics["train_seconds"] = train_seconds
     figures = {"gradient_flow.png": plots.gradient_flow(flow)}
-    if forecasts[0] is not None:  # the folds' test windows follow each other in time
-        drawn = {
-            name: np.concatenate([forecast[name] for forecast in forecasts])
-            for name in forecasts[0]
-        }
-        truth, predictions, band = drawn.pop("truth"), drawn.pop("model"), drawn.pop("band", None)
-        fold_starts = np.cumsum([len(forecast["truth"]) for forecast in forecasts[:-1]])
-        figures["forecast.png"] = plots.forecast(
-            truth, predictions, drawn, band, [int(start) for start in fold_starts]
-        )
+    if forecasts[0] is not None:
+        figures.update(_forecast_figures(forecasts, [series for _, series in folds]))
     # The first layer sees the inputs themselves. Ours report their gates (as may a user's,
     # with the same method); a layer without gates, or one that cannot report them, is not drawn.
     first = model.layers[0]
@@ -199,7 +200,7 @@ def run_trial(
                 activations, gap if series is None else 0, layer=type(first).__name__
             )
     if series is not None and config.train.loss == "quantile":  # its forecasts: per quantile
-        transform = dataclasses.replace(series.transform, quantiles=config.train.quantiles)
+        transform = series.transform.with_quantiles(config.train.quantiles)
         series = dataclasses.replace(series, transform=transform)
     return TrialOutcome(
         model,
@@ -211,6 +212,35 @@ def run_trial(
         fold_metrics if len(folds) > 1 else [],
         series,
     )
+
+
+def _forecast_figures(
+    forecasts: list[dict[str, np.ndarray]], fold_series: list[SeriesData | None]
+) -> dict[str, Figure]:
+    """The forecast figure of a series (``forecast.png``), or of each of a panel's first
+    ``PANEL_SERIES_DRAWN`` series (``forecast/<id>.png``): its test windows of every fold, in
+    time order, with lines where a fold starts."""
+    panel = fold_series[0] is not None and fold_series[0].series is not None
+    names = list(fold_series[0].series)[:PANEL_SERIES_DRAWN] if panel else [None]
+    figures = {}
+    for name in names:
+        pieces = forecasts
+        if name is not None:  # this series' windows of each fold
+            pieces = [
+                {key: values[series.test_windows[name]] for key, values in forecast.items()}
+                for forecast, series in zip(forecasts, fold_series, strict=True)
+            ]
+        drawn = {key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0]}
+        truth, predictions, band = drawn.pop("truth"), drawn.pop("model"), drawn.pop("band", None)
+        fold_starts = np.cumsum([len(piece["truth"]) for piece in pieces[:-1]])
+        figure = plots.forecast(
+            truth, predictions, drawn, band, [int(start) for start in fold_starts]
+        )
+        figures["forecast.png" if name is None else f"forecast/{name}.png"] = figure
+    return figures
+
+
+PANEL_SERIES_DRAWN = 12  # each figure costs a trial about 0.1 s and its run an artifact
 
 
 def _fold_backups(checkpoint_dir: Path | None, index: int, folds: int) -> Path | None:
@@ -247,6 +277,20 @@ def _test_metrics(
     if quantiles is not None:
         metrics.update(interval_score(quantile_forecasts, truth, quantiles))
         drawn["band"] = quantile_forecasts[..., [0, -1]]
+    # A panel's metrics above pool every series' windows; each series' own follow.
+    for name, windows in (series.test_windows if series else {}).items():
+        part = series.series[name]
+        own = score(
+            predictions[windows],
+            truth[windows],
+            part.splits.y_train,
+            config.solved_ratio,
+            part.naive_forecasts,
+            part.naive_scale,
+        )
+        if quantiles is not None:
+            own.update(interval_score(quantile_forecasts[windows], truth[windows], quantiles))
+        metrics.update({f"{key}/{name}": own[key] for key in PER_SERIES_METRICS if key in own})
     return metrics, drawn
 
 
@@ -325,11 +369,7 @@ def prepare_series(data: DataConfig, baselines: bool = True) -> list[SeriesData]
     columns = None
     if data.feature_columns is not None or data.target_columns is not None:
         columns = list(dict.fromkeys([*(data.feature_columns or []), *(data.target_columns or [])]))
-    frame = load_series(data.source, data.time_column, columns, data.fillna)
-    return backtest_splits(
-        frame,
-        data.backtest.folds,
-        data.backtest.refit,
+    split = dict(
         input_width=data.input_width,
         horizon=data.horizon,
         gap=data.gap,
@@ -343,6 +383,12 @@ def prepare_series(data: DataConfig, baselines: bool = True) -> list[SeriesData]
         season=data.season,
         baselines=tuple(data.baselines) if baselines else (),
     )
+    folds, refit = data.backtest.folds, data.backtest.refit
+    if data.series_column is not None:  # many series, one model
+        frames = load_panel(data.source, data.series_column, data.time_column, columns, data.fillna)
+        return panel_splits(frames, data.series_column, folds, refit, **split)
+    frame = load_series(data.source, data.time_column, columns, data.fillna)
+    return backtest_splits(frame, folds, refit, **split)
 
 
 def data_source(config: ExperimentConfig) -> str:

@@ -9,8 +9,10 @@ from forecast.data import (
     DataError,
     backtest_splits,
     fold_bounds,
+    load_panel,
     load_series,
     make_windows,
+    panel_splits,
     series_splits,
     to_dataset,
     windowed_dataset,
@@ -268,7 +270,7 @@ def test_bad_series_files_get_one_line_naming_file_column_and_line(tmp_path, tex
 def test_missing_file_and_unknown_dataset(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         load_series(tmp_path / "absent.csv")
-    with pytest.raises(DataError, match="unknown dataset 'nope'; available: co2, sunspots"):
+    with pytest.raises(DataError, match="unknown dataset 'nope'; available: co2, nox, sunspots"):
         load_series("nope")
 
 
@@ -312,3 +314,116 @@ def test_make_windows_refuses_nan_naming_its_position():
     infinite = series(length=30, features=1)
     infinite[[3, 5], 0] = [np.inf, -np.inf]  # their sum is NaN, yet no value is
     assert len(make_windows(infinite, input_width=4)[0]) == 26
+
+
+def long_table():
+    """Three series in long format, their rows interleaved; series b starts later and is
+    shorter. Values encode (series, step): a's 1000 + step, b's 2000 + step, c's 3000 + step."""
+    rows = []
+    for step in range(60):
+        for number, name in enumerate("abc", 1):
+            if name == "b" and step < 10:
+                continue
+            rows.append({"id": name, "t": 1900 + step, "y": number * 1000.0 + step})
+    return pd.DataFrame(rows)
+
+
+def test_a_panel_loads_each_series_as_load_series_loads_its_own_rows():
+    table = long_table()
+    panel = load_panel(table, "id", "t")
+    assert list(panel) == ["a", "c", "b"]  # in order of first appearance (b starts later)
+    for name, frame in panel.items():
+        own = load_series(table[table["id"] == name].drop(columns="id"), "t")
+        pd.testing.assert_frame_equal(frame, own)
+    assert len(panel["b"]) == 50 and panel["b"].index[0] == 1910
+    nox = load_panel("nox", "site", "date", fillna="interpolate")
+    assert len(nox) == 13 and {len(frame) for frame in nox.values()} == {366}
+    assert not any(frame.isna().any().any() for frame in nox.values())
+
+
+def test_panel_windows_never_cross_series_and_each_series_scales_on_its_own_train_part():
+    panel = load_panel(long_table(), "id", "t")
+    window = {"input_width": 5, "horizon": 2, "test_fraction": 0.3, "val_fraction": 0.2}
+    (data,) = panel_splits(panel, "id", **window)
+    alone = {name: series_splits(frame, **window) for name, frame in panel.items()}
+    for split in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        expected = np.concatenate([getattr(part.splits, split) for part in alone.values()])
+        np.testing.assert_array_equal(getattr(data.splits, split), expected)
+    original = data.to_original_units(np.asarray(data.splits.y_test))
+    inputs = np.concatenate(
+        [
+            part.target_scaler.inverse_transform(part.splits.x_test[..., 0])
+            for part in alone.values()
+        ]
+    )[..., None]
+    # Every window's inputs and targets come from one series (the thousands say which).
+    series_of = np.floor(np.concatenate([inputs[:, :, 0], original[:, :, 0]], axis=1) / 1000)
+    assert (series_of == series_of[:, :1]).all()
+    windows = data.test_windows
+    assert [windows[name].stop - windows[name].start for name in alone] == [12, 12, 9]
+    assert set(np.unique(series_of[data.test_windows["b"]])) == {2.0}
+    for name, part in alone.items():  # each scaled by its own train part
+        train_end = fold_bounds(len(panel[name]), 0.2, 0.3)[0]["train"][1]
+        assert part.target_scaler.mean_[0] == pytest.approx(panel[name]["y"][:train_end].mean())
+    scale = data.naive_scale[:, 0, 0]
+    assert scale.shape == (len(original),) and (scale == 1.0).all()  # each series steps by 1
+    np.testing.assert_allclose(
+        data.naive_forecasts["persistence"][:, 0, 0], inputs[:, -1, 0], rtol=1e-6
+    )
+
+
+def test_a_panel_backtest_folds_every_series_alike():
+    panel = load_panel(long_table(), "id", "t")
+    folds = panel_splits(panel, "id", folds=2, input_width=3, test_fraction=0.4)
+    alone = backtest_splits(panel["c"], folds=2, refit=True, input_width=3, test_fraction=0.4)
+    for data, own in zip(folds, alone, strict=True):
+        np.testing.assert_array_equal(data.splits.x_test[data.test_windows["c"]], own.splits.x_test)
+    with pytest.raises(DataError, match=r"^series 'b': backtest fold 1 of 6: test part"):
+        panel_splits(panel, "id", folds=6, input_width=3, test_fraction=0.4)
+
+
+def test_the_panel_transform_forecasts_each_series_from_its_raw_rows():
+    table = long_table()
+    panel = load_panel(table, "id", "t")
+    (data,) = panel_splits(panel, "id", input_width=5, horizon=2, relative=True)
+    transform = data.transform
+    assert transform.columns == ["id", "t", "y"]
+    # Each series' rows up to its last test window's inputs, all series in one frame.
+    rows = pd.concat([table[table["id"] == name].iloc[:-2] for name in "cab"])
+    last = [data.test_windows[name].stop - 1 for name in "cab"]
+    np.testing.assert_allclose(
+        transform.model_input(rows), data.splits.x_test[last], rtol=0, atol=1e-6
+    )
+    forecast = transform.forecast_frame(np.asarray(data.splits.y_test)[last], rows)
+    assert list(forecast.columns) == ["id", "t", "y"]
+    assert list(forecast["id"]) == ["c", "c", "a", "a", "b", "b"]
+    assert list(forecast["t"]) == [1958.0, 1959.0] * 3
+    np.testing.assert_allclose(forecast["y"], [3058, 3059, 1058, 1059, 2058, 2059], rtol=1e-6)
+    assert data.last_rows.columns.tolist() == ["id", "t", "y"] and len(data.last_rows) == 15
+    for bad, message in [
+        (rows.drop(columns="id"), "input: no column 'id'; columns are: t, y"),
+        (rows.assign(id="d"), "input: unknown series 'd'; the model knows: a, c, b"),
+        (
+            pd.concat([rows[rows["id"] != "a"], table[table["id"] == "a"].iloc[:2]]),
+            "series 'a': input: 2 rows; the model reads the last 5",
+        ),
+    ]:
+        with pytest.raises(DataError, match=message):
+            transform.model_input(bad)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("id,t,y\na,1,1\nb,1,2\na,1,3\n", r"series 'a': duplicate timestamp 1 at line 4"),
+        ("id,t,y\na,1,1\nb,1,x\n", r"series 'b': column 'y' line 3: non-numeric value 'x'"),
+        ("id,t,y\na,1,1\n,2,2\n", r"column 'id' line 3: no series id"),
+        ("id,t,y\na#1,1,1\n", r"series id 'a#1': MLflow metric names"),
+        ("key,t,y\na,1,1\n", r"no column 'id'; columns are: key, t, y"),
+    ],
+)
+def test_bad_panels_get_one_line_naming_the_series_and_the_file_line(tmp_path, text, message):
+    path = write_csv(tmp_path, text)
+    with pytest.raises(DataError, match=message) as error:
+        load_panel(path, "id", "t")
+    assert "\n" not in str(error.value) and str(path) in str(error.value)
