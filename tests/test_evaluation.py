@@ -262,3 +262,80 @@ def test_paired_by_fold_sets_each_model_against_the_others_on_the_same_folds():
     means = fold_means([{"test_mse": 1.0}, {"test_mse": 2.0}, {"test_mse": 6.0}])
     assert means["test_mse"] == pytest.approx(3.0)
     assert means["test_mse_ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * stats.sem([1, 2, 6]))
+
+
+def test_a_panel_is_scored_pooled_and_series_by_series_as_each_alone():
+    from sklearn.metrics import mean_absolute_error
+
+    from forecast.config import ExperimentConfig
+    from forecast.data import load_panel, panel_splits
+    from forecast.trial import _test_metrics
+
+    steps = np.arange(80.0)
+    table = pd.concat(
+        [
+            pd.DataFrame({"id": "low", "y": 10 + np.sin(steps / 3)}),
+            pd.DataFrame({"id": "high", "y": 500 + 40 * np.cos(steps / 5)}),
+        ]
+    )
+    panel = load_panel(table, "id")
+    window = {"input_width": 6, "horizon": 2, "season": 4}
+    (data,) = panel_splits(panel, "id", **window)
+    outputs = np.random.default_rng(0).normal(size=data.splits.y_test.shape)
+    metrics, _ = _test_metrics(outputs, data.splits, data, ExperimentConfig())
+    predictions = data.to_original_units(outputs)
+    truth = data.to_original_units(np.asarray(data.splits.y_test))
+    # Pooled: every window of both series, in original units.
+    assert metrics["test_mse"] == pytest.approx(
+        mean_squared_error(truth.reshape(-1), predictions.reshape(-1))
+    )
+    for name, frame in panel.items():
+        alone = series_splits(frame, **window)
+        own_outputs = outputs[data.test_windows[name]]
+        own_truth = alone.to_original_units(np.asarray(alone.splits.y_test))
+        own_predictions = alone.to_original_units(own_outputs)
+        assert metrics[f"test_mse/{name}"] == pytest.approx(
+            mean_squared_error(own_truth.reshape(-1), own_predictions.reshape(-1))
+        )
+        own_mae = mean_absolute_error(own_truth.reshape(-1), own_predictions.reshape(-1))
+        assert metrics[f"test_mae/{name}"] == pytest.approx(own_mae)
+        assert metrics[f"test_mase/{name}"] == pytest.approx(own_mae / alone.naive_scale[0])
+        persistence = alone.naive_forecasts["persistence"]
+        assert metrics[f"persistence_ratio/{name}"] == pytest.approx(
+            metrics[f"test_mse/{name}"] / np.mean((persistence - own_truth) ** 2)
+        )
+    # Pooled MASE: each window's error scaled by its own series' in-sample naive error.
+    scaled = [
+        np.abs(predictions - truth)[data.test_windows[name]]
+        / series_splits(frame, **window).naive_scale
+        for name, frame in panel.items()
+    ]
+    assert metrics["test_mase"] == pytest.approx(np.mean(np.concatenate(scaled)))
+
+
+def test_per_series_averages_each_series_metrics_over_seeds():
+    from forecast.evaluation import per_series
+
+    trials = pd.DataFrame(
+        {
+            "model": ["lstm", "lstm", "rnn"],
+            "gap": [0, 0, 0],
+            "seed": [0, 1, 0],
+            "test_mse": [1.0, 2.0, 3.0],
+            "test_mse/a": [1.0, 3.0, 5.0],
+            "test_mse/b": [2.0, 4.0, 6.0],
+            "persistence_ratio/a": [0.5, 0.7, 0.9],
+            "persistence_ratio/b": [0.1, 0.3, 0.5],
+        }
+    )
+    table = per_series(trials)
+    assert list(table.columns) == ["series", "model", "gap", "test_mse", "vs_persistence"]
+    assert table[["series", "model"]].values.tolist() == [
+        ["a", "lstm"],
+        ["a", "rnn"],
+        ["b", "lstm"],
+        ["b", "rnn"],
+    ]
+    assert table["test_mse"].tolist() == [2.0, 5.0, 3.0, 6.0]
+    assert table["vs_persistence"].tolist() == pytest.approx([0.6, 0.9, 0.2, 0.5])
+    assert per_series(trials.drop(columns=[c for c in trials if "/" in c])).empty

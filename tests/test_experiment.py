@@ -530,3 +530,77 @@ def test_statistical_baselines_are_rows_beside_the_models_on_every_fold(tracking
     experiment = client.get_experiment_by_name("co2_forecast")
     (child,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'lstm%'")
     assert {"ets_mse", "theta_mae", "arima_ratio", "arima_mse_ci95"} <= set(child.data.metrics)
+
+
+QUANTILE_COLUMNS = ["sales_q0.1", "sales_q0.5", "sales_q0.9"]
+
+
+def test_a_panel_trains_one_model_and_reports_each_series_and_the_pool(
+    tracking_store, tmp_path, capsys
+):
+    import pandas as pd
+
+    # Two series of a user's long table, levels 100 apart, the rows of one after the other's.
+    days = pd.date_range("2024-01-01", periods=120, freq="D")
+    wave = np.sin(np.arange(120) / 4)
+    table = pd.concat(
+        [
+            pd.DataFrame({"store": "north", "day": days, "sales": 10 + wave}),
+            pd.DataFrame({"store": "south", "day": days, "sales": 110 + 5 * wave}),
+        ]
+    )
+    table.to_csv(tmp_path / "sales.csv", index=False)
+    overrides = [
+        f"data={{source: {tmp_path / 'sales.csv'}, series_column: store, time_column: day, "
+        "input_width: 8, horizon: 2, season: 7}",
+        "models=[{name: lstm, layer: LSTM, units: 3}]",
+        "train.epochs=1",
+        "log_models=true",
+    ]
+    assert main(["run", "co2_forecast", *set_args(overrides)]) == 0
+    out = capsys.readouterr().out
+    assert [row.split()[0] for row in summary_lines(out)[1:]] == [
+        "lstm",
+        "naive_mean",
+        "naive_persistence",
+        "naive_seasonal",
+    ]
+    each = out[out.index("Each series of the panel") :].split("\n\n")[0].splitlines()[1:]
+    assert each[0].split() == [
+        "series",
+        "model",
+        "gap",
+        "test_mse",
+        "test_mae",
+        "test_mase",
+        "vs_persistence",
+        "coverage",  # co2_forecast's model forecasts quantiles: its interval, series by series
+    ]
+    assert [row.split()[:2] for row in each[1:]] == [["north", "lstm"], ["south", "lstm"]]
+
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("co2_forecast")
+    (child,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'lstm%'")
+    metrics = child.data.metrics
+    assert {"test_mse/north", "test_mase/south", "persistence_ratio/north"} <= set(metrics)
+    # Both series' windows, pooled: the mean of the two series' MSEs (as many windows each).
+    assert metrics["test_mse"] == pytest.approx(
+        (metrics["test_mse/north"] + metrics["test_mse/south"]) / 2
+    )
+    figures = {a.path for a in client.list_artifacts(child.info.run_id, "forecast")}
+    assert figures == {"forecast/north.png", "forecast/south.png"}
+
+    # The logged model forecasts each series named in a raw table, in its own units.
+    loaded = mlflow.pyfunc.load_model(f"runs:/{child.info.run_id}/model")
+    assert loaded.metadata.signature.inputs.input_names() == ["store", "day", "sales"]
+    latest = pd.read_csv(tmp_path / "sales.csv", parse_dates=["day"]).groupby("store").tail(10)
+    forecast = loaded.predict(latest)
+    assert list(forecast.columns) == ["store", "day", "sales", *QUANTILE_COLUMNS]
+    assert list(forecast["store"]) == ["north", "north", "south", "south"]
+    assert list(forecast["day"]) == list(pd.to_datetime(["2024-04-30", "2024-05-01"])) * 2
+    north, south = forecast["sales"][:2], forecast["sales"][2:]
+    assert north.between(5, 15).all() and south.between(95, 125).all()
+
+    assert main(["compare", "co2_forecast"]) == 0
+    compared = capsys.readouterr().out
+    assert compared[compared.index("Each series") :].splitlines()[1:4] == each
