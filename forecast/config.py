@@ -55,7 +55,8 @@ class BacktestConfig:
 
 @dataclass
 class DataConfig:
-    """A real series (see forecast.data.load_series and series_splits for each key)."""
+    """A real series, or many in one table (see forecast.data.load_series, load_panel and
+    series_splits for each key)."""
 
     source: str = ""  # a dataset name in datasets/ (co2, sunspots) or a CSV path
     # Many series in one long-format table: the column naming each row's series. One model

@@ -282,7 +282,7 @@ def load_panel(
                 "letters, digits, spaces and _-./: only"
             )
         rows = rows_of[name]
-        panel[name] = _clean_series(
+        series = _clean_series(
             frame.iloc[rows].drop(columns=series_column),
             f"{where}: series {name!r}",
             lambda row, rows=rows: _row(int(rows[row]), first_line),
@@ -290,6 +290,10 @@ def load_panel(
             columns,
             fillna,
         )
+        if time_column is None and isinstance(frame.index, pd.RangeIndex):
+            # Without timestamps, a series' steps are its own rows, not their places in the table.
+            series = series.reset_index(drop=True)
+        panel[name] = series
     return panel
 
 

@@ -316,8 +316,7 @@ def per_series(trials: pd.DataFrame) -> pd.DataFrame:
     ``PER_SERIES_METRICS`` its trials logged for the series, averaged over seeds
     (``persistence_ratio`` as ``vs_persistence``, ``test_coverage`` as ``coverage``). Empty for
     trials of one series."""
-    keys = [key for key in trials.columns if key.split("/", 1)[0] in PER_SERIES_METRICS]
-    keys = [key for key in keys if "/" in key]
+    keys = [key for key in trials.columns if "/" in key and key.split("/")[0] in PER_SERIES_METRICS]
     if not keys:
         return pd.DataFrame()
     long = trials.melt(id_vars=["model", "gap"], value_vars=keys, var_name="key").dropna()

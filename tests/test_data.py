@@ -336,6 +336,10 @@ def test_a_panel_loads_each_series_as_load_series_loads_its_own_rows():
         own = load_series(table[table["id"] == name].drop(columns="id"), "t")
         pd.testing.assert_frame_equal(frame, own)
     assert len(panel["b"]) == 50 and panel["b"].index[0] == 1910
+    # Without a time column, each series counts its own steps (not its rows' places in the table).
+    untimed = load_panel(table.drop(columns="t"), "id")
+    assert list(untimed["b"].index) == list(range(50))
+    np.testing.assert_array_equal(untimed["b"]["y"], panel["b"]["y"])
     nox = load_panel("nox", "site", "date", fillna="interpolate")
     assert len(nox) == 13 and {len(frame) for frame in nox.values()} == {366}
     assert not any(frame.isna().any().any() for frame in nox.values())
