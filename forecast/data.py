@@ -535,11 +535,11 @@ class SeriesTransform:
         numeric = values.apply(pd.to_numeric, errors="coerce")
         if numeric.isna().any().any():
             column = numeric.isna().any().idxmax()
-            position = len(rows) - self.input_width + int(np.argmax(numeric[column].isna()))
-            raise DataError(
-                f"input: column {column!r} row {position}: missing or non-numeric value "
-                f"{values[column].iloc[position - len(rows) + self.input_width]!r}"
-            )
+            offset = int(np.argmax(numeric[column].isna()))
+            value = values[column].iloc[offset]
+            problem = "missing value" if pd.isna(value) else f"non-numeric value {value!r}"
+            position = len(rows) - self.input_width + offset
+            raise DataError(f"input: column {column!r} row {position}: {problem}")
         features = numeric[self.feature_columns].to_numpy(np.float64)
         if self.feature_scaler is not None:
             features = self.feature_scaler.transform(features)

@@ -222,7 +222,8 @@ def test_the_series_transform_names_bad_rows_in_one_line():
     for bad, message in [
         (rows.drop(columns="y"), "input: no column 'y'; columns are: year"),
         (rows.iloc[-4:], "input: 4 rows; the model reads the last 5"),
-        (rows.assign(y=[0.1, None, 0.2, 0.3, 0.4]), "column 'y' row 1: missing or non-numeric"),
+        (rows.assign(y=[0.1, None, 0.2, 0.3, 0.4]), "column 'y' row 1: missing value$"),
+        (rows.assign(y=[0.1, 0.2, "x", 0.3, 0.4]), "column 'y' row 2: non-numeric value 'x'$"),
     ]:
         with pytest.raises(DataError, match=message):
             transform.model_input(bad)

@@ -329,11 +329,22 @@ def test_a_backtest_without_refit_trains_once_and_slides(tracking_store):
     assert len({m.value for m in folds if m.step < 3}) == 3  # three folds, each its own windows
 
 
-def test_bad_series_fails_before_any_run(tracking_store, capsys):
-    assert main(["run", "co2_forecast", "--set", "data.fillna=null"]) == 2
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.fillna=null", "co2.csv: column 'co2' has missing values (59 in all, first at line"),
+        ("data.series_column=site", "co2.csv: no column 'site'; columns are: date, co2"),
+        (
+            "data={source: nox, series_column: site, time_column: date}",
+            "nox.csv: series 'ad': column 'nox' has missing values (12 in all, first at line 8)",
+        ),
+    ],
+)
+def test_bad_series_fails_before_any_run(tracking_store, capsys, override, message):
+    assert main(["run", "co2_forecast", "--set", override]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "co2.csv: column 'co2' has missing values (59 in all, first at line" in err
+    assert message in err
     client = MlflowClient(tracking_store)
     experiment = client.get_experiment_by_name("co2_forecast")
     assert experiment is None or not client.search_runs([experiment.experiment_id])
