@@ -553,19 +553,15 @@ class SeriesTransform:
         original units. A quantile model gives each target as its median, and each quantile
         q as ``<target>_q<q>``."""
         levels = self.quantiles or [None]
-        outputs = np.asarray(outputs, np.float64).reshape(
-            self.horizon, len(self.target_columns), len(levels)
-        )
+        shape = (self.horizon, len(self.target_columns), len(levels))
+        # Each quantile's (horizon, targets) forecast, quantiles first, to unscale them alike.
+        per_level = np.moveaxis(np.asarray(outputs, np.float64).reshape(shape), -1, 0)
+        offset = None
         if self.relative:  # the model forecasts changes from the last row's (scaled) targets
-            last = rows[self.target_columns].iloc[-1:].to_numpy(np.float64)
+            offset = rows[self.target_columns].iloc[-1:].to_numpy(np.float64)
             if self.target_scaler is not None:
-                last = self.target_scaler.transform(last)
-            outputs = outputs + last[..., None]
-        if self.target_scaler is not None:
-            outputs = np.stack(
-                [self.target_scaler.inverse_transform(outputs[..., i]) for i in range(len(levels))],
-                axis=-1,
-            )
+                offset = self.target_scaler.transform(offset)
+        outputs = np.moveaxis(unscale_targets(per_level, offset, self.target_scaler), 0, -1)
         times = rows[self.time_column] if self.time_column else rows.index.to_series()
         last_time = times.iloc[-1]
         steps = np.arange(self.gap + 1, self.gap + self.horizon + 1)
@@ -640,12 +636,18 @@ class SeriesData:
                     for name, windows in self.test_windows.items()
                 ]
             )
-        if self.test_offset is not None:
-            targets = targets + self.test_offset
-        if self.target_scaler is None:
-            return targets
-        flat = targets.reshape(-1, targets.shape[-1])
-        return self.target_scaler.inverse_transform(flat).reshape(targets.shape)
+        return unscale_targets(targets, self.test_offset, self.target_scaler)
+
+
+def unscale_targets(values: np.ndarray, offset: np.ndarray | None, scaler: Any) -> np.ndarray:
+    """Targets in a model's units, (..., targets), in original units: ``offset`` added back (with
+    ``relative``, each window's last scaled target, broadcast over the horizon), then the
+    ``scaler`` (fitted scikit-learn, or None) undone."""
+    if offset is not None:
+        values = values + offset
+    if scaler is None:
+        return values
+    return scaler.inverse_transform(values.reshape(-1, values.shape[-1])).reshape(values.shape)
 
 
 def make_scaler(name: str) -> Any:
