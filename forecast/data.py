@@ -7,8 +7,10 @@ steps after the last input step::
     x[s] ... x[s+w-1]                y[s+w+gap] ... y[s+w+gap+h-1]
 
 Windows start every ``stride`` steps. A series is cut into train / validation / test parts in
-time order before windowing, so no window straddles two parts, and scaling is fitted on the
-train part only.
+time order, and scaling is fitted on the train part only. A window belongs to the part its
+targets lie in, and no window's targets straddle two parts; its inputs may reach back into the
+parts before (they are observations known when its forecast is made), so every step of the
+validation and test parts is a target, as in forecasters' rolling-origin evaluation.
 """
 
 from __future__ import annotations
@@ -678,8 +680,10 @@ def series_splits(
     """Split a series in time order, fit scaling on the train part, window each part.
 
     The last ``test_fraction`` of the steps is the test part, the ``val_fraction`` before it
-    validation, the rest training; each part is windowed on its own, so no window holds
-    steps from two parts. ``bounds`` (``{"train": (start, end), "val": ..., "test": ...}``,
+    validation, the rest training. Each part's windows are those whose targets lie in it,
+    their inputs reaching back into the part before where they must: every step of the
+    validation and test parts is forecast, and no training window sees a validation or test
+    step. ``bounds`` (``{"train": (start, end), "val": ..., "test": ...}``,
     one fold of :func:`fold_bounds`) sets the parts instead. ``baselines`` (``ets``,
     ``theta``, ``arima``) adds statistical forecasts of the test windows to the naive ones
     (see :mod:`forecast.statistical`), fitted on the train and validation parts.
@@ -728,13 +732,22 @@ def series_splits(
     target_index = list(range(len(features), len(features) + len(targets)))
 
     arrays = {}
+    # Where each part's windows start: the inputs and gap of its first target step before it.
+    window_starts = {part: max(start - input_width - gap, 0) for part, (start, _) in bounds.items()}
     for part, (start, end) in bounds.items():
-        try:
-            inputs, part_targets = make_windows(
-                combined[start:end], input_width, horizon, gap, stride, target_index
+        first = window_starts[part]
+        if end - first < input_width + gap + horizon:
+            # The train part comes first and holds whole windows, so the others have all the
+            # steps before them that their inputs need: they fall short of the horizon only.
+            need = (
+                f"one window of input_width {input_width} + gap {gap} + horizon {horizon} steps"
+                if part == "train"
+                else f"the horizon ({horizon} steps)"
             )
-        except DataError as error:
-            raise DataError(f"{part} part ({end - start} steps): {error}") from None
+            raise DataError(f"{part} part ({end - start} steps): too short for {need}")
+        inputs, part_targets = make_windows(
+            combined[first:end], input_width, horizon, gap, stride, target_index
+        )
         last_target = inputs[:, -1:, len(features) :]
         part_inputs = inputs[..., : len(features)]
         if relative:
@@ -755,17 +768,15 @@ def series_splits(
         "mean": np.broadcast_to(train_mean, (n_test_windows, horizon, len(targets))),
         "persistence": np.repeat(persistence[:, None, :], horizon, axis=1),
     }
+    # Test window i's last input step, in the whole series.
+    origins = window_starts["test"] + np.arange(n_test_windows) * stride + input_width - 1
     if season is not None:
-        test_start = bounds["test"][0]
-        test_targets = raw_targets[test_start:]
-        # Window i's target step j sits at i*stride + input_width + gap + j in the test part.
-        steps = np.arange(n_test_windows)[:, None] * stride + input_width + gap
-        naive["seasonal"] = test_targets[steps + np.arange(horizon)[None, :] - season]
+        # Window i's target step j sits at origin + gap + 1 + j.
+        steps = origins[:, None] + gap + 1 + np.arange(horizon)[None, :]
+        naive["seasonal"] = raw_targets[steps - season]
     if baselines:
         from forecast.statistical import statistical_forecasts
 
-        # Window i's last input step, in the whole series.
-        origins = bounds["test"][0] + np.arange(n_test_windows) * stride + input_width - 1
         try:
             naive.update(
                 statistical_forecasts(

@@ -101,7 +101,7 @@ def test_bad_window_arguments_are_named(kwargs, message):
         make_windows(np.zeros(10), **kwargs)
 
 
-def test_splits_never_straddle_a_boundary_and_scale_on_train_only():
+def test_every_val_and_test_step_is_a_target_and_training_never_sees_one():
     length = 200
     frame = pd.DataFrame({"step": np.arange(length, dtype=float), "noise": np.ones(length)})
     data = series_splits(
@@ -122,9 +122,16 @@ def test_splits_never_straddle_a_boundary_and_scale_on_train_only():
         (data.splits.x_val, data.splits.y_val),
         (data.splits.x_test, data.splits.y_test),
     ]
-    for (start, end), (inputs, targets) in zip(bounds, parts, strict=True):
-        assert inputs.min() >= start and targets.max() < end
-        assert len(inputs) == (end - start) - (10 + 2 + 3) + 1
+    # Values are step numbers. Training windows lie wholly in the train part; a validation or
+    # test window's targets lie in its part, and its inputs (10 steps, then a gap of 2) reach
+    # back before the part where they must, so each of the part's steps is a target.
+    (train_inputs, train_targets), *forecast_parts = parts
+    assert train_inputs.min() == 0 and train_targets.max() == 119
+    assert len(train_inputs) == 120 - (10 + 2 + 3) + 1
+    for (start, end), (inputs, targets) in zip(bounds[1:], forecast_parts, strict=True):
+        assert targets.min() == start and targets.max() == end - 1
+        assert inputs.min() == start - 12 and len(inputs) == (end - start) - 3 + 1
+        np.testing.assert_array_equal(targets[:, 0, 0], inputs[:, -1, 0] + 3)
     scaled = series_splits(frame, 10, feature_columns=["step"], scaler="standard")
     train_steps = frame["step"].to_numpy()[: scaled.split_lengths[0]]
     assert scaled.target_scaler.mean_[0] == pytest.approx(train_steps.mean())
@@ -137,18 +144,23 @@ def test_relative_windows_and_naive_forecasts_in_original_units():
     np.testing.assert_allclose(data.splits.x_test[:, -1, :], 0.0, atol=1e-6)
     raw = frame["y"].to_numpy()
     test_start = sum(data.split_lengths[:2])
-    first_window_targets = raw[test_start + 8 : test_start + 10]
+    first_window_targets = raw[test_start : test_start + 2]
     original = data.to_original_units(np.asarray(data.splits.y_test))
     np.testing.assert_allclose(original[0, :, 0], first_window_targets, rtol=1e-5)
-    np.testing.assert_allclose(data.naive_forecasts["persistence"][0, :, 0], raw[test_start + 7])
+    np.testing.assert_allclose(data.naive_forecasts["persistence"][0, :, 0], raw[test_start - 1])
     train_mean = raw[: data.split_lengths[0]].mean()
     np.testing.assert_allclose(data.naive_forecasts["mean"][0, :, 0], train_mean)
 
 
 def test_a_part_too_short_for_a_window_is_named():
     frame = pd.DataFrame({"y": np.arange(40.0)})
-    with pytest.raises(DataError, match=r"val part \(6 steps\): a series of 6 steps is too short"):
-        series_splits(frame, input_width=8)
+    with pytest.raises(DataError, match=r"^val part \(6 steps\): too short for the horizon \(8"):
+        series_splits(frame, input_width=8, horizon=8)
+    with pytest.raises(
+        DataError,
+        match=r"^train part \(28 steps\): too short for one window of input_width 27 \+ gap 1 \+",
+    ):
+        series_splits(frame, input_width=27, gap=1)
 
 
 def test_backtest_folds_cut_the_test_part_and_train_on_everything_before_each():
@@ -184,15 +196,15 @@ def test_each_backtest_fold_is_windowed_and_scaled_on_its_own_past():
         assert data.split_lengths == (train_end, 30, 30)
         assert data.target_scaler.mean_[0] == pytest.approx(raw[:train_end].mean())
         original = data.to_original_units(np.asarray(data.splits.y_test))
-        # Window i's targets: steps test_start + 12 + i and the one after it.
-        expected = np.stack([raw[test_start + 12 : test_start + 29], raw[test_start + 13 :][:17]])
+        # Window i's targets: steps test_start + i and the one after it, every step of the fold.
+        expected = np.stack([raw[test_start : test_start + 29], raw[test_start + 1 :][:29]])
         np.testing.assert_allclose(original[:, :, 0], expected.T, rtol=1e-5)
     slid = backtest_splits(frame, folds=3, refit=False, **window)
     means = [data.target_scaler.mean_[0] for data in slid]
     assert means == pytest.approx([raw[:180].mean()] * 3)
     np.testing.assert_array_equal(slid[2].splits.x_train, folds[0].splits.x_train)
-    with pytest.raises(DataError, match=r"backtest fold 1 of 5: test part \(18 steps\): a ser"):
-        backtest_splits(frame, folds=5, refit=True, **{**window, "input_width": 20})
+    with pytest.raises(DataError, match=r"backtest fold 1 of 5: test part \(18 steps\): too sh"):
+        backtest_splits(frame, folds=5, refit=True, **{**window, "horizon": 20})
 
 
 @pytest.mark.parametrize("relative, scaler", [(True, "standard"), (False, "minmax")])
@@ -365,7 +377,7 @@ def test_panel_windows_never_cross_series_and_each_series_scales_on_its_own_trai
     series_of = np.floor(np.concatenate([inputs[:, :, 0], original[:, :, 0]], axis=1) / 1000)
     assert (series_of == series_of[:, :1]).all()
     windows = data.test_windows
-    assert [windows[name].stop - windows[name].start for name in alone] == [12, 12, 9]
+    assert [windows[name].stop - windows[name].start for name in alone] == [17, 17, 14]
     assert set(np.unique(series_of[data.test_windows["b"]])) == {2.0}
     for name, part in alone.items():  # each scaled by its own train part
         train_end = fold_bounds(len(panel[name]), 0.2, 0.3)[0]["train"][1]
@@ -384,7 +396,7 @@ def test_a_panel_backtest_folds_every_series_alike():
     for data, own in zip(folds, alone, strict=True):
         np.testing.assert_array_equal(data.splits.x_test[data.test_windows["c"]], own.splits.x_test)
     with pytest.raises(DataError, match=r"^series 'b': backtest fold 1 of 6: test part"):
-        panel_splits(panel, "id", folds=6, input_width=3, test_fraction=0.4)
+        panel_splits(panel, "id", folds=6, input_width=3, horizon=4, test_fraction=0.4)
 
 
 def test_the_panel_transform_forecasts_each_series_from_its_raw_rows():
