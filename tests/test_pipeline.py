@@ -158,19 +158,19 @@ def test_a_series_sweep_scores_each_point_against_its_own_naive_forecasts(
         return real_gates(activations, memory_steps, **kwargs)
 
     monkeypatch.setattr(trial_module.plots, "gates", record_gates)
-    overrides = [*SERIES_TINY, "sweep={grid: {data.input_width: [8, 12]}}"]
+    overrides = [*SERIES_TINY, "sweep={grid: {data.horizon: [1, 3]}}"]
     assert main(["run", "co2_forecast", *set_args(overrides)]) == 0
     table = capsys.readouterr().out.split("\n\n")[1].splitlines()
     rows = [line.strip() for line in table]
     naive = {line.split("]")[0] + "]": line for line in rows if line.startswith("naive")}
     assert set(naive) == {
-        f"naive_{name} [data.input_width={width}]"
+        f"naive_{name} [data.horizon={horizon}]"
         for name in ("mean", "persistence", "seasonal")
-        for width in (8, 12)
+        for horizon in (1, 3)
     }
     # Different windows, different naive errors: each point has its own.
     mse = {key: float(line.split("]")[1].split()[2]) for key, line in naive.items()}
-    assert mse["naive_mean [data.input_width=8]"] != mse["naive_mean [data.input_width=12]"]
+    assert mse["naive_persistence [data.horizon=1]"] < mse["naive_persistence [data.horizon=3]"]
     # A series' gap lies after its input window: nothing inside the input is shaded as gap.
     assert shaded == [0, 0]
 
