@@ -157,6 +157,10 @@ NUMBER_FORMATS = {
     "test_mae": "{:.4g}",
     "test_mase": "{:.3f}",
     "vs_persistence": "{:.3f}",
+    "vs_seasonal": "{:.3f}",  # a panel's series, against each naive and statistical forecast
+    "vs_ets": "{:.3f}",
+    "vs_theta": "{:.3f}",
+    "vs_arima": "{:.3f}",
     "coverage": "{:.3f}",
     "train_seconds": "{:.1f}",
 }

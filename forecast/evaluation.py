@@ -307,15 +307,25 @@ def fold_means(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
     return {**means, **{f"{key}_ci95": t_half_width(values[key]) for key in pooled}}
 
 
-# The metrics a panel's trial also reports for each series, as `<metric>/<series id>`.
-PER_SERIES_METRICS = ("test_mse", "test_mae", "test_mase", "persistence_ratio", "test_coverage")
+# The metrics a panel's trial also reports for each series, as `<metric>/<series id>`: its
+# errors, and its MSE over each naive forecast's and statistical baseline's on the series.
+PER_SERIES_METRICS = (
+    "test_mse",
+    "test_mae",
+    "test_mase",
+    "persistence_ratio",
+    "seasonal_ratio",
+    "ets_ratio",
+    "theta_ratio",
+    "arima_ratio",
+    "test_coverage",
+)
 
 
 def per_series(trials: pd.DataFrame) -> pd.DataFrame:
     """A panel's models series by series: one row per (series, model, gap), each metric of
-    ``PER_SERIES_METRICS`` its trials logged for the series, averaged over seeds
-    (``persistence_ratio`` as ``vs_persistence``, ``test_coverage`` as ``coverage``). Empty for
-    trials of one series."""
+    ``PER_SERIES_METRICS`` its trials logged for the series, averaged over seeds (``<name>_ratio``
+    as ``vs_<name>``, ``test_coverage`` as ``coverage``). Empty for trials of one series."""
     keys = [key for key in trials.columns if "/" in key and key.split("/")[0] in PER_SERIES_METRICS]
     if not keys:
         return pd.DataFrame()
@@ -325,8 +335,13 @@ def per_series(trials: pd.DataFrame) -> pd.DataFrame:
         index=["series", "model", "gap"], columns="metric", values="value", sort=False
     )
     order = [metric for metric in PER_SERIES_METRICS if metric in table.columns]
-    names = {"persistence_ratio": "vs_persistence", "test_coverage": "coverage"}
-    return table[order].rename(columns=names).reset_index().rename_axis(columns=None)
+
+    def label(metric: str) -> str:
+        if metric.endswith("_ratio"):
+            return "vs_" + metric.removesuffix("_ratio")
+        return "coverage" if metric == "test_coverage" else metric
+
+    return table[order].rename(columns=label).reset_index().rename_axis(columns=None)
 
 
 def paired_by_fold(folds: pd.DataFrame) -> pd.DataFrame:

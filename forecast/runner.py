@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -471,3 +472,6 @@ def _quiet_libraries() -> None:
     tf.get_logger().setLevel("ERROR")
     # MLflow's INFO lines (schema creation, input-example validation) would bury the progress.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # As would the two download bars of each logged model's input-example check; a user who
+    # sets the variable keeps their choice.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

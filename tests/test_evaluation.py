@@ -324,12 +324,22 @@ def test_per_series_averages_each_series_metrics_over_seeds():
             "test_mse": [1.0, 2.0, 3.0],
             "test_mse/a": [1.0, 3.0, 5.0],
             "test_mse/b": [2.0, 4.0, 6.0],
+            "arima_ratio/a": [1.0, 1.0, 1.0],
+            "arima_ratio/b": [2.0, 2.0, 2.0],
             "persistence_ratio/a": [0.5, 0.7, 0.9],
             "persistence_ratio/b": [0.1, 0.3, 0.5],
         }
     )
     table = per_series(trials)
-    assert list(table.columns) == ["series", "model", "gap", "test_mse", "vs_persistence"]
+    assert list(table.columns) == [
+        "series",
+        "model",
+        "gap",
+        "test_mse",
+        "vs_persistence",
+        "vs_arima",
+    ]
+    assert table["vs_arima"].tolist() == [1.0, 1.0, 2.0, 2.0]
     assert table[["series", "model"]].values.tolist() == [
         ["a", "lstm"],
         ["a", "rnn"],

@@ -585,6 +585,7 @@ def test_a_panel_trains_one_model_and_reports_each_series_and_the_pool(
         "test_mae",
         "test_mase",
         "vs_persistence",
+        "vs_seasonal",
         "coverage",  # co2_forecast's model forecasts quantiles: its interval, series by series
     ]
     assert [row.split()[:2] for row in each[1:]] == [["north", "lstm"], ["south", "lstm"]]
