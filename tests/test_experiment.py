@@ -563,7 +563,7 @@ def test_a_panel_trains_one_model_and_reports_each_series_and_the_pool(
     table.to_csv(tmp_path / "sales.csv", index=False)
     overrides = [
         f"data={{source: {tmp_path / 'sales.csv'}, series_column: store, time_column: day, "
-        "input_width: 8, horizon: 2, season: 7}",
+        "input_width: 8, horizon: 2, season: 7, test_fraction: 0.3, backtest: {folds: 2}}",
         "models=[{name: lstm, layer: LSTM, units: 3}]",
         "train.epochs=1",
         "log_models=true",
@@ -595,6 +595,11 @@ def test_a_panel_trains_one_model_and_reports_each_series_and_the_pool(
     (child,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'lstm%'")
     metrics = child.data.metrics
     assert {"test_mse/north", "test_mase/south", "persistence_ratio/north"} <= set(metrics)
+    # Means over the backtest's folds; an interval for the pooled metrics only.
+    assert "test_mse_ci95" in metrics and not any("/" in key for key in metrics if "ci95" in key)
+    history = client.get_metric_history(child.info.run_id, "test_mse/south")
+    assert [entry.step for entry in history] == [0, 1, 2]
+    assert history[2].value == pytest.approx((history[0].value + history[1].value) / 2)
     # Both series' windows, pooled: the mean of the two series' MSEs (as many windows each).
     assert metrics["test_mse"] == pytest.approx(
         (metrics["test_mse/north"] + metrics["test_mse/south"]) / 2
