@@ -135,7 +135,7 @@ def forecast(
     baselines: dict[str, np.ndarray],
     band: np.ndarray | None = None,
     fold_starts: list[int] = (),
-    limit: int = 200,
+    limit: int = 400,  # readable at this width: co2's three backtest folds, 333 weeks in all
 ) -> Figure:
     """Truth, model and baseline forecasts of the first ``limit`` test windows (first target,
     first horizon step), and the model's interval ``band`` (its lower and upper forecasts on a
