@@ -549,6 +549,9 @@ QUANTILE_COLUMNS = ["sales_q0.1", "sales_q0.5", "sales_q0.9"]
 def test_a_panel_trains_one_model_and_reports_each_series_and_the_pool(
     tracking_store, tmp_path, capsys
 ):
+    import subprocess
+    import sys
+
     import pandas as pd
 
     # Two series of a user's long table, levels 100 apart, the rows of one after the other's.
@@ -607,11 +610,21 @@ def test_a_panel_trains_one_model_and_reports_each_series_and_the_pool(
     figures = {a.path for a in client.list_artifacts(child.info.run_id, "forecast")}
     assert figures == {"forecast/north.png", "forecast/south.png"}
 
-    # The logged model forecasts each series named in a raw table, in its own units.
-    loaded = mlflow.pyfunc.load_model(f"runs:/{child.info.run_id}/model")
+    # The logged model forecasts each series named in a raw table, in its own units, in a
+    # fresh process that has not imported this package.
+    model_uri = f"runs:/{child.info.run_id}/model"
+    loaded = mlflow.pyfunc.load_model(model_uri)
     assert loaded.metadata.signature.inputs.input_names() == ["store", "day", "sales"]
-    latest = pd.read_csv(tmp_path / "sales.csv", parse_dates=["day"]).groupby("store").tail(10)
-    forecast = loaded.predict(latest)
+    script = (
+        "import sys, mlflow, pandas as pd\n"
+        "assert 'forecast' not in sys.modules\n"
+        f"rows = pd.read_csv({str(tmp_path / 'sales.csv')!r}, parse_dates=['day'])\n"
+        f"model = mlflow.pyfunc.load_model({model_uri!r})\n"
+        "forecast = model.predict(rows.groupby('store').tail(10))\n"
+        f"forecast.to_csv({str(tmp_path / 'forecast.csv')!r}, index=False)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=240)
+    forecast = pd.read_csv(tmp_path / "forecast.csv", parse_dates=["day"])
     assert list(forecast.columns) == ["store", "day", "sales", *QUANTILE_COLUMNS]
     assert list(forecast["store"]) == ["north", "north", "south", "south"]
     assert list(forecast["day"]) == list(pd.to_datetime(["2024-04-30", "2024-05-01"])) * 2
