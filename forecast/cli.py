@@ -154,14 +154,18 @@ NUMBER_FORMATS = {
     "test_accuracy": "{:.3f}",
     "cross_entropy_ratio": "{:.3f}",
     "ratio_ci95": "{:.3f}",
-    "test_mae": "{:.4g}",
-    "test_mase": "{:.3f}",
-    "vs_persistence": "{:.3f}",
-    "vs_seasonal": "{:.3f}",  # a panel's series, against each naive and statistical forecast
-    "vs_ets": "{:.3f}",
-    "vs_theta": "{:.3f}",
-    "vs_arima": "{:.3f}",
+    "mae": "{:.4g}",
+    "rmse": "{:.4g}",
+    "mse": "{:.4g}",
+    "mape": "{:.2f}",
+    "smape": "{:.2f}",
+    "mase": "{:.3f}",
+    "rmsse": "{:.3f}",
     "coverage": "{:.3f}",
+    "msis": "{:.3f}",
+    "wql": "{:.4f}",
+    "vs_naive": "{:.3f}",
+    "vs_seasonal_naive": "{:.3f}",
     "train_seconds": "{:.1f}",
 }
 
@@ -170,7 +174,11 @@ def format_table(table: object, fmt: str) -> str:
     """A summary DataFrame as an aligned text table, CSV or a Markdown table."""
     if fmt == "csv":
         return table.to_csv(index=False).rstrip("\n")
-    formatters = {k: v.format for k, v in NUMBER_FORMATS.items() if k in table.columns}
+    formatters = {
+        column: functools.partial(_format_number, pattern)
+        for column, pattern in NUMBER_FORMATS.items()
+        if column in table.columns
+    }
     if fmt == "table":
         return table.to_string(index=False, formatters=formatters)
     cells = [
@@ -183,6 +191,11 @@ def format_table(table: object, fmt: str) -> str:
     return "\n".join(lines)
 
 
+def _format_number(pattern: str, value: object) -> str:
+    """A number as ``pattern`` shows it; a missing one (a baseline's coverage) as blank."""
+    return "" if value is None or value != value else pattern.format(value)
+
+
 def _runs(uri: str, experiment: str | None, limit: int) -> int:
     from forecast.results import recent_sweeps
 
@@ -192,7 +205,7 @@ def _runs(uri: str, experiment: str | None, limit: int) -> int:
 
 
 def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> int:
-    from forecast.evaluation import comparison_table, per_series
+    from forecast.evaluation import METRICS, comparison_table, per_series
     from forecast.results import recent_sweeps, sweep_trials
 
     if run_id is None:
@@ -203,7 +216,7 @@ def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> 
     trials = sweep_trials(uri, run_id)
     if not len(trials) or not {"test_mse", "test_cross_entropy"} & set(trials):
         raise ConfigError(f"sweep {run_id} has no finished trials")
-    print(format_table(comparison_table(trials), fmt))
+    print(format_table(comparison_table(trials, METRICS), fmt))
     if "test_mse_ci95" in trials:  # a backtest: its trials' folds, compared pairwise
         import pandas as pd
 
@@ -220,7 +233,7 @@ def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> 
         if len(folds):
             print()
             print(format_table(paired_by_fold(folds), fmt))
-    by_series = per_series(trials)
+    by_series = per_series(trials, METRICS)
     if len(by_series):
         print()
         if fmt != "csv":

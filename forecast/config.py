@@ -41,10 +41,6 @@ class TaskConfig:
     params: dict[str, Any] = field(default_factory=dict)  # extra arguments of the task function
 
 
-# The statistical baselines a series can be compared with (see forecast.statistical).
-STATISTICAL_MODELS = ("ets", "theta", "arima")
-
-
 @dataclass
 class BacktestConfig:
     """Rolling-origin evaluation (see forecast.data.fold_bounds)."""
@@ -74,10 +70,31 @@ class DataConfig:
     test_fraction: float = 0.15
     scaler: str = "standard"  # standard, minmax or none; fitted on the train part only
     relative: bool = False  # model each window relative to its last input step
-    season: int | None = None  # steps per season, for the seasonal naive forecast (52: weekly)
+    # Steps per season (12: monthly data with a yearly cycle): the seasonal naive forecast's,
+    # the statistical baselines', and the lag of the naive error that scales MASE and RMSSE.
+    season: int | None = None
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
-    # Statistical baselines on the same windows and folds: ets, theta, arima (statsforecast)
+    # Forecasters scored beside the networks on the same folds, besides the naive ones (naive,
+    # seasonal_naive with a season, mean, drift, always there): ets, theta, arima
+    # (statsforecast), or a user's class by import path (see forecast.forecasters)
     baselines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvaluationConfig:
+    """How a series' forecasts are scored (see forecast.evaluation)."""
+
+    # The printed table's columns, of mae, rmse, mse, mape, smape, mase, rmsse, coverage, msis,
+    # wql; MLflow gets them all.
+    metrics: list[str] = field(
+        default_factory=lambda: ["mae", "rmse", "mape", "smape", "mase", "coverage"]
+    )
+    # Calibrate the network's interval on its validation errors, step by step (split
+    # conformal): a point model gets an interval of nominal coverage `interval`, a quantile
+    # model's outer quantiles are widened or narrowed to theirs. false: a quantile model's raw
+    # quantiles, no interval for a point model.
+    conformal: bool = True
+    interval: float = 0.8
 
 
 @dataclass
@@ -144,6 +161,7 @@ class ExperimentConfig:
     solved_ratio: float = 0.1  # a trial solves the task when test MSE / baseline MSE <= this
     log_models: bool = True  # log each trained model to MLflow (a pyfunc model, ~2 s a trial)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     sweep: SweepConfig | None = None  # a grid or random search over other keys
 
     def to_dict(self) -> dict[str, Any]:
@@ -233,6 +251,7 @@ def validate(config: ExperimentConfig) -> None:
         _validate_task(config.task)
     else:
         _validate_data(config.data)
+    _validate_evaluation(config.evaluation)
     require(len(config.models) > 0, "models: the list of models is empty")
     names = [m.name for m in config.models]
     require(len(set(names)) == len(names), f"models: model names must be unique, got {names}")
@@ -314,12 +333,17 @@ def _validate_data(data: DataConfig) -> None:
         require(value >= minimum, f"data.{key}: must be >= {minimum}, got {value}")
     folds = data.backtest.folds
     require(folds >= 1, f"data.backtest.folds: must be >= 1, got {folds}")
-    for name in data.baselines:
-        require(
-            name in STATISTICAL_MODELS,
-            f"data.baselines: unknown baseline {name!r}; "
-            f"choose from {', '.join(STATISTICAL_MODELS)}",
-        )
+    require(
+        data.season is None or data.season >= 1,
+        f"data.season: must be >= 1 or null, got {data.season}",
+    )
+
+
+def _validate_evaluation(evaluation: EvaluationConfig) -> None:
+    require(
+        0 < evaluation.interval < 1,
+        f"evaluation.interval: must lie in (0, 1), got {evaluation.interval}",
+    )
 
 
 def _read_yaml(path: Path) -> Any:

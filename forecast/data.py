@@ -532,6 +532,7 @@ class SeriesTransform:
                 raise DataError(_no_column("input", column, rows))
         if len(rows) < self.input_width:
             raise DataError(f"input: {len(rows)} rows; the model reads the last {self.input_width}")
+        self._check_time_order(rows)
         recent = rows.iloc[-self.input_width :]
         values = recent[self.columns[1:] if self.time_column else self.columns]
         numeric = values.apply(pd.to_numeric, errors="coerce")
@@ -548,6 +549,29 @@ class SeriesTransform:
         if self.relative:
             features = features - features[-1:]
         return features[None].astype(np.float32)
+
+    def _check_time_order(self, rows: pd.DataFrame) -> None:
+        """Refuse rows whose times do not increase: the model forecasts from the last rows,
+        which must be the latest."""
+        times = rows[self.time_column] if self.time_column else rows.index.to_series()
+        if isinstance(self.time_step, str | pd.Timedelta):
+            parsed = pd.to_datetime(times, errors="coerce")
+        else:
+            parsed = pd.to_numeric(times, errors="coerce")
+        if parsed.isna().any():
+            position = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+            name = self.time_column or "index"
+            raise DataError(
+                f"input: column {name!r} row {position}: not a time: {times.iloc[position]!r}"
+            )
+        values = parsed.to_numpy()
+        later = values[1:] > values[:-1]
+        if not later.all():
+            position = int(np.flatnonzero(~later)[0]) + 1
+            raise DataError(
+                f"input: row {position} ({times.iloc[position]}) is not after row {position - 1} "
+                f"({times.iloc[position - 1]}); give the rows in time order, the latest last"
+            )
 
     def forecast_frame(self, outputs: np.ndarray, rows: pd.DataFrame) -> pd.DataFrame:
         """The model's ``outputs`` for :meth:`model_input` of ``rows`` as the next
@@ -598,47 +622,55 @@ def time_step(index: pd.Index) -> Any:
 
 @dataclass(frozen=True)
 class SeriesData:
-    """A windowed, split and scaled real series, and what is needed to read results in its
-    original units."""
+    """A windowed, split and scaled real series, and what is needed to forecast and score it
+    in its original units."""
 
     splits: Splits
     target_scaler: Any  # a fitted scikit-learn scaler, or None
     feature_columns: list[str]
     target_columns: list[str]
     split_lengths: tuple[int, int, int]  # steps of the series in train / val / test
-    # Naive forecasts of the test windows in original units: "mean" (the train-part mean of
-    # each target) and "persistence" (the window's last observed target, held).
-    naive_forecasts: dict[str, np.ndarray]
-    # MASE's scale (Hyndman & Koehler 2006), per target: the mean absolute error of the naive
-    # forecast within the train part, one step (or, with a season, one season) back.
-    naive_scale: np.ndarray
-    test_offset: np.ndarray | None = None  # with `relative`, each test window's last target
+    # The raw target values, (time, targets), in original units: what baseline forecasters
+    # read, and what scales MASE. None for a panel (each series holds its own).
+    values: np.ndarray | None
+    fit_end: int  # the fold's past, before its test part, is values[:fit_end]
+    gap: int
+    # For each part's windows, the index in ``values`` of its last input step (its origin).
+    origins: dict[str, np.ndarray]
+    # With `relative`, each window's last scaled target per part ("val", "test"); else None.
+    offsets: dict[str, np.ndarray] | None = None
     transform: SeriesTransform | PanelTransform | None = None  # raw rows -> forecast rows
     last_rows: pd.DataFrame | None = None  # the series' last input window, raw (an example)
-    # A panel's series by id (see combine_series), each with its own scaling and baselines;
+    # A panel's series by id (see combine_series), each with its own scaling and values;
     # the splits above hold their windows one series after another.
     series: dict[str, SeriesData] | None = None
 
-    @property
-    def test_windows(self) -> dict[str, slice]:
-        """Where each series of a panel has its windows in the test split ({} for one
-        series)."""
+    def windows(self, part: str = "test") -> dict[str, slice]:
+        """Where each series of a panel has its windows in a part ("val" or "test") of the
+        splits ({} for one series)."""
         windows, start = {}, 0
-        for name, part in (self.series or {}).items():
-            windows[name] = slice(start, start + len(part.splits.y_test))
+        for name, series in (self.series or {}).items():
+            windows[name] = slice(start, start + len(series.origins[part]))
             start = windows[name].stop
         return windows
 
-    def to_original_units(self, targets: np.ndarray) -> np.ndarray:
-        """Turn test-part (n, horizon, targets) arrays of model units into original units."""
+    @property
+    def test_windows(self) -> dict[str, slice]:
+        """:meth:`windows` of the test part."""
+        return self.windows("test")
+
+    def to_original_units(self, targets: np.ndarray, part: str = "test") -> np.ndarray:
+        """Turn a part's (n, horizon, targets) arrays of model units (its targets, or forecasts
+        of them; a trailing axis of quantiles is not allowed) into original units."""
         if self.series is not None:  # each series by its own scaler
             return np.concatenate(
                 [
-                    self.series[name].to_original_units(targets[windows])
-                    for name, windows in self.test_windows.items()
+                    self.series[name].to_original_units(targets[windows], part)
+                    for name, windows in self.windows(part).items()
                 ]
             )
-        return unscale_targets(targets, self.test_offset, self.target_scaler)
+        offset = self.offsets[part] if self.offsets is not None else None
+        return unscale_targets(targets, offset, self.target_scaler)
 
 
 def unscale_targets(values: np.ndarray, offset: np.ndarray | None, scaler: Any) -> np.ndarray:
@@ -673,9 +705,7 @@ def series_splits(
     test_fraction: float = 0.15,
     scaler: str = "standard",
     relative: bool = False,
-    season: int | None = None,
     bounds: dict[str, tuple[int, int]] | None = None,
-    baselines: tuple[str, ...] = (),
 ) -> SeriesData:
     """Split a series in time order, fit scaling on the train part, window each part.
 
@@ -684,18 +714,12 @@ def series_splits(
     their inputs reaching back into the part before where they must: every step of the
     validation and test parts is forecast, and no training window sees a validation or test
     step. ``bounds`` (``{"train": (start, end), "val": ..., "test": ...}``,
-    one fold of :func:`fold_bounds`) sets the parts instead. ``baselines`` (``ets``,
-    ``theta``, ``arima``) adds statistical forecasts of the test windows to the naive ones
-    (see :mod:`forecast.statistical`), fitted on the train and validation parts.
+    one fold of :func:`fold_bounds`) sets the parts instead.
 
     With ``relative``, every window is shifted so that its last input step is zero, and its
     targets by the same amount: the model learns changes from the last observation, which
     carries it through trends that leave the training range (where a tanh network saturates).
     This materialises the windows instead of keeping views.
-
-    With ``season`` (e.g. 52 for weekly data with a yearly cycle), the naive forecasts include
-    ``seasonal``: each target step takes the value one season earlier, which must lie inside the
-    input window (``gap + horizon <= season <= input_width + gap``).
     """
     check_window_args(input_width, horizon, gap, stride)
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -703,11 +727,6 @@ def series_splits(
             raise DataError(f"{name} must lie in (0, 1), got {value!r}")
     if val_fraction + test_fraction >= 1:
         raise DataError("val_fraction + test_fraction must leave steps for training")
-    if season is not None and not gap + horizon <= season <= input_width + gap:
-        raise DataError(
-            f"season must lie between gap + horizon ({gap + horizon}) and input_width + gap "
-            f"({input_width + gap}) so its values are inside each input window, got {season}"
-        )
     features = list(feature_columns or frame.columns)
     targets = list(target_columns or features)
     for column in [*features, *targets]:
@@ -731,7 +750,7 @@ def series_splits(
     combined = np.concatenate([feature_values, target_values], axis=1).astype(np.float32)
     target_index = list(range(len(features), len(features) + len(targets)))
 
-    arrays = {}
+    arrays, offsets, origins = {}, {}, {}
     # Where each part's windows start: the inputs and gap of its first target step before it.
     window_starts = {part: max(start - input_width - gap, 0) for part, (start, _) in bounds.items()}
     for part, (start, end) in bounds.items():
@@ -754,46 +773,20 @@ def series_splits(
             part_inputs = part_inputs - part_inputs[:, -1:, :]
             part_targets = part_targets - last_target
         arrays[part] = (part_inputs, part_targets)
-        if part == "test":
-            test_last_target = np.asarray(last_target)
+        offsets[part] = np.asarray(last_target)
+        origins[part] = first + np.arange(len(inputs)) * stride + input_width - 1
     splits = Splits(*arrays["train"], *arrays["val"], *arrays["test"])
-    n_test_windows = len(splits.y_test)
-    train_targets = raw_targets[: bounds["train"][1]]
-    train_mean = train_targets.mean(axis=0)
-    lag = season or 1  # of the in-sample naive forecast that scales MASE
-    persistence = test_last_target.reshape(-1, len(targets))
-    if target_scaler is not None:
-        persistence = target_scaler.inverse_transform(persistence)
-    naive = {
-        "mean": np.broadcast_to(train_mean, (n_test_windows, horizon, len(targets))),
-        "persistence": np.repeat(persistence[:, None, :], horizon, axis=1),
-    }
-    # Test window i's last input step, in the whole series.
-    origins = window_starts["test"] + np.arange(n_test_windows) * stride + input_width - 1
-    if season is not None:
-        # Window i's target step j sits at origin + gap + 1 + j.
-        steps = origins[:, None] + gap + 1 + np.arange(horizon)[None, :]
-        naive["seasonal"] = raw_targets[steps - season]
-    if baselines:
-        from forecast.statistical import statistical_forecasts
-
-        try:
-            naive.update(
-                statistical_forecasts(
-                    raw_targets, bounds["val"][1], origins, horizon, gap, season, list(baselines)
-                )
-            )
-        except ValueError as error:
-            raise DataError(str(error)) from None
     return SeriesData(
         splits=splits,
         target_scaler=target_scaler,
         feature_columns=features,
         target_columns=targets,
         split_lengths=tuple(end - start for start, end in bounds.values()),
-        naive_forecasts=naive,
-        naive_scale=np.mean(np.abs(train_targets[lag:] - train_targets[:-lag]), axis=0),
-        test_offset=test_last_target if relative else None,
+        values=raw_targets,
+        fit_end=bounds["val"][1],
+        gap=gap,
+        origins={part: origins[part] for part in ("val", "test")},
+        offsets={part: offsets[part] for part in ("val", "test")} if relative else None,
         transform=SeriesTransform(
             time_column=frame.index.name,
             feature_columns=features,
@@ -838,7 +831,7 @@ def panel_splits(
 
 def combine_series(parts: dict[str, SeriesData], series_column: str) -> SeriesData:
     """One dataset of several series' windows, each part's after the other's, keeping each
-    series' scaler, offsets, naive forecasts and transform (in ``series``)."""
+    series' values, scaler, offsets and transform (in ``series``)."""
     first = next(iter(parts.values()))
 
     def stacked(split: str) -> np.ndarray:
@@ -846,17 +839,6 @@ def combine_series(parts: dict[str, SeriesData], series_column: str) -> SeriesDa
 
     names = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
     splits = Splits(*(stacked(split) for split in names))
-    naive = {
-        name: np.concatenate([part.naive_forecasts[name] for part in parts.values()])
-        for name in first.naive_forecasts
-    }
-    # Each test window is scaled by its own series' in-sample naive error.
-    naive_scale = np.concatenate(
-        [
-            np.broadcast_to(part.naive_scale, (len(part.splits.y_test), 1, len(part.naive_scale)))
-            for part in parts.values()
-        ]
-    )
     last_rows = pd.concat(
         [part.last_rows.assign(**{series_column: name}) for name, part in parts.items()]
     )
@@ -869,8 +851,13 @@ def combine_series(parts: dict[str, SeriesData], series_column: str) -> SeriesDa
         split_lengths=tuple(
             int(sum(part.split_lengths[i] for part in parts.values())) for i in range(3)
         ),
-        naive_forecasts=naive,
-        naive_scale=naive_scale,
+        values=None,
+        fit_end=0,
+        gap=first.gap,
+        origins={
+            part: np.concatenate([series.origins[part] for series in parts.values()])
+            for part in ("val", "test")
+        },
         transform=PanelTransform(
             series_column, {name: part.transform for name, part in parts.items()}
         ),

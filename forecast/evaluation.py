@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from forecast.config import EvaluationConfig
+
 if TYPE_CHECKING:  # TensorFlow only where a model is evaluated: `forecast compare` needs none
     import keras
 
@@ -38,59 +40,185 @@ def regression_metrics(predictions: np.ndarray, truth: np.ndarray) -> dict[str, 
 
 
 def score(
-    predictions: np.ndarray,
-    truth: np.ndarray,
-    train_targets: np.ndarray,
-    solved_ratio: float,
-    naive_forecasts: dict[str, np.ndarray] | None = None,
-    naive_scale: np.ndarray | None = None,
+    predictions: np.ndarray, truth: np.ndarray, train_targets: np.ndarray, solved_ratio: float
 ) -> dict[str, float]:
-    """Test errors of a model's forecasts and of naive forecasts, all in original units.
+    """Test errors of a synthetic task's model.
 
-    Returns ``test_mse``, ``test_rmse``, ``test_mae``, ``test_smape``, ``test_r2``; for
-    multi-step targets ``test_mse.step1``, ``test_mse.step2``, ... per horizon step.
-
-    The trivial baseline predicts the mean of ``train_targets`` (or ``naive_forecasts
-    ["mean"]`` when given); ``mse_ratio`` is model MSE / that baseline's MSE (1 means the
-    model learned nothing the mean did not know), and the test counts as ``solved`` when the
-    ratio is at most ``solved_ratio``. Every other naive forecast given (``persistence``,
-    ``seasonal``) adds its errors, ``<name>_mse`` and ``<name>_mae``, and the model's MSE over
-    its MSE, ``<name>_ratio``. With ``persistence``, ``test_relmae`` is the model's MAE over
-    persistence's on the same windows (the relative MAE of Hyndman & Koehler 2006).
-
-    With ``naive_scale`` (per target: the in-sample MAE of the naive forecast on the train part),
-    ``test_mase`` is the mean absolute scaled error (Hyndman & Koehler 2006), averaged over
-    targets: below 1, the model's test errors are smaller than the naive forecast's errors
-    within the training data.
+    Returns :func:`regression_metrics` as ``test_<name>``, and for multi-step targets
+    ``test_mse.step1``, ``test_mse.step2``, ... per step. The trivial baseline predicts the mean
+    of ``train_targets``: ``mse_ratio`` is model MSE / its MSE (1 means the model learned
+    nothing the mean did not know), and the test counts as ``solved`` when the ratio is at most
+    ``solved_ratio``.
     """
-    naive = dict(naive_forecasts or {})
-    naive.setdefault("mean", train_targets.mean(axis=0, keepdims=True))
     metrics = {
         f"test_{name}": value for name, value in regression_metrics(predictions, truth).items()
     }
-    test_mse = metrics["test_mse"]
     if truth.ndim == 3 and truth.shape[1] > 1:
         step_mse = np.mean((predictions - truth) ** 2, axis=(0, 2))
         metrics.update({f"test_mse.step{h + 1}": float(v) for h, v in enumerate(step_mse)})
-    mean_forecast = naive.pop("mean")
+    mean_forecast = train_targets.mean(axis=0, keepdims=True)
     baseline_mse = float(np.mean((mean_forecast - truth) ** 2))
+    ratio = metrics["test_mse"] / baseline_mse
     metrics.update(
         baseline_mse=baseline_mse,
         baseline_mae=float(np.mean(np.abs(mean_forecast - truth))),
-        mse_ratio=test_mse / baseline_mse,
-        solved=float(test_mse / baseline_mse <= solved_ratio),
+        mse_ratio=ratio,
+        solved=float(ratio <= solved_ratio),
     )
-    for name, forecast in naive.items():
-        naive_mse = float(np.mean((forecast - truth) ** 2))
-        metrics[f"{name}_mse"] = naive_mse
-        metrics[f"{name}_mae"] = float(np.mean(np.abs(forecast - truth)))
-        metrics[f"{name}_ratio"] = test_mse / naive_mse
-    if "persistence" in naive:
-        metrics["test_relmae"] = metrics["test_mae"] / metrics["persistence_mae"]
-    if naive_scale is not None:
-        # (n, ..., targets) errors, each target scaled by its own in-sample naive MAE.
-        metrics["test_mase"] = float(np.mean(np.abs(predictions - truth) / naive_scale))
     return metrics
+
+
+# What a series' forecasts are scored by (Hyndman & Koehler 2006; Makridakis et al. 2020 for
+# the M4 and M5 competitions' MSIS and RMSSE). Scaled ones divide by the in-sample error of the
+# seasonal naive forecast (one step back without a season) on the fold's past.
+POINT_METRICS = ("mae", "rmse", "mse", "mape", "smape", "mase", "rmsse")
+# Of an interval (the lowest to the highest quantile, or a conformal interval): empirical
+# coverage, MSIS, and the scaled pinball loss over its quantiles (WQL).
+INTERVAL_METRICS = ("coverage", "msis", "wql")
+METRICS = (*POINT_METRICS, *INTERVAL_METRICS)
+# The printed table's columns unless `evaluation.metrics` says otherwise (all go to MLflow).
+DEFAULT_METRICS = tuple(EvaluationConfig().metrics)
+NETWORK = "model"  # the forecaster name of a trial's own network in the results table
+
+
+def metric_key(forecaster: str, metric: str, series: str | None = None) -> str:
+    """The MLflow metric name of a forecaster's metric: ``test_<metric>`` for the trial's
+    network, ``<forecaster>.<metric>`` for a baseline, ``/<series>`` after it for one series
+    of a panel."""
+    key = f"test_{metric}" if forecaster == NETWORK else f"{forecaster}.{metric}"
+    return f"{key}/{series}" if series is not None else key
+
+
+def parse_metric_key(key: str) -> tuple[str, str, str | None] | None:
+    """``(forecaster, metric, series or None)`` of a :func:`metric_key`; None for any other
+    key (losses, per-step errors, a task's ratios)."""
+    name, _, series = key.partition("/")
+    if name.startswith("test_") and name[5:] in METRICS:
+        return NETWORK, name[5:], series or None
+    forecaster, _, metric = name.rpartition(".")
+    if forecaster and metric in METRICS:
+        return forecaster, metric, series or None
+    return None
+
+
+def insample_scale(past: np.ndarray, season: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per target, the mean absolute and the mean squared error of the seasonal naive forecast
+    (one step back without a season) within ``past`` (time, targets): MASE's and RMSSE's
+    denominators. A constant past, which the naive forecast fits exactly, scales by 1."""
+    lag = season or 1
+    differences = past[lag:] - past[:-lag]
+    absolute, squared = np.mean(np.abs(differences), 0), np.mean(differences**2, 0)
+    return np.where(absolute > 0, absolute, 1.0), np.where(squared > 0, squared, 1.0)
+
+
+def pointwise_errors(
+    forecast: np.ndarray, truth: np.ndarray, scale: tuple[np.ndarray, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The errors of a forecast at every (window, step, target), as :func:`point_metrics`
+    averages them. A percentage error where the truth is zero is NaN (left out of MAPE, as
+    utilsforecast does); sMAPE's 0/0 counts as a perfect forecast."""
+    errors = forecast - truth
+    absolute = np.abs(errors)
+    denominator = np.abs(truth) + np.abs(forecast)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        percentage = np.where(truth != 0, absolute / np.abs(truth), np.nan)
+        symmetric = np.where(denominator > 0, 2 * absolute / denominator, 0.0)
+    return {
+        "absolute": absolute,
+        "squared": errors**2,
+        "percentage": percentage,
+        "symmetric": symmetric,
+        "scaled": absolute / scale[0],
+        "scaled_squared": errors**2 / scale[1],
+    }
+
+
+def point_metrics(errors: dict[str, np.ndarray]) -> dict[str, float]:
+    """:data:`POINT_METRICS` from :func:`pointwise_errors` (of one series, or of several
+    concatenated): MAPE and sMAPE in % (sMAPE 0-200), RMSSE the root of the mean scaled squared
+    error (the M5 competition's, here over every window)."""
+    mse = float(np.mean(errors["squared"]))
+    percentage = errors["percentage"]
+    return {
+        "mae": float(np.mean(errors["absolute"])),
+        "rmse": float(np.sqrt(mse)),
+        "mse": mse,
+        # Every truth zero leaves nothing to average: a MAPE of 0/0 is not a number.
+        "mape": float(100 * np.nanmean(percentage)) if np.isfinite(percentage).any() else np.nan,
+        "smape": float(100 * np.mean(errors["symmetric"])),
+        "mase": float(np.mean(errors["scaled"])),
+        "rmsse": float(np.sqrt(np.mean(errors["scaled_squared"]))),
+    }
+
+
+def interval_errors(
+    low: np.ndarray,
+    high: np.ndarray,
+    truth: np.ndarray,
+    level: float,
+    scale: tuple[np.ndarray, np.ndarray],
+    quantile_forecasts: np.ndarray | None = None,
+    quantiles: list[float] | None = None,
+) -> dict[str, np.ndarray]:
+    """Per (window, step, target): whether the truth lies in ``[low, high]`` (an interval of
+    nominal ``level``), its scaled interval score (the M4 competition's MSIS term, Gneiting &
+    Raftery 2007), and, with ``quantile_forecasts`` (a last axis of ``quantiles``), the pinball
+    loss summed over quantiles with the truth's magnitude beside it for WQL."""
+    alpha = 1 - level
+    width = high - low
+    penalty = (2 / alpha) * ((low - truth) * (truth < low) + (truth - high) * (truth > high))
+    errors = {
+        "inside": ((low <= truth) & (truth <= high)).astype(np.float64),
+        "interval_score": (width + penalty) / scale[0],
+    }
+    if quantile_forecasts is not None:
+        levels = np.asarray(quantiles)
+        residuals = truth[..., None] - quantile_forecasts
+        pinball = np.maximum(levels * residuals, (levels - 1) * residuals)
+        errors["pinball"] = pinball.sum(axis=-1)
+        errors["magnitude"] = np.abs(truth)
+    return errors
+
+
+def interval_metrics(errors: dict[str, np.ndarray], quantile_count: int = 0) -> dict[str, float]:
+    """:data:`INTERVAL_METRICS` from :func:`interval_errors`: ``coverage`` (0-1), ``msis``
+    and, for quantile forecasts, ``wql``: the pinball loss summed over quantiles and windows
+    over the truth's absolute sum, times 2 / quantiles (GluonTS' mean weighted quantile loss,
+    utilsforecast's ``scaled_quantile_loss`` averaged over quantiles)."""
+    metrics = {
+        "coverage": float(np.mean(errors["inside"])),
+        "msis": float(np.mean(errors["interval_score"])),
+    }
+    if "pinball" in errors:
+        total = float(np.sum(errors["magnitude"]))
+        ratio = float(np.sum(errors["pinball"])) / total if total > 0 else np.nan
+        metrics["wql"] = 2 * ratio / quantile_count
+    return metrics
+
+
+def split_conformal(
+    val_forecasts: np.ndarray, val_truth: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split-conformal half-widths per (horizon step, target), from validation forecasts and
+    truth (n, horizon, targets), or from a quantile model's validation interval (n, horizon,
+    targets, 2: its lower and upper forecasts, conformalized quantile regression, Romano et al.
+    2019). Returns ``(below, above)``: widen each test point forecast (or interval) by them.
+
+    The half-width is the ``ceil((n + 1) level) / n`` empirical quantile of the validation
+    scores (the absolute errors, or how far the truth falls outside the interval), so that a
+    new forecast's interval covers its truth with probability at least ``level`` when errors
+    are exchangeable (Vovk et al. 2005; Angelopoulos & Bates 2021). With too few windows for
+    that quantile, the largest score is used.
+    """
+    if val_forecasts.ndim == val_truth.ndim:
+        scores = np.abs(val_truth - val_forecasts)
+    else:
+        low, high = val_forecasts[..., 0], val_forecasts[..., 1]
+        scores = np.maximum(low - val_truth, val_truth - high)
+    n = len(scores)
+    rank = min(int(np.ceil((n + 1) * level)), n)
+    width = np.sort(scores, axis=0)[rank - 1]
+    return width, width
 
 
 def class_frequencies(train_labels: np.ndarray, classes: int) -> np.ndarray:
@@ -138,20 +266,6 @@ def pinball_loss(forecasts: np.ndarray, truth: np.ndarray, quantiles: list[float
     return float(np.mean(np.maximum(levels * errors, (levels - 1) * errors)))
 
 
-def interval_score(
-    forecasts: np.ndarray, truth: np.ndarray, quantiles: list[float]
-) -> dict[str, float]:
-    """A quantile forecast's own metrics: ``test_pinball`` (:func:`pinball_loss`), and the
-    empirical ``test_coverage`` of its outer interval (lowest to highest quantile) beside the
-    ``nominal_coverage`` it should have."""
-    inside = (forecasts[..., 0] <= truth) & (truth <= forecasts[..., -1])
-    return {
-        "test_pinball": pinball_loss(forecasts, truth, quantiles),
-        "test_coverage": float(np.mean(inside)),
-        "nominal_coverage": quantiles[-1] - quantiles[0],
-    }
-
-
 def classification_score(
     logits: np.ndarray,
     labels: np.ndarray,
@@ -189,18 +303,97 @@ def ratio_column(trials: pd.DataFrame) -> str:
     return "cross_entropy_ratio" if "cross_entropy_ratio" in trials else "mse_ratio"
 
 
-def summarize(trials: pd.DataFrame) -> pd.DataFrame:
+def results_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """The long table every report of a series reads: one row per (model, point, gap, seed,
+    series, metric) with its ``value``, from the trials table (one row per trial, its metrics
+    as :func:`metric_key` names them; means over backtest folds).
+
+    ``model`` is the trial's model, or a baseline forecaster's name (with the sweep point, if
+    any), ``kind`` says which (``network`` or ``baseline``), ``series`` is ``""`` for the pooled
+    metrics. A baseline's forecasts depend on the data alone, so each sweep point and gap has
+    them once (from its first trial); their ``seed`` is -1.
+    """
+    columns = ["model", "kind", "point", "gap", "seed", "series", "metric", "value"]
+    if "test_mase" not in trials:  # a synthetic task's trials (or only failed ones)
+        return pd.DataFrame(columns=columns)
+    parsed = {key: parse_metric_key(key) for key in trials.columns}
+    keys = [key for key, found in parsed.items() if found is not None]
+    long = trials.melt(
+        id_vars=["model", "point", "gap", "seed"], value_vars=keys, var_name="key"
+    ).dropna(subset=["value"])
+    found = pd.DataFrame([parsed[key] for key in long["key"]], index=long.index)
+    long["forecaster"], long["metric"] = found[0], found[1]
+    long["series"] = found[2].fillna("")
+    network = long[long["forecaster"] == NETWORK].assign(kind="network")
+    baselines = long[long["forecaster"] != NETWORK]
+    baselines = baselines.drop_duplicates(["point", "gap", "forecaster", "series", "metric"])
+    baselines = baselines.assign(
+        kind="baseline",
+        seed=-1,
+        model=[
+            f"{name} [{point}]" if point else name
+            for name, point in zip(baselines["forecaster"], baselines["point"], strict=True)
+        ],
+    )
+    # Each sweep point's baselines together, in the order the points come.
+    point_order = {point: index for index, point in enumerate(pd.unique(trials["point"]))}
+    baselines = baselines.sort_values(
+        "point", key=lambda points: points.map(point_order), kind="stable"
+    )
+    return pd.concat([network, baselines], ignore_index=True)[columns]
+
+
+def reference_forecaster(results: pd.DataFrame) -> str | None:
+    """The naive forecast a series' models are measured against: the seasonal one when the
+    series has a season, else persistence (None when neither was scored)."""
+    baselines = results.loc[results["kind"] == "baseline", "model"]
+    names = set(baselines.str.split(" ").str[0])
+    return next((name for name in ("seasonal_naive", "naive") if name in names), None)
+
+
+def _metric_means(results: pd.DataFrame, keys: list[str], metrics: tuple[str, ...]) -> pd.DataFrame:
+    """Per ``keys``: ``seeds``, each of ``metrics`` scored, averaged over seeds, and the MSE
+    over the reference forecast's on the same point, gap and series (``vs_<reference>``, a
+    mean of per-trial ratios)."""
+    reference = reference_forecaster(results)
+    wide = results.pivot_table(
+        index=["model", "kind", "point", "gap", "seed", "series"],
+        columns="metric",
+        values="value",
+        sort=False,
+    ).reset_index()
+    wide.columns.name = None
+    vs = f"vs_{reference}" if reference else ""
+    if reference is not None and "mse" in wide:
+        is_reference = wide["kind"].eq("baseline") & wide["model"].str.split(" ").str[0].eq(
+            reference
+        )
+        base = wide[is_reference].set_index(["point", "gap", "series"])["mse"]
+        index = pd.MultiIndex.from_frame(wide[["point", "gap", "series"]])
+        wide[vs] = wide["mse"].to_numpy() / base.reindex(index).to_numpy()
+    shown = [metric for metric in metrics if metric in wide] + ([vs] if vs in wide else [])
+    aggregations = {"seeds": ("seed", lambda seeds: int((seeds >= 0).sum()))}
+    aggregations.update({column: (column, "mean") for column in shown})
+    return wide.groupby(keys, sort=False).agg(**aggregations).reset_index()
+
+
+def summarize(trials: pd.DataFrame, metrics: tuple[str, ...] = DEFAULT_METRICS) -> pd.DataFrame:
     """One row per (model, gap), means over seeds.
 
     For a synthetic task: ``mse_ratio`` (to the trivial baseline), its 95% interval half-width
     ``ratio_ci95`` over several seeds, and ``solved`` (seeds at or under the threshold); for a
     categorical task ``test_cross_entropy``, ``test_accuracy`` and ``cross_entropy_ratio``
-    instead of ``test_mse`` and ``mse_ratio``. For a series, where the mean is a strawman:
-    ``test_mae`` and ``vs_persistence``, the model's MSE over persistence's (below 1 the model
-    beats "the next steps look like the last one"), and for a quantile model the ``coverage``
-    of its outer interval.
+    instead of ``test_mse`` and ``mse_ratio``.
+
+    For a series (trials with forecasting metrics, see :func:`results_table`): the model rows,
+    then every baseline forecaster's row per sweep point and gap, each with ``metrics`` (those
+    scored), ``vs_<reference>`` (the MSE over the seasonal naive forecast's, or persistence's
+    without a season: above 1, the naive forecast is better), and the ``specification`` each
+    automatic baseline chose.
     """
-    series = "persistence_ratio" in trials
+    results = results_table(trials)
+    if len(results):
+        return _series_summary(trials, results, metrics)
     ratio = ratio_column(trials)
     columns = {"seeds": ("seed", "count")}
     if ratio == "cross_entropy_ratio":
@@ -208,18 +401,10 @@ def summarize(trials: pd.DataFrame) -> pd.DataFrame:
         columns["test_accuracy"] = ("test_accuracy", "mean")
     else:
         columns["test_mse"] = ("test_mse", "mean")
-    if series:
-        columns["test_mae"] = ("test_mae", "mean")
-        columns["vs_persistence"] = ("persistence_ratio", "mean")
-        if "test_coverage" in trials:  # a quantile model's outer interval
-            columns["coverage"] = ("test_coverage", "mean")
-    else:
-        columns[ratio] = (ratio, "mean")
-        columns["solved"] = ("solved", "sum")
+    columns[ratio] = (ratio, "mean")
+    columns["solved"] = ("solved", "sum")
     columns.update(params=("params", "first"), train_seconds=("train_seconds", "mean"))
     summary = trials.groupby(["model", "gap"], sort=False).agg(**columns).reset_index()
-    if series:
-        return summary
     if summary["seeds"].max() > 1:
         intervals = seed_intervals(trials)
         position = summary.columns.get_loc(ratio) + 1
@@ -230,57 +415,37 @@ def summarize(trials: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def comparison_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """The table a sweep is read by, for the runner's summary and ``forecast compare`` alike.
-
-    One row per (model, gap) from :func:`summarize`; for a series, the naive forecasts of every
-    (sweep point, gap) follow, each scored on that point's own test windows.
-    """
-    summary = summarize(trials)
-    if "persistence_mse" not in trials:
-        return summary
-    finished = trials.dropna(subset=["persistence_mse"])
-    naive = [
-        baseline_rows(group.iloc[0].to_dict(), gap, point)
-        for (point, gap), group in finished.groupby(["point", "gap"], sort=False)
-    ]
-    return pd.concat([summary, *naive], ignore_index=True)
-
-
-# The rows of the naive forecasts and statistical baselines (forecast.statistical) in
-# comparisons, and the metric holding each one's test MSE.
-NAIVE_ERRORS = {
-    "naive_mean": "baseline_mse",
-    "naive_persistence": "persistence_mse",
-    "naive_seasonal": "seasonal_mse",
-    "ets": "ets_mse",
-    "theta": "theta_mse",
-    "arima": "arima_mse",
-}
+def _series_summary(
+    trials: pd.DataFrame, results: pd.DataFrame, metrics: tuple[str, ...]
+) -> pd.DataFrame:
+    pooled = results[results["series"] == ""]
+    summary = _metric_means(pooled, ["model", "kind", "point", "gap"], metrics)
+    cost = trials.groupby(["model", "gap"], sort=False).agg(
+        params=("params", "first"), train_seconds=("train_seconds", "mean")
+    )
+    index = pd.MultiIndex.from_frame(summary[["model", "gap"]])
+    summary["params"] = cost["params"].reindex(index).fillna(0).astype(int).to_numpy()
+    summary["train_seconds"] = cost["train_seconds"].reindex(index).fillna(0.0).to_numpy()
+    first = trials.drop_duplicates(["point", "gap"]).set_index(["point", "gap"])
+    specifications = []
+    for model, kind, point, gap in summary[["model", "kind", "point", "gap"]].itertuples(
+        index=False
+    ):
+        column = f"spec.{model.split(' ')[0]}"
+        known = kind == "baseline" and column in first and pd.notna(first.at[(point, gap), column])
+        chosen = str(first.at[(point, gap), column]) if known else ""
+        specifications.append("" if chosen == column.removeprefix("spec.") else chosen)
+    if any(specifications):
+        summary["specification"] = specifications
+    return summary.drop(columns=["kind", "point"])
 
 
-def baseline_rows(metrics: dict[str, float], gap: int, point: str = "") -> pd.DataFrame:
-    """Summary rows for the naive forecasts and statistical baselines of a series, to read
-    beside the models'."""
-    errors = {}
-    for name, column in NAIVE_ERRORS.items():
-        if column in metrics and pd.notna(metrics[column]):
-            mae = metrics[column.removesuffix("_mse") + "_mae"]
-            errors[name] = (metrics[column], mae)
-    rows = [
-        {
-            "model": f"{name} [{point}]" if point else name,
-            "gap": gap,
-            "seeds": 0,
-            "test_mse": mse,
-            "test_mae": mae,
-            "vs_persistence": mse / metrics["persistence_mse"],
-            "params": 0,
-            "train_seconds": 0.0,
-        }
-        for name, (mse, mae) in errors.items()
-    ]
-    return pd.DataFrame(rows)
+def comparison_table(
+    trials: pd.DataFrame, metrics: tuple[str, ...] = DEFAULT_METRICS
+) -> pd.DataFrame:
+    """The table a sweep is read by, for the runner's summary and ``forecast compare`` alike:
+    :func:`summarize` of its trials."""
+    return summarize(trials, metrics)
 
 
 def t_half_width(values: np.ndarray, confidence: float = 0.95) -> float:
@@ -307,64 +472,49 @@ def fold_means(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
     return {**means, **{f"{key}_ci95": t_half_width(values[key]) for key in pooled}}
 
 
-# The metrics a panel's trial also reports for each series, as `<metric>/<series id>`: its
-# errors, and its MSE over each naive forecast's and statistical baseline's on the series.
-PER_SERIES_METRICS = (
-    "test_mse",
-    "test_mae",
-    "test_mase",
-    "persistence_ratio",
-    "seasonal_ratio",
-    "ets_ratio",
-    "theta_ratio",
-    "arima_ratio",
-    "test_coverage",
-)
-
-
-def per_series(trials: pd.DataFrame) -> pd.DataFrame:
-    """A panel's models series by series: one row per (series, model, gap), each metric of
-    ``PER_SERIES_METRICS`` its trials logged for the series, averaged over seeds (``<name>_ratio``
-    as ``vs_<name>``, ``test_coverage`` as ``coverage``). Empty for trials of one series."""
-    keys = [key for key in trials.columns if "/" in key and key.split("/")[0] in PER_SERIES_METRICS]
-    if not keys:
+def per_series(trials: pd.DataFrame, metrics: tuple[str, ...] = DEFAULT_METRICS) -> pd.DataFrame:
+    """A panel's models and baselines series by series: one row per (series, model, gap), each
+    of ``metrics`` the trials scored for the series averaged over seeds, and ``vs_<reference>``
+    as in :func:`summarize`. Empty for trials of one series."""
+    results = results_table(trials)
+    results = results[results["series"] != ""]
+    if not len(results):
         return pd.DataFrame()
-    long = trials.melt(id_vars=["model", "gap"], value_vars=keys, var_name="key").dropna()
-    long[["metric", "series"]] = long["key"].str.split("/", n=1, expand=True)
-    table = long.pivot_table(
-        index=["series", "model", "gap"], columns="metric", values="value", sort=False
+    table = _metric_means(results, ["series", "model", "gap"], metrics).drop(columns="seeds")
+    order = {name: index for index, name in enumerate(pd.unique(results["series"]))}
+    return table.sort_values(
+        "series", key=lambda names: names.map(order), kind="stable", ignore_index=True
     )
-    order = [metric for metric in PER_SERIES_METRICS if metric in table.columns]
-
-    def label(metric: str) -> str:
-        if metric.endswith("_ratio"):
-            return "vs_" + metric.removesuffix("_ratio")
-        return "coverage" if metric == "test_coverage" else metric
-
-    return table[order].rename(columns=label).reset_index().rename_axis(columns=None)
 
 
 def paired_by_fold(folds: pd.DataFrame) -> pd.DataFrame:
-    """A backtest's models compared fold by fold, with each other and with the naive
+    """A backtest's models compared fold by fold, with each other and with the baseline
     forecasts scored on the same windows.
 
     ``folds`` holds one row per (trial, fold): ``model``, ``point``, ``gap``, ``seed``,
-    ``fold``, ``test_mse`` and the naive forecasts' MSEs (``baseline_mse``,
-    ``persistence_mse``, ``seasonal_mse``). Per sweep point and gap, each model's MSE is
-    averaged over seeds fold by fold, then set against every later model and every naive
-    forecast on the same fold: ``mse_ratio`` is the mean over folds of model MSE / other MSE,
-    ``ratio_ci95`` its Student-t interval half-width (over folds, so it measures how
-    consistently one beats the other), ``better`` the folds where the model's MSE is lower.
+    ``fold``, ``test_mse`` and the baselines' MSEs (``<forecaster>.mse``). Per sweep point and
+    gap, each model's MSE is averaged over seeds fold by fold, then set against every later
+    model and every baseline on the same fold: ``mse_ratio`` is the mean over folds of model
+    MSE / other MSE, ``ratio_ci95`` its Student-t interval half-width (over folds, so it
+    measures how consistently one beats the other), ``better`` the folds where the model's MSE
+    is lower.
     """
     rows = []
+    baseline_columns = [
+        column
+        for column in folds.columns
+        if column != "test_mse"
+        and parse_metric_key(column) is not None
+        and parse_metric_key(column)[1:] == ("mse", None)
+    ]
     for (_, gap), group in folds.groupby(["point", "gap"], sort=False):
         errors = group.groupby(["model", "fold"], sort=False)["test_mse"].mean().unstack("fold")
         per_fold = {str(model): errors.loc[model].to_numpy() for model in errors.index}
         models = list(per_fold)
         first_trial = group[group["model"] == models[0]].groupby("fold").first()
-        for name, column in NAIVE_ERRORS.items():
-            if column in first_trial and first_trial[column].notna().all():
-                per_fold[name] = first_trial[column].to_numpy()
+        for column in baseline_columns:
+            if first_trial[column].notna().all():
+                per_fold[column.removesuffix(".mse")] = first_trial[column].to_numpy()
         others = list(per_fold)
         for index, model in enumerate(models):
             for other in others[index + 1 :]:

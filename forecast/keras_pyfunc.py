@@ -9,6 +9,8 @@ import pickle
 
 import mlflow
 import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 
 class KerasForecaster(mlflow.pyfunc.PythonModel):
@@ -37,5 +39,30 @@ class KerasForecaster(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         if self.transform is None:
             return self.model.predict(np.asarray(model_input, dtype="float32"), verbose=0)
-        window = self.transform.model_input(model_input)
+        from forecast.data import DataError
+
+        try:
+            window = self.transform.model_input(model_input)
+        except DataError as error:
+            raise BadInput(str(error)) from None
         return self.transform.forecast_frame(self.model.predict(window, verbose=0), model_input)
+
+
+class BadInput(MlflowException):
+    """Rows a series' model cannot forecast from. Loaded with ``mlflow.pyfunc.load_model``,
+    it raises with our one-line message; served by ``mlflow models serve``, the request
+    answers 400 with that line as its ``message``."""
+
+    def __init__(self, message: str) -> None:
+        self._reason = message
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._reason
+
+    @message.setter
+    def message(self, value: str) -> None:
+        # MLflow's scoring server prefixes the whole request's data to an error's message
+        # (mlflow.pyfunc.scoring_server.invocations); the reason alone is what a caller reads.
+        pass

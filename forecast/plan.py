@@ -14,8 +14,9 @@ import numpy as np
 from forecast.config import ConfigError, ExperimentConfig, TrainConfig
 from forecast.data import DataError, Splits
 from forecast.distributed import STRATEGIES
+from forecast.evaluation import METRICS
+from forecast.forecasters import baseline_names, check_forecaster
 from forecast.models import build_configured, check_saveable
-from forecast.statistical import make_model
 from forecast.sweep import point_label, sweep_points
 from forecast.tasks import task_function
 from forecast.training import make_optimizer, model_output_shape
@@ -40,6 +41,7 @@ def plan_trials(config: ExperimentConfig) -> list[Trial]:
         label = point_label(overrides)
         try:
             _check_training(point.train)
+            _check_evaluation(point)
             _check_models(point, _check_data(point, probes))
         except (ConfigError, DataError) as error:
             if not label:
@@ -71,6 +73,14 @@ def _check_training(train: TrainConfig) -> None:
         )
 
 
+def _check_evaluation(config: ExperimentConfig) -> None:
+    for name in config.evaluation.metrics:
+        if name not in METRICS:
+            raise ConfigError(
+                f"evaluation.metrics: unknown metric {name!r}; choose from {', '.join(METRICS)}"
+            )
+
+
 def _check_data(config: ExperimentConfig, probes: dict[str, Splits]) -> Splits:
     """Splits with the shapes of the trials' data, after loading the series or drawing the task
     at every gap (the last gap's draw in all three parts); each distinct data section is tried
@@ -80,14 +90,17 @@ def _check_data(config: ExperimentConfig, probes: dict[str, Splits]) -> Splits:
     if key in probes:
         return probes[key]
     if config.data is not None:
-        # Every fold is windowed; the statistical baselines are only made (fitting them takes
-        # seconds a fold, in the trials).
-        for name in config.data.baselines:
+        data = config.data
+        first = prepare_series(data)[0]  # every fold is windowed
+        # Each forecaster is made; a user's is also fitted and run on the first target's past
+        # (the statistical ones take seconds a fold, in the trials).
+        part = next(iter(first.series.values())) if first.series is not None else first
+        for name in baseline_names(data.baselines, data.season):
             try:
-                make_model(name, config.data.season)
+                check_forecaster(name, data.season, part.values[: part.fit_end, 0], data.horizon)
             except ValueError as error:
                 raise ConfigError(f"data.baselines: {error}") from None
-        probes[key] = prepare_series(config.data, baselines=False)[0].splits
+        probes[key] = first.splits
         return probes[key]
     task = config.task
     try:

@@ -133,15 +133,10 @@ def forecast(
     truth: np.ndarray,
     predictions: np.ndarray,
     baselines: dict[str, np.ndarray],
-    band: np.ndarray | None = None,
-    fold_starts: list[int] = (),
-    limit: int = 400,  # readable at this width: co2's three backtest folds, 333 weeks in all
+    limit: int = 400,
 ) -> Figure:
-    """Truth, model and baseline forecasts of the first ``limit`` test windows (first target,
-    first horizon step), and the model's interval ``band`` (its lower and upper forecasts on a
-    last axis) shaded, if any. The axis spans the truth and the model's forecasts: a baseline
-    far off (the train mean of a trending series) runs off it. Dotted lines mark where each
-    backtest fold after the first starts (``fold_starts``, window indices)."""
+    """A synthetic task's truth, model and baseline forecasts of its first ``limit`` test
+    samples (first output). The axis spans the truth and the model's forecasts."""
 
     def first(values: np.ndarray) -> np.ndarray:
         values = np.asarray(values)
@@ -150,25 +145,85 @@ def forecast(
 
     figure, axes = plt.subplots(figsize=(8, 3.8))
     axes.plot(first(truth), color="black", linewidth=1.5, label="truth")
-    line = axes.plot(first(predictions), label="model")[0]
-    if band is not None:
-        low, high = first(band[..., 0]), first(band[..., 1])
-        axes.fill_between(
-            np.arange(len(low)), low, high, color=line.get_color(), alpha=0.25, label="interval"
-        )
+    axes.plot(first(predictions), label="model")
     for name, values in baselines.items():
-        label = f"naive {name}" if name in ("mean", "persistence", "seasonal") else name
-        axes.plot(first(values), linestyle="--", linewidth=1, label=label)
+        axes.plot(first(values), linestyle="--", linewidth=1, label=f"naive {name}")
     shown = [first(truth), first(predictions)]
-    if band is not None:
-        shown += [low, high]
     bottom, top = min(map(np.min, shown)), max(map(np.max, shown))
     margin = 0.1 * (top - bottom) or 1.0
     axes.set_ylim(bottom - margin, top + margin)
+    axes.set(xlabel="test sample", ylabel="target", title="Test forecasts")
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    return _set_margins(figure)
+
+
+def series_forecast(
+    values: np.ndarray,
+    origins: np.ndarray,
+    gap: int,
+    forecasts: dict[str, np.ndarray],
+    band: np.ndarray | None = None,
+    fold_starts: list[int] = (),
+    most_paths: int = 120,
+) -> Figure:
+    """A series' test forecasts as a forecaster reads them: the truth (``values``, one
+    target, with some of the past before the first origin), and from origins a horizon apart,
+    each forecaster's whole path over the horizon (``forecasts``: name -> (origins, horizon),
+    the network as ``model``) and the network's interval ``band`` (origins, horizon, 2). A
+    single origin draws its whole path; paths are drawn from at most ``most_paths`` origins.
+    Dotted lines mark where each backtest fold after the first starts (``fold_starts``,
+    indices of ``origins``)."""
+    horizon = next(iter(forecasts.values())).shape[1]
+    drawn, next_free = [], -np.inf
+    for index, origin in enumerate(origins):  # paths that do not overlap, in time order
+        if origin >= next_free and len(drawn) < most_paths:
+            drawn.append(index)
+            next_free = origin + horizon
+    steps = np.arange(gap + 1, gap + 1 + horizon)
+    first = int(origins[drawn[0]])
+    last = int(origins[drawn[-1]] + steps[-1])
+    context = max(horizon, 12)
+    figure, axes = plt.subplots(figsize=(8, 3.8))
+    shown = np.arange(max(first - context, 0), min(last + 1, len(values)))
+    axes.plot(shown, values[shown], color="black", linewidth=1.5, label="truth")
+    colors = {}
+    for name in ["model", *[key for key in forecasts if key != "model"]]:
+        for count, index in enumerate(drawn):
+            at = origins[index] + steps
+            style = {"linewidth": 1.5} if name == "model" else {"linestyle": "--", "linewidth": 1}
+            line = axes.plot(
+                at,
+                forecasts[name][index],
+                color=colors.get(name),
+                label=name if count == 0 else None,
+                **style,
+            )[0]
+            colors[name] = line.get_color()
+            if name == "model" and band is not None:
+                axes.fill_between(
+                    at,
+                    band[index, :, 0],
+                    band[index, :, 1],
+                    color=colors[name],
+                    alpha=0.25,
+                    label="interval" if count == 0 else None,
+                )
+    # The axis spans the truth, the model and its interval: a baseline far off (the mean of a
+    # trending series) runs off it.
+    kept = [values[shown], forecasts["model"][drawn]]
+    if band is not None:
+        kept.append(band[drawn])
+    bottom, top = min(map(np.min, kept)), max(map(np.max, kept))
+    margin = 0.1 * (top - bottom) or 1.0
+    axes.set_ylim(bottom - margin, top + margin)
     for start in fold_starts:
-        if start < limit:
-            axes.axvline(start - 0.5, color="grey", linestyle=":", linewidth=1)
-    axes.set(xlabel="test window", ylabel="target", title="Test forecasts")
+        axes.axvline(origins[start] + 0.5, color="grey", linestyle=":", linewidth=1)
+    if len(drawn) <= 12:  # few enough origins to mark each
+        for index in drawn:
+            axes.axvline(origins[index], color="grey", linestyle="-", linewidth=0.5, alpha=0.5)
+    every = "" if len(drawn) == 1 else f" from {len(drawn)} origins, a horizon apart"
+    axes.set(xlabel="step of the series", ylabel="target", title=f"Test forecasts{every}")
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)
     return _set_margins(figure)

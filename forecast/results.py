@@ -90,6 +90,7 @@ def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.D
                 "gap": int(params["gap"]),
                 "seed": int(params["seed"]),
                 "params": int(params["parameters"]) if "parameters" in params else float("nan"),
+                **{key: value for key, value in params.items() if key.startswith("spec.")},
                 **metrics,
                 "status": child.info.status,
                 "run_id": child.info.run_id,
@@ -111,8 +112,13 @@ def trial_folds(uri: str, run_id: str) -> list[dict[str, float]]:
     histories (step K holds the means over folds); [] for a trial of one fold."""
     client = MlflowClient(uri)
     metrics = client.get_run(run_id).data.metrics
-    # The MSEs are what fold-by-fold comparisons need; the histories of others are not read.
-    keys = [key for key in metrics if key.endswith("_mse") and f"{key}_ci95" in metrics]
+    # The MSEs are what fold-by-fold comparisons need (the network's test_mse, each baseline's
+    # <name>.mse); the histories of others are not read.
+    keys = [
+        key
+        for key in metrics
+        if (key == "test_mse" or key.endswith(".mse")) and f"{key}_ci95" in metrics
+    ]
     folds: dict[int, dict[str, float]] = {}
     for key in keys:
         history = client.get_metric_history(run_id, key)

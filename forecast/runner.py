@@ -215,7 +215,7 @@ def _run_sweep(
 
             # Every trial's row in plan order, whether it ran now or before an interruption.
             trials_table = pd.DataFrame([reports[trial.digest].row for trial in trials])
-            summary = comparison_table(trials_table)
+            summary = comparison_table(trials_table, tuple(config.evaluation.metrics))
             tables = {"trials.csv": trials_table, "summary.csv": summary}
             paired = None
             if config.data is not None and config.data.backtest.folds > 1:
@@ -228,7 +228,7 @@ def _run_sweep(
                 )
                 if len(folds_table):  # else every trial failed: nothing to pair
                     paired = tables["paired.csv"] = paired_by_fold(folds_table)
-            by_series = per_series(trials_table)
+            by_series = per_series(trials_table, tuple(config.evaluation.metrics))
             if len(by_series):
                 tables["per_series.csv"] = by_series
             metrics, figures = {}, {}
@@ -310,6 +310,7 @@ def execute_trial(
             if stop is not None:
                 callbacks.append(_stop_when_set(stop))
             outcome = run_trial(trial, callbacks, checkpoint)
+            specifications = {f"spec.{k}": v for k, v in outcome.specifications.items()}
             dataset = f"{source}-gap{gap}-seed{seed}"
             tracking.log_trial_outcome(run, outcome, source, dataset, config.log_models)
     except Exception as error:
@@ -321,7 +322,8 @@ def execute_trial(
     last_epoch = {"train_loss": outcome.history["loss"][-1]}
     if outcome.history.get("val_loss"):
         last_epoch["val_loss"] = outcome.history["val_loss"][-1]
-    row = {**row, "params": outcome.model.count_params(), **last_epoch, **outcome.metrics}
+    row = {**row, "params": outcome.model.count_params(), **specifications, **last_epoch}
+    row.update(outcome.metrics)
     return TrialReport(row, outcome.flow, run_id, folds=outcome.fold_metrics)
 
 
@@ -411,6 +413,8 @@ def _collect(
         if "cross_entropy_ratio" in row:
             error = f"test cross-entropy {row['test_cross_entropy']:.4g}, "
             error += f"ratio {row['cross_entropy_ratio']:.3f}"
+        elif "test_mase" in row:  # a series: its forecasting errors
+            error = f"test MAE {row['test_mae']:.4g}, MASE {row['test_mase']:.3f}"
         else:
             error = f"test MSE {row['test_mse']:.4g}, ratio {row['mse_ratio']:.3f}"
         log(

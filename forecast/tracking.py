@@ -294,7 +294,10 @@ def log_trial_outcome(
     last step. Its data and model are those of the last fold.
     """
     splits = outcome.splits
-    _log_params(run, {"parameters": outcome.model.count_params(), "n_train": len(splits.x_train)})
+    params = {"parameters": outcome.model.count_params(), "n_train": len(splits.x_train)}
+    # The model each automatic baseline chose, e.g. spec.ets = ETS(M,A,M).
+    params.update({f"spec.{name}": spec for name, spec in outcome.specifications.items()})
+    _log_params(run, params)
     test_data = log_datasets(run, splits, source, dataset_name)
     model_id = None
     if with_model:
@@ -360,7 +363,8 @@ def log_model(
     ``input_width`` rows, the latest last; it returns the next ``horizon`` rows, their times at
     the series' frequency and the targets in original units.
     """
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
 
     from forecast.models import user_modules
 
@@ -370,7 +374,12 @@ def log_model(
     if series is not None:
         example = series.last_rows
         zeros = np.zeros((len(series.transform.model_input(example)), *model.output_shape[1:]))
-        signature = infer_signature(example, series.transform.forecast_frame(zeros, example))
+        inferred = infer_signature(example, series.transform.forecast_frame(zeros, example))
+        # The columns by name, of any type: rows as pd.read_csv or a JSON request gives them
+        # (integer counts, float32) are cast by the model's own checks, which also name a
+        # missing column in one line; MLflow's schema would refuse int64 for a double.
+        columns = [ColSpec(AnyType(), name, required=False) for name in example.columns]
+        signature = ModelSignature(Schema(columns), inferred.outputs)
     modules = user_modules(model)
     user_code, user_requirements = _code_and_requirements(modules)
     requirements = [

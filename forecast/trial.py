@@ -40,13 +40,20 @@ from forecast.data import (
 )
 from forecast.distributed import make_strategy
 from forecast.evaluation import (
-    PER_SERIES_METRICS,
+    NETWORK,
     classification_score,
     fold_means,
-    interval_score,
+    insample_scale,
+    interval_errors,
+    interval_metrics,
     make_gradient_flow,
+    metric_key,
+    point_metrics,
+    pointwise_errors,
     score,
+    split_conformal,
 )
+from forecast.forecasters import baseline_forecasts, baseline_names
 from forecast.models import build_configured
 from forecast.tasks import task_function
 from forecast.training import compile_model, make_loss, model_output_shape, train
@@ -107,6 +114,7 @@ class TrialOutcome:
     figures: dict[str, Figure]  # artifact file name -> figure
     fold_metrics: list[dict[str, float]]  # each backtest fold's test errors; [] for one fold
     series: SeriesData | None  # a series' last fold: what forecasts from its raw rows
+    specifications: dict[str, str]  # baseline -> the model its automatic selection chose
 
 
 class TrainingDiverged(RuntimeError):
@@ -143,6 +151,7 @@ def run_trial(
     strategy = make_strategy(config.train.strategy)  # one per process, reused
 
     fold_metrics, forecasts, train_seconds = [], [], 0.0
+    specifications: dict[str, list[str]] = {}  # each automatic baseline's choice, per fold
     for index, (splits, series) in enumerate(folds):
         if index == 0 or refit:
             if index > 0:  # every fold's model starts where the first fold's did
@@ -179,10 +188,11 @@ def run_trial(
             train_seconds += result.seconds
             if index == 0:
                 flow["trained"] = gradient_flow(*probe)
-        outputs = model.predict(splits.x_test, verbose=0, batch_size=1024)
-        metrics, forecast = _test_metrics(outputs, splits, series, config)
+        metrics, forecast, chosen = _test_metrics(model, splits, series, config)
         fold_metrics.append(metrics)
         forecasts.append(forecast)
+        for name, specification in chosen.items():
+            specifications.setdefault(name, []).append(specification)
 
     metrics = fold_means(fold_metrics) if len(folds) > 1 else fold_metrics[0]
     metrics["train_seconds"] = train_seconds
@@ -211,32 +221,51 @@ def run_trial(
         figures,
         fold_metrics if len(folds) > 1 else [],
         series,
+        # One value per baseline; a backtest's folds in order, where their choices differ.
+        {name: " | ".join(dict.fromkeys(chosen)) for name, chosen in specifications.items()},
     )
 
 
 def _forecast_figures(
     forecasts: list[dict[str, np.ndarray]], fold_series: list[SeriesData | None]
 ) -> dict[str, Figure]:
-    """The forecast figure of a series (``forecast.png``), or of each of a panel's first
-    ``PANEL_SERIES_DRAWN`` series (``forecast/<id>.png``): its test windows of every fold, in
-    time order, with lines where a fold starts."""
-    panel = fold_series[0] is not None and fold_series[0].series is not None
-    names = list(fold_series[0].series)[:PANEL_SERIES_DRAWN] if panel else [None]
+    """The forecast figure of a task (``forecast.png``: its test samples' first output), of a
+    series (``forecast.png``: the whole horizon path from its test origins, every fold's), or
+    of each of a panel's first ``PANEL_SERIES_DRAWN`` series (``forecast/<id>.png``)."""
+    if fold_series[0] is None:  # a synthetic task
+        drawn = dict(forecasts[0])
+        truth, predictions = drawn.pop("truth"), drawn.pop("model")
+        return {"forecast.png": plots.forecast(truth, predictions, drawn)}
+    panel = fold_series[0].series is not None
+    names = list(fold_series[0].series)[:PANEL_SERIES_DRAWN] if panel else [""]
     figures = {}
     for name in names:
-        pieces = forecasts
-        if name is not None:  # this series' windows of each fold
-            pieces = [
-                {key: values[series.test_windows[name]] for key, values in forecast.items()}
-                for forecast, series in zip(forecasts, fold_series, strict=True)
-            ]
+        pieces, origins = [], []
+        for forecast, series in zip(forecasts, fold_series, strict=True):
+            windows = _windows_by_series(series, "test")[name]
+            own = series.series[name] if panel else series
+            # The first target; the band keeps its last axis (lower, upper).
+            pieces.append(
+                {
+                    key: values[windows][..., 0, :] if key == "band" else values[windows][..., 0]
+                    for key, values in forecast.items()
+                }
+            )
+            origins.append(own.origins["test"])
         drawn = {key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0]}
-        truth, predictions, band = drawn.pop("truth"), drawn.pop("model"), drawn.pop("band", None)
-        fold_starts = np.cumsum([len(piece["truth"]) for piece in pieces[:-1]])
-        figure = plots.forecast(
-            truth, predictions, drawn, band, [int(start) for start in fold_starts]
+        band = drawn.pop("band", None)  # (origins, horizon, 2) once the target axis is gone
+        drawn.pop("truth")
+        part = fold_series[-1].series[name] if panel else fold_series[-1]
+        fold_starts = np.cumsum([len(piece["model"]) for piece in pieces[:-1]])
+        figure = plots.series_forecast(
+            part.values[:, 0],
+            np.concatenate(origins),
+            part.gap,
+            drawn,
+            band,
+            [int(start) for start in fold_starts],
         )
-        figures["forecast.png" if name is None else f"forecast/{name}.png"] = figure
+        figures[f"forecast/{name}.png" if panel else "forecast.png"] = figure
     return figures
 
 
@@ -251,47 +280,143 @@ def _fold_backups(checkpoint_dir: Path | None, index: int, folds: int) -> Path |
 
 
 def _test_metrics(
-    outputs: np.ndarray, splits: Splits, series: SeriesData | None, config: ExperimentConfig
-) -> tuple[dict[str, float], dict[str, np.ndarray] | None]:
-    """A model's test metrics from its ``outputs`` on ``splits.x_test``, and (but for a
-    categorical task's logits) the forecasts to draw, in the targets' original units:
-    ``truth``, ``model``, each naive forecast by name, and a quantile model's ``band``, its
-    outer quantiles on a last axis."""
+    model: keras.Model, splits: Splits, series: SeriesData | None, config: ExperimentConfig
+) -> tuple[dict[str, float], dict[str, np.ndarray] | None, dict[str, str]]:
+    """A model's test metrics, the forecasts to draw (but for a categorical task's logits), in
+    the targets' original units (``truth``, ``model``, each baseline by name, and the model's
+    interval as ``band``: its lower and upper forecasts on a last axis), and for a series the
+    model each automatic baseline chose."""
+    outputs = model.predict(splits.x_test, verbose=0, batch_size=1024)
     if splits.classes is not None:
         metrics = classification_score(outputs, splits.y_test, splits.y_train, config.solved_ratio)
-        return metrics, None
-    to_original_units = series.to_original_units if series else np.asarray
+        return metrics, None, {}
+    if series is None:
+        metrics = score(outputs, splits.y_test, splits.y_train, config.solved_ratio)
+        mean = np.broadcast_to(splits.y_train.mean(axis=0), splits.y_test.shape)
+        return metrics, {"truth": splits.y_test, "model": outputs, "mean": mean}, {}
+    val_outputs = None
+    if config.evaluation.conformal:  # the validation errors calibrate the interval
+        val_outputs = model.predict(splits.x_val, verbose=0, batch_size=1024)
+    return score_series(outputs, val_outputs, splits, series, config)
+
+
+def score_series(
+    outputs: np.ndarray,
+    val_outputs: np.ndarray | None,
+    splits: Splits,
+    series: SeriesData,
+    config: ExperimentConfig,
+) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, str]]:
+    """A series' (or a panel's) test metrics, from the network's ``outputs`` on the test
+    windows (and on the validation windows, ``val_outputs``, for a conformal interval): the
+    network and every baseline forecaster scored alike, each series by its own in-sample
+    scale, pooled over series and, for a panel, per series too. Also returns the forecasts to
+    draw and the model each automatic baseline chose (see :func:`_test_metrics`)."""
+    data, evaluation = config.data, config.evaluation
     quantiles = config.train.quantiles if config.train.loss == "quantile" else None
-    if quantiles is not None:  # one forecast per quantile on the last axis; points: the median
-        per_quantile = [to_original_units(outputs[..., i]) for i in range(len(quantiles))]
-        quantile_forecasts = np.stack(per_quantile, axis=-1)
-        predictions = quantile_forecasts[..., quantiles.index(0.5)]
-    else:
-        predictions = to_original_units(outputs)
-    truth = to_original_units(np.asarray(splits.y_test))
-    naive = series.naive_forecasts if series else {}
-    naive_scale = series.naive_scale if series else None
-    metrics = score(predictions, truth, splits.y_train, config.solved_ratio, naive, naive_scale)
-    shown = naive or {"mean": np.broadcast_to(splits.y_train.mean(axis=0), truth.shape)}
-    drawn = {"truth": truth, "model": predictions, **shown}
+    points, quantile_forecasts = _in_original_units(outputs, series, "test", quantiles)
+    truth = series.to_original_units(np.asarray(splits.y_test))
+    band, level = None, None
     if quantiles is not None:
-        metrics.update(interval_score(quantile_forecasts, truth, quantiles))
-        drawn["band"] = quantile_forecasts[..., [0, -1]]
-    # A panel's metrics above pool every series' windows; each series' own follow.
-    for name, windows in (series.test_windows if series else {}).items():
-        part = series.series[name]
-        own = score(
-            predictions[windows],
-            truth[windows],
-            part.splits.y_train,
-            config.solved_ratio,
-            part.naive_forecasts,
-            part.naive_scale,
+        band, level = quantile_forecasts[..., [0, -1]], quantiles[-1] - quantiles[0]
+    if val_outputs is not None:
+        val_points, val_quantiles = _in_original_units(val_outputs, series, "val", quantiles)
+        val_truth = series.to_original_units(np.asarray(splits.y_val), "val")
+        level = level or evaluation.interval
+        val_forecasts = val_points if quantiles is None else val_quantiles[..., [0, -1]]
+        test_forecasts = points if quantiles is None else band
+        band = np.empty((*truth.shape, 2))
+        for name, test_windows in _windows_by_series(series, "test").items():
+            val_windows = _windows_by_series(series, "val")[name]
+            below, above = split_conformal(
+                val_forecasts[val_windows], val_truth[val_windows], level
+            )
+            forecast = test_forecasts[test_windows]
+            low = forecast if quantiles is None else forecast[..., 0]
+            high = forecast if quantiles is None else forecast[..., 1]
+            band[test_windows] = np.stack([low - below, high + above], axis=-1)
+
+    names = baseline_names(data.baselines, data.season)
+    errors: dict[str, list[dict[str, np.ndarray]]] = {}
+    interval: list[dict[str, np.ndarray]] = []
+    drawn_baselines: dict[str, list[np.ndarray]] = {}
+    metrics, specifications = {}, {}
+    for name, windows in _windows_by_series(series, "test").items():
+        part = series.series[name] if series.series is not None else series
+        scale = insample_scale(part.values[: part.fit_end], data.season)
+        baselines, chosen = baseline_forecasts(
+            part.values,
+            part.fit_end,
+            part.origins["test"],
+            data.horizon,
+            data.gap,
+            data.season,
+            names,
         )
-        if quantiles is not None:
-            own.update(interval_score(quantile_forecasts[windows], truth[windows], quantiles))
-        metrics.update({f"{key}/{name}": own[key] for key in PER_SERIES_METRICS if key in own})
-    return metrics, drawn
+        specifications = specifications or chosen  # a panel's first series speaks for it
+        own = {}
+        for forecaster, forecast in {NETWORK: points[windows], **baselines}.items():
+            found = pointwise_errors(forecast, truth[windows], scale)
+            errors.setdefault(forecaster, []).append(found)
+            own[forecaster] = point_metrics(found)
+            if forecaster != NETWORK:
+                drawn_baselines.setdefault(forecaster, []).append(forecast)
+        if band is not None:
+            found = interval_errors(
+                band[windows][..., 0],
+                band[windows][..., 1],
+                truth[windows],
+                level,
+                scale,
+                None if quantile_forecasts is None else quantile_forecasts[windows],
+                quantiles,
+            )
+            interval.append(found)
+            own[NETWORK].update(interval_metrics(found, len(quantiles or [])))
+        if series.series is not None:  # a panel: this series' own metrics too
+            metrics.update(
+                {
+                    metric_key(forecaster, metric, name): value
+                    for forecaster, values in own.items()
+                    for metric, value in values.items()
+                }
+            )
+    for forecaster, parts in errors.items():
+        pooled = {kind: np.concatenate([part[kind] for part in parts]) for kind in parts[0]}
+        values = point_metrics(pooled)
+        if forecaster == NETWORK and interval:
+            pooled_interval = {
+                kind: np.concatenate([part[kind] for part in interval]) for kind in interval[0]
+            }
+            values.update(interval_metrics(pooled_interval, len(quantiles or [])))
+            metrics["nominal_coverage"] = level
+        metrics.update({metric_key(forecaster, metric): value for metric, value in values.items()})
+    if truth.shape[1] > 1:
+        step_mse = np.mean((points - truth) ** 2, axis=(0, 2))
+        metrics.update({f"test_mse.step{h + 1}": float(v) for h, v in enumerate(step_mse)})
+    drawn = {"truth": truth, "model": points}
+    drawn.update({name: np.concatenate(parts) for name, parts in drawn_baselines.items()})
+    if band is not None:
+        drawn["band"] = band
+    return metrics, drawn, specifications
+
+
+def _windows_by_series(series: SeriesData, part: str) -> dict[str, slice]:
+    """Where each series has its windows in a part of the splits; one series: all of them."""
+    return series.windows(part) if series.series is not None else {"": slice(None)}
+
+
+def _in_original_units(
+    outputs: np.ndarray, series: SeriesData, part: str, quantiles: list[float] | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A model's outputs on a part's windows in original units: its point forecasts (a
+    quantile model's median), and a quantile model's forecasts with a last axis of
+    quantiles (None for a point model)."""
+    if quantiles is None:
+        return series.to_original_units(outputs, part), None
+    per_quantile = [series.to_original_units(outputs[..., i], part) for i in range(len(quantiles))]
+    quantile_forecasts = np.stack(per_quantile, axis=-1)
+    return quantile_forecasts[..., quantiles.index(0.5)], quantile_forecasts
 
 
 @dataclass
@@ -362,10 +487,9 @@ def make_folds(
     return [(splits, None)]
 
 
-def prepare_series(data: DataConfig, baselines: bool = True) -> list[SeriesData]:
+def prepare_series(data: DataConfig) -> list[SeriesData]:
     """Load, validate, split, scale and window the series of a ``data`` config section: one
-    :class:`SeriesData` per backtest fold, with its statistical baselines' forecasts unless
-    ``baselines`` is false."""
+    :class:`SeriesData` per backtest fold."""
     columns = None
     if data.feature_columns is not None or data.target_columns is not None:
         columns = list(dict.fromkeys([*(data.feature_columns or []), *(data.target_columns or [])]))
@@ -380,8 +504,6 @@ def prepare_series(data: DataConfig, baselines: bool = True) -> list[SeriesData]
         test_fraction=data.test_fraction,
         scaler=data.scaler,
         relative=data.relative,
-        season=data.season,
-        baselines=tuple(data.baselines) if baselines else (),
     )
     folds, refit = data.backtest.folds, data.backtest.refit
     if data.series_column is not None:  # many series, one model

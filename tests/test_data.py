@@ -138,7 +138,7 @@ def test_every_val_and_test_step_is_a_target_and_training_never_sees_one():
     assert scaled.splits.x_test.min() > 1.5  # later steps sit far above the train mean
 
 
-def test_relative_windows_and_naive_forecasts_in_original_units():
+def test_relative_windows_and_their_origins_in_original_units():
     frame = pd.DataFrame({"y": np.linspace(100.0, 300.0, 120) ** 1.1})
     data = series_splits(frame, input_width=8, horizon=2, relative=True)
     np.testing.assert_allclose(data.splits.x_test[:, -1, :], 0.0, atol=1e-6)
@@ -147,9 +147,11 @@ def test_relative_windows_and_naive_forecasts_in_original_units():
     first_window_targets = raw[test_start : test_start + 2]
     original = data.to_original_units(np.asarray(data.splits.y_test))
     np.testing.assert_allclose(original[0, :, 0], first_window_targets, rtol=1e-5)
-    np.testing.assert_allclose(data.naive_forecasts["persistence"][0, :, 0], raw[test_start - 1])
-    train_mean = raw[: data.split_lengths[0]].mean()
-    np.testing.assert_allclose(data.naive_forecasts["mean"][0, :, 0], train_mean)
+    # The first test window's origin is the step before the test part, its last input.
+    assert data.origins["test"][0] == test_start - 1
+    np.testing.assert_allclose(data.values[data.origins["test"], 0], raw[test_start - 1 : -2])
+    val_original = data.to_original_units(np.asarray(data.splits.y_val), "val")
+    np.testing.assert_allclose(val_original[:, 0, 0], raw[data.origins["val"] + 1], rtol=1e-5)
 
 
 def test_a_part_too_short_for_a_window_is_named():
@@ -304,16 +306,15 @@ def test_frames_and_arrays_load_too():
         load_series(pd.DataFrame({"y": range(3)}, index=[0, 2, 1]))
 
 
-def test_seasonal_naive_takes_the_value_one_season_earlier():
+def test_each_windows_origin_is_its_last_input_step_and_its_targets_follow_the_gap():
     frame = pd.DataFrame({"y": np.arange(200.0)})
-    data = series_splits(
-        frame, input_width=12, horizon=3, gap=1, stride=2, season=10, scaler="none"
-    )
-    seasonal = data.naive_forecasts["seasonal"]
-    truth = np.asarray(data.splits.y_test)
-    np.testing.assert_allclose(seasonal, truth - 10)  # y = step, so one season back is -10
-    with pytest.raises(DataError, match="season must lie between gap \\+ horizon \\(4\\)"):
-        series_splits(frame, input_width=12, horizon=3, gap=1, season=3)
+    data = series_splits(frame, input_width=12, horizon=3, gap=1, stride=2, scaler="none")
+    for part, targets in (("val", data.splits.y_val), ("test", data.splits.y_test)):
+        origins = data.origins[part]
+        assert len(origins) == len(targets)
+        # y = step: the targets are origin + gap + 1 ...
+        np.testing.assert_array_equal(np.asarray(targets)[:, 0, 0], origins + 2)
+    assert data.fit_end == sum(data.split_lengths[:2])
 
 
 def test_make_windows_refuses_nan_naming_its_position():
@@ -382,11 +383,11 @@ def test_panel_windows_never_cross_series_and_each_series_scales_on_its_own_trai
     for name, part in alone.items():  # each scaled by its own train part
         train_end = fold_bounds(len(panel[name]), 0.2, 0.3)[0]["train"][1]
         assert part.target_scaler.mean_[0] == pytest.approx(panel[name]["y"][:train_end].mean())
-    scale = data.naive_scale[:, 0, 0]
-    assert scale.shape == (len(original),) and (scale == 1.0).all()  # each series steps by 1
-    np.testing.assert_allclose(
-        data.naive_forecasts["persistence"][:, 0, 0], inputs[:, -1, 0], rtol=1e-6
-    )
+    # Each test window's origin, in its own series, is its last input step.
+    for name, part in alone.items():
+        np.testing.assert_array_equal(data.origins["test"][windows[name]], part.origins["test"])
+        last_inputs = part.target_scaler.inverse_transform(part.splits.x_test[:, -1, :])
+        np.testing.assert_allclose(part.values[part.origins["test"]], last_inputs, rtol=1e-6)
 
 
 def test_a_panel_backtest_folds_every_series_alike():

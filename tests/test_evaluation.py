@@ -27,6 +27,7 @@ def test_score_matches_sklearn_and_the_mean_baseline():
 def test_summary_and_max_solved_gap():
     trials = pd.DataFrame(
         {
+            "point": [""] * 8,
             "model": ["rnn", "rnn", "rnn", "rnn", "lstm", "lstm", "lstm", "lstm"],
             "gap": [10, 10, 50, 50, 10, 10, 50, 50],
             "seed": [0, 1] * 4,
@@ -66,45 +67,124 @@ def test_regression_metrics_match_scikit_learn():
     assert regression_metrics(np.zeros((2, 1)), np.zeros((2, 1)))["smape"] == 0.0
 
 
-def test_relative_mae_and_per_step_errors_use_the_naive_forecasts():
-    rng = np.random.default_rng(0)
-    y_test = rng.normal(size=(20, 2, 1)).astype("float32")
-    persistence = y_test + 1.0  # off by exactly 1 everywhere: MAE 1
-    metrics = score(y_test + 0.5, y_test, y_test, 0.1, naive_forecasts={"persistence": persistence})
-    assert metrics["test_relmae"] == pytest.approx(0.5)
-    assert "test_mase" not in metrics  # no in-sample scale given
-    assert metrics["persistence_mse"] == pytest.approx(1.0)
-    assert metrics["test_mse.step1"] == pytest.approx(0.25)
-    assert metrics["test_mse.step2"] == pytest.approx(0.25)
+def utilsforecast_metrics(forecast, truth, past, season, low=None, high=None, level=80):
+    """utilsforecast's losses of one series' forecasts from several origins (its
+    cross-validation layout: one cutoff per origin), averaged over cutoffs as ours pool them."""
+    from utilsforecast import losses
 
-
-@pytest.mark.parametrize("season", [None, 4])
-def test_mase_scales_by_the_in_sample_naive_error_of_the_train_part(season):
-    """Hyndman & Koehler (2006): MASE = test MAE / mean |y_t - y_{t-m}| over the training
-    series (m = 1, or the season), here computed by hand from the raw train part."""
-    rng = np.random.default_rng(1)
-    values = np.cumsum(rng.normal(size=(200, 2)), axis=0)
-    frame = pd.DataFrame(values, columns=["a", "b"])
-    series = series_splits(frame, input_width=8, horizon=2, scaler="none", season=season)
-    n_train = series.split_lengths[0]
-    lag = season or 1
-    train = values[:n_train]
-    scale = np.array(
-        [
-            np.mean([abs(train[t, j] - train[t - lag, j]) for t in range(lag, n_train)])
-            for j in (0, 1)
-        ]
+    windows, horizon = truth.shape
+    frame = pd.DataFrame(
+        {
+            "unique_id": "s",
+            "cutoff": np.repeat(np.arange(windows) + len(past) - 1, horizon),
+            "ds": (np.arange(windows)[:, None] + np.arange(horizon)[None, :] + len(past)).ravel(),
+            "y": truth.ravel(),
+            "model": forecast.ravel(),
+        }
     )
-    np.testing.assert_allclose(series.naive_scale, scale)
-    truth = series.splits.y_test
-    predictions = truth + rng.normal(size=truth.shape)
-    metrics = score(predictions, truth, series.splits.y_train, 0.1, naive_scale=series.naive_scale)
-    by_target = [np.mean(np.abs(predictions - truth)[..., j]) / scale[j] for j in (0, 1)]
-    assert metrics["test_mase"] == pytest.approx(np.mean(by_target))
+    train = pd.DataFrame({"unique_id": "s", "ds": np.arange(len(past)), "y": past})
+    found = {
+        name: getattr(losses, name)(frame, ["model"])["model"].mean()
+        for name in ("mae", "rmse", "mse", "mape", "smape")
+    }
+    for name in ("mase", "rmsse"):
+        scaled = getattr(losses, name)(frame, ["model"], seasonality=season, train_df=train)
+        found[name] = scaled["model"].mean()
+    if low is not None:
+        frame[f"model-lo-{level}"], frame[f"model-hi-{level}"] = low.ravel(), high.ravel()
+        found["coverage"] = losses.coverage(frame, ["model"], level=level)["model"].mean()
+    return found
 
 
-def test_comparison_table_gives_each_sweep_point_its_own_naive_rows():
-    """A sweep over data keys: each point's naive forecasts are scored on its own windows."""
+@pytest.mark.parametrize("season", [1, 4])
+def test_forecasting_metrics_match_utilsforecast(season):
+    """One horizon per cutoff, as utilsforecast's cross-validation frames hold them: with equal
+    horizons, the mean over cutoffs of its per-cutoff metrics is ours over every window, but
+    for RMSE and RMSSE (roots of means) which are compared per window."""
+    from forecast.evaluation import (
+        insample_scale,
+        interval_errors,
+        interval_metrics,
+        point_metrics,
+        pointwise_errors,
+    )
+
+    rng = np.random.default_rng(season)
+    past = 50 + np.cumsum(rng.normal(size=60))
+    truth = 50 + rng.normal(size=(1, 6)) * 3
+    forecast = truth + rng.normal(size=truth.shape)
+    scale = insample_scale(past[:, None], season)
+    errors = pointwise_errors(forecast[..., None], truth[..., None], scale)
+    ours = point_metrics(errors)
+    low, high = forecast - 1.0, forecast + 1.0
+    ours.update(
+        interval_metrics(
+            interval_errors(low[..., None], high[..., None], truth[..., None], 0.8, scale)
+        )
+    )
+    theirs = utilsforecast_metrics(forecast, truth, past, season, low, high)
+    assert ours["mae"] == pytest.approx(theirs["mae"])
+    assert ours["mse"] == pytest.approx(theirs["mse"])
+    assert ours["rmse"] == pytest.approx(theirs["rmse"])
+    assert ours["mape"] == pytest.approx(100 * theirs["mape"])  # utilsforecast's is a fraction
+    assert ours["smape"] == pytest.approx(200 * theirs["smape"])  # its sMAPE is 0-1, ours 0-200
+    assert ours["mase"] == pytest.approx(theirs["mase"])
+    assert ours["rmsse"] == pytest.approx(theirs["rmsse"])
+    assert ours["coverage"] == pytest.approx(theirs["coverage"])
+
+
+def test_interval_metrics_by_hand_msis_and_wql():
+    """MSIS (M4): mean of width + 2/alpha x the miss, over the in-sample naive MAE; WQL: the
+    pinball losses summed over quantiles and windows over sum |y|, x 2 / quantiles."""
+    from forecast.evaluation import interval_errors, interval_metrics
+
+    truth = np.array([[[10.0]], [[20.0]]])  # two windows, one step, one target
+    low, high = np.array([[[9.0]], [[21.0]]]), np.array([[[12.0]], [[23.0]]])
+    scale = (np.array([2.0]), np.array([4.0]))
+    quantiles = [0.1, 0.5, 0.9]
+    forecasts = np.stack([low, (low + high) / 2, high], axis=-1)
+    errors = interval_errors(low, high, truth, 0.8, scale, forecasts, quantiles)
+    metrics = interval_metrics(errors, len(quantiles))
+    assert metrics["coverage"] == 0.5  # 10 in [9, 12]; 20 below [21, 23]
+    # Window 1: width 3; window 2: width 2 + 2 / 0.2 x 1 missed = 12; over scale 2.
+    assert metrics["msis"] == pytest.approx(np.mean([3 / 2, 12 / 2]))
+    pinball = [
+        0.1 * 1 + 0.5 * 0.5 + 0.1 * 2,  # y=10 vs 9, 10.5, 12: q(y-f) or (1-q)(f-y)
+        0.9 * 1 + 0.5 * 2 + 0.1 * 3,  # y=20 vs 21, 22, 23
+    ]
+    assert metrics["wql"] == pytest.approx(2 * sum(pinball) / 30 / 3)
+
+
+def test_no_metric_is_nan_on_one_window_and_zeros_leave_mape_only_their_own_steps():
+    from forecast.evaluation import insample_scale, point_metrics, pointwise_errors
+
+    truth = np.array([[[0.0], [2.0]]])  # one window of two steps, the first truth zero
+    forecast = np.array([[[1.0], [1.0]]])
+    errors = pointwise_errors(forecast, truth, insample_scale(np.array([[1.0], [3.0]]), None))
+    metrics = point_metrics(errors)
+    assert not any(np.isnan(value) for value in metrics.values())
+    assert metrics["mape"] == pytest.approx(50.0)  # |2 - 1| / 2; the zero truth left out
+    assert metrics["mase"] == pytest.approx(0.5)  # MAE 1 over the in-sample naive MAE 2
+
+
+def test_split_conformal_covers_at_least_the_level_on_exchangeable_errors():
+    from forecast.evaluation import split_conformal
+
+    rng = np.random.default_rng(0)
+    val_truth, test_truth = rng.normal(size=(200, 3, 1)), rng.normal(size=(5000, 3, 1))
+    below, above = split_conformal(np.zeros_like(val_truth), val_truth, 0.8)
+    assert below.shape == (3, 1)
+    inside = (-below <= test_truth) & (test_truth <= above)
+    assert 0.77 < inside.mean() < 0.85  # ~N(0, 1): the 0.9 quantile of |e| is 1.645
+    # A quantile model's interval: widened by how far the truth fell outside it.
+    band = np.stack([np.full_like(val_truth, -0.1), np.full_like(val_truth, 0.1)], axis=-1)
+    below_band, _ = split_conformal(band, val_truth, 0.8)
+    np.testing.assert_allclose(below_band, below - 0.1)
+
+
+def test_comparison_table_gives_each_sweep_point_its_own_baseline_rows():
+    """A sweep over data keys: each point's baselines are scored on its own windows, and every
+    row, model or baseline, has the same metrics."""
     trials = pd.DataFrame(
         {
             "model": ["lstm [w=8]", "lstm [w=12]"],
@@ -112,31 +192,50 @@ def test_comparison_table_gives_each_sweep_point_its_own_naive_rows():
             "gap": [0, 0],
             "seed": [0, 0],
             "params": [9, 9],
+            "train_seconds": [1.0, 1.0],
+            "spec.ets": ["ETS(A,N,N)", "ETS(M,A,M)"],
             "test_mse": [1.0, 2.0],
             "test_mae": [0.8, 1.1],
-            "mse_ratio": [0.1, 0.2],
-            "solved": [1.0, 0.0],
-            "train_seconds": [1.0, 1.0],
-            "baseline_mse": [10.0, 20.0],
-            "baseline_mae": [3.0, 4.0],
-            "persistence_mse": [2.0, 4.0],
-            "persistence_mae": [1.0, 1.5],
-            "persistence_ratio": [0.5, 0.5],
+            "test_mase": [0.5, 0.6],
+            "mean.mse": [10.0, 20.0],
+            "mean.mae": [3.0, 4.0],
+            "mean.mase": [2.0, 3.0],
+            "naive.mse": [2.0, 4.0],
+            "naive.mae": [1.0, 1.5],
+            "naive.mase": [1.0, 1.0],
+            "ets.mse": [1.5, 2.5],
+            "ets.mae": [0.9, 1.2],
+            "ets.mase": [0.7, 0.8],
         }
     )
     table = comparison_table(trials)
     assert list(table["model"]) == [
         "lstm [w=8]",
         "lstm [w=12]",
-        "naive_mean [w=8]",
-        "naive_persistence [w=8]",
-        "naive_mean [w=12]",
-        "naive_persistence [w=12]",
+        "mean [w=8]",
+        "naive [w=8]",
+        "ets [w=8]",
+        "mean [w=12]",
+        "naive [w=12]",
+        "ets [w=12]",
     ]
-    naive = table.set_index("model")
-    assert naive.loc["naive_mean [w=12]", "test_mse"] == 20.0
-    assert naive.loc["naive_persistence [w=8]", "test_mse"] == 2.0
-    assert naive.loc["naive_mean [w=8]", "vs_persistence"] == pytest.approx(5.0)
+    assert list(table.columns) == [
+        "model",
+        "gap",
+        "seeds",
+        "mae",
+        "mase",
+        "vs_naive",
+        "params",
+        "train_seconds",
+        "specification",
+    ]
+    rows = table.set_index("model")
+    assert rows.loc["mean [w=12]", "mae"] == 4.0
+    assert rows.loc["mean [w=8]", "vs_naive"] == pytest.approx(5.0)
+    assert rows.loc["lstm [w=12]", "vs_naive"] == pytest.approx(0.5)
+    assert rows.loc["ets [w=12]", "specification"] == "ETS(M,A,M)"
+    assert rows.loc["lstm [w=8]", "specification"] == ""
 
 
 def test_seed_intervals_are_student_t_intervals():
@@ -239,17 +338,17 @@ def test_paired_by_fold_sets_each_model_against_the_others_on_the_same_folds():
                         "seed": seed,
                         "fold": fold,
                         "test_mse": mse,
-                        "baseline_mse": 8.0,
-                        "persistence_mse": persistence[fold],
+                        "mean.mse": 8.0,
+                        "naive.mse": persistence[fold],
                     }
                 )
     paired = paired_by_fold(pd.DataFrame(rows))
     assert list(zip(paired["model"], paired["versus"], strict=True)) == [
         ("lstm", "rnn"),
-        ("lstm", "naive_mean"),
-        ("lstm", "naive_persistence"),
-        ("rnn", "naive_mean"),
-        ("rnn", "naive_persistence"),
+        ("lstm", "mean"),
+        ("lstm", "naive"),
+        ("rnn", "mean"),
+        ("rnn", "naive"),
     ]
     first = paired.iloc[0]
     # Over seeds, the LSTM's folds score 1, 2, 3 against the RNN's 2, 2, 2.
@@ -267,9 +366,10 @@ def test_paired_by_fold_sets_each_model_against_the_others_on_the_same_folds():
 def test_a_panel_is_scored_pooled_and_series_by_series_as_each_alone():
     from sklearn.metrics import mean_absolute_error
 
-    from forecast.config import ExperimentConfig
+    from forecast.config import DataConfig, ExperimentConfig
     from forecast.data import load_panel, panel_splits
-    from forecast.trial import _test_metrics
+    from forecast.evaluation import insample_scale
+    from forecast.trial import score_series
 
     steps = np.arange(80.0)
     table = pd.concat(
@@ -279,16 +379,18 @@ def test_a_panel_is_scored_pooled_and_series_by_series_as_each_alone():
         ]
     )
     panel = load_panel(table, "id")
-    window = {"input_width": 6, "horizon": 2, "season": 4}
+    window = {"input_width": 6, "horizon": 2}
     (data,) = panel_splits(panel, "id", **window)
+    config = ExperimentConfig(data=DataConfig(source="x", season=4, **window))
     outputs = np.random.default_rng(0).normal(size=data.splits.y_test.shape)
-    metrics, _ = _test_metrics(outputs, data.splits, data, ExperimentConfig())
+    metrics, _, _ = score_series(outputs, None, data.splits, data, config)
     predictions = data.to_original_units(outputs)
     truth = data.to_original_units(np.asarray(data.splits.y_test))
     # Pooled: every window of both series, in original units.
     assert metrics["test_mse"] == pytest.approx(
         mean_squared_error(truth.reshape(-1), predictions.reshape(-1))
     )
+    scaled = []
     for name, frame in panel.items():
         alone = series_splits(frame, **window)
         own_outputs = outputs[data.test_windows[name]]
@@ -299,17 +401,16 @@ def test_a_panel_is_scored_pooled_and_series_by_series_as_each_alone():
         )
         own_mae = mean_absolute_error(own_truth.reshape(-1), own_predictions.reshape(-1))
         assert metrics[f"test_mae/{name}"] == pytest.approx(own_mae)
-        assert metrics[f"test_mase/{name}"] == pytest.approx(own_mae / alone.naive_scale[0])
-        persistence = alone.naive_forecasts["persistence"]
-        assert metrics[f"persistence_ratio/{name}"] == pytest.approx(
-            metrics[f"test_mse/{name}"] / np.mean((persistence - own_truth) ** 2)
+        # Scaled by the series' own in-sample seasonal naive error, over its past (train + val).
+        past = alone.values[: alone.fit_end]
+        own_scale = np.mean(np.abs(past[4:] - past[:-4]))
+        assert metrics[f"test_mase/{name}"] == pytest.approx(own_mae / own_scale)
+        persistence = np.repeat(alone.values[alone.origins["test"]][:, None], 2, axis=1)
+        assert metrics[f"naive.mse/{name}"] == pytest.approx(
+            np.mean((persistence - own_truth) ** 2)
         )
+        scaled.append(np.abs(own_predictions - own_truth) / insample_scale(past, 4)[0])
     # Pooled MASE: each window's error scaled by its own series' in-sample naive error.
-    scaled = [
-        np.abs(predictions - truth)[data.test_windows[name]]
-        / series_splits(frame, **window).naive_scale
-        for name, frame in panel.items()
-    ]
     assert metrics["test_mase"] == pytest.approx(np.mean(np.concatenate(scaled)))
 
 
@@ -319,33 +420,32 @@ def test_per_series_averages_each_series_metrics_over_seeds():
     trials = pd.DataFrame(
         {
             "model": ["lstm", "lstm", "rnn"],
+            "point": ["", "", ""],
             "gap": [0, 0, 0],
             "seed": [0, 1, 0],
             "test_mse": [1.0, 2.0, 3.0],
+            "test_mase": [1.0, 2.0, 3.0],
             "test_mse/a": [1.0, 3.0, 5.0],
             "test_mse/b": [2.0, 4.0, 6.0],
-            "arima_ratio/a": [1.0, 1.0, 1.0],
-            "arima_ratio/b": [2.0, 2.0, 2.0],
-            "persistence_ratio/a": [0.5, 0.7, 0.9],
-            "persistence_ratio/b": [0.1, 0.3, 0.5],
+            "test_mae/a": [1.0, 1.0, 2.0],
+            "test_mae/b": [2.0, 2.0, 2.0],
+            "naive.mse/a": [2.0, 2.0, 2.0],
+            "naive.mse/b": [4.0, 4.0, 4.0],
+            "naive.mae/a": [1.5, 1.5, 1.5],
+            "naive.mae/b": [1.0, 1.0, 1.0],
         }
     )
     table = per_series(trials)
-    assert list(table.columns) == [
-        "series",
-        "model",
-        "gap",
-        "test_mse",
-        "vs_persistence",
-        "vs_arima",
-    ]
-    assert table["vs_arima"].tolist() == [1.0, 1.0, 2.0, 2.0]
+    assert list(table.columns) == ["series", "model", "gap", "mae", "vs_naive"]
     assert table[["series", "model"]].values.tolist() == [
         ["a", "lstm"],
         ["a", "rnn"],
+        ["a", "naive"],
         ["b", "lstm"],
         ["b", "rnn"],
+        ["b", "naive"],
     ]
-    assert table["test_mse"].tolist() == [2.0, 5.0, 3.0, 6.0]
-    assert table["vs_persistence"].tolist() == pytest.approx([0.6, 0.9, 0.2, 0.5])
+    assert table["mae"].tolist() == [1.0, 2.0, 1.5, 2.0, 2.0, 1.0]
+    # Per trial: its MSE over naive's on the series, then the mean over seeds.
+    assert table["vs_naive"].tolist() == pytest.approx([1.0, 2.5, 1.0, 0.75, 1.5, 1.0])
     assert per_series(trials.drop(columns=[c for c in trials if "/" in c])).empty

@@ -226,26 +226,46 @@ def test_series_experiment_compares_models_with_naive_forecasts(tracking_store, 
     assert main(["run", "co2_forecast", *set_args(SERIES_TINY)]) == 0
     out = capsys.readouterr().out
     table = summary_lines(out)
-    assert "vs_persistence" in table[0]
+    header = table[0].split()
+    assert header[:9] == [
+        "model",
+        "gap",
+        "seeds",
+        "mae",
+        "rmse",
+        "mape",
+        "smape",
+        "mase",
+        "coverage",
+    ]
+    assert "vs_seasonal_naive" in header
     assert [row.split()[0] for row in table[1:]] == [
         "rnn",
         "lstm",
-        "naive_mean",
-        "naive_persistence",
-        "naive_seasonal",
+        "naive",
+        "seasonal_naive",
+        "mean",
+        "drift",
     ]
+    # Every row has its MAPE, sMAPE and MASE; the networks' conformal interval its coverage.
+    for row in table[1:]:
+        cells = row.split()
+        assert all(np.isfinite(float(cell)) for cell in cells[3:8])
+    assert 0 <= float(table[1].split()[8]) <= 1
     client = MlflowClient(tracking_store)
     experiment = client.get_experiment_by_name("co2_forecast")
     child = client.search_runs(
         [experiment.experiment_id], "tags.mlflow.runName = 'lstm-gap0-seed0'"
     )[0]
     assert child.data.params["source"] == "co2"
-    expected = {"test_mse", "test_rmse", "test_mae", "test_smape", "test_r2", "test_mase"}
-    expected |= {"test_relmae"}
-    expected |= {"test_mse.step1", "test_mse.step2", "persistence_mse", "seasonal_mse"}
+    metric_names = ("mae", "rmse", "mse", "mape", "smape", "mase", "rmsse")
+    expected = {f"test_{name}" for name in (*metric_names, "coverage", "msis")}
+    expected |= {"test_mse.step1", "test_mse.step2", "nominal_coverage"}
+    expected |= {f"{baseline}.{name}" for baseline in ("naive", "drift") for name in metric_names}
     assert expected <= set(child.data.metrics)
+    assert child.data.metrics["nominal_coverage"] == 0.8  # evaluation.interval
     # Errors are in ppmv^2: a persistence forecast of weekly CO2 is off by about a ppmv.
-    assert 0.1 < child.data.metrics["persistence_mse"] < 5
+    assert 0.1 < child.data.metrics["naive.mse"] < 5
 
 
 def test_a_backtest_logs_each_fold_as_a_step_and_compares_models_fold_by_fold(
@@ -266,12 +286,8 @@ def test_a_backtest_logs_each_fold_as_a_step_and_compares_models_fold_by_fold(
     ]
     assert [row.split()[:2] for row in paired[1:]] == [
         ["rnn", "lstm"],
-        ["rnn", "naive_mean"],
-        ["rnn", "naive_persistence"],
-        ["rnn", "naive_seasonal"],
-        ["lstm", "naive_mean"],
-        ["lstm", "naive_persistence"],
-        ["lstm", "naive_seasonal"],
+        *[["rnn", name] for name in ("naive", "seasonal_naive", "mean", "drift")],
+        *[["lstm", name] for name in ("naive", "seasonal_naive", "mean", "drift")],
     ]
 
     client = MlflowClient(tracking_store)
@@ -295,7 +311,7 @@ def test_a_backtest_logs_each_fold_as_a_step_and_compares_models_fold_by_fold(
             [
                 m.value
                 for m in sorted(
-                    client.get_metric_history(lstm.info.run_id, "persistence_mse"),
+                    client.get_metric_history(lstm.info.run_id, "naive.mse"),
                     key=lambda m: m.step,
                 )
                 if m.step < 3
@@ -303,14 +319,14 @@ def test_a_backtest_logs_each_fold_as_a_step_and_compares_models_fold_by_fold(
             strict=True,
         )
     ]
-    row = next(r.split() for r in paired if r.split()[:2] == ["lstm", "naive_persistence"])
+    row = next(r.split() for r in paired if r.split()[:2] == ["lstm", "naive"])
     assert float(row[4]) == pytest.approx(np.mean(ratios), abs=5e-4)
 
     # `forecast compare` reads the folds back from the runs' metric histories.
     assert main(["compare", "co2_forecast", "--format", "csv"]) == 0
     compared = capsys.readouterr().out.split("\n\n")[1].splitlines()
     assert compared[0] == "model,versus,gap,folds,mse_ratio,ratio_ci95,better"
-    lstm_row = next(line for line in compared if line.startswith("lstm,naive_persistence"))
+    lstm_row = next(line for line in compared if line.startswith("lstm,naive,"))
     assert float(lstm_row.split(",")[4]) == pytest.approx(np.mean(ratios))
 
 
@@ -325,7 +341,7 @@ def test_a_backtest_without_refit_trains_once_and_slides(tracking_store):
     )
     epochs = client.get_metric_history(lstm.info.run_id, "train_loss")
     assert sorted(m.step for m in epochs) == [0, 1]
-    folds = client.get_metric_history(lstm.info.run_id, "persistence_mse")
+    folds = client.get_metric_history(lstm.info.run_id, "naive.mse")
     assert len({m.value for m in folds if m.step < 3}) == 3  # three folds, each its own windows
 
 
@@ -338,6 +354,13 @@ def test_a_backtest_without_refit_trains_once_and_slides(tracking_store):
             "data={source: nox, series_column: site, time_column: date}",
             "nox.csv: series 'ad': column 'nox' has missing values (12 in all, first at line 8)",
         ),
+        ("data.baselines=[prophet]", "data.baselines: unknown forecaster 'prophet'; choose from"),
+        (
+            "data={source: co2, time_column: date, fillna: ffill, baselines: [seasonal_naive]}",
+            "data.baselines: seasonal_naive needs data.season",
+        ),
+        ("evaluation.metrics=[mae, r2]", "evaluation.metrics: unknown metric 'r2'; choose from"),
+        ("evaluation.interval=1.5", "evaluation.interval: must lie in (0, 1), got 1.5"),
     ],
 )
 def test_bad_series_fails_before_any_run(tracking_store, capsys, override, message):
@@ -497,7 +520,7 @@ def test_a_quantile_model_reports_its_interval_and_forecasts_each_quantile(track
     experiment = client.get_experiment_by_name("co2_forecast")
     (child,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'lstm%'")
     metrics = child.data.metrics
-    assert {"test_pinball", "test_coverage", "test_mse", "persistence_ratio"} <= set(metrics)
+    assert {"test_wql", "test_coverage", "test_msis", "test_mse", "naive.mse"} <= set(metrics)
     assert metrics["nominal_coverage"] == pytest.approx(0.8)
     assert 0 <= metrics["test_coverage"] <= 1
     loaded = mlflow.pyfunc.load_model(f"runs:/{child.info.run_id}/model")
@@ -521,26 +544,19 @@ def test_statistical_baselines_are_rows_beside_the_models_on_every_fold(tracking
     assert main(["run", "co2_forecast", *set_args(overrides)]) == 0
     out = capsys.readouterr().out
     table = summary_lines(out)
-    assert [row.split()[0] for row in table[1:]] == [
-        "lstm",
-        "naive_mean",
-        "naive_persistence",
-        "ets",
-        "theta",
-        "arima",
-    ]
+    names = ["naive", "mean", "drift", "ets", "theta", "arima"]  # no season: no seasonal naive
+    assert [row.split()[0] for row in table[1:]] == ["lstm", *names]
+    # Each automatic model's choice is in the table (sunspots: no season given here).
+    assert table[0].split()[-1] == "specification"
+    rows = {row.split()[0]: row for row in table[1:]}
+    assert "ETS(" in rows["ets"] and "ARIMA(" in rows["arima"] and "Theta(" in rows["theta"]
     paired = out[out.index("Paired by backtest fold") :].split("\n\n")[0].splitlines()[2:]
-    assert [row.split()[1] for row in paired] == [
-        "naive_mean",
-        "naive_persistence",
-        "ets",
-        "theta",
-        "arima",
-    ]
+    assert [row.split()[1] for row in paired] == names
     client = MlflowClient(tracking_store)
     experiment = client.get_experiment_by_name("co2_forecast")
     (child,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'lstm%'")
-    assert {"ets_mse", "theta_mae", "arima_ratio", "arima_mse_ci95"} <= set(child.data.metrics)
+    assert {"ets.mse", "theta.mae", "arima.mase", "arima.mse_ci95"} <= set(child.data.metrics)
+    assert child.data.params["spec.ets"].startswith("ETS(")
 
 
 QUANTILE_COLUMNS = ["sales_q0.1", "sales_q0.5", "sales_q0.9"]
@@ -575,29 +591,34 @@ def test_a_panel_trains_one_model_and_reports_each_series_and_the_pool(
     out = capsys.readouterr().out
     assert [row.split()[0] for row in summary_lines(out)[1:]] == [
         "lstm",
-        "naive_mean",
-        "naive_persistence",
-        "naive_seasonal",
+        "naive",
+        "seasonal_naive",
+        "mean",
+        "drift",
     ]
     each = out[out.index("Each series of the panel") :].split("\n\n")[0].splitlines()[1:]
     assert each[0].split() == [
         "series",
         "model",
         "gap",
-        "test_mse",
-        "test_mae",
-        "test_mase",
-        "vs_persistence",
-        "vs_seasonal",
+        "mae",
+        "rmse",
+        "mape",
+        "smape",
+        "mase",
         "coverage",  # co2_forecast's model forecasts quantiles: its interval, series by series
+        "vs_seasonal_naive",
     ]
-    assert [row.split()[:2] for row in each[1:]] == [["north", "lstm"], ["south", "lstm"]]
+    baselines = ["naive", "seasonal_naive", "mean", "drift"]
+    assert [row.split()[:2] for row in each[1:]] == [
+        [series, model] for series in ("north", "south") for model in ("lstm", *baselines)
+    ]
 
     client = MlflowClient(tracking_store)
     experiment = client.get_experiment_by_name("co2_forecast")
     (child,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'lstm%'")
     metrics = child.data.metrics
-    assert {"test_mse/north", "test_mase/south", "persistence_ratio/north"} <= set(metrics)
+    assert {"test_mse/north", "test_mase/south", "naive.mse/north"} <= set(metrics)
     # Means over the backtest's folds; an interval for the pooled metrics only.
     assert "test_mse_ci95" in metrics and not any("/" in key for key in metrics if "ci95" in key)
     history = client.get_metric_history(child.info.run_id, "test_mse/south")
@@ -631,6 +652,9 @@ def test_a_panel_trains_one_model_and_reports_each_series_and_the_pool(
     north, south = forecast["sales"][:2], forecast["sales"][2:]
     assert north.between(5, 15).all() and south.between(95, 125).all()
 
+    # `forecast compare` reads the same table back from the runs, with every metric.
     assert main(["compare", "co2_forecast"]) == 0
     compared = capsys.readouterr().out
-    assert compared[compared.index("Each series") :].splitlines()[1:4] == each
+    compared = compared[compared.index("Each series") :].split("\n\n")[0].splitlines()[1:]
+    assert {"rmsse", "msis", "wql"} <= set(compared[0].split())
+    assert [row.split()[:2] for row in compared[1:]] == [row.split()[:2] for row in each[1:]]

@@ -162,15 +162,14 @@ def test_a_series_sweep_scores_each_point_against_its_own_naive_forecasts(
     assert main(["run", "co2_forecast", *set_args(overrides)]) == 0
     table = capsys.readouterr().out.split("\n\n")[1].splitlines()
     rows = [line.strip() for line in table]
-    naive = {line.split("]")[0] + "]": line for line in rows if line.startswith("naive")}
+    names = ("naive", "seasonal_naive", "mean", "drift")
+    naive = {line.split("]")[0] + "]": line for line in rows if line.startswith(names)}
     assert set(naive) == {
-        f"naive_{name} [data.horizon={horizon}]"
-        for name in ("mean", "persistence", "seasonal")
-        for horizon in (1, 3)
+        f"{name} [data.horizon={horizon}]" for name in names for horizon in (1, 3)
     }
     # Different windows, different naive errors: each point has its own.
-    mse = {key: float(line.split("]")[1].split()[2]) for key, line in naive.items()}
-    assert mse["naive_persistence [data.horizon=1]"] < mse["naive_persistence [data.horizon=3]"]
+    mae = {key: float(line.split("]")[1].split()[2]) for key, line in naive.items()}
+    assert mae["naive [data.horizon=1]"] < mae["naive [data.horizon=3]"]
     # A series' gap lies after its input window: nothing inside the input is shaded as gap.
     assert shaded == [0, 0]
 

@@ -163,7 +163,7 @@ def test_a_categorical_task_trains_on_cross_entropy_with_a_label_at_every_step()
 def test_the_pinball_loss_is_scikit_learns_averaged_over_quantiles():
     from sklearn.metrics import mean_pinball_loss
 
-    from forecast.evaluation import interval_score, pinball_loss, trivial_loss
+    from forecast.evaluation import interval_errors, interval_metrics, pinball_loss, trivial_loss
     from forecast.training import PinballLoss
 
     rng = np.random.default_rng(0)
@@ -182,9 +182,13 @@ def test_the_pinball_loss_is_scikit_learns_averaged_over_quantiles():
     # Coverage, by its definition: the share of truths between the outer quantiles.
     low, high = np.full_like(truth, -1.0), np.full_like(truth, 1.0)
     band = np.stack([low, np.zeros_like(truth), high], axis=-1)
-    scores = interval_score(band, truth, quantiles)
-    assert scores["test_coverage"] == pytest.approx(np.mean(np.abs(truth) <= 1.0))
-    assert scores["nominal_coverage"] == pytest.approx(0.8)
+    scale = (np.ones(2), np.ones(2))
+    errors = interval_errors(low, high, truth, 0.8, scale, band, quantiles)
+    scores = interval_metrics(errors, len(quantiles))
+    assert scores["coverage"] == pytest.approx(np.mean(np.abs(truth) <= 1.0))
+    # WQL is the mean pinball loss over quantiles, scaled by the mean |truth|, times 2.
+    wql = 2 * pinball_loss(band, truth, quantiles) / np.mean(np.abs(truth))
+    assert scores["wql"] == pytest.approx(wql, rel=1e-5)
     # The trivial quantile forecast: the training targets' own quantiles, per position.
     train = rng.normal(size=(10_000, 1)).astype("float32")
     test = rng.normal(size=(10_000, 1)).astype("float32")

@@ -1,0 +1,300 @@
+"""Baseline forecasters: naive methods, automatic ETS, Theta and ARIMA, and a user's own, all
+behind one small interface that the networks' forecasts are scored beside.
+
+A forecaster sees one target column of a fold's past and then forecasts ``steps`` ahead from
+each of many origins::
+
+    forecaster = make_forecaster("seasonal_naive", season=12).fit(past)  # (time,) values
+    ahead = forecaster.forecast(values, origins, steps)  # (origins, steps)
+
+``fit`` gets the observations before the fold's test part (the networks' train and
+validation parts together). ``forecast`` gets the whole series and the index of each origin's
+last observation; a forecaster reads ``values[: origin + 1]`` only, so it uses what was known
+at the origin and the parameters fitted on the past (statsforecast's ``forward``, which is
+what its ``cross_validation(refit=False)`` does). After ``fit``, ``specification`` names the
+model chosen (``ETS(M,A,M)``, ``ARIMA(1,1,0)(0,1,0)[12]``, ...).
+
+A user's forecaster is a class named by import path in ``data.baselines``
+(``package.module:Name``): it is called with ``season=`` (an int or None) and must have the
+two methods above; it is tried on the series before any run.
+
+One thing outlives a call: ``_FORECASTS``, this process's last few results by their inputs.
+Every trial of a series experiment needs the same baseline forecasts (they depend on the data
+alone), and fitting the statistical models costs seconds per fold; a worker process computes
+them once for all the trials it runs.
+
+Why statsforecast for ETS, Theta and ARIMA: it selects the model automatically for all three
+(statsmodels has no automatic ARIMA or ETS selection, and no way to forecast a Theta model
+from a new origin without refitting), its models are compiled C++, and one fitted model
+forecasts from a new origin in milliseconds (see docs/benchmarks.md). It needs ``pandas<3``
+(Nixtla/statsforecast#1182), so it is an extra: ``pip install 'forecast[stats]'`` (``make``
+installs it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from typing import Protocol
+
+import numpy as np
+
+from forecast.imports import is_import_path, resolve
+
+# Always computed for a series: they cost nothing and are what a forecaster compares with first.
+NAIVE_FORECASTERS = ("naive", "seasonal_naive", "mean", "drift")
+STATISTICAL_FORECASTERS = ("ets", "theta", "arima")
+
+# A seasonal AutoARIMA of period 52 did not finish in 5 minutes on weekly co2; above this
+# period ARIMA is fitted without a season (ETS and Theta keep it).
+MAX_ARIMA_SEASON = 24
+
+
+class Forecaster(Protocol):
+    """What every baseline is: fitted on one target's past, forecasting from any origin."""
+
+    specification: str
+
+    def fit(self, past: np.ndarray) -> Forecaster: ...
+
+    def forecast(self, values: np.ndarray, origins: np.ndarray, steps: int) -> np.ndarray: ...
+
+
+class Naive:
+    """Persistence: every step ahead is the last observation."""
+
+    specification = "naive"
+
+    def __init__(self, season: int | None = None) -> None:
+        pass
+
+    def fit(self, past: np.ndarray) -> Naive:
+        return self
+
+    def forecast(self, values: np.ndarray, origins: np.ndarray, steps: int) -> np.ndarray:
+        return np.repeat(values[origins][:, None], steps, axis=1)
+
+
+class SeasonalNaive:
+    """Each step ahead is the last observation of the same season: one season back, or as
+    many whole seasons as it takes to reach an observed step (a horizon longer than the season
+    repeats the last observed season)."""
+
+    def __init__(self, season: int | None = None) -> None:
+        if not season:
+            raise ValueError("seasonal_naive needs data.season (steps per season)")
+        self.season = season
+        self.specification = f"seasonal naive [{season}]"
+
+    def fit(self, past: np.ndarray) -> SeasonalNaive:
+        if len(past) < self.season:
+            raise ValueError(f"seasonal_naive needs a season ({self.season} steps) of past")
+        return self
+
+    def forecast(self, values: np.ndarray, origins: np.ndarray, steps: int) -> np.ndarray:
+        ahead = np.arange(1, steps + 1)
+        seasons_back = -(-ahead // self.season)  # ceil(ahead / season)
+        return values[origins[:, None] + ahead[None, :] - seasons_back * self.season]
+
+
+class Mean:
+    """The mean of every observation up to the origin, for every step (a historic average)."""
+
+    specification = "mean"
+
+    def __init__(self, season: int | None = None) -> None:
+        pass
+
+    def fit(self, past: np.ndarray) -> Mean:
+        return self
+
+    def forecast(self, values: np.ndarray, origins: np.ndarray, steps: int) -> np.ndarray:
+        running_mean = np.cumsum(values) / np.arange(1, len(values) + 1)
+        return np.repeat(running_mean[origins][:, None], steps, axis=1)
+
+
+class Drift:
+    """The last observation plus the average change from the first observation to it, per
+    step ahead (a random walk with drift)."""
+
+    specification = "drift"
+
+    def __init__(self, season: int | None = None) -> None:
+        pass
+
+    def fit(self, past: np.ndarray) -> Drift:
+        return self
+
+    def forecast(self, values: np.ndarray, origins: np.ndarray, steps: int) -> np.ndarray:
+        last = values[origins]
+        slope = (last - values[0]) / np.maximum(origins, 1)
+        return last[:, None] + slope[:, None] * np.arange(1, steps + 1)[None, :]
+
+
+class Statistical:
+    """statsforecast's AutoETS, AutoTheta or AutoARIMA, selected and fitted on the past, then
+    forecasting from each origin with the parameters as fitted."""
+
+    def __init__(self, name: str, season: int | None = None) -> None:
+        try:
+            from statsforecast.models import AutoARIMA, AutoETS, AutoTheta
+        except ImportError:
+            raise ValueError(f"{name} needs statsforecast: pip install 'forecast[stats]'") from None
+        season_length = season or 1
+        if name == "arima" and season_length > MAX_ARIMA_SEASON:
+            season_length = 1
+        kinds = {"ets": AutoETS, "theta": AutoTheta, "arima": AutoARIMA}
+        self.name, self.model = name, kinds[name](season_length=season_length)
+        self.specification = ""
+
+    def fit(self, past: np.ndarray) -> Statistical:
+        self.model = self.model.fit(np.asarray(past, np.float64))
+        self.specification = _specification(self.name, self.model.model_)
+        return self
+
+    def forecast(self, values: np.ndarray, origins: np.ndarray, steps: int) -> np.ndarray:
+        return np.stack(
+            [self.model.forward(y=values[: origin + 1], h=steps)["mean"] for origin in origins]
+        )
+
+
+def _specification(name: str, fitted: dict) -> str:
+    """The model an automatic selection chose, as its authors write it."""
+    if name == "ets":
+        return str(fitted["method"])  # e.g. ETS(M,A,M)
+    if name == "arima":
+        from statsforecast.arima import arima_string
+
+        return arima_string(fitted).strip()  # e.g. ARIMA(1,1,0)(0,1,0)[12]
+    # Theta's variants (Fiorucci et al. 2016): standard, optimised, dynamic standard/optimised.
+    return f"Theta({fitted['modeltype']})"
+
+
+BUILT_IN = {
+    "naive": Naive,
+    "seasonal_naive": SeasonalNaive,
+    "mean": Mean,
+    "drift": Drift,
+    "ets": lambda season: Statistical("ets", season),
+    "theta": lambda season: Statistical("theta", season),
+    "arima": lambda season: Statistical("arima", season),
+}
+
+
+def make_forecaster(name: str, season: int | None) -> Forecaster:
+    """An unfitted forecaster: a built-in name (:data:`BUILT_IN`) or a user's class by import
+    path, ``package.module:Name``, called with ``season=``.
+
+    Raises:
+        ValueError: an unknown name, a path that does not import, a class without ``fit`` and
+            ``forecast``, or a forecaster that cannot work without a season; one line.
+    """
+    if not is_import_path(name):
+        if name not in BUILT_IN:
+            raise ValueError(
+                f"unknown forecaster {name!r}; choose from {', '.join(BUILT_IN)} "
+                "or give an import path, package.module:Name"
+            )
+        return BUILT_IN[name](season=season)
+    made = resolve(name, {}, "forecaster")
+    if not callable(made):
+        raise ValueError(f"{name} is not a class or function")
+    try:
+        forecaster = made(season=season)
+    except TypeError as error:
+        raise ValueError(f"{name}(season={season}): {error}") from None
+    for method in ("fit", "forecast"):
+        if not callable(getattr(forecaster, method, None)):
+            raise ValueError(
+                f"{name} has no {method}() method; a forecaster has fit(past) and "
+                "forecast(values, origins, steps)"
+            )
+    return forecaster
+
+
+def check_forecaster(name: str, season: int | None, past: np.ndarray, steps: int) -> None:
+    """Make the forecaster and, for a user's, fit and forecast once on ``past`` (a target's
+    observations), checking what it returns.
+
+    Raises:
+        ValueError: naming the forecaster and what is wrong; one line.
+    """
+    forecaster = make_forecaster(name, season)
+    if not is_import_path(name):
+        return  # ours are tested; the statistical ones take seconds to fit
+    try:
+        fitted = forecaster.fit(past)
+        ahead = (fitted or forecaster).forecast(past, np.array([len(past) - 1]), steps)
+    except Exception as error:  # a user's code: any failure is theirs to read in one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(f"{name} failed on the series: {type(error).__name__}: {first}") from None
+    ahead = np.asarray(ahead)
+    if ahead.shape != (1, steps):
+        raise ValueError(
+            f"{name}.forecast returned shape {ahead.shape} for 1 origin and {steps} steps; "
+            f"expected (origins, steps) = (1, {steps})"
+        )
+    if not np.isfinite(ahead.astype(np.float64)).all():
+        raise ValueError(f"{name}.forecast returned NaN or infinite values")
+
+
+def baseline_names(extra: list[str], season: int | None) -> list[str]:
+    """The forecasters a series is compared with: the naive ones (``seasonal_naive`` with a
+    season), then those the config adds, each once."""
+    naive = [name for name in NAIVE_FORECASTERS if season or name != "seasonal_naive"]
+    return list(dict.fromkeys([*naive, *extra]))
+
+
+def baseline_forecasts(
+    values: np.ndarray,
+    fit_end: int,
+    origins: np.ndarray,
+    horizon: int,
+    gap: int,
+    season: int | None,
+    names: list[str],
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Each forecaster's forecasts of ``horizon`` steps, ``gap`` steps after each origin.
+
+    Args:
+        values: The raw target values, (time, targets), up to at least the last origin.
+        fit_end: The forecasters are fitted on ``values[:fit_end]``, one per target column.
+        origins: For each test window, the index in ``values`` of its last input step.
+        horizon, gap: As the windows'.
+        season: Steps per season, or None.
+        names: Forecasters, as :func:`make_forecaster` takes them.
+
+    Returns:
+        name -> forecasts, (windows, horizon, targets), in the values' units; and name -> the
+        specification each chose (the first target's, for several).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    origins = np.asarray(origins)
+    key = hashlib.sha256(
+        values.tobytes()
+        + origins.tobytes()
+        + repr((values.shape, fit_end, horizon, gap, season, tuple(names))).encode()
+    ).hexdigest()
+    if key in _FORECASTS:
+        _FORECASTS.move_to_end(key)
+        forecasts, specifications = _FORECASTS[key]
+        return {name: forecast.copy() for name, forecast in forecasts.items()}, dict(specifications)
+    forecasts, specifications = {}, {}
+    for name in names:
+        result = np.empty((len(origins), horizon, values.shape[1]))
+        for column in range(values.shape[1]):
+            forecaster = make_forecaster(name, season)
+            forecaster = forecaster.fit(values[:fit_end, column]) or forecaster
+            ahead = np.asarray(forecaster.forecast(values[:, column], origins, gap + horizon))
+            result[:, :, column] = ahead[:, gap:]
+            if column == 0:
+                specifications[name] = str(getattr(forecaster, "specification", "") or name)
+        forecasts[name] = result
+    _FORECASTS[key] = (forecasts, specifications)
+    if len(_FORECASTS) > FORECASTS_KEPT:
+        _FORECASTS.popitem(last=False)
+    return {name: forecast.copy() for name, forecast in forecasts.items()}, dict(specifications)
+
+
+_FORECASTS: OrderedDict[str, tuple[dict[str, np.ndarray], dict[str, str]]] = OrderedDict()
+FORECASTS_KEPT = 16  # a few folds of a few series

@@ -1,0 +1,138 @@
+"""Baseline forecasters against statsforecast's own cross-validation on the same data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecast.forecasters import (
+    baseline_forecasts,
+    baseline_names,
+    check_forecaster,
+    make_forecaster,
+)
+
+pytest.importorskip("statsforecast")  # installed by `make` (the `stats` extra)
+
+
+def seasonal_series(length=120, season=12, seed=0):
+    rng = np.random.default_rng(seed)
+    steps = np.arange(length)
+    return 10 + 0.05 * steps + 2 * np.sin(2 * np.pi * steps / season) + rng.normal(0, 0.3, length)
+
+
+def statsforecast_cross_validation(model, values, fit_end, steps, refit):
+    """statsforecast's forecasts from every origin from fit_end - 1 on, as (origins, steps)."""
+    from statsforecast import StatsForecast
+
+    frame = pd.DataFrame({"unique_id": "s", "ds": np.arange(len(values)), "y": values})
+    reference = StatsForecast(models=[model], freq=1).cross_validation(
+        df=frame, h=steps, test_size=len(values) - fit_end, step_size=1, refit=refit
+    )
+    # One row per (cutoff, time): the cutoff is the origin, time - cutoff the step ahead.
+    column = reference.columns[-1]
+    reference["ahead"] = reference["ds"] - reference["cutoff"]
+    return reference.pivot(index="cutoff", columns="ahead", values=column).to_numpy()
+
+
+@pytest.mark.parametrize("name", ["ets", "theta", "arima"])
+def test_statistical_forecasts_from_every_origin_are_statsforecasts_own_without_refitting(name):
+    from statsforecast.models import AutoARIMA, AutoETS, AutoTheta
+
+    values = seasonal_series()
+    fit_end, horizon, gap = 90, 3, 1
+    origins = np.arange(fit_end - 1, len(values) - gap - horizon)
+    ours, chosen = baseline_forecasts(values[:, None], fit_end, origins, horizon, gap, 12, [name])
+    model = {"ets": AutoETS, "theta": AutoTheta, "arima": AutoARIMA}[name](season_length=12)
+    theirs = statsforecast_cross_validation(model, values, fit_end, gap + horizon, refit=False)
+    np.testing.assert_allclose(ours[name][:, :, 0], theirs[: len(origins), gap:], rtol=1e-6)
+    assert chosen[name].startswith({"ets": "ETS(", "theta": "Theta(", "arima": "ARIMA("}[name])
+
+
+@pytest.mark.parametrize("name", ["naive", "seasonal_naive", "mean", "drift"])
+def test_naive_forecasts_are_statsforecasts_own_over_a_horizon_of_several_seasons(name):
+    """A horizon of 30 steps with a season of 12: the seasonal naive forecast reaches back as
+    many whole seasons as each step needs."""
+    from statsforecast.models import HistoricAverage, Naive, RandomWalkWithDrift, SeasonalNaive
+
+    values = seasonal_series()
+    fit_end, steps = 70, 30
+    origins = np.arange(fit_end - 1, len(values) - steps)
+    ours, _ = baseline_forecasts(values[:, None], fit_end, origins, steps, 0, 12, [name])
+    model = {
+        "naive": Naive(),
+        "seasonal_naive": SeasonalNaive(season_length=12),
+        "mean": HistoricAverage(),
+        "drift": RandomWalkWithDrift(),
+    }[name]
+    theirs = statsforecast_cross_validation(model, values, fit_end, steps, refit=True)
+    np.testing.assert_allclose(ours[name][:, :, 0], theirs[: len(origins)], rtol=1e-9)
+
+
+def test_seasonal_naive_takes_the_last_observed_value_of_each_season_by_hand():
+    values = np.arange(20.0)  # y = step: k seasons back is step - k * season
+    ahead = make_forecaster("seasonal_naive", 4).fit(values[:10]).forecast(values, np.array([9]), 9)
+    np.testing.assert_array_equal(ahead[0], [6, 7, 8, 9, 6, 7, 8, 9, 6])
+
+
+def test_the_naive_forecasters_are_always_there_the_seasonal_one_with_a_season():
+    assert baseline_names([], None) == ["naive", "mean", "drift"]
+    assert baseline_names(["ets", "naive"], 12) == [
+        "naive",
+        "seasonal_naive",
+        "mean",
+        "drift",
+        "ets",
+    ]
+
+
+def test_an_unknown_forecaster_is_named():
+    with pytest.raises(ValueError, match="unknown forecaster 'prophet'"):
+        make_forecaster("prophet", None)
+    with pytest.raises(ValueError, match="seasonal_naive needs data.season"):
+        make_forecaster("seasonal_naive", None)
+
+
+USER_FORECASTERS = '''
+import numpy as np
+
+
+class LastTwoMean:
+    """The mean of the last two observations, for every step."""
+
+    def __init__(self, season=None):
+        self.specification = "mean of 2"
+
+    def fit(self, past):
+        return self
+
+    def forecast(self, values, origins, steps):
+        level = (values[origins] + values[origins - 1]) / 2
+        return np.repeat(level[:, None], steps, axis=1)
+
+
+class WrongShape(LastTwoMean):
+    def forecast(self, values, origins, steps):
+        return np.zeros(steps)
+
+
+class NoSeason:
+    def __init__(self):
+        pass
+'''
+
+
+def test_a_users_forecaster_plugs_in_by_import_path_and_is_checked(tmp_path, monkeypatch):
+    (tmp_path / "my_forecasters.py").write_text(USER_FORECASTERS)
+    monkeypatch.chdir(tmp_path)  # import paths resolve from the working directory first
+    values = np.arange(30.0)[:, None]
+    name = "my_forecasters:LastTwoMean"
+    check_forecaster(name, None, values[:20, 0], 3)
+    ours, chosen = baseline_forecasts(values, 20, np.array([19, 24]), 3, 1, None, [name])
+    np.testing.assert_allclose(ours[name][:, :, 0], [[18.5] * 3, [23.5] * 3])
+    assert chosen[name] == "mean of 2"
+    with pytest.raises(ValueError, match=r"WrongShape.forecast returned shape \(3,\)"):
+        check_forecaster("my_forecasters:WrongShape", None, values[:20, 0], 3)
+    with pytest.raises(ValueError, match=r"NoSeason\(season=None\)"):
+        check_forecaster("my_forecasters:NoSeason", None, values[:20, 0], 3)
+    with pytest.raises(ValueError, match="cannot import 'nowhere'"):
+        check_forecaster("nowhere:Thing", None, values[:20, 0], 3)

@@ -1,0 +1,131 @@
+"""A series' logged model as a user meets it: loaded with pyfunc, and served over HTTP by
+`mlflow models serve`, with the rows a user's CSV or JSON gives."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from forecast import runner
+from forecast.config import load_experiment
+from forecast.paths import datasets_dir
+from tests.test_experiment import SERIES_TINY
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def co2_model(tracking_store):
+    """A tiny co2 LSTM, logged; returns its model URI."""
+    overrides = [*SERIES_TINY, "log_models=true", "models=[{name: lstm, layer: LSTM, units: 3}]"]
+    name, config = load_experiment("co2_forecast", overrides)
+    runner.run_experiment(name, config, log=lambda line: None, workers=1)
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("co2_forecast")
+    (child,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'lstm%'")
+    return f"runs:/{child.info.run_id}/model"
+
+
+def latest_rows(count: int = 10) -> pd.DataFrame:
+    """co2's last rows as pd.read_csv gives them, the readings rounded to integers."""
+    rows = pd.read_csv(datasets_dir() / "co2.csv").dropna().iloc[-count:]
+    return rows.assign(co2=rows["co2"].round().astype("int64"))
+
+
+def test_the_loaded_model_casts_integer_rows_and_refuses_bad_ones_in_one_line(co2_model):
+    loaded = mlflow.pyfunc.load_model(co2_model)
+    rows = latest_rows()
+    forecast = loaded.predict(rows)
+    assert len(forecast) == 2 and np.isfinite(forecast["co2"]).all()
+    np.testing.assert_allclose(
+        forecast["co2"], loaded.predict(rows.astype({"co2": "float32"}))["co2"], rtol=1e-5
+    )
+    with pytest.raises(mlflow.exceptions.MlflowException, match=r"^input: row 1 \(.*\) is not"):
+        loaded.predict(rows.iloc[::-1])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def post(port: int, rows: pd.DataFrame) -> tuple[int, dict]:
+    body = {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_served_model_answers_a_bad_request_400_with_our_one_line(co2_model, tmp_path):
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed with the server)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            co2_model,
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        # MLflow starts `uvicorn` by name: the environment's scripts must be on the PATH, as
+        # in an activated virtual environment.
+        env={**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5):
+                    break
+            except OSError:
+                output = (tmp_path / "serve.log").read_text()
+                assert server.poll() is None, f"mlflow models serve exited: {output[-2000:]}"
+                assert time.monotonic() < deadline, "mlflow models serve did not start"
+                time.sleep(1)
+        rows = latest_rows()
+        status, answer = post(port, rows)
+        assert status == 200, answer
+        assert len(answer["predictions"]) == 2
+        status, answer = post(port, rows.iloc[-3:])
+        assert (status, answer["message"]) == (400, "input: 3 rows; the model reads the last 8")
+        status, answer = post(port, rows.iloc[::-1])
+        assert status == 400 and answer["message"].startswith("input: row 1 (")
+        missing = rows.astype({"co2": "float64"})
+        missing.iloc[-1, missing.columns.get_loc("co2")] = np.nan
+        status, answer = post(port, missing)
+        assert (status, answer["message"]) == (400, "input: column 'co2' row 9: missing value")
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        log.close()
