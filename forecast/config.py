@@ -121,6 +121,10 @@ class TrainConfig:
     loss: str = "mse"
     quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
     early_stopping_patience: int | None = None  # epochs without val_loss gain; null: off
+    # A series' model is trained again, from its initial weights, on train + validation for
+    # the epochs it trained (up to its best val_loss with early stopping): the latest data
+    # trains it. The first model's validation errors still calibrate its interval.
+    refit: bool = True
     # Give up on a trial whose validation MSE is still above give_up_ratio x the trivial
     # baseline's after give_up_epoch epochs (null: never). Long-gap learning can sit on a
     # plateau for most of a run before it drops, so this is a late, loose test, not patience.

@@ -184,7 +184,11 @@ def train(
         model._initial_epoch = None
         history = model.fit(
             train_data,
-            validation_data=to_dataset(splits.x_val, splits.y_val, config.batch_size),
+            validation_data=(
+                to_dataset(splits.x_val, splits.y_val, config.batch_size)
+                if len(splits.x_val)
+                else None  # a refit on train + validation
+            ),
             initial_epoch=first_epoch,
             epochs=first_epoch + config.epochs,
             shuffle=False,  # the training dataset reshuffles itself each epoch

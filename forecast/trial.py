@@ -28,7 +28,13 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from forecast import plots
-from forecast.config import DataConfig, ExperimentConfig, ModelConfig, results_digest
+from forecast.config import (
+    DataConfig,
+    ExperimentConfig,
+    ModelConfig,
+    TrainConfig,
+    results_digest,
+)
 from forecast.data import (
     SeriesData,
     Splits,
@@ -99,6 +105,7 @@ class Trial:
         data = self.config.data
         length = self.gap + (data.input_width if data else 20)
         trainings = data.backtest.folds if data and data.backtest.refit else 1
+        trainings *= 2 if data and self.config.train.refit else 1  # at most as many epochs again
         return (length + TRIAL_OVERHEAD_STEPS) * self.config.train.epochs * trainings
 
 
@@ -148,27 +155,20 @@ def run_trial(
     keras.utils.set_random_seed(seed)
     folds = make_folds(config, gap, seed)
     refit = config.data is None or config.data.backtest.refit
+    # A series' model is trained again on train + validation for the epochs early stopping
+    # chose, so that the most recent data trains it (train.refit; a task's parts are exchangeable
+    # draws, none more recent).
+    # The multi-worker loop validates every epoch, so it does not refit.
+    retrain_on_all = (
+        config.data is not None and config.train.refit and config.train.strategy != "multi_worker"
+    )
     strategy = make_strategy(config.train.strategy)  # one per process, reused
 
     fold_metrics, forecasts, train_seconds = [], [], 0.0
     specifications: dict[str, list[str]] = {}  # each automatic baseline's choice, per fold
     for index, (splits, series) in enumerate(folds):
         if index == 0 or refit:
-            if index > 0:  # every fold's model starts where the first fold's did
-                keras.utils.set_random_seed(seed)
-            with strategy.scope() if strategy is not None else contextlib.nullcontext():
-                model = build_configured(
-                    trial.model,
-                    splits.input_shape,
-                    model_output_shape(splits.output_shape, config.train),
-                    splits.per_step,
-                )
-            if strategy is None:  # a strategy's model lives in its scope: built afresh
-                model, gradient_flow = _traced_like(
-                    model, _shape_key(trial, splits), config, splits
-                )
-            else:
-                gradient_flow = make_gradient_flow(model, make_loss(config.train, splits.classes))
+            model, gradient_flow = _fresh_model(trial, splits, strategy, reseed=index > 0)
             if index == 0:  # the gradient flow of the first fold's model, before and after
                 probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])
                 flow = {"at init": gradient_flow(*probe)}
@@ -188,7 +188,30 @@ def run_trial(
             train_seconds += result.seconds
             if index == 0:
                 flow["trained"] = gradient_flow(*probe)
-        metrics, forecast, chosen = _test_metrics(model, splits, series, config)
+            # Forecasts of windows the model did not train on: they calibrate its interval.
+            val_outputs = model.predict(splits.x_val, verbose=0, batch_size=1024)
+            if retrain_on_all:
+                epochs = chosen_epochs(result.history, config.train)
+                model, _ = _fresh_model(trial, splits, strategy, reseed=True)
+                refitted = train(
+                    model,
+                    with_validation_in_training(splits),
+                    dataclasses.replace(
+                        config.train,
+                        epochs=epochs,
+                        early_stopping_patience=None,
+                        give_up_epoch=None,
+                    ),
+                    seed,
+                    strategy=strategy,
+                    compiled=strategy is None,
+                )
+                if refitted.failure is not None:
+                    raise TrainingDiverged(f"refitting: {refitted.failure}")
+                train_seconds += refitted.seconds
+        metrics, forecast, chosen = _test_metrics(model, splits, series, config, val_outputs)
+        if retrain_on_all:
+            metrics["refit_epochs"] = float(epochs)
         fold_metrics.append(metrics)
         forecasts.append(forecast)
         for name, specification in chosen.items():
@@ -280,12 +303,17 @@ def _fold_backups(checkpoint_dir: Path | None, index: int, folds: int) -> Path |
 
 
 def _test_metrics(
-    model: keras.Model, splits: Splits, series: SeriesData | None, config: ExperimentConfig
+    model: keras.Model,
+    splits: Splits,
+    series: SeriesData | None,
+    config: ExperimentConfig,
+    val_outputs: np.ndarray,
 ) -> tuple[dict[str, float], dict[str, np.ndarray] | None, dict[str, str]]:
     """A model's test metrics, the forecasts to draw (but for a categorical task's logits), in
     the targets' original units (``truth``, ``model``, each baseline by name, and the model's
     interval as ``band``: its lower and upper forecasts on a last axis), and for a series the
-    model each automatic baseline chose."""
+    model each automatic baseline chose. ``val_outputs``: the model's forecasts of the
+    validation windows before it trained on them, which calibrate a series' interval."""
     outputs = model.predict(splits.x_test, verbose=0, batch_size=1024)
     if splits.classes is not None:
         metrics = classification_score(outputs, splits.y_test, splits.y_train, config.solved_ratio)
@@ -294,10 +322,8 @@ def _test_metrics(
         metrics = score(outputs, splits.y_test, splits.y_train, config.solved_ratio)
         mean = np.broadcast_to(splits.y_train.mean(axis=0), splits.y_test.shape)
         return metrics, {"truth": splits.y_test, "model": outputs, "mean": mean}, {}
-    val_outputs = None
-    if config.evaluation.conformal:  # the validation errors calibrate the interval
-        val_outputs = model.predict(splits.x_val, verbose=0, batch_size=1024)
-    return score_series(outputs, val_outputs, splits, series, config)
+    calibration = val_outputs if config.evaluation.conformal else None
+    return score_series(outputs, calibration, splits, series, config)
 
 
 def score_series(
@@ -417,6 +443,47 @@ def _in_original_units(
     per_quantile = [series.to_original_units(outputs[..., i], part) for i in range(len(quantiles))]
     quantile_forecasts = np.stack(per_quantile, axis=-1)
     return quantile_forecasts[..., quantiles.index(0.5)], quantile_forecasts
+
+
+def _fresh_model(
+    trial: Trial, splits: Splits, strategy: object, reseed: bool
+) -> tuple[keras.Model, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """The trial's model as its seed initialises it, compiled, and its gradient flow;
+    ``reseed`` starts the random state from the seed again (every fold's model, and a refitted
+    one, starts where the first did)."""
+    config = trial.config
+    if reseed:
+        keras.utils.set_random_seed(trial.seed)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_configured(
+            trial.model,
+            splits.input_shape,
+            model_output_shape(splits.output_shape, config.train),
+            splits.per_step,
+        )
+    if strategy is None:  # a strategy's model lives in its scope: built afresh
+        return _traced_like(model, _shape_key(trial, splits), config, splits)
+    return model, make_gradient_flow(model, make_loss(config.train, splits.classes))
+
+
+def chosen_epochs(history: dict[str, list[float]], train_config: TrainConfig) -> int:
+    """The epochs a model trained for, as its weights have them: up to its best validation
+    loss with early stopping (which restores that epoch's weights), else every epoch run."""
+    if train_config.early_stopping_patience is not None and history.get("val_loss"):
+        return int(np.argmin(history["val_loss"])) + 1
+    return len(history["loss"])
+
+
+def with_validation_in_training(splits: Splits) -> Splits:
+    """``splits`` with the validation windows moved into training and none left to validate
+    on: what a refit trains on."""
+    return dataclasses.replace(
+        splits,
+        x_train=np.concatenate([splits.x_train, splits.x_val]),
+        y_train=np.concatenate([splits.y_train, splits.y_val]),
+        x_val=splits.x_val[:0],
+        y_val=splits.y_val[:0],
+    )
 
 
 @dataclass

@@ -264,6 +264,8 @@ def test_series_experiment_compares_models_with_naive_forecasts(tracking_store, 
     expected |= {f"{baseline}.{name}" for baseline in ("naive", "drift") for name in metric_names}
     assert expected <= set(child.data.metrics)
     assert child.data.metrics["nominal_coverage"] == 0.8  # evaluation.interval
+    # Trained again on train + validation for the one epoch it trained (train.refit).
+    assert child.data.metrics["refit_epochs"] == 1
     # Errors are in ppmv^2: a persistence forecast of weekly CO2 is off by about a ppmv.
     assert 0.1 < child.data.metrics["naive.mse"] < 5
 
@@ -513,6 +515,7 @@ def test_a_quantile_model_reports_its_interval_and_forecasts_each_quantile(track
     import pandas as pd
 
     overrides = [*SERIES_TINY, "log_models=true", "train.loss=quantile", "train.epochs=3"]
+    overrides += ["train.refit=false"]
     overrides += ["models=[{name: lstm, layer: LSTM, units: 3}]"]
     name, config = load_experiment("co2_forecast", overrides)
     runner.run_experiment(name, config, log=lambda line: None)
@@ -521,6 +524,7 @@ def test_a_quantile_model_reports_its_interval_and_forecasts_each_quantile(track
     (child,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'lstm%'")
     metrics = child.data.metrics
     assert {"test_wql", "test_coverage", "test_msis", "test_mse", "naive.mse"} <= set(metrics)
+    assert "refit_epochs" not in metrics
     assert metrics["nominal_coverage"] == pytest.approx(0.8)
     assert 0 <= metrics["test_coverage"] <= 1
     loaded = mlflow.pyfunc.load_model(f"runs:/{child.info.run_id}/model")

@@ -202,3 +202,27 @@ def test_the_pinball_loss_is_scikit_learns_averaged_over_quantiles():
         ),
         rel=1e-5,
     )
+
+
+def test_a_refit_trains_as_many_epochs_as_the_weights_it_replaces_had():
+    from forecast.config import TrainConfig
+    from forecast.trial import chosen_epochs
+
+    history = {"loss": [5.0, 4.0, 3.0, 2.0, 1.0], "val_loss": [3.0, 2.0, 1.5, 1.7, 1.9]}
+    # Early stopping restored the best epoch's weights (the third): a refit trains three.
+    assert chosen_epochs(history, TrainConfig(early_stopping_patience=2)) == 3
+    assert chosen_epochs(history, TrainConfig()) == 5  # without it, the last epoch's weights
+
+
+def test_a_refit_trains_on_the_validation_windows_too():
+    import pandas
+
+    from forecast.data import series_splits
+    from forecast.trial import with_validation_in_training
+
+    frame = pandas.DataFrame({"y": np.arange(100.0)})
+    splits = series_splits(frame, input_width=5, horizon=2, scaler="none").splits
+    merged = with_validation_in_training(splits)
+    np.testing.assert_array_equal(merged.x_train[-len(splits.x_val) :], splits.x_val)
+    np.testing.assert_array_equal(merged.y_train[: len(splits.y_train)], splits.y_train)
+    assert len(merged.x_val) == 0 and merged.x_test is splits.x_test
