@@ -180,7 +180,7 @@ def format_table(table: object, fmt: str) -> str:
         if column in table.columns
     }
     if fmt == "table":
-        return table.to_string(index=False, formatters=formatters)
+        return table.to_string(index=False, formatters=formatters, na_rep="")
     cells = [
         [formatters.get(column, str)(value) for column, value in row.items()]
         for _, row in table.iterrows()
@@ -205,7 +205,7 @@ def _runs(uri: str, experiment: str | None, limit: int) -> int:
 
 
 def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> int:
-    from forecast.evaluation import METRICS, comparison_table, per_series
+    from forecast.evaluation import METRICS, per_series, summarize
     from forecast.results import recent_sweeps, sweep_trials
 
     if run_id is None:
@@ -216,7 +216,7 @@ def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> 
     trials = sweep_trials(uri, run_id)
     if not len(trials) or not {"test_mse", "test_cross_entropy"} & set(trials):
         raise ConfigError(f"sweep {run_id} has no finished trials")
-    print(format_table(comparison_table(trials, METRICS), fmt))
+    print(format_table(summarize(trials, METRICS), fmt))
     if "test_mse_ci95" in trials:  # a backtest: its trials' folds, compared pairwise
         import pandas as pd
 

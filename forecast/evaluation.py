@@ -378,7 +378,8 @@ def _metric_means(results: pd.DataFrame, keys: list[str], metrics: tuple[str, ..
 
 
 def summarize(trials: pd.DataFrame, metrics: tuple[str, ...] = DEFAULT_METRICS) -> pd.DataFrame:
-    """One row per (model, gap), means over seeds.
+    """The table a sweep is read by, for the runner's summary and ``forecast compare`` alike:
+    one row per (model, gap), means over seeds.
 
     For a synthetic task: ``mse_ratio`` (to the trivial baseline), its 95% interval half-width
     ``ratio_ci95`` over several seeds, and ``solved`` (seeds at or under the threshold); for a
@@ -438,14 +439,6 @@ def _series_summary(
     if any(specifications):
         summary["specification"] = specifications
     return summary.drop(columns=["kind", "point"])
-
-
-def comparison_table(
-    trials: pd.DataFrame, metrics: tuple[str, ...] = DEFAULT_METRICS
-) -> pd.DataFrame:
-    """The table a sweep is read by, for the runner's summary and ``forecast compare`` alike:
-    :func:`summarize` of its trials."""
-    return summarize(trials, metrics)
 
 
 def t_half_width(values: np.ndarray, confidence: float = 0.95) -> float:

@@ -31,12 +31,12 @@ from forecast import plots, results, tracking
 from forecast.config import ConfigError, ExperimentConfig, results_digest
 from forecast.distributed import is_chief, make_strategy
 from forecast.evaluation import (
-    comparison_table,
     max_solved_gap,
     paired_by_fold,
     per_series,
     ratio_column,
     seed_intervals,
+    summarize,
 )
 from forecast.parallel import (
     auto_workers,
@@ -215,7 +215,7 @@ def _run_sweep(
 
             # Every trial's row in plan order, whether it ran now or before an interruption.
             trials_table = pd.DataFrame([reports[trial.digest].row for trial in trials])
-            summary = comparison_table(trials_table, tuple(config.evaluation.metrics))
+            summary = summarize(trials_table, tuple(config.evaluation.metrics))
             tables = {"trials.csv": trials_table, "summary.csv": summary}
             paired = None
             if config.data is not None and config.data.backtest.folds > 1:

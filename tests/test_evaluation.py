@@ -5,7 +5,7 @@ from scipy import stats
 from sklearn.metrics import mean_squared_error
 
 from forecast.data import series_splits
-from forecast.evaluation import comparison_table, max_solved_gap, score, summarize
+from forecast.evaluation import max_solved_gap, score, summarize
 
 
 def test_score_matches_sklearn_and_the_mean_baseline():
@@ -208,7 +208,7 @@ def test_comparison_table_gives_each_sweep_point_its_own_baseline_rows():
             "ets.mase": [0.7, 0.8],
         }
     )
-    table = comparison_table(trials)
+    table = summarize(trials)
     assert list(table["model"]) == [
         "lstm [w=8]",
         "lstm [w=12]",
