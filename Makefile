@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install experiment test bench bench-layers bench-windows bench-sweep bench-experiment lint format ui clean
+.PHONY: install experiment test bench bench-layers bench-windows bench-sweep bench-serving bench-experiment lint format ui clean
 
 install: $(INSTALLED)
 
@@ -28,7 +28,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # Speed and memory against Keras' own, measured in the same run; a few minutes.
-bench: bench-layers bench-windows bench-sweep
+bench: bench-layers bench-windows bench-sweep bench-serving
 
 # Subset with e.g. `make bench-layers ARGS='--layers LSTM --grid 64x200x64 --repeats 3'`.
 bench-layers: install
@@ -40,6 +40,10 @@ bench-windows: install
 # Trials per minute of one tiny sweep with 1 worker and with 2 (or ARGS='--workers N').
 bench-sweep: install
 	$(BIN)/python benchmarks/bench_sweep.py $(ARGS)
+
+# One forecast from a logged series model behind `mlflow models serve`, against in-process.
+bench-serving: install
+	$(BIN)/python benchmarks/bench_serving.py $(ARGS)
 
 # The default sweep the old way (1 worker, every epoch) and the new default; ~20 minutes.
 bench-experiment: install

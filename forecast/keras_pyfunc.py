@@ -31,6 +31,9 @@ class KerasForecaster(mlflow.pyfunc.PythonModel):
         self.model = keras.saving.load_model(
             context.artifacts["keras_model"], custom_objects=public_objects(modules), compile=False
         )
+        # Trace the prediction step now, at load time (a served model: when the server starts),
+        # not in the first request.
+        self.model.predict_on_batch(np.zeros((1, *self.model.input_shape[1:]), "float32"))
         self.transform = None  # a forecast.data.SeriesTransform, for a series' model
         if "transform" in context.artifacts:
             with open(context.artifacts["transform"], "rb") as file:
@@ -38,14 +41,17 @@ class KerasForecaster(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):
         if self.transform is None:
-            return self.model.predict(np.asarray(model_input, dtype="float32"), verbose=0)
+            return self.model.predict_on_batch(np.asarray(model_input, dtype="float32"))
         from forecast.data import DataError
 
         try:
             window = self.transform.model_input(model_input)
         except DataError as error:
             raise BadInput(str(error)) from None
-        return self.transform.forecast_frame(self.model.predict(window, verbose=0), model_input)
+        # predict_on_batch runs the traced prediction step on the one batch; predict() would
+        # set up a dataset and its iterator every call, most of a small forecast's time.
+        outputs = np.asarray(self.model.predict_on_batch(window))
+        return self.transform.forecast_frame(outputs, model_input)
 
 
 class BadInput(MlflowException):

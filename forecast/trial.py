@@ -363,23 +363,32 @@ def score_series(
             band[test_windows] = np.stack([low - below, high + above], axis=-1)
 
     names = baseline_names(data.baselines, data.season)
-    errors: dict[str, list[dict[str, np.ndarray]]] = {}
-    interval: list[dict[str, np.ndarray]] = []
+    errors: dict[str, list[dict[str, np.ndarray]]] = {}  # forecaster -> each series' errors
+    interval: dict[str, list[dict[str, np.ndarray]]] = {}  # ... of its interval, if any
     drawn_baselines: dict[str, list[np.ndarray]] = {}
     metrics, specifications = {}, {}
     for name, windows in _windows_by_series(series, "test").items():
         part = series.series[name] if series.series is not None else series
         scale = insample_scale(part.values[: part.fit_end], data.season)
-        baselines, chosen = baseline_forecasts(
+        forecast_from = functools.partial(
+            baseline_forecasts,
             part.values,
-            part.fit_end,
-            part.origins["test"],
-            data.horizon,
-            data.gap,
-            data.season,
-            names,
+            horizon=data.horizon,
+            gap=data.gap,
+            season=data.season,
+            names=names,
         )
+        baselines, chosen = forecast_from(fit_end=part.fit_end, origins=part.origins["test"])
         specifications = specifications or chosen  # a panel's first series speaks for it
+        bands = {} if band is None else {NETWORK: band[windows]}
+        if val_outputs is not None:  # each baseline's interval, calibrated as the network's
+            # Fitted on the train part, forecasting the validation windows it has not seen.
+            train_end = part.split_lengths[0]
+            val_baselines, _ = forecast_from(fit_end=train_end, origins=part.origins["val"])
+            val_targets = part.values[_target_steps(part.origins["val"], data.gap, data.horizon)]
+            for forecaster, forecast in baselines.items():
+                below, above = split_conformal(val_baselines[forecaster], val_targets, level)
+                bands[forecaster] = np.stack([forecast - below, forecast + above], axis=-1)
         own = {}
         for forecaster, forecast in {NETWORK: points[windows], **baselines}.items():
             found = pointwise_errors(forecast, truth[windows], scale)
@@ -387,18 +396,19 @@ def score_series(
             own[forecaster] = point_metrics(found)
             if forecaster != NETWORK:
                 drawn_baselines.setdefault(forecaster, []).append(forecast)
-        if band is not None:
+        for forecaster, (low, high) in ((f, (b[..., 0], b[..., 1])) for f, b in bands.items()):
+            with_quantiles = forecaster == NETWORK and quantile_forecasts is not None
             found = interval_errors(
-                band[windows][..., 0],
-                band[windows][..., 1],
+                low,
+                high,
                 truth[windows],
                 level,
                 scale,
-                None if quantile_forecasts is None else quantile_forecasts[windows],
-                quantiles,
+                quantile_forecasts[windows] if with_quantiles else None,
+                quantiles if with_quantiles else None,
             )
-            interval.append(found)
-            own[NETWORK].update(interval_metrics(found, len(quantiles or [])))
+            interval.setdefault(forecaster, []).append(found)
+            own[forecaster].update(interval_metrics(found, len(quantiles or [])))
         if series.series is not None:  # a panel: this series' own metrics too
             metrics.update(
                 {
@@ -408,15 +418,14 @@ def score_series(
                 }
             )
     for forecaster, parts in errors.items():
-        pooled = {kind: np.concatenate([part[kind] for part in parts]) for kind in parts[0]}
-        values = point_metrics(pooled)
-        if forecaster == NETWORK and interval:
-            pooled_interval = {
-                kind: np.concatenate([part[kind] for part in interval]) for kind in interval[0]
-            }
-            values.update(interval_metrics(pooled_interval, len(quantiles or [])))
-            metrics["nominal_coverage"] = level
+        values = point_metrics(_concatenated(parts))
+        if forecaster in interval:
+            values.update(
+                interval_metrics(_concatenated(interval[forecaster]), len(quantiles or []))
+            )
         metrics.update({metric_key(forecaster, metric): value for metric, value in values.items()})
+    if level is not None:
+        metrics["nominal_coverage"] = level
     if truth.shape[1] > 1:
         step_mse = np.mean((points - truth) ** 2, axis=(0, 2))
         metrics.update({f"test_mse.step{h + 1}": float(v) for h, v in enumerate(step_mse)})
@@ -425,6 +434,16 @@ def score_series(
     if band is not None:
         drawn["band"] = band
     return metrics, drawn, specifications
+
+
+def _concatenated(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Several series' errors of each kind as one array: pooled."""
+    return {kind: np.concatenate([part[kind] for part in parts]) for kind in parts[0]}
+
+
+def _target_steps(origins: np.ndarray, gap: int, horizon: int) -> np.ndarray:
+    """The steps each origin's window forecasts, (origins, horizon)."""
+    return origins[:, None] + gap + 1 + np.arange(horizon)[None, :]
 
 
 def _windows_by_series(series: SeriesData, part: str) -> dict[str, slice]:

@@ -449,3 +449,24 @@ def test_per_series_averages_each_series_metrics_over_seeds():
     # Per trial: its MSE over naive's on the series, then the mean over seeds.
     assert table["vs_naive"].tolist() == pytest.approx([1.0, 2.5, 1.0, 0.75, 1.5, 1.0])
     assert per_series(trials.drop(columns=[c for c in trials if "/" in c])).empty
+
+
+def test_every_baseline_gets_an_interval_calibrated_on_the_validation_windows():
+    """On y = 2t, persistence errs by exactly 2h at step h: its conformal half-widths on the
+    validation windows are 2 and 4, so the test interval reaches the truth exactly (coverage 1)
+    and its MSIS is the mean width over the in-sample naive MAE, (4 + 8) / 2 / 2 = 3."""
+    from forecast.config import DataConfig, ExperimentConfig
+    from forecast.trial import score_series
+
+    frame = pd.DataFrame({"y": 2.0 * np.arange(120)})
+    window = {"input_width": 6, "horizon": 2}
+    data = series_splits(frame, **window)
+    config = ExperimentConfig(data=DataConfig(source="x", **window))
+    outputs = np.zeros_like(data.splits.y_test)
+    val_outputs = np.zeros_like(data.splits.y_val)
+    metrics, drawn, _ = score_series(outputs, val_outputs, data.splits, data, config)
+    assert metrics["naive.coverage"] == 1.0
+    assert metrics["naive.msis"] == pytest.approx(3.0)
+    assert metrics["nominal_coverage"] == 0.8  # evaluation.interval, for every row alike
+    assert {"test_coverage", "drift.coverage", "mean.msis"} <= set(metrics)
+    assert drawn["band"].shape == (*data.splits.y_test.shape, 2)

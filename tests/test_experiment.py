@@ -247,11 +247,11 @@ def test_series_experiment_compares_models_with_naive_forecasts(tracking_store, 
         "mean",
         "drift",
     ]
-    # Every row has its MAPE, sMAPE and MASE; the networks' conformal interval its coverage.
+    # Every row has its MAPE, sMAPE and MASE, and its conformal interval's coverage.
     for row in table[1:]:
         cells = row.split()
         assert all(np.isfinite(float(cell)) for cell in cells[3:8])
-    assert 0 <= float(table[1].split()[8]) <= 1
+        assert 0 <= float(cells[8]) <= 1
     client = MlflowClient(tracking_store)
     experiment = client.get_experiment_by_name("co2_forecast")
     child = client.search_runs(
@@ -262,6 +262,7 @@ def test_series_experiment_compares_models_with_naive_forecasts(tracking_store, 
     expected = {f"test_{name}" for name in (*metric_names, "coverage", "msis")}
     expected |= {"test_mse.step1", "test_mse.step2", "nominal_coverage"}
     expected |= {f"{baseline}.{name}" for baseline in ("naive", "drift") for name in metric_names}
+    expected |= {"naive.coverage", "seasonal_naive.msis"}  # the baselines' intervals too
     assert expected <= set(child.data.metrics)
     assert child.data.metrics["nominal_coverage"] == 0.8  # evaluation.interval
     # Trained again on train + validation for the one epoch it trained (train.refit).
