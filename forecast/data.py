@@ -507,10 +507,22 @@ class SeriesTransform:
     target_scaler: Any
     time_step: Any  # between rows: a pandas frequency string, or a number (years, steps)
     quantiles: list[float] | None = None  # a quantile model's: one forecast column each
+    # A calibrated interval: its nominal coverage, and the half-widths (horizon, targets) to
+    # take below and add above the forecast (a quantile model's outer quantiles).
+    interval: tuple[float, np.ndarray, np.ndarray] | None = None
 
     def with_quantiles(self, quantiles: list[float]) -> SeriesTransform:
         """This transform for a model that forecasts each of ``quantiles``."""
         return dataclasses.replace(self, quantiles=quantiles)
+
+    def with_interval(
+        self, level: float, widths: dict[str, tuple[np.ndarray, np.ndarray]]
+    ) -> SeriesTransform:
+        """This transform forecasting an interval of nominal coverage ``level`` too, from the
+        conformal half-widths ``widths[""]`` (``(below, above)``, see
+        :func:`forecast.trial.conformal_widths`)."""
+        below, above = widths[""]
+        return dataclasses.replace(self, interval=(level, below, above))
 
     @property
     def columns(self) -> list[str]:
@@ -603,10 +615,16 @@ class SeriesTransform:
         for index, target in enumerate(self.target_columns):
             if self.quantiles is None:
                 columns[target] = outputs[:, index, 0]
-                continue
-            columns[target] = outputs[:, index, self.quantiles.index(0.5)]
-            for level, quantile in enumerate(self.quantiles):
-                columns[f"{target}_q{quantile:g}"] = outputs[:, index, level]
+            else:
+                columns[target] = outputs[:, index, self.quantiles.index(0.5)]
+                for level, quantile in enumerate(self.quantiles):
+                    columns[f"{target}_q{quantile:g}"] = outputs[:, index, level]
+            if self.interval is not None:  # e.g. co2_lo80 and co2_hi80
+                coverage, below, above = self.interval
+                low, high = outputs[:, index, 0], outputs[:, index, -1]
+                percent = f"{100 * coverage:.0f}"
+                columns[f"{target}_lo{percent}"] = low - below[:, index]
+                columns[f"{target}_hi{percent}"] = high + above[:, index]
         return pd.DataFrame(columns)
 
 
@@ -877,6 +895,17 @@ class PanelTransform:
     def with_quantiles(self, quantiles: list[float]) -> PanelTransform:
         """This transform for a model that forecasts each of ``quantiles``."""
         transforms = {name: t.with_quantiles(quantiles) for name, t in self.transforms.items()}
+        return PanelTransform(self.series_column, transforms)
+
+    def with_interval(
+        self, level: float, widths: dict[str, tuple[np.ndarray, np.ndarray]]
+    ) -> PanelTransform:
+        """This transform forecasting each series' calibrated interval too (``widths`` by
+        series, as :meth:`SeriesTransform.with_interval` takes one)."""
+        transforms = {
+            name: transform.with_interval(level, {"": widths[name]})
+            for name, transform in self.transforms.items()
+        }
         return PanelTransform(self.series_column, transforms)
 
     @property

@@ -232,8 +232,14 @@ def run_trial(
             figures["gates.png"] = plots.gates(
                 activations, gap if series is None else 0, layer=type(first).__name__
             )
-    if series is not None and config.train.loss == "quantile":  # its forecasts: per quantile
-        transform = series.transform.with_quantiles(config.train.quantiles)
+    if series is not None:  # what the logged model forecasts with
+        transform = series.transform
+        if config.train.loss == "quantile":  # a column per quantile
+            transform = transform.with_quantiles(config.train.quantiles)
+        if config.evaluation.conformal:  # the last fold's calibrated interval
+            transform = transform.with_interval(
+                *conformal_widths(val_outputs, splits, series, config)
+            )
         series = dataclasses.replace(series, transform=transform)
     return TrialOutcome(
         model,
@@ -338,7 +344,7 @@ def score_series(
     network and every baseline forecaster scored alike, each series by its own in-sample
     scale, pooled over series and, for a panel, per series too. Also returns the forecasts to
     draw and the model each automatic baseline chose (see :func:`_test_metrics`)."""
-    data, evaluation = config.data, config.evaluation
+    data = config.data
     quantiles = config.train.quantiles if config.train.loss == "quantile" else None
     points, quantile_forecasts = _in_original_units(outputs, series, "test", quantiles)
     truth = series.to_original_units(np.asarray(splits.y_test))
@@ -346,21 +352,12 @@ def score_series(
     if quantiles is not None:
         band, level = quantile_forecasts[..., [0, -1]], quantiles[-1] - quantiles[0]
     if val_outputs is not None:
-        val_points, val_quantiles = _in_original_units(val_outputs, series, "val", quantiles)
-        val_truth = series.to_original_units(np.asarray(splits.y_val), "val")
-        level = level or evaluation.interval
-        val_forecasts = val_points if quantiles is None else val_quantiles[..., [0, -1]]
-        test_forecasts = points if quantiles is None else band
+        level, widths = conformal_widths(val_outputs, splits, series, config)
+        base = np.stack([points, points], axis=-1) if quantiles is None else band
         band = np.empty((*truth.shape, 2))
-        for name, test_windows in _windows_by_series(series, "test").items():
-            val_windows = _windows_by_series(series, "val")[name]
-            below, above = split_conformal(
-                val_forecasts[val_windows], val_truth[val_windows], level
-            )
-            forecast = test_forecasts[test_windows]
-            low = forecast if quantiles is None else forecast[..., 0]
-            high = forecast if quantiles is None else forecast[..., 1]
-            band[test_windows] = np.stack([low - below, high + above], axis=-1)
+        for name, windows in _windows_by_series(series, "test").items():
+            below, above = widths[name]
+            band[windows] = base[windows] + np.stack([-below, above], axis=-1)
 
     names = baseline_names(data.baselines, data.season)
     errors: dict[str, list[dict[str, np.ndarray]]] = {}  # forecaster -> each series' errors
@@ -434,6 +431,26 @@ def score_series(
     if band is not None:
         drawn["band"] = band
     return metrics, drawn, specifications
+
+
+def conformal_widths(
+    val_outputs: np.ndarray, splits: Splits, series: SeriesData, config: ExperimentConfig
+) -> tuple[float, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The network's interval from its forecasts of the validation windows: its nominal
+    coverage (``evaluation.interval``, or a quantile model's outer quantiles') and, per series
+    (``""`` for one), the half-widths (horizon, targets) in original units to take below and
+    add above its forecast (a quantile model: its outer quantiles), by
+    :func:`forecast.evaluation.split_conformal`."""
+    quantiles = config.train.quantiles if config.train.loss == "quantile" else None
+    level = quantiles[-1] - quantiles[0] if quantiles else config.evaluation.interval
+    points, quantile_forecasts = _in_original_units(val_outputs, series, "val", quantiles)
+    forecasts = points if quantiles is None else quantile_forecasts[..., [0, -1]]
+    truth = series.to_original_units(np.asarray(splits.y_val), "val")
+    widths = {
+        name: split_conformal(forecasts[windows], truth[windows], level)
+        for name, windows in _windows_by_series(series, "val").items()
+    }
+    return level, widths
 
 
 def _concatenated(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

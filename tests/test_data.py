@@ -447,3 +447,15 @@ def test_bad_panels_get_one_line_naming_the_series_and_the_file_line(tmp_path, t
     with pytest.raises(DataError, match=message) as error:
         load_panel(path, "id", "t")
     assert "\n" not in str(error.value) and str(path) in str(error.value)
+
+
+def test_a_transform_with_an_interval_forecasts_its_bounds_step_by_step():
+    frame = pd.DataFrame({"y": np.arange(60.0)}, index=pd.RangeIndex(60, name="step"))
+    transform = series_splits(frame, input_width=5, horizon=2, scaler="none").transform
+    below, above = np.array([[1.0], [2.0]]), np.array([[3.0], [4.0]])
+    transform = transform.with_interval(0.9, {"": (below, above)})
+    rows = frame.reset_index().tail(5)
+    forecast = transform.forecast_frame(np.array([[[10.0], [20.0]]]), rows)
+    assert list(forecast.columns) == ["step", "y", "y_lo90", "y_hi90"]
+    assert forecast["y_lo90"].tolist() == [9.0, 18.0]
+    assert forecast["y_hi90"].tolist() == [13.0, 24.0]

@@ -489,7 +489,10 @@ def test_a_series_model_forecasts_raw_rows_in_original_units_in_a_fresh_process(
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=240)
     forecast = pd.read_csv(tmp_path / "forecast.csv", parse_dates=["date"])
-    assert list(forecast.columns) == ["date", "co2"]
+    # The forecast and its calibrated 80% interval (evaluation.interval).
+    assert list(forecast.columns) == ["date", "co2", "co2_lo80", "co2_hi80"]
+    assert (forecast["co2_lo80"] < forecast["co2"]).all()
+    assert (forecast["co2"] < forecast["co2_hi80"]).all()
     assert list(forecast["date"]) == list(pd.to_datetime(["2002-01-05", "2002-01-12"]))
     # In ppmv, near the last weeks' 371.5 (relative: a change from the last week, unscaled).
     assert forecast["co2"].between(365, 378).all()
@@ -497,7 +500,7 @@ def test_a_series_model_forecasts_raw_rows_in_original_units_in_a_fresh_process(
     loaded = mlflow.pyfunc.load_model(model_uri)
     signature = loaded.metadata.signature
     assert signature.inputs.input_names() == ["date", "co2"]
-    assert signature.outputs.input_names() == ["date", "co2"]
+    assert signature.outputs.input_names() == ["date", "co2", "co2_lo80", "co2_hi80"]
     rows = raw.assign(date=pd.to_datetime(raw["date"]))
     for bad, message in [
         (rows.iloc[-3:], "input: 3 rows; the model reads the last 8"),
@@ -533,8 +536,18 @@ def test_a_quantile_model_reports_its_interval_and_forecasts_each_quantile(track
 
     rows = pd.read_csv(datasets_dir() / "co2.csv", parse_dates=["date"]).iloc[-8:]
     forecast = loaded.predict(rows)
-    assert list(forecast.columns) == ["date", "co2", "co2_q0.1", "co2_q0.5", "co2_q0.9"]
+    assert list(forecast.columns) == [
+        "date",
+        "co2",
+        "co2_q0.1",
+        "co2_q0.5",
+        "co2_q0.9",
+        "co2_lo80",
+        "co2_hi80",
+    ]
     np.testing.assert_allclose(forecast["co2"], forecast["co2_q0.5"])
+    # The calibrated interval: the outer quantiles moved by the conformal half-widths.
+    assert (forecast["co2_lo80"] < forecast["co2_hi80"]).all()
 
 
 def test_statistical_baselines_are_rows_beside_the_models_on_every_fold(tracking_store, capsys):
@@ -651,7 +664,8 @@ def test_a_panel_trains_one_model_and_reports_each_series_and_the_pool(
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=240)
     forecast = pd.read_csv(tmp_path / "forecast.csv", parse_dates=["day"])
-    assert list(forecast.columns) == ["store", "day", "sales", *QUANTILE_COLUMNS]
+    interval = ["sales_lo80", "sales_hi80"]
+    assert list(forecast.columns) == ["store", "day", "sales", *QUANTILE_COLUMNS, *interval]
     assert list(forecast["store"]) == ["north", "north", "south", "south"]
     assert list(forecast["day"]) == list(pd.to_datetime(["2024-04-30", "2024-05-01"])) * 2
     north, south = forecast["sales"][:2], forecast["sales"][2:]
