@@ -81,7 +81,7 @@ DEFAULT_METRICS = tuple(EvaluationConfig().metrics)
 NETWORK = "model"  # the forecaster name of a trial's own network in the results table
 
 
-def metric_key(forecaster: str, metric: str, series: str | None = None) -> str:
+def metric_name(forecaster: str, metric: str, series: str | None = None) -> str:
     """The MLflow metric name of a forecaster's metric: ``test_<metric>`` for the trial's
     network, ``<forecaster>.<metric>`` for a baseline, ``/<series>`` after it for one series
     of a panel."""
@@ -89,8 +89,8 @@ def metric_key(forecaster: str, metric: str, series: str | None = None) -> str:
     return f"{key}/{series}" if series is not None else key
 
 
-def parse_metric_key(key: str) -> tuple[str, str, str | None] | None:
-    """``(forecaster, metric, series or None)`` of a :func:`metric_key`; None for any other
+def parse_metric_name(key: str) -> tuple[str, str, str | None] | None:
+    """``(forecaster, metric, series or None)`` of a :func:`metric_name`; None for any other
     key (losses, per-step errors, a task's ratios)."""
     name, _, series = key.partition("/")
     if name.startswith("test_") and name[5:] in METRICS:
@@ -306,7 +306,7 @@ def ratio_column(trials: pd.DataFrame) -> str:
 def results_table(trials: pd.DataFrame) -> pd.DataFrame:
     """The long table every report of a series reads: one row per (model, point, gap, seed,
     series, metric) with its ``value``, from the trials table (one row per trial, its metrics
-    as :func:`metric_key` names them; means over backtest folds).
+    as :func:`metric_name` names them; means over backtest folds).
 
     ``model`` is the trial's model, or a baseline forecaster's name (with the sweep point, if
     any), ``kind`` says which (``network`` or ``baseline``), ``series`` is ``""`` for the pooled
@@ -316,7 +316,7 @@ def results_table(trials: pd.DataFrame) -> pd.DataFrame:
     columns = ["model", "kind", "point", "gap", "seed", "series", "metric", "value"]
     if "test_mase" not in trials:  # a synthetic task's trials (or only failed ones)
         return pd.DataFrame(columns=columns)
-    parsed = {key: parse_metric_key(key) for key in trials.columns}
+    parsed = {key: parse_metric_name(key) for key in trials.columns}
     keys = [key for key, found in parsed.items() if found is not None]
     long = trials.melt(
         id_vars=["model", "point", "gap", "seed"], value_vars=keys, var_name="key"
@@ -497,8 +497,8 @@ def paired_by_fold(folds: pd.DataFrame) -> pd.DataFrame:
         column
         for column in folds.columns
         if column != "test_mse"
-        and parse_metric_key(column) is not None
-        and parse_metric_key(column)[1:] == ("mse", None)
+        and parse_metric_name(column) is not None
+        and parse_metric_name(column)[1:] == ("mse", None)
     ]
     for (_, gap), group in folds.groupby(["point", "gap"], sort=False):
         errors = group.groupby(["model", "fold"], sort=False)["test_mse"].mean().unstack("fold")

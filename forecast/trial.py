@@ -53,7 +53,7 @@ from forecast.evaluation import (
     interval_errors,
     interval_metrics,
     make_gradient_flow,
-    metric_key,
+    metric_name,
     point_metrics,
     pointwise_errors,
     score,
@@ -393,11 +393,11 @@ def score_series(
             own[forecaster] = point_metrics(found)
             if forecaster != NETWORK:
                 drawn_baselines.setdefault(forecaster, []).append(forecast)
-        for forecaster, (low, high) in ((f, (b[..., 0], b[..., 1])) for f, b in bands.items()):
+        for forecaster, bounds in bands.items():
             with_quantiles = forecaster == NETWORK and quantile_forecasts is not None
             found = interval_errors(
-                low,
-                high,
+                bounds[..., 0],
+                bounds[..., 1],
                 truth[windows],
                 level,
                 scale,
@@ -409,7 +409,7 @@ def score_series(
         if series.series is not None:  # a panel: this series' own metrics too
             metrics.update(
                 {
-                    metric_key(forecaster, metric, name): value
+                    metric_name(forecaster, metric, name): value
                     for forecaster, values in own.items()
                     for metric, value in values.items()
                 }
@@ -420,7 +420,7 @@ def score_series(
             values.update(
                 interval_metrics(_concatenated(interval[forecaster]), len(quantiles or []))
             )
-        metrics.update({metric_key(forecaster, metric): value for metric, value in values.items()})
+        metrics.update({metric_name(forecaster, metric): value for metric, value in values.items()})
     if level is not None:
         metrics["nominal_coverage"] = level
     if truth.shape[1] > 1:
