@@ -26,7 +26,7 @@ them once for all the trials it runs.
 Why statsforecast for ETS, Theta and ARIMA: it selects the model automatically for all three
 (statsmodels has no automatic ARIMA or ETS selection, and no way to forecast a Theta model
 from a new origin without refitting), its models are compiled C++, and one fitted model
-forecasts from a new origin in milliseconds (see docs/benchmarks.md). It needs ``pandas<3``
+forecasts from a new origin in milliseconds (docs/benchmarks.md). It needs ``pandas<3``
 (Nixtla/statsforecast#1182), so it is an extra: ``pip install 'forecast[stats]'`` (``make``
 installs it).
 """
