@@ -188,8 +188,10 @@ def run_trial(
             train_seconds += result.seconds
             if index == 0:
                 flow["trained"] = gradient_flow(*probe)
-            # Forecasts of windows the model did not train on: they calibrate its interval.
-            val_outputs = model.predict(splits.x_val, verbose=0, batch_size=1024)
+            # A series' forecasts of windows the model did not train on calibrate its interval.
+            val_outputs = None
+            if series is not None:
+                val_outputs = model.predict(splits.x_val, verbose=0, batch_size=1024)
             if retrain_on_all:
                 epochs = chosen_epochs(result.history, config.train)
                 model, _ = _fresh_model(trial, splits, strategy, reseed=True)
@@ -313,7 +315,7 @@ def _test_metrics(
     splits: Splits,
     series: SeriesData | None,
     config: ExperimentConfig,
-    val_outputs: np.ndarray,
+    val_outputs: np.ndarray | None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray] | None, dict[str, str]]:
     """A model's test metrics, the forecasts to draw (but for a categorical task's logits), in
     the targets' original units (``truth``, ``model``, each baseline by name, and the model's
