@@ -664,18 +664,19 @@ class SeriesData:
     series: dict[str, SeriesData] | None = None
 
     def windows(self, part: str = "test") -> dict[str, slice]:
-        """Where each series of a panel has its windows in a part ("val" or "test") of the
-        splits ({} for one series)."""
+        """Where each series has its windows in a part ("val" or "test") of the splits, by
+        series id: a panel's one after another, a single series' (id ``""``) all of them."""
+        if self.series is None:
+            return {"": slice(None)}
         windows, start = {}, 0
-        for name, series in (self.series or {}).items():
+        for name, series in self.series.items():
             windows[name] = slice(start, start + len(series.origins[part]))
             start = windows[name].stop
         return windows
 
-    @property
-    def test_windows(self) -> dict[str, slice]:
-        """:meth:`windows` of the test part."""
-        return self.windows("test")
+    def member(self, name: str) -> SeriesData:
+        """A panel's series ``name``; a single series (id ``""``) itself."""
+        return self if self.series is None else self.series[name]
 
     def to_original_units(self, targets: np.ndarray, part: str = "test") -> np.ndarray:
         """Turn a part's (n, horizon, targets) arrays of model units (its targets, or forecasts

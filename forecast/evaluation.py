@@ -101,6 +101,12 @@ def parse_metric_name(key: str) -> tuple[str, str, str | None] | None:
     return None
 
 
+def is_baseline_mse(key: str) -> bool:
+    """Whether ``key`` is a baseline's pooled MSE (``<forecaster>.mse``)."""
+    parsed = parse_metric_name(key)
+    return parsed is not None and parsed[0] != NETWORK and parsed[1:] == ("mse", None)
+
+
 def insample_scale(past: np.ndarray, season: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Per target, the mean absolute and the mean squared error of the seasonal naive forecast
     (one step back without a season) within ``past`` (time, targets): MASE's and RMSSE's
@@ -493,13 +499,7 @@ def paired_by_fold(folds: pd.DataFrame) -> pd.DataFrame:
     is lower.
     """
     rows = []
-    baseline_columns = [
-        column
-        for column in folds.columns
-        if column != "test_mse"
-        and parse_metric_name(column) is not None
-        and parse_metric_name(column)[1:] == ("mse", None)
-    ]
+    baseline_columns = [column for column in folds.columns if is_baseline_mse(column)]
     for (_, gap), group in folds.groupby(["point", "gap"], sort=False):
         errors = group.groupby(["model", "fold"], sort=False)["test_mse"].mean().unstack("fold")
         per_fold = {str(model): errors.loc[model].to_numpy() for model in errors.index}

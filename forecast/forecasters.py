@@ -60,16 +60,20 @@ class Forecaster(Protocol):
     def forecast(self, values: np.ndarray, origins: np.ndarray, steps: int) -> np.ndarray: ...
 
 
-class Naive:
-    """Persistence: every step ahead is the last observation."""
-
-    specification = "naive"
+class _LearnsNothing:
+    """A forecaster with nothing to fit: it reads only the values up to each origin."""
 
     def __init__(self, season: int | None = None) -> None:
         pass
 
-    def fit(self, past: np.ndarray) -> Naive:
+    def fit(self, past: np.ndarray) -> _LearnsNothing:
         return self
+
+
+class Naive(_LearnsNothing):
+    """Persistence: every step ahead is the last observation."""
+
+    specification = "naive"
 
     def forecast(self, values: np.ndarray, origins: np.ndarray, steps: int) -> np.ndarray:
         return np.repeat(values[origins][:, None], steps, axis=1)
@@ -97,33 +101,21 @@ class SeasonalNaive:
         return values[origins[:, None] + ahead[None, :] - seasons_back * self.season]
 
 
-class Mean:
+class Mean(_LearnsNothing):
     """The mean of every observation up to the origin, for every step (a historic average)."""
 
     specification = "mean"
-
-    def __init__(self, season: int | None = None) -> None:
-        pass
-
-    def fit(self, past: np.ndarray) -> Mean:
-        return self
 
     def forecast(self, values: np.ndarray, origins: np.ndarray, steps: int) -> np.ndarray:
         running_mean = np.cumsum(values) / np.arange(1, len(values) + 1)
         return np.repeat(running_mean[origins][:, None], steps, axis=1)
 
 
-class Drift:
+class Drift(_LearnsNothing):
     """The last observation plus the average change from the first observation to it, per
     step ahead (a random walk with drift)."""
 
     specification = "drift"
-
-    def __init__(self, season: int | None = None) -> None:
-        pass
-
-    def fit(self, past: np.ndarray) -> Drift:
-        return self
 
     def forecast(self, values: np.ndarray, origins: np.ndarray, steps: int) -> np.ndarray:
         last = values[origins]

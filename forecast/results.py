@@ -13,6 +13,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from forecast.evaluation import is_baseline_mse
 from forecast.tracking import TrackingError
 
 
@@ -117,7 +118,7 @@ def trial_folds(uri: str, run_id: str) -> list[dict[str, float]]:
     keys = [
         key
         for key in metrics
-        if (key == "test_mse" or key.endswith(".mse")) and f"{key}_ci95" in metrics
+        if (key == "test_mse" or is_baseline_mse(key)) and f"{key}_ci95" in metrics
     ]
     folds: dict[int, dict[str, float]] = {}
     for key in keys:

@@ -268,13 +268,13 @@ def _forecast_figures(
         truth, predictions = drawn.pop("truth"), drawn.pop("model")
         return {"forecast.png": plots.forecast(truth, predictions, drawn)}
     panel = fold_series[0].series is not None
-    names = list(fold_series[0].series)[:PANEL_SERIES_DRAWN] if panel else [""]
+    names = list(fold_series[0].windows("test"))[:PANEL_SERIES_DRAWN]
     figures = {}
     for name in names:
         pieces, origins = [], []
         for forecast, series in zip(forecasts, fold_series, strict=True):
-            windows = _windows_by_series(series, "test")[name]
-            own = series.series[name] if panel else series
+            windows = series.windows("test")[name]
+            own = series.member(name)
             # The first target; the band keeps its last axis (lower, upper).
             pieces.append(
                 {
@@ -286,7 +286,7 @@ def _forecast_figures(
         drawn = {key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0]}
         band = drawn.pop("band", None)  # (origins, horizon, 2) once the target axis is gone
         drawn.pop("truth")
-        part = fold_series[-1].series[name] if panel else fold_series[-1]
+        part = fold_series[-1].member(name)
         fold_starts = np.cumsum([len(piece["model"]) for piece in pieces[:-1]])
         figure = plots.series_forecast(
             part.values[:, 0],
@@ -357,7 +357,7 @@ def score_series(
         level, widths = conformal_widths(val_outputs, splits, series, config)
         base = np.stack([points, points], axis=-1) if quantiles is None else band
         band = np.empty((*truth.shape, 2))
-        for name, windows in _windows_by_series(series, "test").items():
+        for name, windows in series.windows("test").items():
             below, above = widths[name]
             band[windows] = base[windows] + np.stack([-below, above], axis=-1)
 
@@ -366,8 +366,8 @@ def score_series(
     interval: dict[str, list[dict[str, np.ndarray]]] = {}  # ... of its interval, if any
     drawn_baselines: dict[str, list[np.ndarray]] = {}
     metrics, specifications = {}, {}
-    for name, windows in _windows_by_series(series, "test").items():
-        part = series.series[name] if series.series is not None else series
+    for name, windows in series.windows("test").items():
+        part = series.member(name)
         scale = insample_scale(part.values[: part.fit_end], data.season)
         forecast_from = functools.partial(
             baseline_forecasts,
@@ -450,7 +450,7 @@ def conformal_widths(
     truth = series.to_original_units(np.asarray(splits.y_val), "val")
     widths = {
         name: split_conformal(forecasts[windows], truth[windows], level)
-        for name, windows in _windows_by_series(series, "val").items()
+        for name, windows in series.windows("val").items()
     }
     return level, widths
 
@@ -463,11 +463,6 @@ def _concatenated(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 def _target_steps(origins: np.ndarray, gap: int, horizon: int) -> np.ndarray:
     """The steps each origin's window forecasts, (origins, horizon)."""
     return origins[:, None] + gap + 1 + np.arange(horizon)[None, :]
-
-
-def _windows_by_series(series: SeriesData, part: str) -> dict[str, slice]:
-    """Where each series has its windows in a part of the splits; one series: all of them."""
-    return series.windows(part) if series.series is not None else {"": slice(None)}
 
 
 def _in_original_units(

@@ -379,9 +379,9 @@ def test_panel_windows_never_cross_series_and_each_series_scales_on_its_own_trai
     # Every window's inputs and targets come from one series (the thousands say which).
     series_of = np.floor(np.concatenate([inputs[:, :, 0], original[:, :, 0]], axis=1) / 1000)
     assert (series_of == series_of[:, :1]).all()
-    windows = data.test_windows
+    windows = data.windows("test")
     assert [windows[name].stop - windows[name].start for name in alone] == [17, 17, 14]
-    assert set(np.unique(series_of[data.test_windows["b"]])) == {2.0}
+    assert set(np.unique(series_of[data.windows("test")["b"]])) == {2.0}
     for name, part in alone.items():  # each scaled by its own train part
         train_end = fold_bounds(len(panel[name]), 0.2, 0.3)[0]["train"][1]
         assert part.target_scaler.mean_[0] == pytest.approx(panel[name]["y"][:train_end].mean())
@@ -397,7 +397,9 @@ def test_a_panel_backtest_folds_every_series_alike():
     folds = panel_splits(panel, "id", folds=2, input_width=3, test_fraction=0.4)
     alone = backtest_splits(panel["c"], folds=2, refit=True, input_width=3, test_fraction=0.4)
     for data, own in zip(folds, alone, strict=True):
-        np.testing.assert_array_equal(data.splits.x_test[data.test_windows["c"]], own.splits.x_test)
+        np.testing.assert_array_equal(
+            data.splits.x_test[data.windows("test")["c"]], own.splits.x_test
+        )
     with pytest.raises(DataError, match=r"^series 'b': backtest fold 1 of 6: test part"):
         panel_splits(panel, "id", folds=6, input_width=3, horizon=4, test_fraction=0.4)
 
@@ -410,7 +412,7 @@ def test_the_panel_transform_forecasts_each_series_from_its_raw_rows():
     assert transform.columns == ["id", "t", "y"]
     # Each series' rows up to its last test window's inputs, all series in one frame.
     rows = pd.concat([table[table["id"] == name].iloc[:-2] for name in "cab"])
-    last = [data.test_windows[name].stop - 1 for name in "cab"]
+    last = [data.windows("test")[name].stop - 1 for name in "cab"]
     np.testing.assert_allclose(
         transform.model_input(rows), data.splits.x_test[last], rtol=0, atol=1e-6
     )

@@ -393,7 +393,7 @@ def test_a_panel_is_scored_pooled_and_series_by_series_as_each_alone():
     scaled = []
     for name, frame in panel.items():
         alone = series_splits(frame, **window)
-        own_outputs = outputs[data.test_windows[name]]
+        own_outputs = outputs[data.windows("test")[name]]
         own_truth = alone.to_original_units(np.asarray(alone.splits.y_test))
         own_predictions = alone.to_original_units(own_outputs)
         assert metrics[f"test_mse/{name}"] == pytest.approx(
