@@ -188,10 +188,12 @@ def run_trial(
             train_seconds += result.seconds
             if index == 0:
                 flow["trained"] = gradient_flow(*probe)
-            # A series' forecasts of windows the model did not train on calibrate its interval.
-            val_outputs = None
-            if series is not None:
+            # A series' forecasts of windows the model did not train on calibrate its interval
+            # (before a refit trains it on them).
+            interval = None
+            if series is not None and config.evaluation.conformal:
                 val_outputs = model.predict(splits.x_val, verbose=0, batch_size=1024)
+                interval = conformal_widths(val_outputs, splits, series, config)
             if retrain_on_all:
                 epochs = chosen_epochs(result.history, config.train)
                 model, _ = _fresh_model(trial, splits, strategy, reseed=True)
@@ -211,7 +213,7 @@ def run_trial(
                 if refitted.failure is not None:
                     raise TrainingDiverged(f"refitting: {refitted.failure}")
                 train_seconds += refitted.seconds
-        metrics, forecast, chosen = _test_metrics(model, splits, series, config, val_outputs)
+        metrics, forecast, chosen = _test_metrics(model, splits, series, config, interval)
         if retrain_on_all:
             metrics["refit_epochs"] = float(epochs)
         fold_metrics.append(metrics)
@@ -238,10 +240,8 @@ def run_trial(
         transform = series.transform
         if config.train.loss == "quantile":  # a column per quantile
             transform = transform.with_quantiles(config.train.quantiles)
-        if config.evaluation.conformal:  # the last fold's calibrated interval
-            transform = transform.with_interval(
-                *conformal_widths(val_outputs, splits, series, config)
-            )
+        if interval is not None:  # the last fold's calibrated interval
+            transform = transform.with_interval(*interval)
         series = dataclasses.replace(series, transform=transform)
     return TrialOutcome(
         model,
@@ -315,13 +315,13 @@ def _test_metrics(
     splits: Splits,
     series: SeriesData | None,
     config: ExperimentConfig,
-    val_outputs: np.ndarray | None,
+    interval: tuple[float, dict[str, tuple[np.ndarray, np.ndarray]]] | None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray] | None, dict[str, str]]:
     """A model's test metrics, the forecasts to draw (but for a categorical task's logits), in
     the targets' original units (``truth``, ``model``, each baseline by name, and the model's
     interval as ``band``: its lower and upper forecasts on a last axis), and for a series the
-    model each automatic baseline chose. ``val_outputs``: the model's forecasts of the
-    validation windows before it trained on them, which calibrate a series' interval."""
+    model each automatic baseline chose. ``interval``: a series' calibrated interval
+    (:func:`conformal_widths`), or None."""
     outputs = model.predict(splits.x_test, verbose=0, batch_size=1024)
     if splits.classes is not None:
         metrics = classification_score(outputs, splits.y_test, splits.y_train, config.solved_ratio)
@@ -330,19 +330,18 @@ def _test_metrics(
         metrics = score(outputs, splits.y_test, splits.y_train, config.solved_ratio)
         mean = np.broadcast_to(splits.y_train.mean(axis=0), splits.y_test.shape)
         return metrics, {"truth": splits.y_test, "model": outputs, "mean": mean}, {}
-    calibration = val_outputs if config.evaluation.conformal else None
-    return score_series(outputs, calibration, splits, series, config)
+    return score_series(outputs, interval, splits, series, config)
 
 
 def score_series(
     outputs: np.ndarray,
-    val_outputs: np.ndarray | None,
+    interval: tuple[float, dict[str, tuple[np.ndarray, np.ndarray]]] | None,
     splits: Splits,
     series: SeriesData,
     config: ExperimentConfig,
 ) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, str]]:
     """A series' (or a panel's) test metrics, from the network's ``outputs`` on the test
-    windows (and on the validation windows, ``val_outputs``, for a conformal interval): the
+    windows (and its conformal ``interval``, :func:`conformal_widths`, if any): the
     network and every baseline forecaster scored alike, each series by its own in-sample
     scale, pooled over series and, for a panel, per series too. Also returns the forecasts to
     draw and the model each automatic baseline chose (see :func:`_test_metrics`)."""
@@ -353,8 +352,8 @@ def score_series(
     band, level = None, None
     if quantiles is not None:
         band, level = quantile_forecasts[..., [0, -1]], quantiles[-1] - quantiles[0]
-    if val_outputs is not None:
-        level, widths = conformal_widths(val_outputs, splits, series, config)
+    if interval is not None:
+        level, widths = interval
         base = np.stack([points, points], axis=-1) if quantiles is None else band
         band = np.empty((*truth.shape, 2))
         for name, windows in series.windows("test").items():
@@ -363,7 +362,7 @@ def score_series(
 
     names = baseline_names(data.baselines, data.season)
     errors: dict[str, list[dict[str, np.ndarray]]] = {}  # forecaster -> each series' errors
-    interval: dict[str, list[dict[str, np.ndarray]]] = {}  # ... of its interval, if any
+    interval_errors_of: dict[str, list[dict[str, np.ndarray]]] = {}  # ... of its interval
     drawn_baselines: dict[str, list[np.ndarray]] = {}
     metrics, specifications = {}, {}
     for name, windows in series.windows("test").items():
@@ -380,7 +379,7 @@ def score_series(
         baselines, chosen = forecast_from(fit_end=part.fit_end, origins=part.origins["test"])
         specifications = specifications or chosen  # a panel's first series speaks for it
         bands = {} if band is None else {NETWORK: band[windows]}
-        if val_outputs is not None:  # each baseline's interval, calibrated as the network's
+        if interval is not None:  # each baseline's interval, calibrated as the network's
             # Fitted on the train part, forecasting the validation windows it has not seen.
             train_end = part.split_lengths[0]
             val_baselines, _ = forecast_from(fit_end=train_end, origins=part.origins["val"])
@@ -406,7 +405,7 @@ def score_series(
                 quantile_forecasts[windows] if with_quantiles else None,
                 quantiles if with_quantiles else None,
             )
-            interval.setdefault(forecaster, []).append(found)
+            interval_errors_of.setdefault(forecaster, []).append(found)
             own[forecaster].update(interval_metrics(found, len(quantiles or [])))
         if series.series is not None:  # a panel: this series' own metrics too
             metrics.update(
@@ -418,10 +417,9 @@ def score_series(
             )
     for forecaster, parts in errors.items():
         values = point_metrics(_concatenated(parts))
-        if forecaster in interval:
-            values.update(
-                interval_metrics(_concatenated(interval[forecaster]), len(quantiles or []))
-            )
+        if forecaster in interval_errors_of:
+            pooled = _concatenated(interval_errors_of[forecaster])
+            values.update(interval_metrics(pooled, len(quantiles or [])))
         metrics.update({metric_name(forecaster, metric): value for metric, value in values.items()})
     if level is not None:
         metrics["nominal_coverage"] = level

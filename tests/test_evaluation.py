@@ -456,7 +456,7 @@ def test_every_baseline_gets_an_interval_calibrated_on_the_validation_windows():
     validation windows are 2 and 4, so the test interval reaches the truth exactly (coverage 1)
     and its MSIS is the mean width over the in-sample naive MAE, (4 + 8) / 2 / 2 = 3."""
     from forecast.config import DataConfig, ExperimentConfig
-    from forecast.trial import score_series
+    from forecast.trial import conformal_widths, score_series
 
     frame = pd.DataFrame({"y": 2.0 * np.arange(120)})
     window = {"input_width": 6, "horizon": 2}
@@ -464,7 +464,8 @@ def test_every_baseline_gets_an_interval_calibrated_on_the_validation_windows():
     config = ExperimentConfig(data=DataConfig(source="x", **window))
     outputs = np.zeros_like(data.splits.y_test)
     val_outputs = np.zeros_like(data.splits.y_val)
-    metrics, drawn, _ = score_series(outputs, val_outputs, data.splits, data, config)
+    interval = conformal_widths(val_outputs, data.splits, data, config)
+    metrics, drawn, _ = score_series(outputs, interval, data.splits, data, config)
     assert metrics["naive.coverage"] == 1.0
     assert metrics["naive.msis"] == pytest.approx(3.0)
     assert metrics["nominal_coverage"] == 0.8  # evaluation.interval, for every row alike
