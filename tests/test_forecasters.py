@@ -136,3 +136,21 @@ def test_a_users_forecaster_plugs_in_by_import_path_and_is_checked(tmp_path, mon
         check_forecaster("my_forecasters:NoSeason", None, values[:20, 0], 3)
     with pytest.raises(ValueError, match="cannot import 'nowhere'"):
         check_forecaster("nowhere:Thing", None, values[:20, 0], 3)
+
+
+def test_arima_on_log_air_passengers_finds_the_published_airline_model():
+    """The published anchor (docs/benchmarks.md): on log(AirPassengers), Box & Jenkins' Series G,
+    R's auto.arima selects the airline model ARIMA(0,1,1)(0,1,1)[12]; R's arima documents its
+    fit, by conditional sum of squares ma1 -0.3772, sma1 -0.5724, by full maximum likelihood
+    ma1 -0.4018, sma1 -0.5569 with log-likelihood 244.70 and AIC -483.40."""
+    from statsforecast.utils import AirPassengers
+
+    arima = make_forecaster("arima", season=12).fit(np.log(AirPassengers))
+    assert arima.specification == "ARIMA(0,1,1)(0,1,1)[12]"
+    fitted = arima.model.model_
+    # statsforecast's maximum-likelihood step stays at the conditional-sum-of-squares start,
+    # 0.05 below R's likelihood maximum: its coefficients are R's CSS ones.
+    assert fitted["coef"]["ma1"] == pytest.approx(-0.3772, abs=5e-4)
+    assert fitted["coef"]["sma1"] == pytest.approx(-0.5724, abs=5e-4)
+    assert fitted["loglik"] == pytest.approx(244.70, abs=0.1)
+    assert fitted["aic"] == pytest.approx(-483.40, abs=0.2)
