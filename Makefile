@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install experiment test bench bench-layers bench-windows bench-sweep bench-serving bench-experiment lint format ui clean
+.PHONY: install experiment test test-all bench bench-layers bench-windows bench-sweep bench-serving bench-experiment why-lstm lint format ui clean
 
 install: $(INSTALLED)
 
@@ -24,8 +24,14 @@ else
 	$(BIN)/forecast run $(NAME) $(ARGS)
 endif
 
+# The contributor's loop: everything but the tests that start processes, a few minutes.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not processes"
+
+# Then the end-to-end tests that start processes: servers, worker pools, a two-worker
+# cluster, Ray, signals, fresh interpreters. CI runs this.
+test-all: test
+	$(BIN)/python -m pytest -q -m processes
 
 # Speed and memory against Keras' own, measured in the same run; a few minutes.
 bench: bench-layers bench-windows bench-sweep bench-serving
@@ -48,6 +54,10 @@ bench-serving: install
 # The default sweep the old way (1 worker, every epoch) and the new default; ~20 minutes.
 bench-experiment: install
 	$(BIN)/python benchmarks/bench_experiment.py $(ARGS)
+
+# The figures of docs/why-lstm.md, from a real run (an RNN and two LSTMs at gap 100); 1-2 min.
+why-lstm: install
+	$(BIN)/python docs/why_lstm.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -210,7 +210,7 @@ class GiveUp(keras.callbacks.Callback):
 
     Unlike patience, it ignores how long the loss has been flat: on long gaps an LSTM's loss
     stays flat for several epochs before it falls, so only a late look can tell the plateau
-    from a trial that never learns (measured on sine_long_gap: the README's "Time to result").
+    from a trial that never learns (measured on sine_long_gap: docs/time-to-result.md).
     """
 
     def __init__(self, epoch: int, threshold: float) -> None:

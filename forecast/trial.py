@@ -66,9 +66,8 @@ from forecast.training import compile_model, make_loss, model_output_shape, trai
 
 GRADIENT_PROBE = 128  # test samples whose input gradients trace the gradient flow
 # A trial's fixed cost (building, evaluating, plotting) in time steps of sequence, for the
-# ETA; fitted to sine_long_gap on a 2-core machine (a trial took ~4 s + 0.05 s a step). Still
-# right after the fused LSTM kernel: the default sweep's ETA was within 5% of the time it then
-# took from the fifth trial on (2026-11-29, `make bench-experiment`).
+# ETA; fitted to sine_long_gap on a 2-core machine (a trial took ~4 s + 0.05 s a step, which
+# `make bench-experiment` checks: docs/time-to-result.md).
 TRIAL_OVERHEAD_STEPS = 80
 
 

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -13,6 +14,7 @@ from forecast.data import Splits
 from tests.test_experiment import TINY
 
 
+@pytest.mark.processes
 def test_two_processes_share_one_new_store(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

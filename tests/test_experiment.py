@@ -424,6 +424,7 @@ def test_an_unreachable_tracking_server_fails_before_training(monkeypatch, capsy
     assert "training" not in captured.out
 
 
+@pytest.mark.processes
 def test_logged_models_load_in_a_fresh_process(tracking_store, tmp_path):
     """`mlflow.pyfunc.load_model` works without importing or registering anything first."""
     import subprocess
@@ -460,6 +461,7 @@ def test_logged_models_load_in_a_fresh_process(tracking_store, tmp_path):
     assert in_process.shape == (3, 1)
 
 
+@pytest.mark.processes
 def test_a_series_model_forecasts_raw_rows_in_original_units_in_a_fresh_process(
     tracking_store, tmp_path
 ):

@@ -91,6 +91,7 @@ def test_config_is_the_ground_floor():
 @pytest.mark.parametrize(
     "module", ["forecast.cli", "forecast.results", "forecast.evaluation", "forecast.ui"]
 )
+@pytest.mark.processes
 def test_the_read_side_imports_no_tensorflow(module):
     script = f"import sys, {module}; sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", script], timeout=120).returncode == 0

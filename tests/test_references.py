@@ -237,6 +237,7 @@ def test_a_bad_reference_from_the_command_line_leaves_no_run(user_module, tracki
 EXAMPLE = project_root() / "examples" / "janet.yaml"
 
 
+@pytest.mark.processes
 def test_the_example_cell_runs_and_its_model_reloads_elsewhere(tracking_store, monkeypatch):
     """JANET from examples/, as the README walks through it; its logged model loads through
     pyfunc in a fresh process whose path has neither examples/ nor the project."""

@@ -75,6 +75,7 @@ def post(port: int, rows: pd.DataFrame) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
+@pytest.mark.processes
 def test_the_served_model_answers_a_bad_request_400_with_our_one_line(co2_model, tmp_path):
     port = free_port()
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed with the server)

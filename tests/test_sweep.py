@@ -116,6 +116,7 @@ def test_auto_workers_fit_the_cores_the_trials_and_the_memory():
     assert parallel.auto_workers(36, cores=4, available=0) == 1
 
 
+@pytest.mark.processes
 def test_two_workers_run_the_sweep_and_a_failing_trial_does_not_stop_it(
     tracking_store, capsys, tmp_path, monkeypatch
 ):
@@ -243,6 +244,7 @@ def test_a_trials_backup_resumes_only_under_the_sweep_that_wrote_it(tracking_sto
     assert begun == [0, 1, 2]
 
 
+@pytest.mark.processes
 def test_ray_backend_runs_the_sweep_on_a_local_ray(tracking_store, capsys, monkeypatch):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
