@@ -1,0 +1,302 @@
+"""Train, validation and test parts, cut in time order, scaled on the train part, windowed; and
+the folds of a rolling-origin backtest.
+
+A window belongs to the part its targets lie in, and no window's targets straddle two parts;
+its inputs may reach back into the parts before (they are observations known when its forecast
+is made), so every step of the validation and test parts is a target, as in forecasters'
+rolling-origin evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecast.data.sources import DataError, missing_column
+from forecast.data.transforms import PanelTransform, SeriesTransform, time_step, unscale_targets
+from forecast.data.windows import check_window_args, make_windows
+from forecast.tasks import Task
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train / validation / test (inputs, targets) arrays; inputs are (n, time, features).
+
+    ``classes``: for a categorical task, the number of classes its integer targets (labels)
+    are drawn from; None for real-valued targets.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: int | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """(time, features) of one sample."""
+        return self.x_train.shape[1], self.x_train.shape[2]
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of one sample's model output: (outputs,) for tasks, (horizon, targets) for
+        series, (steps, classes) for a categorical task (a logit per class)."""
+        if self.classes is not None:
+            return (*self.y_train.shape[1:], self.classes)
+        return tuple(self.y_train.shape[1:])
+
+    @property
+    def per_step(self) -> bool:
+        """Whether the targets are labels for every input step, so the model reads out at each
+        step rather than once at the end."""
+        return self.classes is not None and self.y_train.shape[1:] == self.x_train.shape[1:2]
+
+
+def synthetic_splits(
+    task: Task, gap: int, seed: int, n_train: int, n_val: int, n_test: int, **params: object
+) -> Splits:
+    """Draw one sample set of ``task`` with ``seed`` and cut it into disjoint splits."""
+    inputs, targets, *classes = task(n_train + n_val + n_test, gap, seed, **params)
+    val_end = n_train + n_val
+    return Splits(
+        inputs[:n_train],
+        targets[:n_train],
+        inputs[n_train:val_end],
+        targets[n_train:val_end],
+        inputs[val_end:],
+        targets[val_end:],
+        int(classes[0]) if classes else None,
+    )
+
+
+def fold_bounds(
+    length: int, val_fraction: float, test_fraction: float, folds: int = 1, refit: bool = True
+) -> list[dict[str, tuple[int, int]]]:
+    """The train / val / test parts, as (start, end) steps, of each fold of a rolling-origin
+    backtest over a series of ``length`` steps.
+
+    The last ``test_fraction`` of the steps is cut into ``folds`` consecutive test folds (of
+    equal length, give or take a step). With ``refit``, each fold's model trains on everything
+    before the fold (an expanding window), the last ``val_fraction`` of the series' length of
+    it being validation; without, every fold keeps the first fold's train and val parts, so one
+    model trained once is scored on every fold. One fold is the single split.
+    """
+    if not isinstance(folds, int) or folds < 1:
+        raise DataError(f"backtest folds must be an integer >= 1, got {folds!r}")
+    n_test = int(round(length * test_fraction))
+    n_val = int(round(length * val_fraction))
+    test_start = length - n_test
+    if test_start - n_val <= 0:
+        raise DataError(f"a series of {length} steps leaves no training steps before its test")
+    edges = [test_start + fold * n_test // folds for fold in range(folds + 1)]
+    parts = []
+    for start, end in zip(edges[:-1], edges[1:], strict=True):
+        past = start if refit else test_start
+        parts.append(
+            {"train": (0, past - n_val), "val": (past - n_val, past), "test": (start, end)}
+        )
+    return parts
+
+
+def make_scaler(name: str) -> Any:
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    scalers = {"standard": StandardScaler, "minmax": MinMaxScaler, "none": None}
+    if name not in scalers:
+        raise DataError(f"scaler must be one of {', '.join(scalers)}, got {name!r}")
+    return scalers[name]() if scalers[name] else None
+
+
+@dataclass(frozen=True)
+class SeriesData:
+    """A windowed, split and scaled real series, and what is needed to forecast and score it
+    in its original units."""
+
+    splits: Splits
+    target_scaler: Any  # a fitted scikit-learn scaler, or None
+    feature_columns: list[str]
+    target_columns: list[str]
+    split_lengths: tuple[int, int, int]  # steps of the series in train / val / test
+    # The raw target values, (time, targets), in original units: what baseline forecasters
+    # read, and what scales MASE. None for a panel (each series holds its own).
+    values: np.ndarray | None
+    fit_end: int  # the fold's past, before its test part, is values[:fit_end]
+    gap: int
+    # For each part's windows, the index in ``values`` of its last input step (its origin).
+    origins: dict[str, np.ndarray]
+    # With `relative`, each window's last scaled target per part ("val", "test"); else None.
+    offsets: dict[str, np.ndarray] | None = None
+    transform: SeriesTransform | PanelTransform | None = None  # raw rows -> forecast rows
+    last_rows: pd.DataFrame | None = None  # the series' last input window, raw (an example)
+    # A panel's series by id (see combine_series), each with its own scaling and values;
+    # the splits above hold their windows one series after another.
+    series: dict[str, SeriesData] | None = None
+
+    def windows(self, part: str = "test") -> dict[str, slice]:
+        """Where each series has its windows in a part ("val" or "test") of the splits, by
+        series id: a panel's one after another, a single series' (id ``""``) all of them."""
+        if self.series is None:
+            return {"": slice(None)}
+        windows, start = {}, 0
+        for name, series in self.series.items():
+            windows[name] = slice(start, start + len(series.origins[part]))
+            start = windows[name].stop
+        return windows
+
+    def member(self, name: str) -> SeriesData:
+        """A panel's series ``name``; a single series (id ``""``) itself."""
+        return self if self.series is None else self.series[name]
+
+    def to_original_units(self, targets: np.ndarray, part: str = "test") -> np.ndarray:
+        """Turn a part's (n, horizon, targets) arrays of model units (its targets, or forecasts
+        of them; a trailing axis of quantiles is not allowed) into original units."""
+        if self.series is not None:  # each series by its own scaler
+            return np.concatenate(
+                [
+                    self.series[name].to_original_units(targets[windows], part)
+                    for name, windows in self.windows(part).items()
+                ]
+            )
+        offset = self.offsets[part] if self.offsets is not None else None
+        return unscale_targets(targets, offset, self.target_scaler)
+
+
+def series_splits(
+    frame: pd.DataFrame,
+    input_width: int,
+    horizon: int = 1,
+    gap: int = 0,
+    stride: int = 1,
+    feature_columns: list[str] | None = None,
+    target_columns: list[str] | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    scaler: str = "standard",
+    relative: bool = False,
+    bounds: dict[str, tuple[int, int]] | None = None,
+) -> SeriesData:
+    """Split a series in time order, fit scaling on the train part, window each part.
+
+    The last ``test_fraction`` of the steps is the test part, the ``val_fraction`` before it
+    validation, the rest training. Each part's windows are those whose targets lie in it,
+    their inputs reaching back into the part before where they must: every step of the
+    validation and test parts is forecast, and no training window sees a validation or test
+    step. ``bounds`` (``{"train": (start, end), "val": ..., "test": ...}``,
+    one fold of :func:`fold_bounds`) sets the parts instead.
+
+    With ``relative``, every window is shifted so that its last input step is zero, and its
+    targets by the same amount: the model learns changes from the last observation, which
+    carries it through trends that leave the training range (where a tanh network saturates).
+    This materialises the windows instead of keeping views.
+    """
+    check_window_args(input_width, horizon, gap, stride)
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 < value < 1:
+            raise DataError(f"{name} must lie in (0, 1), got {value!r}")
+    if val_fraction + test_fraction >= 1:
+        raise DataError("val_fraction + test_fraction must leave steps for training")
+    features = list(feature_columns or frame.columns)
+    targets = list(target_columns or features)
+    for column in [*features, *targets]:
+        if column not in frame.columns:
+            raise DataError(missing_column("series", column, frame))
+
+    length = len(frame)
+    if bounds is None:
+        (bounds,) = fold_bounds(length, val_fraction, test_fraction)
+
+    feature_scaler, target_scaler = make_scaler(scaler), make_scaler(scaler)
+    feature_values = frame[features].to_numpy(np.float64)
+    raw_targets = frame[targets].to_numpy(np.float64)
+    target_values = raw_targets
+    if feature_scaler is not None:
+        train_end = bounds["train"][1]
+        feature_scaler.fit(feature_values[:train_end])
+        target_scaler.fit(target_values[:train_end])
+        feature_values = feature_scaler.transform(feature_values)
+        target_values = target_scaler.transform(target_values)
+    combined = np.concatenate([feature_values, target_values], axis=1).astype(np.float32)
+    target_index = list(range(len(features), len(features) + len(targets)))
+
+    arrays, offsets, origins = {}, {}, {}
+    # Where each part's windows start: the inputs and gap of its first target step before it.
+    window_starts = {part: max(start - input_width - gap, 0) for part, (start, _) in bounds.items()}
+    for part, (start, end) in bounds.items():
+        first = window_starts[part]
+        if end - first < input_width + gap + horizon:
+            # The train part comes first and holds whole windows, so the others have all the
+            # steps before them that their inputs need: they fall short of the horizon only.
+            need = (
+                f"one window of input_width {input_width} + gap {gap} + horizon {horizon} steps"
+                if part == "train"
+                else f"the horizon ({horizon} steps)"
+            )
+            raise DataError(f"{part} part ({end - start} steps): too short for {need}")
+        inputs, part_targets = make_windows(
+            combined[first:end], input_width, horizon, gap, stride, target_index
+        )
+        last_target = inputs[:, -1:, len(features) :]
+        part_inputs = inputs[..., : len(features)]
+        if relative:
+            part_inputs = part_inputs - part_inputs[:, -1:, :]
+            part_targets = part_targets - last_target
+        arrays[part] = (part_inputs, part_targets)
+        offsets[part] = np.asarray(last_target)
+        origins[part] = first + np.arange(len(inputs)) * stride + input_width - 1
+    splits = Splits(*arrays["train"], *arrays["val"], *arrays["test"])
+    return SeriesData(
+        splits=splits,
+        target_scaler=target_scaler,
+        feature_columns=features,
+        target_columns=targets,
+        split_lengths=tuple(end - start for start, end in bounds.values()),
+        values=raw_targets,
+        fit_end=bounds["val"][1],
+        gap=gap,
+        origins={part: origins[part] for part in ("val", "test")},
+        offsets={part: offsets[part] for part in ("val", "test")} if relative else None,
+        transform=SeriesTransform(
+            time_column=frame.index.name,
+            feature_columns=features,
+            target_columns=targets,
+            input_width=input_width,
+            gap=gap,
+            horizon=horizon,
+            relative=relative,
+            feature_scaler=feature_scaler,
+            target_scaler=target_scaler,
+            time_step=time_step(frame.index),
+        ),
+        last_rows=frame.iloc[-input_width:].reset_index(drop=frame.index.name is None),
+    )
+
+
+def backtest_splits(
+    frame: pd.DataFrame,
+    folds: int,
+    refit: bool,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    **window: Any,
+) -> list[SeriesData]:
+    """:func:`series_splits` for every fold of :func:`fold_bounds`; ``window`` holds its other
+    arguments (``input_width``, ``horizon``, ...).
+
+    Raises:
+        DataError: naming the fold, when one of its parts is too short for a window.
+    """
+    parts = dict(val_fraction=val_fraction, test_fraction=test_fraction)
+    folded = []
+    for index, bounds in enumerate(fold_bounds(len(frame), **parts, folds=folds, refit=refit)):
+        try:
+            folded.append(series_splits(frame, bounds=bounds, **parts, **window))
+        except DataError as error:
+            if folds == 1:
+                raise
+            raise DataError(f"backtest fold {index + 1} of {folds}: {error}") from None
+    return folded

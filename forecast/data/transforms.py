@@ -1,0 +1,243 @@
+"""What a trained series model needs to forecast from raw rows, and the logged MLflow model
+carries: from a series' latest rows to the model's input window, and from its output back to
+future rows with timestamps, in original units; per series for a panel."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecast.data.sources import DataError, missing_column
+
+
+@dataclass(frozen=True)
+class SeriesTransform:
+    """From a series' latest raw rows to a model's input window, and from the model's output
+    back to future rows in original units: what a trained series model needs to forecast
+    from raw data (the logged MLflow model carries it)."""
+
+    time_column: str | None  # None: the rows' index is the time axis
+    feature_columns: list[str]
+    target_columns: list[str]
+    input_width: int
+    gap: int
+    horizon: int
+    relative: bool
+    feature_scaler: Any  # fitted scikit-learn scalers, or None
+    target_scaler: Any
+    time_step: Any  # between rows: a pandas frequency string, or a number (years, steps)
+    quantiles: list[float] | None = None  # a quantile model's: one forecast column each
+    # A calibrated interval: its nominal coverage, and the half-widths (horizon, targets) to
+    # take below and add above the forecast (a quantile model's outer quantiles).
+    interval: tuple[float, np.ndarray, np.ndarray] | None = None
+
+    def with_quantiles(self, quantiles: list[float]) -> SeriesTransform:
+        """This transform for a model that forecasts each of ``quantiles``."""
+        return dataclasses.replace(self, quantiles=quantiles)
+
+    def with_interval(
+        self, level: float, widths: dict[str, tuple[np.ndarray, np.ndarray]]
+    ) -> SeriesTransform:
+        """This transform forecasting an interval of nominal coverage ``level`` too, from the
+        conformal half-widths ``widths[""]`` (``(below, above)``, see
+        :func:`forecast.trial.conformal_widths`)."""
+        below, above = widths[""]
+        return dataclasses.replace(self, interval=(level, below, above))
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns a forecast reads: the time column, then features and targets."""
+        values = list(dict.fromkeys([*self.feature_columns, *self.target_columns]))
+        return [self.time_column, *values] if self.time_column else values
+
+    def model_input(self, rows: pd.DataFrame) -> np.ndarray:
+        """The model's input, (1, input_width, features), from the last ``input_width`` of
+        ``rows`` (the latest last).
+
+        Raises:
+            DataError: a missing column, too few rows, or a missing or non-numeric value.
+        """
+        if not isinstance(rows, pd.DataFrame):
+            raise DataError(f"expected a pandas DataFrame with columns {self.columns}")
+        for column in self.columns:
+            if column not in rows.columns:
+                raise DataError(missing_column("input", column, rows))
+        if len(rows) < self.input_width:
+            raise DataError(f"input: {len(rows)} rows; the model reads the last {self.input_width}")
+        self._check_time_order(rows)
+        recent = rows.iloc[-self.input_width :]
+        values = recent[self.columns[1:] if self.time_column else self.columns]
+        numeric = values.apply(pd.to_numeric, errors="coerce")
+        if numeric.isna().any().any():
+            column = numeric.isna().any().idxmax()
+            offset = int(np.argmax(numeric[column].isna()))
+            value = values[column].iloc[offset]
+            problem = "missing value" if pd.isna(value) else f"non-numeric value {value!r}"
+            position = len(rows) - self.input_width + offset
+            raise DataError(f"input: column {column!r} row {position}: {problem}")
+        features = numeric[self.feature_columns].to_numpy(np.float64)
+        if self.feature_scaler is not None:
+            features = self.feature_scaler.transform(features)
+        if self.relative:
+            features = features - features[-1:]
+        return features[None].astype(np.float32)
+
+    def _check_time_order(self, rows: pd.DataFrame) -> None:
+        """Refuse rows whose times do not increase: the model forecasts from the last rows,
+        which must be the latest."""
+        times = rows[self.time_column] if self.time_column else rows.index.to_series()
+        if isinstance(self.time_step, str | pd.Timedelta):
+            parsed = pd.to_datetime(times, errors="coerce")
+        else:
+            parsed = pd.to_numeric(times, errors="coerce")
+        if parsed.isna().any():
+            position = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+            name = self.time_column or "index"
+            raise DataError(
+                f"input: column {name!r} row {position}: not a time: {times.iloc[position]!r}"
+            )
+        values = parsed.to_numpy()
+        later = values[1:] > values[:-1]
+        if not later.all():
+            position = int(np.flatnonzero(~later)[0]) + 1
+            raise DataError(
+                f"input: row {position} ({times.iloc[position]}) is not after row {position - 1} "
+                f"({times.iloc[position - 1]}); give the rows in time order, the latest last"
+            )
+
+    def forecast_frame(self, outputs: np.ndarray, rows: pd.DataFrame) -> pd.DataFrame:
+        """The model's ``outputs`` for :meth:`model_input` of ``rows`` as the next
+        ``horizon`` rows (``gap`` after the last one): their times and the targets in
+        original units. A quantile model gives each target as its median, and each quantile
+        q as ``<target>_q<q>``."""
+        levels = self.quantiles or [None]
+        shape = (self.horizon, len(self.target_columns), len(levels))
+        # Each quantile's (horizon, targets) forecast, quantiles first, to unscale them alike.
+        per_level = np.moveaxis(np.asarray(outputs, np.float64).reshape(shape), -1, 0)
+        offset = None
+        if self.relative:  # the model forecasts changes from the last row's (scaled) targets
+            offset = rows[self.target_columns].iloc[-1:].to_numpy(np.float64)
+            if self.target_scaler is not None:
+                offset = self.target_scaler.transform(offset)
+        outputs = np.moveaxis(unscale_targets(per_level, offset, self.target_scaler), 0, -1)
+        times = rows[self.time_column] if self.time_column else rows.index.to_series()
+        last_time = times.iloc[-1]
+        steps = np.arange(self.gap + 1, self.gap + self.horizon + 1)
+        if isinstance(self.time_step, str):  # calendar steps: months, weeks ending Saturday
+            periods = self.gap + self.horizon + 1
+            future = pd.date_range(pd.Timestamp(last_time), periods=periods, freq=self.time_step)
+            future = future[steps]
+        elif isinstance(self.time_step, pd.Timedelta):
+            future = pd.Timestamp(last_time) + self.time_step * steps
+        else:
+            future = float(last_time) + self.time_step * steps
+        columns = {self.time_column or "time": future}
+        for index, target in enumerate(self.target_columns):
+            if self.quantiles is None:
+                columns[target] = outputs[:, index, 0]
+            else:
+                columns[target] = outputs[:, index, self.quantiles.index(0.5)]
+                for level, quantile in enumerate(self.quantiles):
+                    columns[f"{target}_q{quantile:g}"] = outputs[:, index, level]
+            if self.interval is not None:  # e.g. co2_lo80 and co2_hi80
+                coverage, below, above = self.interval
+                low, high = outputs[:, index, 0], outputs[:, index, -1]
+                percent = f"{100 * coverage:.0f}"
+                columns[f"{target}_lo{percent}"] = low - below[:, index]
+                columns[f"{target}_hi{percent}"] = high + above[:, index]
+        return pd.DataFrame(columns)
+
+
+@dataclass(frozen=True)
+class PanelTransform:
+    """A :class:`SeriesTransform` per series of a panel: forecasts each series named in the
+    rows' ``series_column`` from its own latest rows, with its own scaling."""
+
+    series_column: str
+    transforms: dict[str, SeriesTransform]
+
+    def with_quantiles(self, quantiles: list[float]) -> PanelTransform:
+        """This transform for a model that forecasts each of ``quantiles``."""
+        transforms = {name: t.with_quantiles(quantiles) for name, t in self.transforms.items()}
+        return PanelTransform(self.series_column, transforms)
+
+    def with_interval(
+        self, level: float, widths: dict[str, tuple[np.ndarray, np.ndarray]]
+    ) -> PanelTransform:
+        """This transform forecasting each series' calibrated interval too (``widths`` by
+        series, as :meth:`SeriesTransform.with_interval` takes one)."""
+        transforms = {
+            name: transform.with_interval(level, {"": widths[name]})
+            for name, transform in self.transforms.items()
+        }
+        return PanelTransform(self.series_column, transforms)
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns a forecast reads: the series id, then each series' columns."""
+        return [self.series_column, *next(iter(self.transforms.values())).columns]
+
+    def _groups(self, rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+        if not isinstance(rows, pd.DataFrame):
+            raise DataError(f"expected a pandas DataFrame with columns {self.columns}")
+        if self.series_column not in rows.columns:
+            raise DataError(missing_column("input", self.series_column, rows))
+        ids = rows[self.series_column].astype(str)
+        groups = []
+        for name in pd.unique(ids):
+            if name not in self.transforms:
+                known = ", ".join(self.transforms)
+                raise DataError(f"input: unknown series {name!r}; the model knows: {known}")
+            groups.append((name, rows[ids == name].drop(columns=self.series_column)))
+        return groups
+
+    def model_input(self, rows: pd.DataFrame) -> np.ndarray:
+        """The model's input, (series, input_width, features): one window per series in
+        ``rows``, in the order they first appear, from its latest rows.
+
+        Raises:
+            DataError: an unknown series or a missing column; too few rows, or a missing
+                value, in a series (named).
+        """
+        windows = []
+        for name, group in self._groups(rows):
+            try:
+                windows.append(self.transforms[name].model_input(group))
+            except DataError as error:
+                raise DataError(f"series {name!r}: {error}") from None
+        return np.concatenate(windows)
+
+    def forecast_frame(self, outputs: np.ndarray, rows: pd.DataFrame) -> pd.DataFrame:
+        """The model's ``outputs`` for :meth:`model_input` of ``rows`` as each series' next
+        rows (:meth:`SeriesTransform.forecast_frame`), led by the series id."""
+        frames = []
+        for (name, group), output in zip(self._groups(rows), outputs, strict=True):
+            frame = self.transforms[name].forecast_frame(output, group)
+            frames.append(frame.assign(**{self.series_column: name}))
+        forecast = pd.concat(frames, ignore_index=True)
+        return forecast[[self.series_column, *forecast.columns[:-1]]]
+
+
+def time_step(index: pd.Index) -> Any:
+    """The step between rows of a series' time index: its pandas frequency for regular
+    timestamps (``W-SAT``, ``MS``, ...), else the median difference: a ``Timedelta`` for
+    timestamps, a number for numbers (years, step numbers)."""
+    if isinstance(index, pd.DatetimeIndex):
+        frequency = pd.infer_freq(index) if len(index) >= 3 else None
+        return frequency or pd.Series(index).diff().median()
+    return float(np.median(np.diff(index.to_numpy(np.float64)))) if len(index) > 1 else 1.0
+
+
+def unscale_targets(values: np.ndarray, offset: np.ndarray | None, scaler: Any) -> np.ndarray:
+    """Targets in a model's units, (..., targets), in original units: ``offset`` added back (with
+    ``relative``, each window's last scaled target, broadcast over the horizon), then the
+    ``scaler`` (fitted scikit-learn, or None) undone."""
+    if offset is not None:
+        values = values + offset
+    if scaler is None:
+        return values
+    return scaler.inverse_transform(values.reshape(-1, values.shape[-1])).reshape(values.shape)
