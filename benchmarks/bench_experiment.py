@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from forecast.cli import format_table
     from forecast.config import build_config, load_experiment, with_overrides
-    from forecast.runner import run_experiment
+    from forecast.runner import run_experiment, solved_line
 
     name, new = load_experiment(args.experiment, args.overrides)
     old = build_config(with_overrides(new, {"train.give_up_epoch": None}), where="old way")
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, table in tables.items():
         print(f"\n{label}: {seconds[label]:.0f} s")
         print(format_table(table, "table"))
-        print("largest solved gap: " + ", ".join(f"{m} {g}" for m, g in solved[label].items()))
+        print(solved_line(solved[label]))
     old_seconds, new_seconds = seconds.values()
     print(
         f"\nspeed-up: {old_seconds / new_seconds:.2f}x ({old_seconds:.0f} s -> {new_seconds:.0f} s)"

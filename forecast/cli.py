@@ -13,7 +13,7 @@ import sys
 
 from forecast.config import ConfigError, available_experiments, load_experiment
 from forecast.data import DataError
-from forecast.parallel import BACKENDS, check_backend
+from forecast.parallel import BACKENDS, check_backend, native_start_up_filtered
 from forecast.paths import tracking_uri
 
 FORMATS = ("table", "csv", "markdown")
@@ -92,6 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("forecast: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        # MLflow's client raises a tracking server's refusal (401, 403) or silence as a quoted
+        # HTTP exchange and a traceback; the user needs one line. (If MLflow is not loaded, the
+        # error is not its.)
+        if "mlflow" not in sys.modules:
+            raise
+        from forecast.tracking import server_failure
+
+        failure = server_failure(error, uri)
+        if failure is None:
+            raise
+        print(f"forecast: error: {failure}", file=sys.stderr)
+        return 2
 
 
 def _list() -> int:
@@ -114,14 +127,18 @@ def _workers(value: str) -> int | str:
 def _run(uri: str, args: argparse.Namespace) -> int:
     name, config = load_experiment(args.experiment, args.overrides)
     check_backend(args.backend, args.workers, args.ray_address)
-    # TensorFlow is imported only now, so `list` and config errors answer at once.
-    from forecast.runner import run_experiment
+    progress = functools.partial(print, flush=True)  # at once, through a pipe or a file too
+    # TensorFlow is imported only now, so `list` and config errors answer at once; it takes
+    # seconds, the first of the set-up's steps that each say what they do.
+    progress(f"{name}: loading TensorFlow and MLflow")
+    with native_start_up_filtered():
+        from forecast.runner import run_experiment
     from forecast.ui import how_to_start, sweep_address
 
     sweep = run_experiment(
         name,
         config,
-        functools.partial(print, flush=True),  # progress shows at once through a pipe or a file
+        progress,
         args.workers,
         args.backend,
         args.ray_address,
@@ -139,7 +156,7 @@ def _run(uri: str, args: argparse.Namespace) -> int:
     if sweep.run_id is None:  # a multi-worker non-chief: the chief recorded the sweep
         return 0
     print()
-    hint = how_to_start(uri)
+    hint = how_to_start(uri, name)
     print(f"Compare its trials in the MLflow UI{f' ({hint})' if hint else ''}:")
     print(f"  {sweep_address(uri, sweep.run_id)}")
     return 0

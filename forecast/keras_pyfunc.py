@@ -1,24 +1,31 @@
-"""``KerasForecaster``: an MLflow ``PythonModel`` around a saved ``.keras`` model.
+"""MLflow ``PythonModel``s around a saved ``.keras`` model: :class:`WindowForecaster` for a
+task's model, :class:`SeriesForecaster` for a series' model (logged with its transform).
 
-It lives in its own module, imported once per process, because MLflow inspects each new
-``PythonModel`` subclass and warns about ``predict``'s missing type hints every time one is
-defined; hints cannot describe our (batch, time, features) input, the logged signature does.
+They live in their own module, imported once per process, because MLflow inspects each new
+``PythonModel`` subclass as it is defined. Their ``predict`` hints name what MLflow hands them:
+an array for a model logged with a tensor signature (a task's windows), a DataFrame for one
+logged with columns (a series' rows). MLflow infers no schema from either hint; the logged
+signature holds the shapes and columns.
 """
 
 import pickle
+from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc import PythonModelContext
 
 
-class KerasForecaster(mlflow.pyfunc.PythonModel):
-    """Predicts with the logged ``.keras`` file: from input windows, in the model's own units;
-    or, for a model of a series (logged with its ``transform``), from a DataFrame of the
-    series' latest rows, returning the next rows in original units."""
+class _KerasModel(mlflow.pyfunc.PythonModel):
+    """Loads the logged ``.keras`` file, and a series' transform if there is one; forecasts
+    from windows (no transform) or from a series' rows (with one)."""
 
-    def load_context(self, context):
+    def load_context(self, context: PythonModelContext) -> None:
+        """Load the model (its prediction step traced now, not in the first request) and the
+        transform, if logged."""
         import keras
 
         import forecast.layers  # noqa: F401  (registers our layers with Keras)
@@ -39,7 +46,7 @@ class KerasForecaster(mlflow.pyfunc.PythonModel):
             with open(context.artifacts["transform"], "rb") as file:
                 self.transform = pickle.load(file)
 
-    def predict(self, context, model_input, params=None):
+    def _forecast(self, model_input: Any) -> np.ndarray | pd.DataFrame:
         if self.transform is None:
             return self.model.predict_on_batch(np.asarray(model_input, dtype="float32"))
         from forecast.data import DataError
@@ -52,6 +59,45 @@ class KerasForecaster(mlflow.pyfunc.PythonModel):
         # set up a dataset and its iterator every call, most of a small forecast's time.
         outputs = np.asarray(self.model.predict_on_batch(window))
         return self.transform.forecast_frame(outputs, model_input)
+
+
+class WindowForecaster(_KerasModel):
+    """A task's model: predicts from input windows (batch, time, features), in the model's own
+    units."""
+
+    def predict(
+        self,
+        context: PythonModelContext,
+        model_input: np.ndarray,
+        params: dict[str, Any] | None = None,
+    ) -> np.ndarray:
+        """The model's outputs for each window."""
+        return self._forecast(model_input)
+
+
+class SeriesForecaster(_KerasModel):
+    """A series' model: forecasts from a DataFrame of the series' latest rows, returning the
+    next rows in original units."""
+
+    def predict(
+        self,
+        context: PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        """The next ``horizon`` rows after ``model_input``'s last."""
+        return self._forecast(model_input)
+
+
+def forecaster(model_config: dict[str, Any]) -> _KerasModel:
+    """The ``PythonModel`` for a logged model's ``model_config``: a series' when its
+    ``inputs`` are ``rows``, else a task's. Either forecasts from what the model was logged
+    for; the class only names it."""
+    return SeriesForecaster() if model_config.get("inputs") == "rows" else WindowForecaster()
+
+
+# The name under which models logged before the split load this module's class.
+KerasForecaster = WindowForecaster
 
 
 class BadInput(MlflowException):

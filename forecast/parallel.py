@@ -13,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import re
 import socket
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
@@ -89,15 +92,63 @@ def limit_threads(threads: int, preload: tuple[str, ...] = ()) -> None:
     import importlib
 
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    import tensorflow as tf
+    # TensorFlow's libraries load in two steps, here and in the preloaded modules: each prints.
+    with native_start_up_filtered():
+        import tensorflow as tf
 
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            pass  # TensorFlow already started in this process (a reused Ray worker): keep it
+        for module in preload:
+            importlib.import_module(module)
+
+
+# A line that C++ code logs through Abseil before its logging is set up: severity (Info,
+# Warning, Error, Fatal), date (0000), time (00:00: and the seconds since 1970), thread,
+# file:line.
+_NATIVE_LOG_LINE = re.compile(rb"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^ \]]+:\d+\] ")
+_NATIVE_LOG_NOTICE = b"WARNING: All log messages before absl::InitializeLog() is called"
+_SEVERITIES = b"IWEF"  # TF_CPP_MIN_LOG_LEVEL 1 hides I, 2 also W, 3 also E; F always shows
+
+
+@contextlib.contextmanager
+def native_start_up_filtered() -> Iterator[None]:
+    """While inside (around ``import tensorflow``), drop from stderr the lines that
+    ``TF_CPP_MIN_LOG_LEVEL`` asks to hide but TensorFlow's C++ libraries print anyway as they
+    load: Abseil writes every message logged before its set-up, whatever the level (oneDNN is
+    on, no CUDA driver found), with a notice saying so. Every other line passes through as it
+    comes, so an error while importing still shows."""
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")
+    hidden = _SEVERITIES[: int(level)] if level in ("1", "2", "3") else b""
+    if not hidden:
+        yield
+        return
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    stderr = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def forward() -> None:
+        with os.fdopen(read_end, "rb") as lines:
+            for line in lines:
+                severity = _NATIVE_LOG_LINE.match(line)
+                if line.startswith(_NATIVE_LOG_NOTICE) or (severity and severity[1] in hidden):
+                    continue
+                os.write(stderr, line)
+
+    thread = threading.Thread(target=forward, name="native-stderr", daemon=True)
+    thread.start()
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        pass  # TensorFlow already started in this process (a reused Ray worker): keep it
-    for module in preload:
-        importlib.import_module(module)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(stderr, 2)  # closes the pipe's last write end: the thread reads to its end
+        thread.join(timeout=10)
+        if not thread.is_alive():  # else a child process holds the pipe: leave both open
+            os.close(stderr)
 
 
 @contextlib.contextmanager
@@ -144,6 +195,14 @@ def connect_ray(address: str | None) -> int:
     if not ray.is_initialized():
         ray.init(address=address or os.environ.get("RAY_ADDRESS"), log_to_driver=False)
     return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
+def ray_cpus() -> int:
+    """The CPUs of the Ray cluster this process is connected to: how many one-CPU tasks run
+    at once."""
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def run_on_ray(

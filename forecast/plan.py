@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -20,16 +21,19 @@ from forecast.models import build_configured, check_saveable
 from forecast.sweep import point_label, sweep_points
 from forecast.tasks import task_function
 from forecast.training import make_optimizer, model_output_shape
-from forecast.trial import Trial, prepare_series
+from forecast.trial import Trial, data_source, prepare_series
 
 
-def plan_trials(config: ExperimentConfig) -> list[Trial]:
+def plan_trials(
+    config: ExperimentConfig, log: Callable[[str], None] = lambda step: None
+) -> list[Trial]:
     """Every trial of an experiment: sweep point x gap x seed x model, in that order.
 
     Each sweep point is checked first: its config values, its optimizer and strategy, its data
     (the series loads and its windows fit each part; the task draws a sample at every gap with
     its parameters) and every model (the layer builds with its options on that data's shapes,
-    and, when models are logged, saves and loads again).
+    and, when models are logged, saves and loads again). ``log`` hears what is being checked,
+    as it starts.
 
     Raises:
         ConfigError: naming the sweep point, if any, and the key.
@@ -37,8 +41,13 @@ def plan_trials(config: ExperimentConfig) -> list[Trial]:
     """
     trials, seen = [], set()
     probes: dict[str, Splits] = {}  # per data section
-    for overrides, point in sweep_points(config):
+    points = sweep_points(config)
+    for number, (overrides, point) in enumerate(points, 1):
         label = point_label(overrides)
+        if len(points) > 1:  # each point builds its models again, and may load other data
+            log(f"checking sweep point {number}/{len(points)} ({label}): its data and models")
+        else:
+            log(f"checking the data ({data_source(point)}) and the models")
         try:
             _check_training(point.train)
             _check_evaluation(point)

@@ -14,11 +14,17 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from forecast.evaluation import is_baseline_mse
-from forecast.tracking import TrackingError
+from forecast.tracking import TrackingError, check_reachable, server_failure
 
 
 def recent_sweeps(uri: str, experiment: str | None = None, limit: int = 10) -> pd.DataFrame:
-    """The latest parent runs (one per ``forecast run``), newest first."""
+    """The latest parent runs (one per ``forecast run``), newest first.
+
+    Raises:
+        TrackingError: no such experiment, or a tracking server that is not reachable or
+            refuses this client.
+    """
+    check_reachable(uri)  # one line at once, not MLflow's retries and a traceback
     client = MlflowClient(uri)
     experiments = (
         [client.get_experiment_by_name(experiment)] if experiment else client.search_experiments()
@@ -68,12 +74,18 @@ def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.D
 
     With ``latest_only``, a trial run again on resume counts once (its latest attempt) and
     trials killed by an interruption are left out.
+
+    Raises:
+        TrackingError: no such run, or a tracking server that is not reachable or refuses this
+            client.
     """
+    check_reachable(uri)
     client = MlflowClient(uri)
     try:
         parent = client.get_run(parent_run_id)
-    except MlflowException:
-        raise TrackingError(f"no run {parent_run_id!r} in {uri}") from None
+    except MlflowException as error:
+        missing = TrackingError(f"no run {parent_run_id!r} in {uri}")
+        raise server_failure(error, uri) or missing from None
     children = client.search_runs(
         [parent.info.experiment_id],
         f"tags.mlflow.parentRunId = '{parent_run_id}'",

@@ -9,6 +9,7 @@ This is the edge where computation meets tracking. :func:`execute_trial` wraps o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -17,10 +18,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -43,6 +44,7 @@ from forecast.parallel import (
     check_backend,
     connect_ray,
     process_pool,
+    ray_cpus,
     run_in_pool,
     run_on_ray,
 )
@@ -93,7 +95,8 @@ def run_experiment(
     Raises:
         ConfigError: bad sweep, task parameters, layer options or backend settings.
         forecast.data.DataError: a series that cannot be loaded or windowed.
-        forecast.tracking.TrackingError: an unreachable tracking server.
+        forecast.tracking.TrackingError: a tracking server that is not reachable, refuses
+            this client (401, 403) or stops answering during the sweep.
     """
     uri = uri or tracking_uri()
     check_backend(backend, workers, ray_address)
@@ -105,7 +108,7 @@ def run_experiment(
         )
     # Before any other TensorFlow work: collective ops are configured at start-up.
     strategy = make_strategy(config.train.strategy) if multi_worker else None
-    trials = plan_trials(config)
+    trials = plan_trials(config, log=lambda step: log(f"{name}: {step}"))
     if workers == "auto":  # a Ray cluster sizes itself; multi-worker processes run one each
         local = backend == "local" and not multi_worker
         workers = auto_workers(len(trials)) if local else None
@@ -155,8 +158,11 @@ def _run_sweep(
     tracking.check_reachable(uri)
     local_pool = backend == "local" and (workers or 1) > 1
     # Workers start now, importing TensorFlow while this process sets up the MLflow runs.
+    if local_pool:
+        log(f"{name}: starting {workers} worker processes")
     pool = process_pool(workers, WORKER_PRELOAD) if local_pool else contextlib.nullcontext()
     with pool as pool, _interruptible() as stop:
+        log(f"{name}: opening the MLflow store")  # a new store's tables take seconds to make
         experiment_id = tracking.use_experiment(uri, name)
         sweep_hash = results_digest(config)
         # Multi-worker processes must run the same trials in step; only the chief sees the
@@ -190,6 +196,8 @@ def _run_sweep(
                 f"{name}: {len(trials)} trials on {where} -> MLflow at {uri}"
                 + (f" (resuming run {resume_id}: {len(done)} finished)" if resume_id else "")
             )
+            if note := _first_trial_note(pending):
+                log(f"{name}: {note}")
             # Backups belong to the sweep run that wrote them: a new sweep never resumes a trial
             # from another's (one interrupted and not resumed, or one in a store since deleted),
             # a resumed sweep finds its own. A multi-worker sweep, which does not resume, keeps
@@ -201,7 +209,7 @@ def _run_sweep(
                 parent_run_id=parent.run_id,
                 checkpoint_dir=str(backups),
             )
-            execute = functools.partial(execute_trial, context=context)
+            execute = functools.partial(timed_trial, context=context)
             # In parallel, the longest trials first, so that no long one starts last while the
             # other workers sit idle (longest-processing-time-first scheduling).
             longest_first = sorted(pending, key=lambda trial: trial.work, reverse=True)
@@ -211,7 +219,10 @@ def _run_sweep(
                 reports = run_in_pool(pool, execute, longest_first)
             else:  # in this process, where signals land: stop at the next batch
                 reports = ((trial, execute(trial, stop=stop)) for trial in pending)
-            reports = {**done, **_collect(reports, pending, log, stop)}
+            processes = workers if local_pool else 1  # trials at once, for the ETA
+            if backend == "ray":  # as many as the cluster has CPUs, unless capped
+                processes = workers or ray_cpus()
+            reports = {**done, **_collect(reports, pending, log, stop, name, processes)}
 
             # Every trial's row in plan order, whether it ran now or before an interruption.
             trials_table = pd.DataFrame([reports[trial.digest].row for trial in trials])
@@ -234,7 +245,7 @@ def _run_sweep(
             metrics, figures = {}, {}
             if config.task is not None:
                 solved = max_solved_gap(trials_table, config.solved_ratio)
-                log("largest solved gap: " + ", ".join(f"{m} {g}" for m, g in solved.items()))
+                log(solved_line(solved))
                 metrics = {f"max_solved_gap.{tracking.metric_key(m)}": g for m, g in solved.items()}
                 intervals = seed_intervals(trials_table)
                 loss = "MSE" if ratio_column(trials_table) == "mse_ratio" else "cross-entropy"
@@ -275,6 +286,10 @@ class TrialReport:
     run_id: str  # its child run
     failure: str | None = None
     folds: list[dict[str, float]] | None = None  # a backtest's metrics per fold
+    # For the ETA (see timed_trial): the trial's seconds, and the process that ran it (whose
+    # first trial pays its one-off costs).
+    seconds: float = float("nan")
+    process: int = 0
 
 
 def execute_trial(
@@ -284,7 +299,8 @@ def execute_trial(
 
     A trial that raises (in its data, its model, training or recording) ends FAILED with the
     reason and is returned as such, so the sweep goes on; Ctrl-C ends it KILLED, as does
-    ``stop`` once set (at the next training batch).
+    ``stop`` once set (at the next training batch). A tracking server that refuses it or stops
+    answering raises :class:`forecast.tracking.ServerError`, which stops the sweep.
     """
     _quiet_libraries()
     config, gap, seed = trial.config, trial.gap, trial.seed
@@ -314,6 +330,11 @@ def execute_trial(
             dataset = f"{source}-gap{gap}-seed{seed}"
             tracking.log_trial_outcome(run, outcome, source, dataset, config.log_models)
     except Exception as error:
+        # The tracking server failed, not the trial: every other trial would fail the same way
+        # (each after minutes of MLflow's retries), so the sweep stops.
+        lost = tracking.server_failure(error, context.tracking_uri)
+        if lost is not None:
+            raise lost from None
         nan = float("nan")
         failed = {"params": nan, "test_mse": nan, "mse_ratio": nan, "solved": 0.0}
         row = {**row, **failed, "train_seconds": nan}
@@ -385,43 +406,179 @@ def _folds(report: TrialReport, uri: str) -> list[dict[str, float]]:
     return results.trial_folds(uri, report.run_id)
 
 
+def timed_trial(
+    trial: Trial, context: TrialContext, stop: threading.Event | None = None
+) -> TrialReport:
+    """:func:`execute_trial`, its report carrying the trial's seconds and the id of the
+    process that ran it (for the sweep's ETA)."""
+    start = time.perf_counter()
+    report = execute_trial(trial, context, stop)
+    seconds = time.perf_counter() - start
+    return dataclasses.replace(report, seconds=seconds, process=os.getpid())
+
+
+def _first_trial_note(trials: Sequence[Trial]) -> str | None:
+    """What the first trial in each process does besides training, where it takes long: fit
+    a series' fitted baselines on every fold (forecast.forecasters keeps their forecasts for
+    the trials after it). None when there is nothing such."""
+    series = [trial.config.data for trial in trials if trial.config.data is not None]
+    fitted = list(dict.fromkeys(name for data in series for name in data.baselines))
+    if not fitted:
+        return None
+    names = ", ".join(fitted)  # in the config's order
+    folds = max(data.backtest.folds for data in series if data.baselines)
+    on = f"each of {folds} folds" if folds > 1 else "the series"
+    return (
+        f"the first trial in each process also fits {names} on {on}, which can take minutes; "
+        "the trials after it reuse those forecasts"
+    )
+
+
 def _collect(
     reports: Iterator[tuple[Trial, TrialReport]],
     pending: list[Trial],
     log: Callable[[str], None],
     stop: threading.Event,
+    name: str,
+    processes: int,
 ) -> dict[str, TrialReport]:
-    """Trial hash -> report, as reports arrive, with a progress line for each; raises
-    KeyboardInterrupt between trials once ``stop`` is set."""
-    collected = {}
+    """Trial hash -> report, as reports arrive, with a progress line for each (and, while
+    none comes for :data:`HEARTBEAT_SECONDS`, a line saying how far the sweep is); raises
+    KeyboardInterrupt between trials once ``stop`` is set. ``processes``: how many trials
+    run at once."""
+    collected: dict[str, TrialReport] = {}
+    timings: list[TrialTiming] = []
+    processes_seen: set[int] = set()  # a process runs one trial at a time: its first report
     start = time.perf_counter()
-    total_work = sum(trial.work for trial in pending)
-    done_work = 0.0
-    for index, (trial, report) in enumerate(reports, 1):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        collected[trial.digest] = report
-        prefix = f"[{index}/{len(pending)}] {trial.run_name}"
-        done_work += trial.work
+
+    def how_far() -> str:
         elapsed = time.perf_counter() - start
-        # Trial time grows with sequence length, so weigh the remaining trials by theirs.
-        eta = elapsed / done_work * (total_work - done_work)
-        if report.failure is not None:
-            log(f"{prefix}: FAILED: {report.failure}")
-            continue
-        row = report.row
-        if "cross_entropy_ratio" in row:
-            error = f"test cross-entropy {row['test_cross_entropy']:.4g}, "
-            error += f"ratio {row['cross_entropy_ratio']:.3f}"
-        elif "test_mase" in row:  # a series: its forecasting errors
-            error = f"test MAE {row['test_mae']:.4g}, MASE {row['test_mase']:.3f}"
-        else:
-            error = f"test MSE {row['test_mse']:.4g}, ratio {row['mse_ratio']:.3f}"
-        log(
-            f"{prefix}: {error}, {row['train_seconds']:.1f}s "
-            f"(elapsed {elapsed:.0f}s, ETA {eta:.0f}s)"
-        )
+        return f"{name}: {len(collected)}/{len(pending)} trials done (elapsed {elapsed:.0f}s)"
+
+    with _heartbeat(log, how_far) as log:
+        for index, (trial, report) in enumerate(reports, 1):
+            if stop.is_set():
+                raise KeyboardInterrupt
+            collected[trial.digest] = report
+            first_in_process = report.process not in processes_seen
+            processes_seen.add(report.process)
+            if report.failure is None:  # a failure's time says nothing of the others'
+                timings.append(TrialTiming(trial.work, report.seconds, first_in_process))
+            remaining = [t.work for t in pending if t.digest not in collected]
+            log(
+                trial_line(
+                    f"[{index}/{len(pending)}] {trial.run_name}",
+                    report,
+                    time.perf_counter() - start,
+                    eta_seconds(timings, remaining, processes),
+                    last=not remaining,
+                )
+            )
     return collected
+
+
+HEARTBEAT_SECONDS = 30.0  # the longest the sweep stays silent while trials run
+
+
+@contextlib.contextmanager
+def _heartbeat(
+    log: Callable[[str], None], status: Callable[[], str], every: float = HEARTBEAT_SECONDS
+) -> Iterator[Callable[[str], None]]:
+    """Yields ``log`` for the lines of the sweep; whenever none came for ``every`` seconds
+    (the first trials, which also pay the one-off costs, can take minutes), a thread logs
+    ``status()``."""
+    last = time.monotonic()
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def logged(line: str) -> None:
+        nonlocal last
+        with lock:
+            log(line)
+            last = time.monotonic()
+
+    def beat() -> None:
+        while not done.wait(max(0.1, last + every - time.monotonic())):
+            if time.monotonic() - last >= every:
+                logged(status())
+
+    thread = threading.Thread(target=beat, name="progress", daemon=True)
+    thread.start()
+    try:
+        yield logged
+    finally:
+        done.set()
+        thread.join()
+
+
+class TrialTiming(NamedTuple):
+    """A finished trial, as the ETA sees it."""
+
+    work: float  # Trial.work: its relative cost
+    seconds: float  # its time in the process that ran it
+    first_in_process: bool  # it paid that process's one-off costs
+
+
+def eta_seconds(
+    finished: Sequence[TrialTiming], remaining: Sequence[float], processes: int = 1
+) -> float | None:
+    """Seconds until trials of ``remaining`` work (:attr:`Trial.work` each) finish, ``processes``
+    at a time, at the pace of the ``finished`` trials; None until there is a basis.
+
+    The basis is the trials that were not the first in their process: a first trial also pays
+    that process's one-off costs (TensorFlow tracing its first graphs, a series' fitted
+    baselines), and to extrapolate from it would overstate the rest many times. The pace is
+    seconds per unit of work over those trials' own durations, not the sweep's wall time, so
+    that trials waiting for a worker do not count as work. With several processes the
+    remaining work is shared among them, but no sooner than its longest trial alone.
+    """
+    if not remaining:
+        return 0.0
+    basis = [timing for timing in finished if not timing.first_in_process]
+    work = sum(timing.work for timing in basis)
+    if not basis or work <= 0:
+        return None
+    pace = sum(timing.seconds for timing in basis) / work
+    at_once = max(1, min(processes, len(remaining)))
+    return pace * max(sum(remaining) / at_once, max(remaining))
+
+
+def trial_line(
+    prefix: str, report: TrialReport, elapsed: float, eta: float | None, last: bool = False
+) -> str:
+    """A trial's progress line: its errors (or its failure), its training time, the sweep's
+    elapsed time and ETA (``None``: no basis yet; none on the ``last`` trial's line)."""
+    if report.failure is not None:
+        return f"{prefix}: FAILED: {report.failure}"
+    if last:
+        timing = f"elapsed {elapsed:.0f}s"
+    elif eta is None:
+        timing = f"elapsed {elapsed:.0f}s, ETA after the first trials"
+    else:
+        timing = f"elapsed {elapsed:.0f}s, ETA {eta:.0f}s"
+    row = report.row
+    return f"{prefix}: {trial_errors(row)}, {row['train_seconds']:.1f}s ({timing})"
+
+
+def trial_errors(row: dict[str, Any]) -> str:
+    """A finished trial's headline errors: a series' forecasting errors (MAE, and MASE, scaled
+    by its naive forecast's in-sample error), a task's test loss and its ratio to the trivial
+    baseline's."""
+    if "cross_entropy_ratio" in row:
+        return (
+            f"test cross-entropy {row['test_cross_entropy']:.4g}, "
+            f"ratio {row['cross_entropy_ratio']:.3f}"
+        )
+    if "test_mase" in row:  # a series
+        return f"test MAE {row['test_mae']:.4g}, MASE {row['test_mase']:.3f}"
+    return f"test MSE {row['test_mse']:.4g}, ratio {row['mse_ratio']:.3f}"
+
+
+def solved_line(solved: dict[str, int]) -> str:
+    """The largest gap each model solved (:func:`forecast.evaluation.max_solved_gap`, -1 for
+    none), as the sweep prints it."""
+    gaps = (f"{model} {gap if gap >= 0 else 'none'}" for model, gap in solved.items())
+    return "largest solved gap: " + ", ".join(gaps)
 
 
 @contextlib.contextmanager

@@ -23,10 +23,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import mlflow
 import numpy as np
 import pandas as pd
+import requests
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelOutput, Metric, Param
 from mlflow.exceptions import MlflowException
@@ -46,24 +48,158 @@ class TrackingError(ConfigError):
     """The tracking store (``MLFLOW_TRACKING_URI``) cannot be used; its message is one line."""
 
 
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast, before any training, when an HTTP tracking server does not answer.
+class ServerError(TrackingError):
+    """A tracking server refused this client (401, 403) or did not answer; the message names
+    the problem and what to do, in one line."""
 
-    (MLflow's own client retries for minutes before it gives up.)
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, before any training, when an HTTP tracking server does not answer or refuses
+    this client.
+
+    One request that needs a login where the server asks for one (listing one experiment; its
+    ``/health`` needs none, and its host check skips it), sent with the credentials MLflow's
+    client sends (``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD``, a token, or
+    ``~/.mlflow/credentials``), and tried once: MLflow's own client retries for minutes before
+    it gives up. Any other store passes.
+
+    Raises:
+        ServerError: the server is not reachable, needs a login or refuses this one (401), or
+            refuses this host name or this user (403).
     """
     if not uri.startswith(("http://", "https://")):
         return
-    import urllib.error
-    import urllib.request
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
 
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
-            return
-    except urllib.error.HTTPError:
-        return  # it answered: a server (or proxy) is there
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise TrackingError(f"MLflow tracking server {uri} is not reachable: {reason}") from None
+        response = http_request(
+            get_default_host_creds(uri),
+            "/api/2.0/mlflow/experiments/search",
+            "GET",
+            max_retries=0,
+            timeout=timeout,
+            params={"max_results": 1},
+            raise_on_status=False,
+        )
+    except MlflowException as error:
+        raise server_failure(error, uri) or ServerError(
+            f"MLflow tracking server {uri} is not reachable: {failure_reason(error)}"
+        ) from None
+    if response.status_code in (401, 403):
+        raise _refusal(uri, response.status_code, response.text)
+    # Any other answer (even a proxy's error page) means something is there; MLflow's client
+    # reports what it makes of it.
+
+
+def server_failure(error: BaseException, uri: str) -> ServerError | None:
+    """``error`` as one line that names the problem, if the tracking server at ``uri`` caused
+    it: refused this client (401, 403) or did not answer; None for any other error, and for a
+    store that is not a server.
+
+    MLflow's client raises these as exceptions that quote the HTTP exchange (a refused
+    connection as a chain of five); the cause is looked for along the chain.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return None
+    for link in _chain(error):
+        if isinstance(link, ServerError):
+            # Ray hands a task's error back as one of the same type that reads as the task's
+            # traceback; the error itself is its cause.
+            cause = getattr(link, "cause", None)
+            return cause if isinstance(cause, ServerError) else link
+        if isinstance(link, MlflowException) and link.get_http_status_code() in (401, 403):
+            return _refusal(uri, link.get_http_status_code(), link.message)
+        # The artifact proxy's uploads raise requests' own errors.
+        response = getattr(link, "response", None)
+        if (
+            isinstance(link, requests.HTTPError)
+            and response is not None
+            and response.status_code in (401, 403)
+            and _same_server(response.url, uri)
+        ):
+            return _refusal(uri, response.status_code, response.text)
+        request = getattr(link, "request", None)
+        if isinstance(link, requests.RequestException) and _same_server(
+            getattr(request, "url", None), uri
+        ):
+            return ServerError(f"MLflow tracking server {uri} is not reachable: {_cause(link)}")
+    return None
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then what it was raised from or while handling, and so on."""
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
+
+
+def _same_server(url: str | None, uri: str) -> bool:
+    """Whether ``url`` goes to the host and port of ``uri`` (a data file fetched over HTTP from
+    elsewhere fails for reasons of its own)."""
+    if not url:
+        return False
+
+    def host(address: str) -> str:
+        return urlsplit(address).netloc.rpartition("@")[2].lower()
+
+    return host(url) == host(uri)
+
+
+def _cause(error: BaseException) -> str:
+    """The innermost reason along ``error``'s chain, e.g. ``[Errno 111] Connection refused``."""
+    links = list(_chain(error))
+    for link in reversed(links):
+        if isinstance(link, OSError) and link.errno is not None and link.strerror:
+            return f"[Errno {link.errno}] {link.strerror}"
+    return failure_reason(links[-1])
+
+
+def _refusal(uri: str, status: int, text: str) -> ServerError:
+    """A 401 or 403 from the server at ``uri`` (``text``: its answer) as what to do about it."""
+    from mlflow.environment_variables import MLFLOW_TRACKING_TOKEN
+    from mlflow.utils.credentials import read_mlflow_creds
+
+    if status == 403 and "Invalid Host header" in text:
+        # MLflow's check against DNS rebinding: by default it accepts localhost and private IP
+        # addresses only, so any DNS name the server is reached by must be listed.
+        host = urlsplit(uri).netloc.rpartition("@")[2]
+        return ServerError(
+            f"MLflow tracking server {uri} refused this host name (403 Invalid Host header); "
+            f"start it with --allowed-hosts {host}"
+        )
+    credentials = read_mlflow_creds()
+    user = credentials.username if credentials.password else None
+    if status == 401 and user:
+        return ServerError(
+            f"MLflow tracking server {uri} refused the login of user {user!r} (401 "
+            "Unauthorized): check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
+    if status == 401 and MLFLOW_TRACKING_TOKEN.get():
+        return ServerError(
+            f"MLflow tracking server {uri} refused the token in MLFLOW_TRACKING_TOKEN "
+            "(401 Unauthorized)"
+        )
+    if status == 401:
+        return ServerError(
+            f"MLflow tracking server {uri} needs a login (401 Unauthorized): set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to your account on it"
+        )
+    if "Permission denied" in text:
+        # basic-auth's permissions: by default a user's experiment is READ for everyone else.
+        who = f"user {user!r}" if user else "this client"
+        return ServerError(
+            f"MLflow tracking server {uri} denied {who} this request (403 Permission denied): "
+            "the experiment's owner or the server's admin can grant EDIT on it"
+        )
+    # E.g. a proxy's page in front of the server, without MLflow's quote of the request.
+    answer = " ".join(text.rpartition("Response body: ")[2].strip("'").split())[:200]
+    return ServerError(
+        f"MLflow tracking server {uri} refused this client (403 Forbidden): {answer}"
+    )
 
 
 def is_local_store(uri: str) -> bool:
@@ -127,6 +263,19 @@ def _exclusive(database: Path | None) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def run_user() -> str:
+    """Who runs: the login on the tracking server (``MLFLOW_TRACKING_USERNAME``), else this
+    machine's user, as MLflow's own ``start_run`` records it (its client leaves it "unknown")."""
+    import getpass
+
+    from mlflow.utils.credentials import read_mlflow_creds
+
+    try:
+        return read_mlflow_creds().username or getpass.getuser()
+    except (ImportError, KeyError, OSError):  # no user name on this machine: a container's uid
+        return "unknown"
+
+
 @dataclass(frozen=True)
 class RunRef:
     """One run in one store: where the functions below record."""
@@ -137,10 +286,11 @@ class RunRef:
 
 
 def run_tags(name: str) -> dict[str, str]:
-    """Tags that say what produced a run: experiment, code version, library versions."""
+    """Tags that say what produced a run: experiment, who ran it, code version, library
+    versions."""
     import subprocess
 
-    tags = {"forecast.experiment": name}
+    tags = {"forecast.experiment": name, "mlflow.user": run_user()}
     for package in ("forecast", "tensorflow", "keras", "mlflow", "numpy", "pandas"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             tags[f"version.{package}"] = importlib.metadata.version(package)
@@ -168,8 +318,13 @@ def parent_run(
     resume_run_id: str | None = None,
     system_metrics: bool = False,
 ) -> Iterator[RunRef]:
-    """The run of one sweep; never left RUNNING. On Ctrl-C (or a SIGTERM the caller turns into
-    one) it ends KILLED, with every trial still running; if the sweep raises, FAILED.
+    """The run of one sweep; never left RUNNING while its store answers. On Ctrl-C (or a SIGTERM
+    the caller turns into one) it ends KILLED, with every trial still running; if the sweep
+    raises, FAILED.
+
+    When the tracking server fails the sweep (see :func:`server_failure`), that failure is
+    raised as a :class:`ServerError`; the runs are ended if the server still answers, and left
+    as they are if it is gone (a rerun of the sweep, which resumes it, ends them then).
 
     ``resume_run_id`` reopens an interrupted sweep's run instead of starting a new one;
     ``system_metrics`` samples this machine's CPU and memory onto it (MLflow's monitor).
@@ -195,20 +350,50 @@ def parent_run(
         monitor = SystemMetricsMonitor(run.run_id, tracking_uri=uri, resume_logging=True)
         monitor.start()
     status = "FINISHED"
+    failure = None
     try:
         yield run
     except KeyboardInterrupt:
         status = "KILLED"
         raise
-    except BaseException:
+    except BaseException as error:
         status = "FAILED"
-        raise
+        failure = server_failure(error, uri)
+        if failure is None:
+            raise
+        stopped = "the sweep stopped, and the same command resumes it"
+        raise ServerError(f"{failure}; {stopped}") from None
     finally:
         if monitor is not None:
             monitor.finish()
-        if status != "FINISHED":
-            end_unfinished_trials(uri, run.run_id, status)
-        client.set_terminated(run.run_id, status)
+        if failure is None:
+            _end_sweep(uri, run.run_id, status)
+        # Against a server that is gone every call would wait out MLflow's retries (minutes)
+        # and fail: ask once, quickly. Nor may a failure to end the runs hide the sweep's own.
+        elif _answers(uri):
+            with contextlib.suppress(*SERVER_ERRORS):
+                _end_sweep(uri, run.run_id, status)
+
+
+# What MLflow's client raises when its server fails it.
+SERVER_ERRORS = (MlflowException, requests.RequestException)
+
+
+def _end_sweep(uri: str, run_id: str, status: str) -> None:
+    """End the sweep's run ``run_id`` with ``status``, and, unless it finished, its trials'
+    runs still marked RUNNING too."""
+    if status != "FINISHED":
+        end_unfinished_trials(uri, run_id, status)
+    MlflowClient(uri).set_terminated(run_id, status)
+
+
+def _answers(uri: str) -> bool:
+    """Whether the tracking store at ``uri`` takes requests from this client now."""
+    try:
+        check_reachable(uri)
+    except ServerError:
+        return False
+    return True
 
 
 def end_unfinished_trials(uri: str, parent_run_id: str, status: str = "KILLED") -> None:
@@ -241,7 +426,11 @@ def trial_run(
     its ``failure_reason`` tag; on Ctrl-C it ends KILLED.
     """
     client = MlflowClient(uri)
-    tags = {"mlflow.parentRunId": parent_run_id, "forecast.trial_hash": trial_hash}
+    tags = {
+        "mlflow.parentRunId": parent_run_id,
+        "forecast.trial_hash": trial_hash,
+        "mlflow.user": run_user(),
+    }
     created = client.create_run(experiment_id, tags=tags, run_name=run_name)
     run = RunRef(client, experiment_id, created.info.run_id)
     _log_params(run, params)
@@ -252,6 +441,8 @@ def trial_run(
         client.set_terminated(run.run_id, "KILLED")
         raise
     except Exception as error:
+        if server_failure(error, uri) is not None:
+            raise  # nothing can be recorded now; the sweep's run ends this one if it can
         client.set_tag(run.run_id, "failure_reason", failure_reason(error)[:1000])
         client.set_terminated(run.run_id, "FAILED")
         raise
@@ -401,14 +592,18 @@ def log_model(
                 python_model=str(Path(__file__).with_name("pyfunc_model.py")),
                 artifacts=artifacts,
                 code_paths=[str(Path(__file__).parent), *user_code],
-                model_config={"user_modules": modules},
+                model_config={
+                    "user_modules": modules,
+                    "inputs": "windows" if series is None else "rows",
+                },
                 signature=signature,
                 input_example=example,
                 pip_requirements=requirements + user_requirements,
             )
             client.log_model_artifacts(logged.model_id, str(saved))
-    except BaseException:
-        client.finalize_logged_model(logged.model_id, "FAILED")
+    except BaseException as error:
+        if server_failure(error, client.tracking_uri) is None:  # else it cannot be recorded
+            client.finalize_logged_model(logged.model_id, "FAILED")
         raise
     client.finalize_logged_model(logged.model_id, "READY")
     client.log_outputs(run.run_id, [LoggedModelOutput(logged.model_id, step=0)])

@@ -6,11 +6,17 @@ the addresses here lead straight to the runs, and to the compare view of a sweep
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
+import threading
+import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -44,13 +50,21 @@ def sweep_address(uri: str, parent_run_id: str, port: int = DEFAULT_PORT) -> str
     return f"{ui_address(uri, port)}/#/compare-runs?{query}"
 
 
-def how_to_start(uri: str) -> str:
-    """What serves the UI of the store at ``uri``: nothing to do for a tracking server."""
+def how_to_start(uri: str, experiment: str) -> str:
+    """How to serve the UI of the store at ``uri`` and find ``experiment``'s runs in it, as a
+    command that works from any folder: nothing to do for a tracking server.
+
+    ``forecast ui`` opens the store ``MLFLOW_TRACKING_URI`` names, else the default one; a store
+    named by the variable is named in the command too, for a shell where it is not set.
+    """
     if uri.startswith(("http://", "https://")):
         return ""
-    if is_local_store(uri):
-        return "start it with `make ui`"
-    return f"start it with `mlflow ui --backend-store-uri {uri}`"
+    if not is_local_store(uri):
+        return f"start it with `mlflow ui --backend-store-uri {shlex.quote(uri)}`"
+    command = f"forecast ui {shlex.quote(experiment)}"
+    if os.environ.get("MLFLOW_TRACKING_URI") == uri:
+        command = f"MLFLOW_TRACKING_URI={shlex.quote(uri)} {command}"
+    return f"start it with `{command}`"
 
 
 def experiment_address(uri: str, experiment_id: str, port: int = DEFAULT_PORT) -> str:
@@ -61,8 +75,9 @@ def experiment_address(uri: str, experiment_id: str, port: int = DEFAULT_PORT) -
 
 
 def serve(uri: str, experiment: str | None = None, port: int = DEFAULT_PORT) -> int:
-    """Run ``mlflow ui`` on the local store until Ctrl-C, after printing where to look: the
-    runs of ``experiment`` (its latest sweep's comparison), or of the latest sweep of any.
+    """Run ``mlflow ui`` on the local store until Ctrl-C, SIGTERM or SIGHUP, after printing
+    where to look: the runs of ``experiment`` (its latest sweep's comparison), or of the latest
+    sweep of any. Returns ``mlflow ui``'s exit status, or 0 once stopped by one of the signals.
 
     Raises:
         TrackingError: the store is a server (open its address instead) or has no such
@@ -79,6 +94,7 @@ def serve(uri: str, experiment: str | None = None, port: int = DEFAULT_PORT) -> 
         print(f"its latest sweep, compared: {sweep_address(uri, run_id, port)}")
     else:
         print(f"no sweeps yet; the UI: {ui_address(uri, port)}")
+    sys.stdout.flush()  # before the server's own lines, through a pipe too
     command = [
         str(Path(sys.executable).parent / "mlflow"),
         "ui",
@@ -96,10 +112,72 @@ def serve(uri: str, experiment: str | None = None, port: int = DEFAULT_PORT) -> 
     # MLflow's job executor runs GenAI jobs (LLM judges), which a sweep's runs never use; off,
     # the UI answers in about 7 s instead of 17 s on 2 cores. Set the variable to keep it.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    server = subprocess.Popen(command, env=env)
+    # `mlflow ui` serves from a child process of its own (uvicorn), and forwards only SIGTERM
+    # and SIGINT to it. In a session of its own, the server is one process group that a stop
+    # ends whole, whichever signal stopped us; and Ctrl-C at a terminal reaches us alone, so
+    # the server stops once, by us.
+    server = subprocess.Popen(command, env=env, start_new_session=True)
+    with _stop_signals() as stopping:
+        try:
+            return server.wait()
+        except _Stopped:
+            return 0
+        finally:
+            stopping.set()  # a second Ctrl-C while the server stops is ignored
+            stop_group(server)
+
+
+# What stops `forecast ui`: Ctrl-C, `kill` or a service manager, and a closed terminal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _Stopped(Exception):
+    """One of :data:`STOP_SIGNALS` arrived."""
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[threading.Event]:
+    """While inside, the first of :data:`STOP_SIGNALS` raises :class:`_Stopped` in the main
+    thread and sets the event yielded; once it is set, they are ignored."""
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            raise _Stopped(signal.Signals(signum).name)
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
     try:
-        return server.wait()
-    except KeyboardInterrupt:
-        server.terminate()
-        server.wait()
-        return 0
+        yield stopping
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def stop_group(process: subprocess.Popen, grace: float = 15.0) -> None:
+    """End ``process``, started in a session of its own, and every process of its group: SIGTERM
+    first, so that the server closes its socket, then SIGKILL to what is left after ``grace``
+    seconds."""
+    group = process.pid  # a session leader's process group has its id
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(group, signum)
+        except ProcessLookupError:
+            break  # nothing left in the group
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _group_alive(group, process):
+            time.sleep(0.1)
+        if not _group_alive(group, process):
+            break
+    process.wait()
+
+
+def _group_alive(group: int, process: subprocess.Popen) -> bool:
+    """Whether a process of ``group`` still runs (``process`` itself is reaped here; its
+    children, reparented, are reaped by init)."""
+    process.poll()
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -5,6 +6,9 @@ from pathlib import Path
 import pytest
 
 from forecast.cli import main
+from forecast.parallel import native_start_up_filtered
+
+FORECAST = str(Path(sys.executable).parent / "forecast")
 
 
 def test_list_prints_each_experiment_with_its_description(capsys):
@@ -34,6 +38,7 @@ def test_user_errors_exit_2_with_one_line(argv, message, capsys):
     assert captured.err.count("\n") == 1
 
 
+@pytest.mark.processes
 def test_console_script_prints_no_traceback(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("task:\n  gaps: [1,\n")
@@ -47,3 +52,85 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith(f"forecast: error: {broken}:3: invalid YAML: ")
     assert result.stderr.count("\n") == 1
+
+
+def test_the_hint_after_a_run_names_forecast_ui_with_the_experiment(monkeypatch):
+    """`forecast ui NAME` works from any folder; a store chosen by MLFLOW_TRACKING_URI is
+    named in the command too, for a shell without the variable."""
+    from forecast.ui import how_to_start
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    default = "sqlite:////home/me/forecast/mlflow.db"
+    assert how_to_start(default, "co2_forecast") == "start it with `forecast ui co2_forecast`"
+    chosen = "sqlite:////tmp/my runs/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", chosen)
+    assert how_to_start(chosen, "co2_forecast") == (
+        "start it with `MLFLOW_TRACKING_URI='sqlite:////tmp/my runs/mlflow.db' "
+        "forecast ui co2_forecast`"
+    )
+    assert how_to_start("http://mlflow.example:5000", "co2_forecast") == ""  # the server's own
+
+
+# Lines TensorFlow's libraries print through Abseil as they load, before its set-up.
+ABSL_NOTICE = (
+    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+)
+ABSL_INFO = b"I0000 00:00:1795997570.962160   18619 port.cc:153] oneDNN custom operations are on."
+ABSL_FATAL = b"F0000 00:00:1795997570.962160   18619 stub.cc:31] Check failed"
+
+
+@pytest.mark.parametrize("level", ["3", "0"])
+def test_tensorflow_start_up_lines_show_as_tf_cpp_min_log_level_asks(level, capfd, monkeypatch):
+    """Abseil prints what TensorFlow logs before its set-up whatever the level; what the level
+    hides is dropped, and every other line still shows (an import error, a fatal check)."""
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", level)
+    lines = [ABSL_NOTICE, ABSL_INFO, ABSL_FATAL, b"ImportError: no module named 'x'"]
+    capfd.readouterr()
+    with native_start_up_filtered():
+        for line in lines:
+            os.write(2, line + b"\n")
+    shown = capfd.readouterr().err.encode().splitlines()
+    assert shown == (lines if level == "0" else [ABSL_FATAL, lines[-1]])
+
+
+@pytest.mark.processes
+def test_a_run_prints_its_set_up_and_its_trials_and_nothing_on_stderr(tmp_path):
+    """A sweep in two worker processes, models logged: every step says what it does from the
+    first second, and TensorFlow's start-up lines and library warnings stay out."""
+    overrides = [
+        "seeds=[0]",
+        "task.gaps=[2]",
+        "task.n_train=64",
+        "task.n_val=16",
+        "task.n_test=32",
+        "models.0.units=3",
+        "models.1.units=3",
+        "train.epochs=1",
+        "log_models=true",
+    ]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user's shell has it: the command sets it
+    result = subprocess.run(
+        [FORECAST, "run", "sine_long_gap", "--workers", "2"]
+        + [arg for override in overrides for arg in ("--set", override)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    # But for how far the sweep is, said only if no trial ends for a while (a slow machine).
+    lines = [line for line in result.stdout.splitlines() if "trials done" not in line]
+    assert lines[:5] == [
+        "sine_long_gap: loading TensorFlow and MLflow",
+        "sine_long_gap: checking the data (sine_long_gap) and the models",
+        "sine_long_gap: starting 2 worker processes",
+        "sine_long_gap: opening the MLflow store",
+        f"sine_long_gap: 2 trials on 2 workers -> MLflow at {env['MLFLOW_TRACKING_URI']}",
+    ]
+    assert lines[5].startswith("[1/2] ") and lines[5].endswith(", ETA after the first trials)")
+    assert "largest solved gap: rnn none, lstm none" in lines
+    assert "(start it with `MLFLOW_TRACKING_URI=" in result.stdout
+    assert "forecast ui sine_long_gap`)" in result.stdout

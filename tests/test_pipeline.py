@@ -1,10 +1,13 @@
 """The trial boundary and the sweep's edges: what fails stays in its trial, signals end runs
 KILLED, state travels explicitly, and the MLflow UI shows the sweep."""
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +21,8 @@ from forecast.cli import main
 from forecast.config import load_experiment
 from forecast.plan import plan_trials
 from forecast.results import sweep_trials
+from forecast.runner import TrialReport, TrialTiming, eta_seconds, solved_line, trial_line
+from forecast.trial import Trial
 from tests.test_experiment import SERIES_TINY, TINY
 from tests.test_remote_tracking import free_port, wait_until_healthy
 from tests.test_sweep import runs_in, set_args
@@ -87,6 +92,7 @@ def test_a_reused_model_trains_as_a_fresh_one_would():
         np.testing.assert_array_equal(reused.flow[when], fresh.flow[when])
 
 
+@pytest.mark.processes
 def test_sigterm_ends_the_sweep_killed_and_a_rerun_resumes_it(tracking_store, tmp_path, capsys):
     slow = [*TINY, "task.gaps=[2]", "train.epochs=40"]  # 2 trials of a few seconds each
     command = [FORECAST, "run", "sine_long_gap", *set_args(slow)]
@@ -121,6 +127,7 @@ def test_sigterm_ends_the_sweep_killed_and_a_rerun_resumes_it(tracking_store, tm
     assert [p.info.status for p in parents] == ["FINISHED"]
 
 
+@pytest.mark.processes
 def test_sigterm_stops_worker_processes_and_ends_their_runs_killed(tracking_store, tmp_path):
     import psutil
 
@@ -160,7 +167,22 @@ def test_a_series_sweep_scores_each_point_against_its_own_naive_forecasts(
     monkeypatch.setattr(trial_module.plots, "gates", record_gates)
     overrides = [*SERIES_TINY, "sweep={grid: {data.horizon: [1, 3]}}"]
     assert main(["run", "co2_forecast", *set_args(overrides)]) == 0
-    table = capsys.readouterr().out.split("\n\n")[1].splitlines()
+    out = capsys.readouterr().out
+    # Before the first trial's line, each step of the set-up as it starts (and, on a machine
+    # slow enough, how far the sweep is while its first trial runs).
+    setup = [line for line in out.split("\n[1/")[0].splitlines() if "trials done" not in line]
+    assert setup == [
+        "co2_forecast: loading TensorFlow and MLflow",
+        "co2_forecast: checking sweep point 1/2 (data.horizon=1): its data and models",
+        "co2_forecast: checking sweep point 2/2 (data.horizon=3): its data and models",
+        "co2_forecast: opening the MLflow store",
+        f"co2_forecast: 4 trials on 1 process -> MLflow at {tracking_store}",
+    ]
+    # A series' trial shows its forecasting errors, not a task's ratio to the mean.
+    trial_lines = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(trial_lines) == 4
+    assert all(": test MAE " in line and "ratio" not in line for line in trial_lines)
+    table = out.split("\n\n")[1].splitlines()
     rows = [line.strip() for line in table]
     names = ("naive", "seasonal_naive", "mean", "drift")
     naive = {line.split("]")[0] + "]": line for line in rows if line.startswith(names)}
@@ -212,6 +234,7 @@ def _fake_sweep(uri):
     return experiment_id, parent.info.run_id
 
 
+@pytest.mark.processes
 def test_compare_reads_every_logged_metric_without_tensorflow(tracking_store):
     uri = tracking_store
     _, run_id = _fake_sweep(uri)
@@ -233,30 +256,53 @@ def test_compare_reads_every_logged_metric_without_tensorflow(tracking_store):
     assert "test_rmse" in sweep_trials(uri, run_id)
 
 
-def test_forecast_ui_serves_the_local_store_and_prints_the_runs_address(tracking_store):
+@pytest.mark.processes
+@pytest.mark.parametrize(
+    "stop", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda stop: stop.name
+)
+def test_forecast_ui_serves_the_local_store_and_a_signal_stops_all_of_it(stop, tracking_store):
+    """`forecast ui` prints the runs' address and serves them; a signal to it alone (`kill`, a
+    closed terminal, Ctrl-C) ends it and every process of its `mlflow ui` server, whose port
+    closes."""
+    import psutil
+
     uri = tracking_store
     experiment_id, run_id = _fake_sweep(uri)
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    server = subprocess.Popen(
+    ui = subprocess.Popen(
         [FORECAST, "ui", "fake", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        start_new_session=True,
     )
+    server: list[psutil.Process] = []
     try:
-        first = server.stdout.readline()
+        first = ui.stdout.readline()
         assert first.strip() == (
             f"runs of fake: http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs"
             "?workflowType=machine_learning"
         )
-        assert "/#/compare-runs?runs=%5B%22" in server.stdout.readline()
-        assert wait_until_healthy(f"http://127.0.0.1:{port}", server)
+        assert "/#/compare-runs?runs=%5B%22" in ui.stdout.readline()
+        assert wait_until_healthy(f"http://127.0.0.1:{port}", ui, seconds=120)
+        server = psutil.Process(ui.pid).children(recursive=True)  # mlflow ui and uvicorn
+        assert server
+
+        ui.send_signal(stop)
+        assert ui.wait(timeout=60) == 0
+        _, alive = psutil.wait_procs(server, timeout=60)
+        assert alive == []
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        ui.stdout.close()
+        if ui.poll() is None:
+            ui.kill()
+        for process in server:  # what a failed stop left
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        ui.wait(timeout=30)
 
 
 def test_a_backtest_whose_every_trial_fails_still_finishes_its_sweep(tracking_store, monkeypatch):
@@ -270,3 +316,67 @@ def test_a_backtest_whose_every_trial_fails_still_finishes_its_sweep(tracking_st
     statuses = {r.info.run_name: r.info.status for r in runs_in(tracking_store, name)}
     assert statuses["co2_forecast-sweep"] == "FINISHED"
     assert {s for run, s in statuses.items() if run != "co2_forecast-sweep"} == {"FAILED"}
+
+
+def test_the_eta_has_no_basis_until_a_process_runs_its_second_trial():
+    """A process's first trial pays its one-off costs (here 40 s against 5 s); the ETA waits
+    for a later trial and then goes by the trials' own durations, shared by the processes."""
+    firsts = [TrialTiming(100, 40.0, True), TrialTiming(100, 40.0, True)]
+    assert eta_seconds(firsts, [100, 100, 100], processes=2) is None
+    steady = [*firsts, TrialTiming(100, 5.0, False), TrialTiming(300, 15.0, False)]
+    # 0.05 s a unit of work: 300 units shared by 2 processes.
+    assert eta_seconds(steady, [100, 100, 100], processes=2) == pytest.approx(7.5)
+    assert eta_seconds(steady, [100, 100, 100], processes=1) == pytest.approx(15.0)
+    # No sooner than the longest remaining trial alone, however many processes.
+    assert eta_seconds(steady, [1000, 10], processes=4) == pytest.approx(50.0)
+    assert eta_seconds(steady, [], processes=2) == 0.0
+    # Extrapolating the wall time from the first trials would have said 40 s a trial: 60 s.
+    assert eta_seconds(steady, [100, 100, 100], processes=2) < 60 / 4
+
+
+def test_a_trial_line_shows_the_errors_of_its_kind_and_an_eta_only_with_a_basis():
+    task = {"test_mse": 0.0123, "mse_ratio": 0.0456, "train_seconds": 3.21}
+    series = {"test_mae": 0.51, "test_mase": 0.4, "test_mse": 0.3, "mse_ratio": 0.0}
+    classes = {"test_cross_entropy": 0.7, "cross_entropy_ratio": 0.9, "train_seconds": 1}
+
+    def line(row, eta=12.3, last=False):
+        return trial_line("[2/5] a", TrialReport(row, {}, "id"), 40.4, eta, last)
+
+    assert line(task) == "[2/5] a: test MSE 0.0123, ratio 0.046, 3.2s (elapsed 40s, ETA 12s)"
+    assert line({**series, "train_seconds": 2.0}).startswith("[2/5] a: test MAE 0.51, MASE 0.400")
+    assert line(classes).startswith("[2/5] a: test cross-entropy 0.7, ratio 0.900, 1.0s")
+    assert line(task, eta=None).endswith("(elapsed 40s, ETA after the first trials)")
+    assert line(task, last=True).endswith("3.2s (elapsed 40s)")
+    failed = TrialReport({}, {}, "id", failure="RuntimeError: broke")
+    assert trial_line("[2/5] a", failed, 40.4, None) == "[2/5] a: FAILED: RuntimeError: broke"
+
+
+def test_a_model_that_solved_no_gap_says_none():
+    assert solved_line({"rnn": -1, "lstm": 400}) == "largest solved gap: rnn none, lstm 400"
+
+
+def test_a_series_with_fitted_baselines_says_its_first_trials_fit_them():
+    _, config = load_experiment("co2_forecast", [*SERIES_TINY, "data.baselines=[ets, theta]"])
+    trials = [Trial(config, model, 0, 0) for model in config.models]
+    assert runner._first_trial_note(trials) == (
+        "the first trial in each process also fits ets, theta on the series, which can take "
+        "minutes; the trials after it reuse those forecasts"
+    )
+    _, config = load_experiment("co2_forecast", SERIES_TINY)  # naive forecasts only
+    assert runner._first_trial_note([Trial(config, config.models[0], 0, 0)]) is None
+
+
+def test_a_sweep_silent_for_a_while_says_how_far_it_is():
+    said, lines = threading.Event(), []
+
+    def status():
+        said.set()
+        return "0/2 trials done"
+
+    with runner._heartbeat(lines.append, status, every=0.05) as log:
+        assert said.wait(timeout=60)
+        log("[1/2] a trial's line")
+    count = len(lines)
+    assert "0/2 trials done" in lines and "[1/2] a trial's line" in lines
+    said.clear()
+    assert not said.wait(timeout=0.2) and len(lines) == count  # silent once the sweep ends

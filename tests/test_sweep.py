@@ -179,8 +179,10 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tracking_store, monkeypat
     monkeypatch.setattr(runner.plots, "gradient_flow", record_flows)
     lines = []
     summary = runner.run_experiment(name, config, log=lines.append).summary
-    assert f"resuming run {parent.info.run_id}: 3 finished" in lines[0]
-    assert "[1/1]" in lines[1]  # only the trial the interruption stopped runs again
+    # After the set-up's lines: the sweep's, then its trials'.
+    sweep_line = next(index for index, line in enumerate(lines) if " trials on " in line)
+    assert f"resuming run {parent.info.run_id}: 3 finished" in lines[sweep_line]
+    assert "[1/1]" in lines[sweep_line + 1]  # only the trial the interruption stopped runs again
     assert len(summary) == 4 and summary["test_mse"].notna().all()
     # The trials finished before the interruption bring every metric and their gradient flows.
     trials_csv = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/trials.csv")
@@ -198,7 +200,7 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tracking_store, monkeypat
     # Once finished, the same command starts a new sweep rather than skipping everything.
     lines.clear()
     runner.run_experiment(name, config, log=lines.append)
-    assert "resuming" not in lines[0]
+    assert lines and not any("resuming" in line for line in lines)
 
 
 def test_a_trials_backup_resumes_only_under_the_sweep_that_wrote_it(tracking_store, monkeypatch):

@@ -61,7 +61,9 @@ def make_windows(
         raise DataError(f"values must be (time,) or (time, features), got shape {values.shape}")
     # The sum is NaN if any value is (or +inf meets -inf): one pass and no temporary array, so
     # only a series that may hold a NaN pays for the search that finds it.
-    if np.issubdtype(values.dtype, np.floating) and np.isnan(values.sum()):
+    with np.errstate(invalid="ignore"):  # +inf meeting -inf is no NaN of the series'
+        unclean = np.issubdtype(values.dtype, np.floating) and np.isnan(values.sum())
+    if unclean:
         missing = np.argwhere(np.isnan(values))
         if len(missing):
             step, feature = missing[0]
