@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install experiment test test-all bench bench-layers bench-windows bench-sweep bench-serving bench-experiment why-lstm lint format ui clean
+.PHONY: install experiment test test-all bench bench-layers bench-windows bench-memory bench-sweep bench-serving bench-experiment why-lstm lint format ui clean
 
 install: $(INSTALLED)
 
@@ -42,6 +42,11 @@ bench-layers: install
 
 bench-windows: install
 	$(BIN)/python benchmarks/bench_windows.py
+
+# Peak memory of one (capped) training epoch, windows streamed against today's copies: a
+# 10-million-step series and a 10,000-series panel, each path in its own process; a few minutes.
+bench-memory: install
+	$(BIN)/python benchmarks/bench_memory.py $(ARGS)
 
 # Trials per minute of one tiny sweep with 1 worker and with 2 (or ARGS='--workers N').
 bench-sweep: install

@@ -34,6 +34,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelOutput, 
 from mlflow.exceptions import MlflowException
 
 from forecast.config import ConfigError
+from forecast.data import WindowView
 from forecast.paths import project_root
 
 if TYPE_CHECKING:  # the read side imports this module, and must not start TensorFlow
@@ -507,7 +508,8 @@ def log_trial_outcome(
 def log_datasets(run: RunRef, splits: Any, source: str, name: str) -> Dataset:
     """Log the train, validation and test arrays as dataset inputs of ``run``, with the
     contexts ``training``, ``validation`` and ``testing``; returns the test dataset, to which
-    the test metrics refer."""
+    the test metrics refer. A series' part (windows of the series held once) is logged as
+    ``LOGGED_WINDOWS`` of its windows, evenly spread, under a digest of all of them."""
     inputs = []
     with warnings.catch_warnings():
         # A task name such as "delayed_recall" also reads as a local path; MLflow warns,
@@ -518,8 +520,15 @@ def log_datasets(run: RunRef, splits: Any, source: str, name: str) -> Dataset:
             ("validation", splits.x_val, splits.y_val),
             ("testing", splits.x_test, splits.y_test),
         ):
+            if isinstance(x, WindowView) and isinstance(y, WindowView) and x.windows is y.windows:
+                # A series' part may hold millions of windows, each input_width steps: MLflow
+                # profiles a sample of them, and the digest covers them all.
+                features, targets = x.windows.sample(LOGGED_WINDOWS)
+                digest = x.windows.digest()
+            else:
+                features, targets, digest = np.asarray(x), np.asarray(y), None
             dataset = mlflow.data.from_numpy(
-                np.asarray(x), targets=np.asarray(y), source=source, name=name
+                features, targets=targets, source=source, name=name, digest=digest
             )
             tag = InputTag("mlflow.data.context", context)
             inputs.append(DatasetInput(Dataset(**dataset.to_dict()), tags=[tag]))
@@ -538,6 +547,7 @@ def log_datasets(run: RunRef, splits: Any, source: str, name: str) -> Dataset:
 
 
 DATASET_ATTEMPTS = 5
+LOGGED_WINDOWS = 1000  # the windows of a series' part that its logged dataset profiles
 
 
 def log_model(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from forecast.config import TrainConfig
@@ -153,7 +154,9 @@ def train(
     safety = _safety_callbacks(config)
     if config.give_up_epoch is not None:
         quantiles = config.quantiles if config.loss == "quantile" else None
-        baseline = trivial_loss(splits.y_train, splits.y_val, splits.classes, quantiles)
+        # Targets only (horizon steps a window, not input_width): small enough to gather whole.
+        train_targets, val_targets = np.asarray(splits.y_train), np.asarray(splits.y_val)
+        baseline = trivial_loss(train_targets, val_targets, splits.classes, quantiles)
         give_up_at = first_epoch + config.give_up_epoch
         safety.append(GiveUp(give_up_at, config.give_up_ratio * baseline))
     start = time.perf_counter()

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -38,11 +39,13 @@ from forecast.config import (
 from forecast.data import (
     SeriesData,
     Splits,
+    WindowView,
     backtest_splits,
     load_panel,
     load_series,
     panel_splits,
     synthetic_splits,
+    to_dataset,
 )
 from forecast.distributed import make_strategy
 from forecast.evaluation import (
@@ -191,7 +194,7 @@ def run_trial(
             # (before a refit trains it on them).
             interval = None
             if series is not None and config.evaluation.conformal:
-                val_outputs = model.predict(splits.x_val, verbose=0, batch_size=1024)
+                val_outputs = _predict(model, splits.x_val, splits.y_val)
                 interval = conformal_widths(val_outputs, splits, series, config)
             if retrain_on_all:
                 epochs = chosen_epochs(result.history, config.train)
@@ -321,7 +324,7 @@ def _test_metrics(
     interval as ``band``: its lower and upper forecasts on a last axis), and for a series the
     model each automatic baseline chose. ``interval``: a series' calibrated interval
     (:func:`conformal_widths`), or None."""
-    outputs = model.predict(splits.x_test, verbose=0, batch_size=1024)
+    outputs = _predict(model, splits.x_test, splits.y_test)
     if splits.classes is not None:
         metrics = classification_score(outputs, splits.y_test, splits.y_train, config.solved_ratio)
         return metrics, None, {}
@@ -506,14 +509,26 @@ def chosen_epochs(history: dict[str, list[float]], train_config: TrainConfig) ->
 
 def with_validation_in_training(splits: Splits) -> Splits:
     """``splits`` with the validation windows moved into training and none left to validate
-    on: what a refit trains on."""
+    on: what a refit trains on. A series' windows are joined by their start indices."""
+    if isinstance(splits.x_train, WindowView) and isinstance(splits.x_val, WindowView):
+        joined = splits.x_train.windows.concat(splits.x_val.windows)
+        x_train, y_train = joined.inputs, joined.targets
+    else:
+        x_train = np.concatenate([splits.x_train, splits.x_val])
+        y_train = np.concatenate([splits.y_train, splits.y_val])
     return dataclasses.replace(
-        splits,
-        x_train=np.concatenate([splits.x_train, splits.x_val]),
-        y_train=np.concatenate([splits.y_train, splits.y_val]),
-        x_val=splits.x_val[:0],
-        y_val=splits.y_val[:0],
+        splits, x_train=x_train, y_train=y_train, x_val=splits.x_val[:0], y_val=splits.y_val[:0]
     )
+
+
+def _predict(model: keras.Model, inputs: np.ndarray | WindowView, targets: Any) -> np.ndarray:
+    """``model``'s outputs on a part's inputs; a series' windows are gathered batch by batch."""
+    if isinstance(inputs, WindowView):
+        return model.predict(to_dataset(inputs, targets, PREDICT_BATCH), verbose=0)
+    return model.predict(inputs, verbose=0, batch_size=PREDICT_BATCH)
+
+
+PREDICT_BATCH = 1024
 
 
 @dataclass

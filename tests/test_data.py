@@ -7,6 +7,8 @@ import pytest
 
 from forecast.data import (
     DataError,
+    Windows,
+    WindowView,
     backtest_splits,
     fold_bounds,
     load_panel,
@@ -118,9 +120,9 @@ def test_every_val_and_test_step_is_a_target_and_training_never_sees_one():
     assert (n_train, n_val, n_test) == (120, 40, 40)
     bounds = [(0, 120), (120, 160), (160, 200)]
     parts = [
-        (data.splits.x_train, data.splits.y_train),
-        (data.splits.x_val, data.splits.y_val),
-        (data.splits.x_test, data.splits.y_test),
+        (np.asarray(data.splits.x_train), np.asarray(data.splits.y_train)),
+        (np.asarray(data.splits.x_val), np.asarray(data.splits.y_val)),
+        (np.asarray(data.splits.x_test), np.asarray(data.splits.y_test)),
     ]
     # Values are step numbers. Training windows lie wholly in the train part; a validation or
     # test window's targets lie in its part, and its inputs (10 steps, then a gap of 2) reach
@@ -135,7 +137,7 @@ def test_every_val_and_test_step_is_a_target_and_training_never_sees_one():
     scaled = series_splits(frame, 10, feature_columns=["step"], scaler="standard")
     train_steps = frame["step"].to_numpy()[: scaled.split_lengths[0]]
     assert scaled.target_scaler.mean_[0] == pytest.approx(train_steps.mean())
-    assert scaled.splits.x_test.min() > 1.5  # later steps sit far above the train mean
+    assert np.asarray(scaled.splits.x_test).min() > 1.5  # later steps sit far above the train mean
 
 
 def test_relative_windows_and_their_origins_in_original_units():
@@ -461,3 +463,115 @@ def test_a_transform_with_an_interval_forecasts_its_bounds_step_by_step():
     assert list(forecast.columns) == ["step", "y", "y_lo90", "y_hi90"]
     assert forecast["y_lo90"].tolist() == [9.0, 18.0]
     assert forecast["y_hi90"].tolist() == [13.0, 24.0]
+
+
+def copied_parts(frame, features, targets, input_width, horizon, gap, stride, relative):
+    """Each part's windows as they were before streaming: every window copied out of the
+    scaled series, made relative window by window (the reference the streamed batches match)."""
+    from sklearn.preprocessing import StandardScaler
+
+    (bounds,) = fold_bounds(len(frame), 0.15, 0.15)
+    train_end = bounds["train"][1]
+    scaled = [
+        StandardScaler().fit(values[:train_end]).transform(values)
+        for values in (frame[features].to_numpy(np.float64), frame[targets].to_numpy(np.float64))
+    ]
+    combined = np.concatenate(scaled, axis=1).astype(np.float32)
+    target_index = list(range(len(features), len(features) + len(targets)))
+    parts = {}
+    for part, (start, end) in bounds.items():
+        first = max(start - input_width - gap, 0)
+        inputs, part_targets = make_windows(
+            combined[first:end], input_width, horizon, gap, stride, target_index
+        )
+        part_inputs = inputs[..., : len(features)]
+        if relative:
+            part_targets = part_targets - inputs[:, -1:, len(features) :]
+            part_inputs = part_inputs - part_inputs[:, -1:, :]
+        parts[part] = (np.ascontiguousarray(part_inputs), np.ascontiguousarray(part_targets))
+    return parts
+
+
+def random_walks(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    return [
+        pd.DataFrame({"a": np.cumsum(rng.normal(size=n)), "b": rng.normal(size=n)}) for n in lengths
+    ]
+
+
+@pytest.mark.parametrize("panel", [False, True], ids=["series", "panel"])
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative"])
+@pytest.mark.parametrize("stride, gap", [(1, 0), (3, 2)])
+def test_streamed_batches_equal_the_copied_windows_batch_by_batch(panel, relative, stride, gap):
+    window = dict(input_width=12, horizon=3, gap=gap, stride=stride, relative=relative)
+    columns = dict(feature_columns=["a", "b"], target_columns=["a"])
+    frames = random_walks([160, 230, 300] if panel else [300])
+    if panel:
+        named = {f"s{index}": frame for index, frame in enumerate(frames)}
+        (data,) = panel_splits(named, "site", **window, **columns)
+    else:
+        data = series_splits(frames[0], **window, **columns)
+    copies = [
+        copied_parts(frame, ["a", "b"], ["a"], 12, 3, gap, stride, relative) for frame in frames
+    ]
+    batch = 7
+    for part in ("train", "val", "test"):
+        x, y = getattr(data.splits, f"x_{part}"), getattr(data.splits, f"y_{part}")
+        assert isinstance(x, WindowView) and isinstance(y, WindowView)
+        # A panel's windows: each series' after the other's, never two series in one window.
+        want_x = np.concatenate([copy[part][0] for copy in copies])
+        want_y = np.concatenate([copy[part][1] for copy in copies])
+        assert x.shape == want_x.shape and y.shape == want_y.shape
+        streamed = list(to_dataset(x, y, batch))
+        copied = list(to_dataset(want_x, want_y, batch))  # today's path, from the copies
+        assert len(streamed) == len(copied) == -(-len(want_x) // batch)
+        for (got_x, got_y), (old_x, old_y) in zip(streamed, copied, strict=True):
+            np.testing.assert_array_equal(got_x.numpy(), old_x.numpy())
+            np.testing.assert_array_equal(got_y.numpy(), old_y.numpy())
+        # Read whole (validation and test, for scoring), the windows are the copies too.
+        np.testing.assert_array_equal(np.asarray(x), want_x)
+        np.testing.assert_array_equal(np.asarray(y), want_y)
+
+
+def test_a_panel_holds_its_series_once_and_windows_share_it():
+    named = {f"s{index}": frame for index, frame in enumerate(random_walks([120, 150]))}
+    (data,) = panel_splits(named, "site", input_width=8, relative=True)
+    joint = data.splits.x_train.windows.series
+    assert joint.shape == (270, 4)  # two feature and two target columns, each series once
+    for part in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        assert getattr(data.splits, part).windows.series is joint
+        for member in data.series.values():
+            assert getattr(member.splits, part).windows.series is joint
+    own = data.series["s1"]
+    np.testing.assert_array_equal(
+        np.asarray(data.splits.x_test)[data.windows("test")["s1"]], np.asarray(own.splits.x_test)
+    )
+
+
+def test_streamed_training_shuffles_every_epoch_the_same_way_for_a_seed():
+    windows = Windows(np.arange(100.0), np.arange(0, 90, 2), input_width=4, horizon=2)
+    dataset = windows.dataset(8, shuffle=True, seed=5)
+    first, second = ([b[1][:, 0, 0].numpy() for b in dataset] for _ in range(2))
+    again = [b[1][:, 0, 0].numpy() for b in windows.dataset(8, shuffle=True, seed=5)]
+    assert not np.array_equal(np.concatenate(first), np.concatenate(second))  # reshuffled
+    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(again))  # per seed
+    targets = np.sort(np.concatenate(first))
+    np.testing.assert_array_equal(targets, np.arange(0, 90, 2) + 4.0)  # every window once
+
+
+def test_refitting_joins_train_and_validation_by_their_starts():
+    from forecast.trial import with_validation_in_training
+
+    data = series_splits(random_walks([200])[0], input_width=10, relative=True)
+    merged = with_validation_in_training(data.splits)
+    assert merged.x_train.windows.series is data.splits.x_train.windows.series
+    np.testing.assert_array_equal(
+        np.asarray(merged.x_train),
+        np.concatenate([np.asarray(data.splits.x_train), np.asarray(data.splits.x_val)]),
+    )
+    assert len(merged.x_val) == 0 and len(merged.y_val) == 0
+
+
+def test_window_starts_outside_the_series_are_refused():
+    with pytest.raises(DataError, match="a window start lies outside the series of 10 steps"):
+        Windows(np.arange(10.0), np.array([0, 8]), input_width=3)

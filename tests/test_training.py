@@ -2,10 +2,11 @@
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from forecast.config import ConfigError, TrainConfig, load_experiment
-from forecast.data import Splits
+from forecast.data import Splits, series_splits
 from forecast.evaluation import score
 from forecast.models import build_model
 from forecast.plan import plan_trials
@@ -118,6 +119,19 @@ def test_the_same_seed_gives_the_same_metrics():
         predictions = model.predict(splits.x_test, verbose=0)
         metrics.append(score(predictions, splits.y_test, splits.y_train, solved_ratio=0.1))
     assert metrics[0] == metrics[1]
+
+
+def test_streamed_series_windows_train_the_same_for_the_same_seed():
+    frame = pd.DataFrame({"y": np.sin(np.arange(400) / 7.0)})
+    splits = series_splits(frame, input_width=16, relative=True).splits
+    config = TrainConfig(epochs=2, batch_size=32, checkpoint=False)
+    histories = []
+    for _ in range(2):
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(3)
+        model = build_model("LSTM", 4, splits.input_shape, splits.output_shape)
+        histories.append(train(model, splits, config, seed=3).history)
+    assert histories[0] == histories[1]
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,14 @@ from forecast.data.splits import (
     synthetic_splits,
 )
 from forecast.data.transforms import PanelTransform, SeriesTransform, time_step, unscale_targets
-from forecast.data.windows import check_window_args, make_windows, to_dataset, windowed_dataset
+from forecast.data.windows import (
+    Windows,
+    WindowView,
+    check_window_args,
+    make_windows,
+    to_dataset,
+    windowed_dataset,
+)
 
 __all__ = [
     "FILL_METHODS",
@@ -35,6 +42,8 @@ __all__ = [
     "SeriesData",
     "SeriesTransform",
     "Splits",
+    "WindowView",
+    "Windows",
     "available_datasets",
     "backtest_splits",
     "check_window_args",

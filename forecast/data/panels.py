@@ -3,6 +3,7 @@ their windows stacked fold by fold, keeping each series' own values, scaling and
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 from forecast.data.sources import DataError
 from forecast.data.splits import SeriesData, Splits, backtest_splits
 from forecast.data.transforms import PanelTransform
+from forecast.data.windows import Windows
 
 
 def panel_splits(
@@ -41,14 +43,31 @@ def panel_splits(
 
 def combine_series(parts: dict[str, SeriesData], series_column: str) -> SeriesData:
     """One dataset of several series' windows, each part's after the other's, keeping each
-    series' values, scaler, offsets and transform (in ``series``)."""
+    series' values, scaler, offsets and transform (in ``series``). The series (each split by
+    :func:`series_splits`) are held once, concatenated; no window is copied."""
     first = next(iter(parts.values()))
-
-    def stacked(split: str) -> np.ndarray:
-        return np.concatenate([getattr(part.splits, split) for part in parts.values()])
-
-    names = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
-    splits = Splits(*(stacked(split) for split in names))
+    # The series are held once, one after another; each window keeps its start inside its own
+    # series (shifted by where that series begins), and each series' own parts are rebound to
+    # the joint array, so no series is held twice.
+    member_windows = {name: _part_windows(part.splits) for name, part in parts.items()}
+    joint = np.concatenate([windows[0].series for windows in member_windows.values()])
+    rebound, begin = {}, 0
+    for name, windows in member_windows.items():
+        rebound[name] = [
+            dataclasses.replace(part, series=joint, starts=part.starts + begin) for part in windows
+        ]
+        begin += len(windows[0].series)
+    pooled = [
+        dataclasses.replace(
+            windows, starts=np.concatenate([own[index].starts for own in rebound.values()])
+        )
+        for index, windows in enumerate(next(iter(rebound.values())))
+    ]
+    splits = _splits_of(pooled)
+    parts = {
+        name: dataclasses.replace(part, splits=_splits_of(rebound[name]))
+        for name, part in parts.items()
+    }
     last_rows = pd.concat(
         [part.last_rows.assign(**{series_column: name}) for name, part in parts.items()]
     )
@@ -74,3 +93,16 @@ def combine_series(parts: dict[str, SeriesData], series_column: str) -> SeriesDa
         last_rows=last_rows,
         series=parts,
     )
+
+
+def _part_windows(splits: Splits) -> list[Windows]:
+    """The train, validation and test :class:`Windows` of a series' splits, which share one
+    series array."""
+    windows = [getattr(splits, f"x_{part}").windows for part in ("train", "val", "test")]
+    if any(part.series is not windows[0].series for part in windows):
+        raise DataError("a series' train, validation and test windows must share its array")
+    return windows
+
+
+def _splits_of(windows: list[Windows]) -> Splits:
+    return Splits(*(view for part in windows for view in (part.inputs, part.targets)))

@@ -17,24 +17,26 @@ import pandas as pd
 
 from forecast.data.sources import DataError, missing_column
 from forecast.data.transforms import PanelTransform, SeriesTransform, time_step, unscale_targets
-from forecast.data.windows import check_window_args, make_windows
+from forecast.data.windows import Windows, WindowView, check_window_args, make_windows
 from forecast.tasks import Task
 
 
 @dataclass(frozen=True)
 class Splits:
-    """Train / validation / test (inputs, targets) arrays; inputs are (n, time, features).
+    """Train / validation / test (inputs, targets); inputs are (n, time, features). Each is an
+    array (a task's samples, drawn in memory) or, for a series, a :class:`WindowView` of the
+    part's :class:`Windows`, gathered from the series held once when read.
 
     ``classes``: for a categorical task, the number of classes its integer targets (labels)
     are drawn from; None for real-valued targets.
     """
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    x_train: np.ndarray | WindowView
+    y_train: np.ndarray | WindowView
+    x_val: np.ndarray | WindowView
+    y_val: np.ndarray | WindowView
+    x_test: np.ndarray | WindowView
+    y_test: np.ndarray | WindowView
     classes: int | None = None
 
     @property
@@ -192,7 +194,10 @@ def series_splits(
     With ``relative``, every window is shifted so that its last input step is zero, and its
     targets by the same amount: the model learns changes from the last observation, which
     carries it through trends that leave the training range (where a tanh network saturates).
-    This materialises the windows instead of keeping views.
+
+    The parts hold no windows: each is a :class:`Windows` of start indices into one scaled
+    copy of the series, shared by the three, and gathered (and made relative) batch by batch
+    when read.
     """
     check_window_args(input_width, horizon, gap, stride)
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -224,6 +229,7 @@ def series_splits(
     target_index = list(range(len(features), len(features) + len(targets)))
 
     arrays, offsets, origins = {}, {}, {}
+    feature_index = tuple(range(len(features)))
     # Where each part's windows start: the inputs and gap of its first target step before it.
     window_starts = {part: max(start - input_width - gap, 0) for part, (start, _) in bounds.items()}
     for part, (start, end) in bounds.items():
@@ -237,17 +243,24 @@ def series_splits(
                 else f"the horizon ({horizon} steps)"
             )
             raise DataError(f"{part} part ({end - start} steps): too short for {need}")
-        inputs, part_targets = make_windows(
+        # Views, no copy: make_windows checks the part (NaNs, length) and counts its windows.
+        inputs, _ = make_windows(
             combined[first:end], input_width, horizon, gap, stride, target_index
         )
-        last_target = inputs[:, -1:, len(features) :]
-        part_inputs = inputs[..., : len(features)]
-        if relative:
-            part_inputs = part_inputs - part_inputs[:, -1:, :]
-            part_targets = part_targets - last_target
-        arrays[part] = (part_inputs, part_targets)
-        offsets[part] = np.asarray(last_target)
-        origins[part] = first + np.arange(len(inputs)) * stride + input_width - 1
+        starts = first + np.arange(len(inputs)) * stride
+        windows = Windows(
+            combined,
+            starts,
+            input_width,
+            horizon,
+            gap,
+            input_columns=feature_index,
+            target_columns=tuple(target_index),
+            relative=relative,
+        )
+        arrays[part] = (windows.inputs, windows.targets)
+        offsets[part] = combined[starts + input_width - 1][:, None, len(features) :]
+        origins[part] = starts + input_width - 1
     splits = Splits(*arrays["train"], *arrays["val"], *arrays["test"])
     return SeriesData(
         splits=splits,
