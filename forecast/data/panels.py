@@ -48,7 +48,7 @@ def combine_series(parts: dict[str, SeriesData], series_column: str) -> SeriesDa
         return np.concatenate([getattr(part.splits, split) for part in parts.values()])
 
     names = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
-    splits = Splits(*(stacked(split) for split in names))
+    splits = Splits(*(stacked(split) for split in names), future_steps=first.splits.future_steps)
     last_rows = pd.concat(
         [part.last_rows.assign(**{series_column: name}) for name, part in parts.items()]
     )
