@@ -86,8 +86,7 @@ class SeriesTransform:
         history = self._history(rows)
         if len(history) < self.input_width:
             raise DataError(
-                f"input: {len(history)} rows of history; the model reads the last "
-                f"{self.input_width}"
+                f"input: {len(history)} rows; the model reads the last {self.input_width}"
             )
         first = len(history) - self.input_width
         values = history.iloc[first:][self.columns[1:] if self.time_column else self.columns]
