@@ -60,9 +60,10 @@ def build_model(
     them in its ``input_shape`` the same way). The stack reads the input window; the horizon's
     rows, flattened, join its last state before the ``Dense`` read-out, which so weighs each
     target step's covariates for each output. Measured against an encoder-decoder (a second
-    recurrent layer over the horizon's rows, fed the encoder's state at every step) on
-    ``future_covariates`` and ``air_passengers`` (docs/results.md): as accurate or better, and
-    one layer less to train.
+    recurrent layer over the horizon's rows, fed the encoder's last state at every step;
+    docs/results.md): on ``future_covariates`` within 6% of its MAE (0.49 against 0.46) with
+    a third of its weights; on ``air_passengers`` with a calendar, 36 months from few windows,
+    far better (LSTM MAE 35 against 41, RNN 37 against 56). So the read-out, not a decoder.
 
     Raises:
         ValueError: for an unknown ``layer`` or ``builder``, options they do not take, a class
@@ -131,26 +132,13 @@ def _with_future(
             state = recurrent(state)
     except TypeError as error:
         raise ValueError(f"layer {layer}: {error}") from None
-    if ENCODER_DECODER:
-        repeated = keras.layers.RepeatVector(future_steps)(state)
-        decoder_in = keras.layers.Concatenate()([ahead, repeated])
-        decoded = (
-            keras.layers.RNN(cls(units, **options), return_sequences=True)
-            if is_cell
-            else cls(units, return_sequences=True, **options)
-        )(decoder_in)
-        outputs = keras.layers.Dense(math.prod(output_shape[1:]))(decoded)
-    else:
-        joined = keras.layers.Concatenate()([state, keras.layers.Flatten()(ahead)])
-        outputs = keras.layers.Dense(math.prod(output_shape))(joined)
+    # Each output weighs every target step's covariates directly (the measurement is in
+    # build_model's docstring).
+    joined = keras.layers.Concatenate()([state, keras.layers.Flatten()(ahead)])
+    outputs = keras.layers.Dense(math.prod(output_shape))(joined)
     outputs = keras.layers.Reshape(output_shape)(outputs)
     name = layer.rpartition(":")[2] if is_import_path(layer) else layer
     return keras.Model(inputs, outputs, name=name.lower())
-
-
-import os  # noqa: E402
-
-ENCODER_DECODER = os.environ.get("FORECAST_ENCODER_DECODER") == "1"
 
 
 def build_configured(

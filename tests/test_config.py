@@ -1,8 +1,8 @@
 import pytest
 
 from forecast.config import ConfigError, available_experiments, load_experiment, results_digest
-from forecast.plan import plan_trials
 from forecast.data import DataError
+from forecast.plan import plan_trials
 
 
 def write(tmp_path, text, name="exp.yaml"):
