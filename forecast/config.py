@@ -59,8 +59,15 @@ class DataConfig:
     # trains on all of them (see forecast.data.load_panel and panel_splits).
     series_column: str | None = None
     time_column: str | None = None
-    feature_columns: list[str] | None = None  # all value columns by default
+    # Past covariates, read over the input window: all value columns but future_columns by
+    # default.
+    feature_columns: list[str] | None = None
     target_columns: list[str] | None = None  # the feature columns by default
+    # Future-known covariates (see forecast.data.covariates): columns given for every step,
+    # the horizon's included (a planned promotion, a price), and calendar features of the time
+    # column as sin/cos pairs: month, week_of_year, day_of_month, day_of_week, day_of_year, hour.
+    future_columns: list[str] | None = None
+    calendar: list[str] = field(default_factory=list)
     fillna: str | None = None  # None (missing values are an error), ffill, interpolate, drop
     input_width: int = 32
     horizon: int = 1

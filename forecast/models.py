@@ -41,6 +41,7 @@ def build_model(
     depth: int = 1,
     builder: str | None = None,
     per_step: bool = False,
+    future_steps: int = 0,
     **options: object,
 ) -> keras.Model:
     """``Input -> depth x layer(units, **options) -> Dense`` shaped to ``output_shape``,
@@ -54,6 +55,16 @@ def build_model(
     ``function(input_shape, output_shape, **options)`` instead, for anything that is not a
     recurrent stack (a TCN, a Transformer, two branches).
 
+    ``future_steps`` > 0: the input's last ``future_steps`` rows are the horizon's future-known
+    covariates, after the input window (see :mod:`forecast.data.covariates`; a builder gets
+    them in its ``input_shape`` the same way). The stack reads the input window; the horizon's
+    rows, flattened, join its last state before the ``Dense`` read-out, which so weighs each
+    target step's covariates for each output. Measured against an encoder-decoder (a second
+    recurrent layer over the horizon's rows, fed the encoder's last state at every step;
+    docs/results.md): on ``future_covariates`` within 6% of its MAE (0.49 against 0.46) with
+    a third of its weights; on ``air_passengers`` with a calendar, 36 months from few windows,
+    far better (LSTM MAE 35 against 41, RNN 37 against 56). So the read-out, not a decoder.
+
     Raises:
         ValueError: for an unknown ``layer`` or ``builder``, options they do not take, a class
             that is neither a Keras layer nor a cell, or a builder whose model does not fit
@@ -62,6 +73,10 @@ def build_model(
     if builder is not None:
         return _built_by(builder, input_shape, output_shape, options)
     cls = layer_class(layer)
+    if future_steps:
+        return _with_future(
+            cls, layer, units, input_shape, output_shape, depth, future_steps, options
+        )
     stack = [keras.Input(shape=input_shape)]
     try:
         # A cell (a layer with a `state_size`, not itself an RNN) computes one step.
@@ -89,13 +104,52 @@ def build_model(
     return keras.Sequential(stack, name=name.lower())
 
 
+def _with_future(
+    cls: type,
+    layer: str,
+    units: int,
+    input_shape: tuple[int, int],
+    output_shape: tuple[int, ...],
+    depth: int,
+    future_steps: int,
+    options: dict[str, object],
+) -> keras.Model:
+    """:func:`build_model`'s model for windows followed by the horizon's covariates."""
+    inputs = keras.Input(shape=input_shape)
+    window = keras.layers.Cropping1D((0, future_steps))(inputs)  # (input_width, columns)
+    ahead = keras.layers.Cropping1D((input_shape[0] - future_steps, 0))(inputs)  # (horizon, ..)
+    state = window
+    try:
+        probe = cls(units, **options)
+        is_cell = hasattr(probe, "state_size") and not isinstance(probe, keras.layers.RNN)
+        for index in range(depth):
+            sequences = {"return_sequences": True} if index < depth - 1 else {}
+            recurrent = (
+                keras.layers.RNN(cls(units, **options), **sequences)
+                if is_cell
+                else cls(units, **sequences, **options)
+            )
+            state = recurrent(state)
+    except TypeError as error:
+        raise ValueError(f"layer {layer}: {error}") from None
+    # Each output weighs every target step's covariates directly (the measurement is in
+    # build_model's docstring).
+    joined = keras.layers.Concatenate()([state, keras.layers.Flatten()(ahead)])
+    outputs = keras.layers.Dense(math.prod(output_shape))(joined)
+    outputs = keras.layers.Reshape(output_shape)(outputs)
+    name = layer.rpartition(":")[2] if is_import_path(layer) else layer
+    return keras.Model(inputs, outputs, name=name.lower())
+
+
 def build_configured(
     model: ModelConfig,
     input_shape: tuple[int, ...],
     output_shape: tuple[int, ...],
     per_step: bool = False,
+    future_steps: int = 0,
 ) -> keras.Model:
-    """:func:`build_model` for one entry of an experiment's ``models``."""
+    """:func:`build_model` for one entry of an experiment's ``models``; ``future_steps``: the
+    horizon's covariate rows after the input window (see :func:`build_model`)."""
     return build_model(
         model.layer,
         model.units,
@@ -104,6 +158,7 @@ def build_configured(
         model.depth,
         model.builder,
         per_step,
+        future_steps,
         **model.options,
     )
 

@@ -183,7 +183,9 @@ def _check_models(config: ExperimentConfig, probe: Splits) -> None:
     output_shape = model_output_shape(probe.output_shape, config.train)
     for index, model in enumerate(config.models):
         try:
-            built = build_configured(model, probe.input_shape, output_shape, probe.per_step)
+            built = build_configured(
+                model, probe.input_shape, output_shape, probe.per_step, probe.future_steps
+            )
         except (TypeError, ValueError) as error:
             raise ConfigError(f"models.{index}: {error}") from None
         if config.log_models:  # else a trial would fail after training, as its model is logged

@@ -493,6 +493,7 @@ def _fresh_model(
             splits.input_shape,
             model_output_shape(splits.output_shape, config.train),
             splits.per_step,
+            splits.future_steps,
         )
     if strategy is None:  # a strategy's model lives in its scope: built afresh
         return _traced_like(model, _shape_key(trial, splits), config, splits)
@@ -551,6 +552,7 @@ def _shape_key(trial: Trial, splits: Splits) -> str:
             dataclasses.asdict(trial.model),
             list(splits.input_shape),
             list(splits.output_shape),
+            splits.future_steps,
             splits.classes,
             [train_config.loss, train_config.quantiles],
             [train_config.optimizer, train_config.learning_rate, train_config.clipnorm],
@@ -604,7 +606,8 @@ def prepare_series(data: DataConfig) -> list[SeriesData]:
     :class:`SeriesData` per backtest fold."""
     columns = None
     if data.feature_columns is not None or data.target_columns is not None:
-        columns = list(dict.fromkeys([*(data.feature_columns or []), *(data.target_columns or [])]))
+        named = [*(data.feature_columns or []), *(data.target_columns or [])]
+        columns = list(dict.fromkeys([*named, *(data.future_columns or [])]))
     split = dict(
         input_width=data.input_width,
         horizon=data.horizon,
@@ -616,6 +619,8 @@ def prepare_series(data: DataConfig) -> list[SeriesData]:
         test_fraction=data.test_fraction,
         scaler=data.scaler,
         relative=data.relative,
+        future_columns=data.future_columns,
+        calendar=data.calendar,
     )
     folds, refit = data.backtest.folds, data.backtest.refit
     if data.series_column is not None:  # many series, one model

@@ -1,6 +1,7 @@
 import pytest
 
 from forecast.config import ConfigError, available_experiments, load_experiment, results_digest
+from forecast.data import DataError
 from forecast.plan import plan_trials
 
 
@@ -95,3 +96,23 @@ def test_the_results_hash_ignores_what_only_changes_how_a_run_is_shown():
     for override in ("train.learning_rate=0.01", "seeds=[0]", "models.0.units=8"):
         _, changed = load_experiment("sine_long_gap", [override])
         assert results_digest(changed) != results_digest(base), override
+
+
+@pytest.mark.parametrize(
+    "experiment, override, message",
+    [
+        (
+            "future_covariates",
+            "data.calendar=[weekday]",
+            "calendar: unknown feature 'weekday'; choose from month, week_of_year, day_of_month",
+        ),
+        ("future_covariates", "data.future_columns=[price]", "no column 'price'"),
+        ("future_covariates", "data.future_columns=[sales]", "future column 'sales' is also a"),
+        ("sunspots_backtest", "data.calendar=[month]", "calendar: month needs timestamps"),
+    ],
+)
+def test_bad_covariates_are_refused_before_any_run(experiment, override, message):
+    with pytest.raises((ConfigError, DataError)) as error:
+        plan_trials(load_experiment(experiment, [override, "log_models=false"])[1])
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)

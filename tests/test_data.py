@@ -288,7 +288,7 @@ def test_missing_file_and_unknown_dataset(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         load_series(tmp_path / "absent.csv")
     with pytest.raises(
-        DataError, match="unknown dataset 'nope'; available: air_passengers, co2, nox, sunspots"
+        DataError, match="unknown dataset .nope.; available: air_passengers, co2, nox, promo, sunsp"
     ):
         load_series("nope")
 
@@ -575,3 +575,115 @@ def test_refitting_joins_train_and_validation_by_their_starts():
 def test_window_starts_outside_the_series_are_refused():
     with pytest.raises(DataError, match="a window start lies outside the series of 10 steps"):
         Windows(np.arange(10.0), np.array([0, 8]), input_width=3)
+
+
+# Future-known covariates (data.future_columns, data.calendar).
+
+
+def promo_frame(length=40):
+    """A monthly series whose values encode their step: the target y = step, the future
+    column promo = 1000 + step, so every value a window holds says where it came from."""
+    index = pd.date_range("2020-01-01", periods=length, freq="MS", name="date")
+    steps = np.arange(length, dtype=float)
+    return pd.DataFrame({"y": steps, "promo": 1000 + steps}, index=index)
+
+
+def test_future_columns_reach_each_window_at_its_target_steps_and_no_target_leaks():
+    width, horizon, gap = 4, 2, 1
+    data = series_splits(
+        promo_frame(),
+        input_width=width,
+        horizon=horizon,
+        gap=gap,
+        scaler="none",
+        future_columns=["promo"],
+        calendar=["month"],
+    )
+    splits = data.splits
+    assert splits.future_steps == horizon
+    assert splits.input_shape == (width + horizon, 4)  # y, promo, month_sin, month_cos
+    for part in ("train", "val", "test"):
+        inputs, targets = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
+        for window, target in zip(inputs, targets, strict=True):
+            start = int(window[0, 0])  # y at the window's first step is its step number
+            history = np.arange(start, start + width)
+            ahead = np.arange(start + width + gap, start + width + gap + horizon)
+            np.testing.assert_array_equal(window[:width, 0], history)  # past target
+            np.testing.assert_array_equal(window[:width, 1], 1000 + history)
+            np.testing.assert_array_equal(window[width:, 1], 1000 + ahead)
+            np.testing.assert_array_equal(target[:, 0], ahead)
+            # The horizon's rows hold no target: zeros where the past features sit.
+            np.testing.assert_array_equal(window[width:, 0], 0)
+            # month of each row: January 2020 is step 0
+            months = np.concatenate([history, ahead]) % 12
+            np.testing.assert_allclose(window[:, 2], np.sin(2 * np.pi * months / 12), atol=1e-6)
+            np.testing.assert_allclose(window[:, 3], np.cos(2 * np.pi * months / 12), atol=1e-6)
+            assert not set(target[:, 0]) & set(window[:, 0]) - {0.0}
+
+
+def test_future_columns_are_scaled_on_the_train_part_and_not_shifted_by_relative():
+    frame = promo_frame()
+    data = series_splits(frame, 4, 2, future_columns=["promo"], relative=True)
+    train_end = data.split_lengths[0]
+    promo = frame["promo"].to_numpy()[:train_end]
+    window = data.splits.x_train[0]
+    np.testing.assert_allclose(
+        window[:, 1][:4], (1000 + np.arange(4) - promo.mean()) / promo.std(), rtol=1e-5
+    )
+    assert window[3, 0] == 0  # relative shifts the past target ...
+    assert window[3, 1] != 0  # ... not the covariates
+
+
+def test_windows_without_covariates_are_as_before():
+    frame = promo_frame()
+    plain = series_splits(frame[["y"]], 4, 2, scaler="none")
+    assert plain.splits.future_steps == 0 and plain.splits.input_shape == (4, 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(calendar=["weekday"]), r"^calendar: unknown feature 'weekday'; choose from month, "),
+        (dict(future_columns=["y"], target_columns=["y"]), r"^future column 'y' is also a targ"),
+        (dict(future_columns=["price"]), r"^series: no column 'price'"),
+    ],
+)
+def test_bad_covariates_are_refused_in_one_line(kwargs, message):
+    with pytest.raises(DataError, match=message):
+        series_splits(promo_frame(), 4, 2, **kwargs)
+
+
+def test_a_calendar_needs_timestamps():
+    frame = promo_frame().reset_index(drop=True)  # steps 0, 1, ...: no calendar
+    with pytest.raises(DataError, match=r"^calendar: month needs timestamps"):
+        series_splits(frame, 4, 2, calendar=["month"])
+
+
+def test_the_transform_reads_history_then_future_rows_as_the_windows_do():
+    width, horizon, gap = 4, 2, 1
+    frame = promo_frame()
+    data = series_splits(
+        frame, width, horizon, gap, future_columns=["promo"], calendar=["month", "day_of_year"]
+    )
+    transform, rows = data.transform, data.last_rows
+    # The example request: the history, then gap + horizon rows with only promo known.
+    assert len(rows) == width + gap + horizon and rows["y"].iloc[width:].isna().all()
+    np.testing.assert_allclose(transform.model_input(rows), data.splits.x_test[-1:], atol=1e-6)
+    forecast = transform.forecast_frame(np.zeros((1, horizon, 1)), rows)
+    assert list(forecast["date"]) == list(frame.index[-horizon:])
+    with pytest.raises(DataError, match=r"^input: 0 future rows .* needs 3 \(gap 1 \+ horizon 2\)"):
+        transform.model_input(rows.iloc[:width])
+    missing = rows.assign(promo=rows["promo"].where(rows.index != len(rows) - 1))
+    with pytest.raises(DataError, match=rf"^input: column 'promo' row {len(rows) - 1}: missing"):
+        transform.model_input(missing)
+    with pytest.raises(DataError, match=r"^input: no column 'promo'"):
+        transform.model_input(rows.drop(columns="promo"))
+
+
+def test_a_calendar_only_model_derives_the_horizon_from_the_timestamps():
+    frame = promo_frame()[["y"]]
+    data = series_splits(frame, 4, 2, calendar=["month"])
+    assert len(data.last_rows) == 4  # the example request: the history alone
+    # The last test window's history, without future rows: its calendar comes from the times.
+    rows = frame.iloc[-6:-2].reset_index()
+    np.testing.assert_allclose(data.transform.model_input(rows), data.splits.x_test[-1:], atol=1e-6)

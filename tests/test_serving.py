@@ -55,6 +55,49 @@ def test_the_loaded_model_casts_integer_rows_and_refuses_bad_ones_in_one_line(co
         loaded.predict(rows.iloc[::-1])
 
 
+PROMO_TINY = [
+    "seeds=[0]",
+    "train.epochs=1",
+    "data.horizon=3",
+    "data.input_width=8",
+    "data.calendar=[day_of_week]",
+    "models.0.units=3",
+]
+
+
+@pytest.fixture
+def promo_model(tracking_store):
+    """A tiny LSTM of future_covariates (the promo flag and the weekday known ahead), logged;
+    returns its model URI."""
+    name, config = load_experiment("future_covariates", PROMO_TINY)
+    runner.run_experiment(name, config, log=lambda line: None, workers=1)
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("future_covariates")
+    (child,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'lstm%'")
+    return f"runs:/{child.info.run_id}/model"
+
+
+def test_the_loaded_model_forecasts_with_future_covariates_and_refuses_a_request_without(
+    promo_model,
+):
+    loaded = mlflow.pyfunc.load_model(promo_model)
+    history = pd.read_csv(datasets_dir() / "promo.csv").iloc[-8:]
+    # The request: the history, then the horizon's rows, promo planned and sales unknown
+    # (absent, so NaN once concatenated).
+    future = pd.DataFrame({"date": ["2024-02-09", "2024-02-10", "2024-02-11"], "promo": [0, 1, 1]})
+    forecast = loaded.predict(pd.concat([history, future], ignore_index=True))
+    assert list(forecast.columns[:2]) == ["date", "sales"]
+    assert [str(day.date()) for day in forecast["date"]] == list(future["date"])
+    assert np.isfinite(forecast["sales"]).all()
+    # The planned promotion moves the forecast: the model reads it.
+    other = loaded.predict(pd.concat([history, future.assign(promo=0)], ignore_index=True))
+    assert not np.allclose(forecast["sales"], other["sales"])
+    with pytest.raises(mlflow.exceptions.MlflowException, match=r"^input: 0 future rows .*'promo'"):
+        loaded.predict(history)
+    with pytest.raises(mlflow.exceptions.MlflowException, match=r"^input: column 'promo' row 10"):
+        loaded.predict(pd.concat([history, future.assign(promo=[0, 1, None])], ignore_index=True))
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -46,28 +46,37 @@ def combine_series(parts: dict[str, SeriesData], series_column: str) -> SeriesDa
     series' values, scaler, offsets and transform (in ``series``). The series (each split by
     :func:`series_splits`) are held once, concatenated; no window is copied."""
     first = next(iter(parts.values()))
-    # The series are held once, one after another; each window keeps its start inside its own
-    # series (shifted by where that series begins), and each series' own parts are rebound to
-    # the joint array, so no series is held twice.
-    member_windows = {name: _part_windows(part.splits) for name, part in parts.items()}
-    joint = np.concatenate([windows[0].series for windows in member_windows.values()])
-    rebound, begin = {}, 0
-    for name, windows in member_windows.items():
-        rebound[name] = [
-            dataclasses.replace(part, series=joint, starts=part.starts + begin) for part in windows
-        ]
-        begin += len(windows[0].series)
-    pooled = [
-        dataclasses.replace(
-            windows, starts=np.concatenate([own[index].starts for own in rebound.values()])
+    if first.splits.future_steps:
+        # Windows with future covariates are arrays (forecast.data.covariates): stacked.
+        names = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+        stacked = (
+            np.concatenate([getattr(part.splits, n) for part in parts.values()]) for n in names
         )
-        for index, windows in enumerate(next(iter(rebound.values())))
-    ]
-    splits = _splits_of(pooled)
-    parts = {
-        name: dataclasses.replace(part, splits=_splits_of(rebound[name]))
-        for name, part in parts.items()
-    }
+        splits = Splits(*stacked, future_steps=first.splits.future_steps)
+    else:
+        # The series are held once, one after another; each window keeps its start inside its own
+        # series (shifted by where that series begins), and each series' own parts are rebound to
+        # the joint array, so no series is held twice.
+        member_windows = {name: _part_windows(part.splits) for name, part in parts.items()}
+        joint = np.concatenate([windows[0].series for windows in member_windows.values()])
+        rebound, begin = {}, 0
+        for name, windows in member_windows.items():
+            rebound[name] = [
+                dataclasses.replace(part, series=joint, starts=part.starts + begin)
+                for part in windows
+            ]
+            begin += len(windows[0].series)
+        pooled = [
+            dataclasses.replace(
+                windows, starts=np.concatenate([own[index].starts for own in rebound.values()])
+            )
+            for index, windows in enumerate(next(iter(rebound.values())))
+        ]
+        splits = _splits_of(pooled)
+        parts = {
+            name: dataclasses.replace(part, splits=_splits_of(rebound[name]))
+            for name, part in parts.items()
+        }
     last_rows = pd.concat(
         [part.last_rows.assign(**{series_column: name}) for name, part in parts.items()]
     )

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecast.data.covariates import calendar_features, check_calendar, with_future
 from forecast.data.sources import DataError, missing_column
 from forecast.data.transforms import PanelTransform, SeriesTransform, time_step, unscale_targets
 from forecast.data.windows import Windows, WindowView, check_window_args, make_windows
@@ -38,6 +39,9 @@ class Splits:
     x_test: np.ndarray | WindowView
     y_test: np.ndarray | WindowView
     classes: int | None = None
+    # With future-known covariates, the horizon's rows that follow each input window (see
+    # forecast.data.covariates); 0 without.
+    future_steps: int = 0
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -181,6 +185,8 @@ def series_splits(
     scaler: str = "standard",
     relative: bool = False,
     bounds: dict[str, tuple[int, int]] | None = None,
+    future_columns: list[str] | None = None,
+    calendar: list[str] | None = None,
 ) -> SeriesData:
     """Split a series in time order, fit scaling on the train part, window each part.
 
@@ -198,6 +204,12 @@ def series_splits(
     The parts hold no windows: each is a :class:`Windows` of start indices into one scaled
     copy of the series, shared by the three, and gathered (and made relative) batch by batch
     when read.
+
+    ``future_columns`` (known over the horizon, scaled on the train part like the features)
+    and the ``calendar`` features of the time index (:data:`forecast.data.covariates.CALENDAR`)
+    are future-known covariates: each window gets them at its input steps and at its target
+    steps, after its input rows (:func:`forecast.data.covariates.with_future`). They are not
+    past features: the features default to the columns other than ``future_columns``.
     """
     check_window_args(input_width, horizon, gap, stride)
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -205,11 +217,20 @@ def series_splits(
             raise DataError(f"{name} must lie in (0, 1), got {value!r}")
     if val_fraction + test_fraction >= 1:
         raise DataError("val_fraction + test_fraction must leave steps for training")
-    features = list(feature_columns or frame.columns)
+    future = list(future_columns or [])
+    calendar = list(calendar or [])
+    check_calendar(calendar)
+    features = list(feature_columns or [c for c in frame.columns if c not in future])
     targets = list(target_columns or features)
-    for column in [*features, *targets]:
+    for column in [*features, *targets, *future]:
         if column not in frame.columns:
             raise DataError(missing_column("series", column, frame))
+    for column in future:
+        if column in targets or column in features:
+            # A target known over the horizon would be its own forecast; a past feature is
+            # read over the input window, which the covariates already are.
+            kind = "target" if column in targets else "feature"
+            raise DataError(f"future column {column!r} is also a {kind} column; name it once")
 
     length = len(frame)
     if bounds is None:
@@ -226,6 +247,16 @@ def series_splits(
         feature_values = feature_scaler.transform(feature_values)
         target_values = target_scaler.transform(target_values)
     combined = np.concatenate([feature_values, target_values], axis=1).astype(np.float32)
+    future_scaler = make_scaler(scaler) if future else None
+    covariates = None
+    if future or calendar:
+        future_values = frame[future].to_numpy(np.float64)
+        if future_scaler is not None:
+            future_values = future_scaler.fit(future_values[: bounds["train"][1]]).transform(
+                future_values
+            )
+        calendar_values = calendar_features(frame.index, calendar)
+        covariates = np.concatenate([future_values, calendar_values], axis=1).astype(np.float32)
     target_index = list(range(len(features), len(features) + len(targets)))
 
     arrays, offsets, origins = {}, {}, {}
@@ -259,9 +290,25 @@ def series_splits(
             relative=relative,
         )
         arrays[part] = (windows.inputs, windows.targets)
+        if covariates is not None:  # not shifted by `relative`: they are not the series
+            # The covariate rows join each window's inputs: those windows are arrays.
+            part_inputs = with_future(
+                np.asarray(windows.inputs), covariates[first:end], input_width, horizon, gap, stride
+            )
+            arrays[part] = (part_inputs, np.asarray(windows.targets))
         offsets[part] = combined[starts + input_width - 1][:, None, len(features) :]
         origins[part] = starts + input_width - 1
-    splits = Splits(*arrays["train"], *arrays["val"], *arrays["test"])
+    splits = Splits(
+        *arrays["train"],
+        *arrays["val"],
+        *arrays["test"],
+        future_steps=horizon if covariates is not None else 0,
+    )
+    last_rows = frame.iloc[-input_width:]
+    if future:  # a request's shape: the history, then future rows with only covariates known
+        last_rows = frame.iloc[-(input_width + gap + horizon) :].copy()
+        unknown = [column for column in frame.columns if column not in future]
+        last_rows.iloc[input_width:, [frame.columns.get_loc(c) for c in unknown]] = np.nan
     return SeriesData(
         splits=splits,
         target_scaler=target_scaler,
@@ -284,8 +331,11 @@ def series_splits(
             feature_scaler=feature_scaler,
             target_scaler=target_scaler,
             time_step=time_step(frame.index),
+            future_columns=future,
+            calendar=calendar,
+            future_scaler=future_scaler,
         ),
-        last_rows=frame.iloc[-input_width:].reset_index(drop=frame.index.name is None),
+        last_rows=last_rows.reset_index(drop=frame.index.name is None),
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecast.data.covariates import calendar_features, with_future
 from forecast.data.sources import DataError, missing_column
 
 
@@ -18,7 +19,14 @@ from forecast.data.sources import DataError, missing_column
 class SeriesTransform:
     """From a series' latest raw rows to a model's input window, and from the model's output
     back to future rows in original units: what a trained series model needs to forecast
-    from raw data (the logged MLflow model carries it)."""
+    from raw data (the logged MLflow model carries it).
+
+    A model with future-known covariates (``future_columns``, ``calendar``) forecasts from one
+    DataFrame: the history, then the future rows, whose targets are empty (NaN, or null in a
+    JSON request) and whose ``future_columns`` are filled, as ``futr_df`` is in neuralforecast;
+    at least ``gap + horizon`` of them, the first ``gap`` being the gap's. The calendar is
+    derived from the times, so a model with only a calendar needs no future rows.
+    """
 
     time_column: str | None  # None: the rows' index is the time axis
     feature_columns: list[str]
@@ -34,6 +42,9 @@ class SeriesTransform:
     # A calibrated interval: its nominal coverage, and the half-widths (horizon, targets) to
     # take below and add above the forecast (a quantile model's outer quantiles).
     interval: tuple[float, np.ndarray, np.ndarray] | None = None
+    future_columns: list[str] = dataclasses.field(default_factory=list)  # known ahead
+    calendar: list[str] = dataclasses.field(default_factory=list)  # derived from the times
+    future_scaler: Any = None  # the future columns', fitted on the train part
 
     def with_quantiles(self, quantiles: list[float]) -> SeriesTransform:
         """This transform for a model that forecasts each of ``quantiles``."""
@@ -50,41 +61,79 @@ class SeriesTransform:
 
     @property
     def columns(self) -> list[str]:
-        """The columns a forecast reads: the time column, then features and targets."""
-        values = list(dict.fromkeys([*self.feature_columns, *self.target_columns]))
+        """The columns a forecast reads: the time column, then features, targets and future
+        columns."""
+        values = list(
+            dict.fromkeys([*self.feature_columns, *self.target_columns, *self.future_columns])
+        )
         return [self.time_column, *values] if self.time_column else values
 
     def model_input(self, rows: pd.DataFrame) -> np.ndarray:
-        """The model's input, (1, input_width, features), from the last ``input_width`` of
-        ``rows`` (the latest last).
+        """The model's input from the last ``input_width`` rows of the history in ``rows``
+        (the latest last): (1, input_width, features); with covariates, followed by the
+        horizon's rows (see :mod:`forecast.data.covariates`).
 
         Raises:
-            DataError: a missing column, too few rows, or a missing or non-numeric value.
+            DataError: a missing column, too few rows, a missing or non-numeric value, or
+                (with ``future_columns``) too few future rows or a future value missing.
         """
         if not isinstance(rows, pd.DataFrame):
             raise DataError(f"expected a pandas DataFrame with columns {self.columns}")
         for column in self.columns:
             if column not in rows.columns:
                 raise DataError(missing_column("input", column, rows))
-        if len(rows) < self.input_width:
-            raise DataError(f"input: {len(rows)} rows; the model reads the last {self.input_width}")
         self._check_time_order(rows)
-        recent = rows.iloc[-self.input_width :]
-        values = recent[self.columns[1:] if self.time_column else self.columns]
-        numeric = values.apply(pd.to_numeric, errors="coerce")
-        if numeric.isna().any().any():
-            column = numeric.isna().any().idxmax()
-            offset = int(np.argmax(numeric[column].isna()))
-            value = values[column].iloc[offset]
-            problem = "missing value" if pd.isna(value) else f"non-numeric value {value!r}"
-            position = len(rows) - self.input_width + offset
-            raise DataError(f"input: column {column!r} row {position}: {problem}")
+        history = self._history(rows)
+        if len(history) < self.input_width:
+            raise DataError(
+                f"input: {len(history)} rows; the model reads the last {self.input_width}"
+            )
+        first = len(history) - self.input_width
+        values = history.iloc[first:][self.columns[1:] if self.time_column else self.columns]
+        numeric = _numeric(values, first)
         features = numeric[self.feature_columns].to_numpy(np.float64)
         if self.feature_scaler is not None:
             features = self.feature_scaler.transform(features)
         if self.relative:
             features = features - features[-1:]
-        return features[None].astype(np.float32)
+        window = features[None].astype(np.float32)
+        if not (self.future_columns or self.calendar):
+            return window
+        # The covariates at the input steps, the gap's and the horizon's; the gap's are never
+        # read, so they need not be given.
+        steps = self.gap + self.horizon
+        future = rows.iloc[len(history) : len(history) + steps]
+        known = numeric[self.future_columns].to_numpy(np.float64)
+        ahead = np.full((steps, len(self.future_columns)), np.nan)
+        if self.future_columns:
+            if len(future) < steps:
+                raise DataError(
+                    f"input: {len(future)} future rows (targets empty) after the history; the "
+                    f"model needs {steps} (gap {self.gap} + horizon {self.horizon}) with "
+                    f"{', '.join(map(repr, self.future_columns))} filled"
+                )
+            horizon = future.iloc[self.gap :][self.future_columns]
+            ahead[self.gap :] = _numeric(horizon, len(history) + self.gap).to_numpy(np.float64)
+        known = np.concatenate([known, ahead])
+        if self.future_scaler is not None:
+            known = self.future_scaler.transform(known)
+        times = self._times(history).iloc[first:]
+        times = pd.Index([*times, *self.future_times(times.iloc[-1])])
+        covariates = np.concatenate([known, calendar_features(times, self.calendar)], axis=1)
+        return with_future(window, covariates, self.input_width, self.horizon, self.gap)
+
+    def _times(self, rows: pd.DataFrame) -> pd.Series:
+        times = rows[self.time_column] if self.time_column else rows.index.to_series()
+        return pd.to_datetime(times) if self.calendar else times
+
+    def _history(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """``rows`` without the future rows that follow the history: with covariates, the
+        trailing rows whose targets are all empty."""
+        if not (self.future_columns or self.calendar):
+            return rows
+        targets = rows[self.target_columns].apply(pd.to_numeric, errors="coerce")
+        known = np.flatnonzero(targets.notna().any(axis=1).to_numpy())
+        return rows.iloc[: known[-1] + 1 if len(known) else 0]
 
     def _check_time_order(self, rows: pd.DataFrame) -> None:
         """Refuse rows whose times do not increase: the model forecasts from the last rows,
@@ -109,6 +158,18 @@ class SeriesTransform:
                 f"({times.iloc[position - 1]}); give the rows in time order, the latest last"
             )
 
+    def future_times(self, last_time: Any) -> Any:
+        """The times of the ``gap + horizon`` steps after ``last_time``, at the series'
+        step."""
+        steps = np.arange(1, self.gap + self.horizon + 1)
+        if isinstance(self.time_step, str):  # calendar steps: months, weeks ending Saturday
+            periods = self.gap + self.horizon + 1
+            future = pd.date_range(pd.Timestamp(last_time), periods=periods, freq=self.time_step)
+            return future[steps]
+        if isinstance(self.time_step, pd.Timedelta):
+            return pd.Timestamp(last_time) + self.time_step * steps
+        return float(last_time) + self.time_step * steps
+
     def forecast_frame(self, outputs: np.ndarray, rows: pd.DataFrame) -> pd.DataFrame:
         """The model's ``outputs`` for :meth:`model_input` of ``rows`` as the next
         ``horizon`` rows (``gap`` after the last one): their times and the targets in
@@ -118,6 +179,7 @@ class SeriesTransform:
         shape = (self.horizon, len(self.target_columns), len(levels))
         # Each quantile's (horizon, targets) forecast, quantiles first, to unscale them alike.
         per_level = np.moveaxis(np.asarray(outputs, np.float64).reshape(shape), -1, 0)
+        rows = self._history(rows)
         offset = None
         if self.relative:  # the model forecasts changes from the last row's (scaled) targets
             offset = rows[self.target_columns].iloc[-1:].to_numpy(np.float64)
@@ -125,16 +187,7 @@ class SeriesTransform:
                 offset = self.target_scaler.transform(offset)
         outputs = np.moveaxis(unscale_targets(per_level, offset, self.target_scaler), 0, -1)
         times = rows[self.time_column] if self.time_column else rows.index.to_series()
-        last_time = times.iloc[-1]
-        steps = np.arange(self.gap + 1, self.gap + self.horizon + 1)
-        if isinstance(self.time_step, str):  # calendar steps: months, weeks ending Saturday
-            periods = self.gap + self.horizon + 1
-            future = pd.date_range(pd.Timestamp(last_time), periods=periods, freq=self.time_step)
-            future = future[steps]
-        elif isinstance(self.time_step, pd.Timedelta):
-            future = pd.Timestamp(last_time) + self.time_step * steps
-        else:
-            future = float(last_time) + self.time_step * steps
+        future = self.future_times(times.iloc[-1])[self.gap :]
         columns = {self.time_column or "time": future}
         for index, target in enumerate(self.target_columns):
             if self.quantiles is None:
@@ -220,6 +273,19 @@ class PanelTransform:
             frames.append(frame.assign(**{self.series_column: name}))
         forecast = pd.concat(frames, ignore_index=True)
         return forecast[[self.series_column, *forecast.columns[:-1]]]
+
+
+def _numeric(values: pd.DataFrame, first: int) -> pd.DataFrame:
+    """``values`` as numbers; a missing or non-numeric one is a :class:`DataError` naming its
+    column and row (``first`` is the row number of ``values``' first row in the request)."""
+    numeric = values.apply(pd.to_numeric, errors="coerce")
+    if numeric.isna().any().any():
+        column = numeric.isna().any().idxmax()
+        offset = int(np.argmax(numeric[column].isna()))
+        value = values[column].iloc[offset]
+        problem = "missing value" if pd.isna(value) else f"non-numeric value {value!r}"
+        raise DataError(f"input: column {column!r} row {first + offset}: {problem}")
+    return numeric
 
 
 def time_step(index: pd.Index) -> Any:

@@ -235,7 +235,10 @@ class Windows:
                     tf.range(count, dtype=tf.int64), seed=tf.stack([s, tf.constant(0, tf.int64)])
                 )
             )
-            numbers = orders.flat_map(batches)
+            # flat_map hides the count of batches, which Keras needs to end each epoch quietly.
+            numbers = orders.flat_map(batches).apply(
+                tf.data.experimental.assert_cardinality((count + size - 1) // size)
+            )
         else:
             numbers = batches(tf.range(count, dtype=tf.int64))
         return numbers.map(gather).prefetch(tf.data.AUTOTUNE)
