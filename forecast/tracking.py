@@ -12,6 +12,7 @@ active-run stack is per process), so a trial records the same way in any process
 from __future__ import annotations
 
 import contextlib
+import http.client
 import importlib.metadata
 import pickle
 import sys
@@ -153,7 +154,11 @@ def _same_server(url: str | None, uri: str) -> bool:
 def _cause(error: BaseException) -> str:
     """The innermost reason along ``error``'s chain, e.g. ``[Errno 111] Connection refused``."""
     links = list(_chain(error))
+    # urllib3 carries the socket's error as an argument of its own, not as a cause.
+    links += [arg for link in links for arg in link.args if isinstance(arg, BaseException)]
     for link in reversed(links):
+        if isinstance(link, http.client.RemoteDisconnected):  # a server killed mid-request
+            return "it closed the connection without answering"
         if isinstance(link, OSError) and link.errno is not None and link.strerror:
             return f"[Errno {link.errno}] {link.strerror}"
     return failure_reason(links[-1])
