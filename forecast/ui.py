@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,10 +62,22 @@ def how_to_start(uri: str, experiment: str) -> str:
         return ""
     if not is_local_store(uri):
         return f"start it with `mlflow ui --backend-store-uri {shlex.quote(uri)}`"
-    command = f"forecast ui {shlex.quote(experiment)}"
+    command = f"{forecast_command()} ui {shlex.quote(experiment)}"
     if os.environ.get("MLFLOW_TRACKING_URI") == uri:
         command = f"MLFLOW_TRACKING_URI={shlex.quote(uri)} {command}"
     return f"start it with `{command}`"
+
+
+def forecast_command() -> str:
+    """This installation's ``forecast`` command as a shell here runs it: its name where the
+    shell finds it by name (an activated virtualenv, an installed package), else its path
+    (``.venv/bin/forecast`` after ``make``), relative to this folder when it lies inside."""
+    ours = Path(sys.executable).parent / "forecast"
+    found = shutil.which("forecast")
+    if found is not None and Path(found).resolve() == ours.resolve():
+        return "forecast"
+    inside = ours.resolve().is_relative_to(Path.cwd().resolve())
+    return shlex.quote(os.path.relpath(ours) if inside else str(ours))
 
 
 def experiment_address(uri: str, experiment_id: str, port: int = DEFAULT_PORT) -> str:

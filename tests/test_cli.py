@@ -60,6 +60,7 @@ def test_the_hint_after_a_run_names_forecast_ui_with_the_experiment(monkeypatch)
     from forecast.ui import how_to_start
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     default = "sqlite:////home/me/forecast/mlflow.db"
     assert how_to_start(default, "co2_forecast") == "start it with `forecast ui co2_forecast`"
     chosen = "sqlite:////tmp/my runs/mlflow.db"
@@ -69,6 +70,22 @@ def test_the_hint_after_a_run_names_forecast_ui_with_the_experiment(monkeypatch)
         "forecast ui co2_forecast`"
     )
     assert how_to_start("http://mlflow.example:5000", "co2_forecast") == ""  # the server's own
+
+
+def test_the_hint_names_the_forecast_command_by_its_path_where_the_shell_would_not_find_it(
+    monkeypatch, tmp_path
+):
+    """After `make`, `forecast` lies in .venv/bin, which a shell finds only once activated."""
+    from forecast.ui import forecast_command
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing called forecast there
+    ours = Path(sys.executable).parent / "forecast"
+    monkeypatch.chdir(ours.parent.parent.parent)  # the folder holding .venv
+    assert forecast_command() == str(Path(*ours.parts[-3:]))
+    monkeypatch.chdir(tmp_path)
+    assert forecast_command() == str(ours)
+    monkeypatch.setenv("PATH", str(ours.parent))
+    assert forecast_command() == "forecast"
 
 
 # Lines TensorFlow's libraries print through Abseil as they load, before its set-up.
