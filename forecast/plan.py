@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from forecast.config import ConfigError, ExperimentConfig, TrainConfig
-from forecast.data import DataError, Splits
+from forecast.data import DataError, SeriesData, Splits
 from forecast.distributed import STRATEGIES
 from forecast.evaluation import METRICS
 from forecast.forecasters import baseline_names, check_forecaster
@@ -40,7 +40,8 @@ def plan_trials(
         DataError: a series that cannot be loaded or windowed (without a sweep).
     """
     trials, seen = [], set()
-    probes: dict[str, Splits] = {}  # per data section
+    # Per data section: splits with the trials' shapes, and a series' folds, prepared once.
+    probes: dict[str, tuple[Splits, tuple[SeriesData, ...] | None]] = {}
     points = sweep_points(config)
     for number, (overrides, point) in enumerate(points, 1):
         label = point_label(overrides)
@@ -51,7 +52,8 @@ def plan_trials(
         try:
             _check_training(point.train)
             _check_evaluation(point)
-            _check_models(point, _check_data(point, probes))
+            probe, prepared = _check_data(point, probes)
+            _check_models(point, probe)
         except (ConfigError, DataError) as error:
             if not label:
                 raise
@@ -60,7 +62,7 @@ def plan_trials(
         for gap in gaps:
             for seed in point.seeds:
                 for model in point.models:
-                    trial = Trial(point, model, gap, seed, label)
+                    trial = Trial(point, model, gap, seed, label, prepared)
                     if trial.digest not in seen:  # random draws can repeat a point
                         seen.add(trial.digest)
                         trials.append(trial)
@@ -90,17 +92,20 @@ def _check_evaluation(config: ExperimentConfig) -> None:
             )
 
 
-def _check_data(config: ExperimentConfig, probes: dict[str, Splits]) -> Splits:
+def _check_data(
+    config: ExperimentConfig, probes: dict[str, tuple[Splits, tuple[SeriesData, ...] | None]]
+) -> tuple[Splits, tuple[SeriesData, ...] | None]:
     """Splits with the shapes of the trials' data, after loading the series or drawing the task
-    at every gap (the last gap's draw in all three parts); each distinct data section is tried
-    once."""
+    at every gap (the last gap's draw in all three parts), and a series' folds, which the
+    trials then share; each distinct data section is tried once."""
     section = config.data if config.data is not None else config.task
     key = json.dumps(dataclasses.asdict(section), sort_keys=True, default=str)
     if key in probes:
         return probes[key]
     if config.data is not None:
         data = config.data
-        first = prepare_series(data)[0]  # every fold is windowed
+        folds = tuple(prepare_series(data))  # every fold is windowed
+        first = folds[0]
         # Each forecaster is made; a user's is also fitted and run on the first target's past
         # (the statistical ones take seconds a fold, in the trials).
         part = next(iter(first.series.values())) if first.series is not None else first
@@ -109,7 +114,7 @@ def _check_data(config: ExperimentConfig, probes: dict[str, Splits]) -> Splits:
                 check_forecaster(name, data.season, part.values[: part.fit_end, 0], data.horizon)
             except ValueError as error:
                 raise ConfigError(f"data.baselines: {error}") from None
-        probes[key] = first.splits
+        probes[key] = (first.splits, folds)
         return probes[key]
     task = config.task
     try:
@@ -122,7 +127,7 @@ def _check_data(config: ExperimentConfig, probes: dict[str, Splits]) -> Splits:
         except (TypeError, ValueError) as error:
             raise ConfigError(f"task.params: {error}") from None
         inputs, targets, classes = _check_task_output(task.name, gap, drawn)
-    probes[key] = Splits(inputs, targets, inputs, targets, inputs, targets, classes)
+    probes[key] = (Splits(inputs, targets, inputs, targets, inputs, targets, classes), None)
     return probes[key]
 
 

@@ -20,7 +20,7 @@ import functools
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,9 @@ class Trial:
     gap: int
     seed: int
     point: str = ""  # the sweep point's label, "" without a sweep
+    # A series' backtest folds, read and split once by the plan and shared by the trials of
+    # its data section (sent along to a worker process); None: the trial prepares them.
+    prepared: tuple[SeriesData, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -155,7 +158,7 @@ def run_trial(
     # collector's own passes reclaim the rest.
     keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(seed)
-    folds = make_folds(config, gap, seed)
+    folds = make_folds(config, gap, seed, trial.prepared)
     refit = config.data is None or config.data.backtest.refit
     # A series' model is trained again on train + validation for the epochs early stopping
     # chose, so that the most recent data trains it (train.refit; a task's parts are exchangeable
@@ -587,13 +590,17 @@ def _traced_like(
 
 
 def make_folds(
-    config: ExperimentConfig, gap: int, seed: int
+    config: ExperimentConfig,
+    gap: int,
+    seed: int,
+    prepared: tuple[SeriesData, ...] | None = None,
 ) -> list[tuple[Splits, SeriesData | None]]:
     """The train / validation / test splits of a trial: a synthetic task drawn at ``gap`` with
     ``seed`` (one fold), or each backtest fold of the config's series (and what reads results
-    in its units)."""
+    in its units), ``prepared`` already or prepared now."""
     if config.data is not None:
-        return [(series.splits, series) for series in prepare_series(config.data)]
+        folds = prepared if prepared is not None else prepare_series(config.data)
+        return [(series.splits, series) for series in folds]
     task = config.task
     splits = synthetic_splits(
         task_function(task.name), gap, seed, task.n_train, task.n_val, task.n_test, **task.params

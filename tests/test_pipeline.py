@@ -32,7 +32,7 @@ FORECAST = str(Path(sys.executable).parent / "forecast")
 
 # Each stage before training, and how to tell that its call is for a trial at gap 6.
 AT_GAP_6 = {
-    "make_folds": lambda config, gap, seed: gap == 6,
+    "make_folds": lambda config, gap, seed, prepared=None: gap == 6,
     "build_configured": lambda model, input_shape, *_: input_shape[0] == 26,
     "make_gradient_flow": lambda model, *_: model.input_shape[1] == 26,  # 20 + gap steps
 }
@@ -380,3 +380,20 @@ def test_a_sweep_silent_for_a_while_says_how_far_it_is():
     assert "0/2 trials done" in lines and "[1/2] a trial's line" in lines
     said.clear()
     assert not said.wait(timeout=0.2) and len(lines) == count  # silent once the sweep ends
+
+
+def test_a_series_is_read_and_split_once_per_sweep(tracking_store, monkeypatch):
+    """The plan prepares a series' folds once; every trial of its data section uses them."""
+    reads = []
+    real = trial_module.load_series
+
+    def counted(*args, **kwargs):
+        reads.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trial_module, "load_series", counted)
+    assert main(["run", "co2_forecast", *set_args(SERIES_TINY)]) == 0
+    runs = runs_in(tracking_store, "co2_forecast")
+    trials = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+    assert len(trials) == 2 and {run.info.status for run in trials} == {"FINISHED"}
+    assert reads == ["co2"]
