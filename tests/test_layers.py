@@ -422,3 +422,38 @@ def test_bad_chrono_init_is_named():
         LSTM(UNITS, chrono_init=2)
     with pytest.raises(ValueError, match="chrono_init"):
         LSTM(UNITS, chrono_init=10, use_bias=False)
+
+
+def keras_layer_properties(keras_cls):
+    """The attributes Keras' layer class itself defines as properties (its cell's arguments)."""
+    return sorted(n for n, v in vars(keras_cls).items() if isinstance(v, property))
+
+
+@pytest.mark.parametrize("reference", REFERENCES)
+def test_the_layer_exposes_the_cell_arguments_keras_exposes(reference):
+    ours, theirs = twins(reference, dropout=0.25, kernel_regularizer="l2")
+    names = keras_layer_properties(type(theirs))
+    assert {"units", "activation", "dropout", "kernel_initializer"} <= set(names)
+    for name in names:
+        value = keras.saving.serialize_keras_object(getattr(ours, name))
+        assert value == keras.saving.serialize_keras_object(getattr(theirs, name)), name
+        with pytest.raises(AttributeError):  # read-only, as in Keras: the cell holds them
+            setattr(ours, name, "changed")
+
+
+@pytest.mark.parametrize("reference", REFERENCES)
+def test_implementation_is_accepted_where_keras_accepts_it_and_changes_nothing(reference):
+    ours_cls, keras_cls, extra = REFERENCES[reference]
+    try:
+        keras_cls(UNITS, implementation=1, **extra)
+    except ValueError:  # Keras' SimpleRNN refuses it; so does ours
+        with pytest.raises(ValueError, match="implementation"):
+            ours_cls(UNITS, implementation=1, **extra)
+        return
+    ours, _ = twins(reference)
+    config = {**ours.get_config(), "implementation": 1}
+    legacy = ours_cls.from_config(config)
+    legacy.build((None, TIME, FEATURES))
+    legacy.set_weights(ours.get_weights())
+    np.testing.assert_array_equal(legacy(inputs()), ours(inputs()))
+    assert "implementation" not in legacy.get_config()  # as in Keras' config

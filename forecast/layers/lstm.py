@@ -52,7 +52,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from forecast.layers.base import RecurrentCell, RecurrentLayer
+from forecast.layers.base import RecurrentCell, RecurrentLayer, cell_attribute
 
 FUSED_MAX_UNITS = 32  # the largest layer that runs as one kernel; see the module docstring
 
@@ -80,6 +80,9 @@ class LSTMCell(RecurrentCell):
         peephole_initializer: Initializer of ``peephole_kernel`` (zeros).
         coupled_gates: Couple the input gate to the forget gate, ``i_t = 1 - f_t``.
         chrono_init: ``T_max`` of the chrono initialisation of the gate biases, or None.
+        implementation: Accepted for compatibility with Keras and ignored. In Keras it picks
+            one matmul per gate (1) or one for all gates (2), which compute the same; we always
+            do the latter. As in Keras, it is kept on the cell and left out of the config.
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class LSTMCell(RecurrentCell):
         peephole_initializer: Any = "zeros",
         coupled_gates: bool = False,
         chrono_init: float | None = None,
+        implementation: int = 2,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -138,6 +142,7 @@ class LSTMCell(RecurrentCell):
         self.peephole_initializer = keras.initializers.get(peephole_initializer)
         self.coupled_gates = coupled_gates
         self.chrono_init = chrono_init
+        self.implementation = implementation
         self.gate_count = 3 if coupled_gates else 4
         self.state_size = [self.units, self.units]
         self.output_size = self.units
@@ -251,6 +256,9 @@ class LSTM(RecurrentLayer):
                                   keras.layers.Dense(1)])
     """
 
+    recurrent_activation = cell_attribute("recurrent_activation")
+    unit_forget_bias = cell_attribute("unit_forget_bias")
+
     def __init__(
         self,
         units: int,
@@ -281,6 +289,7 @@ class LSTM(RecurrentLayer):
         coupled_gates: bool = False,
         chrono_init: float | None = None,
         fused: bool = True,
+        implementation: int = 2,
         **kwargs: Any,
     ) -> None:
         self.fused = fused
@@ -306,6 +315,7 @@ class LSTM(RecurrentLayer):
             peephole_initializer=peephole_initializer,
             coupled_gates=coupled_gates,
             chrono_init=chrono_init,
+            implementation=implementation,
             dtype=kwargs.get("dtype"),
             trainable=kwargs.get("trainable", True),
             name="lstm_cell",
