@@ -365,6 +365,37 @@ def test_what_the_kernel_cannot_compute_runs_the_step_loop(options):
     assert "BlockLSTM" not in kernels_in_graph(layer, inputs(), training=True)
 
 
+def test_xla_compilation_runs_the_step_loop_which_it_can_compile():
+    layer = LSTM(UNITS)
+    layer.build((None, TIME, FEATURES))
+    spec = tf.TensorSpec((None, TIME, FEATURES), tf.float32)
+    graph = tf.function(layer, jit_compile=True).get_concrete_function(spec).graph.as_graph_def()
+    branches = [node for branch in graph.library.function for node in branch.node_def]
+    assert "BlockLSTM" not in {node.op for node in [*graph.node, *branches]}
+    assert "BlockLSTM" in kernels_in_graph(layer, inputs())  # and without XLA, the kernel
+
+
+@pytest.mark.slow
+def test_a_model_compiled_with_jit_compile_trains_as_the_fused_kernel_does():
+    x = inputs(batch=16, time=TIME, features=FEATURES)
+    y = x.sum(axis=(1, 2))[:, None]
+
+    def train(jit_compile):
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential(
+            [keras.Input((TIME, FEATURES)), LSTM(UNITS), keras.layers.Dense(1)]
+        )
+        model.compile("adam", "mse", jit_compile=jit_compile)
+        assert model.jit_compile is jit_compile  # Keras turns XLA off where it cannot run
+        history = model.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0)
+        return history.history["loss"], model.get_weights()
+
+    jit_losses, jit_weights = train(jit_compile=True)
+    losses, weights = train(jit_compile=False)
+    np.testing.assert_allclose(jit_losses, losses, rtol=1e-4)
+    assert_all_close(jit_weights, weights)
+
+
 def test_layers_above_the_fused_size_run_the_step_loop():
     assert "BlockLSTM" in kernels_in_graph(LSTM(FUSED_MAX_UNITS), inputs())
     assert "BlockLSTM" not in kernels_in_graph(LSTM(FUSED_MAX_UNITS + 1), inputs())

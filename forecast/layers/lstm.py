@@ -40,7 +40,8 @@ are where the loop's cost per step, not its arithmetic, sets the pace. Measured 
 training step (forward, backward, Adam) at batch 64, 420 steps and 32 units: 37 ms against 109
 ms on one thread, 40 against 62 ms on two; at 16 to 48 units the kernel trained 1.0x to 3.3x as
 fast as the loop. From 64 units on it lost on some shapes (inference at batch 64, 200 steps, 64
-units: 32 against 17 ms), so there the loop runs. ``fused=False`` always runs the loop.
+units: 32 against 17 ms), so there the loop runs. XLA has no such kernel: under
+``jit_compile=True`` the loop runs too. ``fused=False`` always runs the loop.
 ``BlockLSTMV2``, the kernel with our gate order, is not used: in TensorFlow 2.21 its gradient
 comes back in the other kernel's gate order (measured against the step loop).
 """
@@ -55,6 +56,28 @@ from keras import ops
 from forecast.layers.base import RecurrentCell, RecurrentLayer, cell_attribute
 
 FUSED_MAX_UNITS = 32  # the largest layer that runs as one kernel; see the module docstring
+
+
+def compiling_with_xla() -> bool:
+    """Whether the function now being traced will be compiled by XLA, which has no
+    ``BlockLSTM``: ``compile(jit_compile=True)``, or ``tf.function(jit_compile=True)`` here or
+    in any enclosing function.
+
+    Asked at trace time, when the layer picks its kernel, because that is the one place that
+    sees every road to XLA; a layer option or the model's ``jit_compile`` would miss a user's
+    own ``tf.function(jit_compile=True)``, and ``tf.config.optimizer.get_jit()`` is only the
+    global auto-clustering switch (which leaves ``BlockLSTM`` out of its clusters anyway).
+    TensorFlow has no public call for it: ``tf.function(jit_compile=True)`` traces inside an
+    XLA control-flow context, and this is TensorFlow's own test for one (the one ``tf.function``
+    uses to tell nested compilation apart).
+    """
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
+    except ImportError:  # moved in a later TensorFlow: run the step loop, which XLA compiles
+        return True
+    return GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 @keras.saving.register_keras_serializable(package="forecast")
@@ -248,6 +271,7 @@ class LSTM(RecurrentLayer):
     ``fused`` (default True): on CPU with the TensorFlow backend and up to ``FUSED_MAX_UNITS``
     units, run the sequence as one TensorFlow kernel where it computes what the step loop
     computes (see the module docstring); results agree with the loop's to float rounding.
+    Under XLA (``compile(jit_compile=True)``) the loop runs, since XLA has no such kernel.
     False: always the loop.
 
     Example::
@@ -355,6 +379,7 @@ class LSTM(RecurrentLayer):
             and not (training and cell.recurrent_dropout > 0)
             and sequences.dtype in (tf.float32, tf.float16)
             and not tf.config.list_logical_devices("GPU")
+            and not compiling_with_xla()
         )
 
     def _fused_loop(self, sequences: Any, initial_state: list, training: bool) -> tuple:
