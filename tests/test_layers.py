@@ -365,6 +365,37 @@ def test_what_the_kernel_cannot_compute_runs_the_step_loop(options):
     assert "BlockLSTM" not in kernels_in_graph(layer, inputs(), training=True)
 
 
+def test_xla_compilation_runs_the_step_loop_which_it_can_compile():
+    layer = LSTM(UNITS)
+    layer.build((None, TIME, FEATURES))
+    spec = tf.TensorSpec((None, TIME, FEATURES), tf.float32)
+    graph = tf.function(layer, jit_compile=True).get_concrete_function(spec).graph.as_graph_def()
+    branches = [node for branch in graph.library.function for node in branch.node_def]
+    assert "BlockLSTM" not in {node.op for node in [*graph.node, *branches]}
+    assert "BlockLSTM" in kernels_in_graph(layer, inputs())  # and without XLA, the kernel
+
+
+@pytest.mark.slow
+def test_a_model_compiled_with_jit_compile_trains_as_the_fused_kernel_does():
+    x = inputs(batch=16, time=TIME, features=FEATURES)
+    y = x.sum(axis=(1, 2))[:, None]
+
+    def train(jit_compile):
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential(
+            [keras.Input((TIME, FEATURES)), LSTM(UNITS), keras.layers.Dense(1)]
+        )
+        model.compile("adam", "mse", jit_compile=jit_compile)
+        assert model.jit_compile is jit_compile  # Keras turns XLA off where it cannot run
+        history = model.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0)
+        return history.history["loss"], model.get_weights()
+
+    jit_losses, jit_weights = train(jit_compile=True)
+    losses, weights = train(jit_compile=False)
+    np.testing.assert_allclose(jit_losses, losses, rtol=1e-4)
+    assert_all_close(jit_weights, weights)
+
+
 def test_layers_above_the_fused_size_run_the_step_loop():
     assert "BlockLSTM" in kernels_in_graph(LSTM(FUSED_MAX_UNITS), inputs())
     assert "BlockLSTM" not in kernels_in_graph(LSTM(FUSED_MAX_UNITS + 1), inputs())
@@ -422,3 +453,38 @@ def test_bad_chrono_init_is_named():
         LSTM(UNITS, chrono_init=2)
     with pytest.raises(ValueError, match="chrono_init"):
         LSTM(UNITS, chrono_init=10, use_bias=False)
+
+
+def keras_layer_properties(keras_cls):
+    """The attributes Keras' layer class itself defines as properties (its cell's arguments)."""
+    return sorted(n for n, v in vars(keras_cls).items() if isinstance(v, property))
+
+
+@pytest.mark.parametrize("reference", REFERENCES)
+def test_the_layer_exposes_the_cell_arguments_keras_exposes(reference):
+    ours, theirs = twins(reference, dropout=0.25, kernel_regularizer="l2")
+    names = keras_layer_properties(type(theirs))
+    assert {"units", "activation", "dropout", "kernel_initializer"} <= set(names)
+    for name in names:
+        value = keras.saving.serialize_keras_object(getattr(ours, name))
+        assert value == keras.saving.serialize_keras_object(getattr(theirs, name)), name
+        with pytest.raises(AttributeError):  # read-only, as in Keras: the cell holds them
+            setattr(ours, name, "changed")
+
+
+@pytest.mark.parametrize("reference", REFERENCES)
+def test_implementation_is_accepted_where_keras_accepts_it_and_changes_nothing(reference):
+    ours_cls, keras_cls, extra = REFERENCES[reference]
+    try:
+        keras_cls(UNITS, implementation=1, **extra)
+    except ValueError:  # Keras' SimpleRNN refuses it; so does ours
+        with pytest.raises(ValueError, match="implementation"):
+            ours_cls(UNITS, implementation=1, **extra)
+        return
+    ours, _ = twins(reference)
+    config = {**ours.get_config(), "implementation": 1}
+    legacy = ours_cls.from_config(config)
+    legacy.build((None, TIME, FEATURES))
+    legacy.set_weights(ours.get_weights())
+    np.testing.assert_array_equal(legacy(inputs()), ours(inputs()))
+    assert "implementation" not in legacy.get_config()  # as in Keras' config

@@ -148,16 +148,38 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
         return {**super().get_config(), **config}
 
 
+def cell_attribute(name: str) -> property:
+    """A read-only layer attribute that is the cell's: Keras' LSTM, GRU and SimpleRNN expose
+    their cell's arguments on the layer (``layer.dropout``), and code written for them reads
+    them there. Read-only, as in Keras: the cell has already built its weights from them."""
+    return property(
+        lambda layer: getattr(layer.cell, name), doc=f"The cell's ``{name}`` (read-only)."
+    )
+
+
 class RecurrentLayer(keras.layers.RNN):
     """Base of our layers: the time loop over a :class:`RecurrentCell`, and inspection."""
+
+    # The cell arguments that Keras' three layers all expose on the layer; each layer adds its
+    # own (``recurrent_activation``, ``unit_forget_bias``, ``reset_after``).
+    units = cell_attribute("units")
+    activation = cell_attribute("activation")
+    use_bias = cell_attribute("use_bias")
+    kernel_initializer = cell_attribute("kernel_initializer")
+    recurrent_initializer = cell_attribute("recurrent_initializer")
+    bias_initializer = cell_attribute("bias_initializer")
+    kernel_regularizer = cell_attribute("kernel_regularizer")
+    recurrent_regularizer = cell_attribute("recurrent_regularizer")
+    bias_regularizer = cell_attribute("bias_regularizer")
+    kernel_constraint = cell_attribute("kernel_constraint")
+    recurrent_constraint = cell_attribute("recurrent_constraint")
+    bias_constraint = cell_attribute("bias_constraint")
+    dropout = cell_attribute("dropout")
+    recurrent_dropout = cell_attribute("recurrent_dropout")
 
     def __init__(self, cell: RecurrentCell, **kwargs: Any) -> None:
         super().__init__(cell, **kwargs)
         self.input_spec = keras.layers.InputSpec(ndim=3)
-
-    @property
-    def units(self) -> int:
-        return self.cell.units
 
     def build(self, sequences_shape: tuple, initial_state_shape: Any = None) -> None:
         if self.unroll and sequences_shape[1] is None:

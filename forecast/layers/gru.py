@@ -23,7 +23,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from forecast.layers.base import RecurrentCell, RecurrentLayer
+from forecast.layers.base import RecurrentCell, RecurrentLayer, cell_attribute
 
 
 @keras.saving.register_keras_serializable(package="forecast")
@@ -39,6 +39,9 @@ class GRUCell(RecurrentCell):
         kernel_regularizer, recurrent_regularizer, bias_regularizer, kernel_constraint,
         recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed: as in
             :class:`forecast.layers.LSTMCell`.
+        implementation: Accepted for compatibility with Keras and ignored. In Keras it picks
+            one matmul per gate (1) or one for all gates (2), which compute the same; we always
+            do the latter. As in Keras, it is kept on the cell and left out of the config.
     """
 
     activation_names = ("update", "reset", "candidate", "hidden")
@@ -49,12 +52,14 @@ class GRUCell(RecurrentCell):
         activation: Any = "tanh",
         recurrent_activation: Any = "sigmoid",
         reset_after: bool = True,
+        implementation: int = 2,
         **kwargs: Any,
     ) -> None:
         super().__init__(units, **kwargs)
         self.activation = keras.activations.get(activation)
         self.recurrent_activation = keras.activations.get(recurrent_activation)
         self.reset_after = reset_after
+        self.implementation = implementation
         self.state_size = self.units
         self.output_size = self.units
 
@@ -120,6 +125,9 @@ class GRU(RecurrentLayer):
     ``reset``, ``candidate`` and ``hidden`` activations (batch, time, units).
     """
 
+    recurrent_activation = cell_attribute("recurrent_activation")
+    reset_after = cell_attribute("reset_after")
+
     def __init__(
         self,
         units: int,
@@ -145,6 +153,7 @@ class GRU(RecurrentLayer):
         stateful: bool = False,
         unroll: bool = False,
         reset_after: bool = True,
+        implementation: int = 2,
         **kwargs: Any,
     ) -> None:
         cell = GRUCell(
@@ -152,6 +161,7 @@ class GRU(RecurrentLayer):
             activation=activation,
             recurrent_activation=recurrent_activation,
             reset_after=reset_after,
+            implementation=implementation,
             use_bias=use_bias,
             kernel_initializer=kernel_initializer,
             recurrent_initializer=recurrent_initializer,

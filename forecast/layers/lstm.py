@@ -40,7 +40,8 @@ are where the loop's cost per step, not its arithmetic, sets the pace. Measured 
 training step (forward, backward, Adam) at batch 64, 420 steps and 32 units: 37 ms against 109
 ms on one thread, 40 against 62 ms on two; at 16 to 48 units the kernel trained 1.0x to 3.3x as
 fast as the loop. From 64 units on it lost on some shapes (inference at batch 64, 200 steps, 64
-units: 32 against 17 ms), so there the loop runs. ``fused=False`` always runs the loop.
+units: 32 against 17 ms), so there the loop runs. XLA has no such kernel: under
+``jit_compile=True`` the loop runs too. ``fused=False`` always runs the loop.
 ``BlockLSTMV2``, the kernel with our gate order, is not used: in TensorFlow 2.21 its gradient
 comes back in the other kernel's gate order (measured against the step loop).
 """
@@ -52,9 +53,31 @@ from typing import Any
 import keras
 from keras import ops
 
-from forecast.layers.base import RecurrentCell, RecurrentLayer
+from forecast.layers.base import RecurrentCell, RecurrentLayer, cell_attribute
 
 FUSED_MAX_UNITS = 32  # the largest layer that runs as one kernel; see the module docstring
+
+
+def compiling_with_xla() -> bool:
+    """Whether the function now being traced will be compiled by XLA, which has no
+    ``BlockLSTM``: ``compile(jit_compile=True)``, or ``tf.function(jit_compile=True)`` here or
+    in any enclosing function.
+
+    Asked at trace time, when the layer picks its kernel, because that is the one place that
+    sees every road to XLA; a layer option or the model's ``jit_compile`` would miss a user's
+    own ``tf.function(jit_compile=True)``, and ``tf.config.optimizer.get_jit()`` is only the
+    global auto-clustering switch (which leaves ``BlockLSTM`` out of its clusters anyway).
+    TensorFlow has no public call for it: ``tf.function(jit_compile=True)`` traces inside an
+    XLA control-flow context, and this is TensorFlow's own test for one (the one ``tf.function``
+    uses to tell nested compilation apart).
+    """
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
+    except ImportError:  # moved in a later TensorFlow: run the step loop, which XLA compiles
+        return True
+    return GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 @keras.saving.register_keras_serializable(package="forecast")
@@ -80,6 +103,9 @@ class LSTMCell(RecurrentCell):
         peephole_initializer: Initializer of ``peephole_kernel`` (zeros).
         coupled_gates: Couple the input gate to the forget gate, ``i_t = 1 - f_t``.
         chrono_init: ``T_max`` of the chrono initialisation of the gate biases, or None.
+        implementation: Accepted for compatibility with Keras and ignored. In Keras it picks
+            one matmul per gate (1) or one for all gates (2), which compute the same; we always
+            do the latter. As in Keras, it is kept on the cell and left out of the config.
     """
 
     def __init__(
@@ -105,6 +131,7 @@ class LSTMCell(RecurrentCell):
         peephole_initializer: Any = "zeros",
         coupled_gates: bool = False,
         chrono_init: float | None = None,
+        implementation: int = 2,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -138,6 +165,7 @@ class LSTMCell(RecurrentCell):
         self.peephole_initializer = keras.initializers.get(peephole_initializer)
         self.coupled_gates = coupled_gates
         self.chrono_init = chrono_init
+        self.implementation = implementation
         self.gate_count = 3 if coupled_gates else 4
         self.state_size = [self.units, self.units]
         self.output_size = self.units
@@ -243,6 +271,7 @@ class LSTM(RecurrentLayer):
     ``fused`` (default True): on CPU with the TensorFlow backend and up to ``FUSED_MAX_UNITS``
     units, run the sequence as one TensorFlow kernel where it computes what the step loop
     computes (see the module docstring); results agree with the loop's to float rounding.
+    Under XLA (``compile(jit_compile=True)``) the loop runs, since XLA has no such kernel.
     False: always the loop.
 
     Example::
@@ -250,6 +279,9 @@ class LSTM(RecurrentLayer):
         model = keras.Sequential([keras.Input((None, 1)), LSTM(32, chrono_init=200),
                                   keras.layers.Dense(1)])
     """
+
+    recurrent_activation = cell_attribute("recurrent_activation")
+    unit_forget_bias = cell_attribute("unit_forget_bias")
 
     def __init__(
         self,
@@ -281,6 +313,7 @@ class LSTM(RecurrentLayer):
         coupled_gates: bool = False,
         chrono_init: float | None = None,
         fused: bool = True,
+        implementation: int = 2,
         **kwargs: Any,
     ) -> None:
         self.fused = fused
@@ -306,6 +339,7 @@ class LSTM(RecurrentLayer):
             peephole_initializer=peephole_initializer,
             coupled_gates=coupled_gates,
             chrono_init=chrono_init,
+            implementation=implementation,
             dtype=kwargs.get("dtype"),
             trainable=kwargs.get("trainable", True),
             name="lstm_cell",
@@ -345,6 +379,7 @@ class LSTM(RecurrentLayer):
             and not (training and cell.recurrent_dropout > 0)
             and sequences.dtype in (tf.float32, tf.float16)
             and not tf.config.list_logical_devices("GPU")
+            and not compiling_with_xla()
         )
 
     def _fused_loop(self, sequences: Any, initial_state: list, training: bool) -> tuple:
