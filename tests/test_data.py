@@ -288,7 +288,7 @@ def test_missing_file_and_unknown_dataset(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         load_series(tmp_path / "absent.csv")
     with pytest.raises(
-        DataError, match="unknown dataset .nope.; available: air_passengers, co2, nox, promo, sunsp"
+        DataError, match="unknown dataset .nope.; available: air_passengers, co2, nox, persistence"
     ):
         load_series("nope")
 
