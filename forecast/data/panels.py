@@ -100,7 +100,7 @@ def series_statics(frames: dict[str, pd.DataFrame], columns: list[str]) -> dict[
 def combine_series(
     parts: dict[str, SeriesData],
     series_column: str,
-    static_columns: list[str] = (),
+    static_columns: list[str] | None = None,
     statics: dict[str, np.ndarray] | None = None,
     scaler: str = "standard",
     series_index: bool = False,
@@ -113,7 +113,7 @@ def combine_series(
     ``scaler``) and, with ``series_index``, each series' index among ``parts`` become the last
     columns of every input row of that series' windows (see the module docstring)."""
     first = next(iter(parts.values()))
-    static_columns = list(static_columns)
+    static_columns = list(static_columns or [])
     static_scaler = make_scaler(scaler) if static_columns else None
     # Each series' constant columns: its scaled statics, then its index.
     constant = {name: np.zeros(0, np.float32) for name in parts}
