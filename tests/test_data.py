@@ -791,13 +791,14 @@ def test_the_panel_transform_takes_statics_from_the_rows_or_its_record_and_forec
     )
 
 
-def test_the_model_reads_the_statics_and_the_series_embedding_beside_the_last_state():
+def test_the_model_reads_the_statics_and_the_series_embedding_at_every_step_and_last():
     from forecast.models import build_model
 
     model = build_model(
         "SimpleRNN", 3, (5, 4), (2, 1), static_columns=2, series_count=3, series_embedding=2
     )
-    (joined,) = [layer for layer in model.layers if isinstance(layer, keras.layers.Concatenate)]
+    # The read-out's inputs: the last Concatenate, which the Dense reads.
+    joined = [layer for layer in model.layers if isinstance(layer, keras.layers.Concatenate)][-1]
     probe = keras.Model(model.input, joined.input)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, 5, 4)).astype("float32")
@@ -807,6 +808,8 @@ def test_the_model_reads_the_statics_and_the_series_embedding_beside_the_last_st
     np.testing.assert_allclose(statics, x[:, 0, 1:3])
     table = model.get_layer("series").embeddings.numpy()
     np.testing.assert_allclose(embedded, table[[2, 0, 1]])
-    # The recurrent stack reads the series' own column alone.
+    # The recurrent stack reads the series' own column, its statics and its embedding.
     (recurrent,) = [layer for layer in model.layers if "rnn" in layer.name.lower()]
-    np.testing.assert_allclose(state, recurrent(x[:, :, :1]), rtol=1e-5)
+    beside = np.concatenate([x[:, 0, 1:3], table[[2, 0, 1]]], axis=1)
+    steps = np.concatenate([x[:, :, :1], np.repeat(beside[:, None], 5, axis=1)], axis=2)
+    np.testing.assert_allclose(state, recurrent(steps), rtol=1e-5)
