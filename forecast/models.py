@@ -73,7 +73,7 @@ def build_model(
     then, with ``series_count``, the series' index among that many, which a learned
     ``series_embedding``-dimensional embedding reads. They are cropped off the window's rows
     and, taken from the first row, given to the stack beside the window at every step (as
-    Darts' RNNs take static covariates) and to the read-out beside the last state. The
+    neuralforecast's RNN takes ``stat_exog``) and to the read-out beside the last state. The
     read-out alone, as the horizon's covariates join it, was measured first: a linear read-out
     can only add a per-series offset, while a series' attribute often changes its dynamics. On
     ``static_covariates`` (AR(1) series whose coefficient is the static column, 2-step
