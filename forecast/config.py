@@ -68,6 +68,12 @@ class DataConfig:
     # column as sin/cos pairs: month, week_of_year, day_of_month, day_of_week, day_of_year, hour.
     future_columns: list[str] | None = None
     calendar: list[str] = field(default_factory=list)
+    # A panel's static covariates: numeric columns constant within each series (a site's
+    # altitude), given to the model with every window of their series, never read as features
+    # (see forecast.data.panels and forecast.models.build_model).
+    static_columns: list[str] = field(default_factory=list)
+    # A panel: a learned embedding of each series' identity, of this dimension; null: none.
+    series_embedding: int | None = None
     fillna: str | None = None  # None (missing values are an error), ffill, interpolate, drop
     input_width: int = 32
     horizon: int = 1
@@ -348,6 +354,31 @@ def _validate_data(data: DataConfig) -> None:
         data.season is None or data.season >= 1,
         f"data.season: must be >= 1 or null, got {data.season}",
     )
+    embedding = data.series_embedding
+    require(
+        embedding is None or embedding >= 1,
+        f"data.series_embedding: must be >= 1 or null, got {embedding}",
+    )
+    for key in ("static_columns", "series_embedding"):
+        require(
+            data.series_column is not None or not getattr(data, key),
+            f"data.{key}: describes the series of a panel; set data.series_column too",
+        )
+    named = {
+        "feature_columns": data.feature_columns or [],
+        "target_columns": data.target_columns or [],
+        "future_columns": data.future_columns or [],
+    }
+    for column in data.static_columns:
+        for key, columns in named.items():
+            require(
+                column not in columns,
+                f"data.static_columns: {column!r} is also in data.{key}; name it once",
+            )
+        require(
+            column not in (data.series_column, data.time_column),
+            f"data.static_columns: {column!r} is the series or time column",
+        )
 
 
 def _validate_evaluation(evaluation: EvaluationConfig) -> None:

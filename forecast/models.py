@@ -42,6 +42,9 @@ def build_model(
     builder: str | None = None,
     per_step: bool = False,
     future_steps: int = 0,
+    static_columns: int = 0,
+    series_count: int = 0,
+    series_embedding: int = 0,
     **options: object,
 ) -> keras.Model:
     """``Input -> depth x layer(units, **options) -> Dense`` shaped to ``output_shape``,
@@ -65,6 +68,21 @@ def build_model(
     a third of its weights; on ``air_passengers`` with a calendar, 36 months from few windows,
     far better (LSTM MAE 35 against 41, RNN 37 against 56). So the read-out, not a decoder.
 
+    ``static_columns`` > 0 or ``series_count`` > 0: each input row ends with a panel's
+    per-series columns (see :mod:`forecast.data.panels`): ``static_columns`` static covariates,
+    then, with ``series_count``, the series' index among that many, which a learned
+    ``series_embedding``-dimensional embedding reads. They are cropped off the window's rows
+    and, taken from the first row, given to the stack beside the window at every step (as
+    neuralforecast's RNN takes ``stat_exog``) and to the read-out beside the last state. The
+    read-out alone, as the horizon's covariates join it, was measured first: a linear read-out
+    can only add a per-series offset, while a series' attribute often changes its dynamics. On
+    ``static_covariates`` (AR(1) series whose coefficient is the static column, 2-step
+    windows; docs/results.md) the read-out alone left the MAE where it was without the column
+    (0.916 against 0.917); read at every step too, it fell to 0.846. Not the initial state: it
+    would need a projection per layer and per state shape (an LSTM's two), for any layer or
+    cell a user names, and the step inputs already carry the same information. A builder
+    gets these columns in its ``input_shape`` the same way.
+
     Raises:
         ValueError: for an unknown ``layer`` or ``builder``, options they do not take, a class
             that is neither a Keras layer nor a cell, or a builder whose model does not fit
@@ -73,9 +91,19 @@ def build_model(
     if builder is not None:
         return _built_by(builder, input_shape, output_shape, options)
     cls = layer_class(layer)
-    if future_steps:
-        return _with_future(
-            cls, layer, units, input_shape, output_shape, depth, future_steps, options
+    if future_steps or static_columns or series_count:
+        return _with_extras(
+            cls,
+            layer,
+            units,
+            input_shape,
+            output_shape,
+            depth,
+            options,
+            future_steps,
+            static_columns,
+            series_count,
+            series_embedding,
         )
     stack = [keras.Input(shape=input_shape)]
     try:
@@ -104,21 +132,40 @@ def build_model(
     return keras.Sequential(stack, name=name.lower())
 
 
-def _with_future(
+def _with_extras(
     cls: type,
     layer: str,
     units: int,
     input_shape: tuple[int, int],
     output_shape: tuple[int, ...],
     depth: int,
-    future_steps: int,
     options: dict[str, object],
+    future_steps: int,
+    static_columns: int,
+    series_count: int,
+    series_embedding: int,
 ) -> keras.Model:
-    """:func:`build_model`'s model for windows followed by the horizon's covariates."""
+    """:func:`build_model`'s model for windows followed by the horizon's covariates, or whose
+    rows end with a panel's per-series columns, or both."""
     inputs = keras.Input(shape=input_shape)
-    window = keras.layers.Cropping1D((0, future_steps))(inputs)  # (input_width, columns)
-    ahead = keras.layers.Cropping1D((input_shape[0] - future_steps, 0))(inputs)  # (horizon, ..)
+    columns = input_shape[1] - static_columns - (1 if series_count else 0)
+    rows = inputs[:, :, :columns]  # (time, columns): what varies along the series
+    fixed = inputs[:, 0, columns:]  # (statics [+ index],): constant over the window
+    width = input_shape[0] - future_steps
+    window = rows[:, :width]  # (input_width, columns)
+    per_series = []  # (statics,) and (series_embedding,): what is fixed for the series
+    if static_columns:
+        per_series.append(fixed[:, :static_columns])
+    if series_count:
+        if series_embedding < 1:
+            raise ValueError("a series index needs an embedding dimension >= 1")
+        embedded = keras.layers.Embedding(series_count, series_embedding, name="series")
+        per_series.append(embedded(fixed[:, static_columns]))
     state = window
+    if per_series:  # read at every step too: see build_model's docstring
+        series = per_series[0] if len(per_series) == 1 else keras.layers.Concatenate()(per_series)
+        beside = keras.layers.RepeatVector(width)(series)  # (input_width, fixed)
+        state = keras.layers.Concatenate()([window, beside])
     try:
         probe = cls(units, **options)
         is_cell = hasattr(probe, "state_size") and not isinstance(probe, keras.layers.RNN)
@@ -132,9 +179,13 @@ def _with_future(
             state = recurrent(state)
     except TypeError as error:
         raise ValueError(f"layer {layer}: {error}") from None
-    # Each output weighs every target step's covariates directly (the measurement is in
-    # build_model's docstring).
-    joined = keras.layers.Concatenate()([state, keras.layers.Flatten()(ahead)])
+    known = [state]
+    if future_steps:
+        # Each output weighs every target step's covariates directly (the measurement is in
+        # build_model's docstring).
+        known.append(keras.layers.Flatten()(rows[:, width:]))
+    known += per_series
+    joined = keras.layers.Concatenate()(known)
     outputs = keras.layers.Dense(math.prod(output_shape))(joined)
     outputs = keras.layers.Reshape(output_shape)(outputs)
     name = layer.rpartition(":")[2] if is_import_path(layer) else layer
@@ -147,9 +198,14 @@ def build_configured(
     output_shape: tuple[int, ...],
     per_step: bool = False,
     future_steps: int = 0,
+    static_columns: int = 0,
+    series_count: int = 0,
+    series_embedding: int = 0,
 ) -> keras.Model:
     """:func:`build_model` for one entry of an experiment's ``models``; ``future_steps``: the
-    horizon's covariate rows after the input window (see :func:`build_model`)."""
+    horizon's covariate rows after the input window; ``static_columns``, ``series_count``:
+    a panel's per-series columns at the end of each row, the index read by a
+    ``series_embedding``-dimensional embedding (see :func:`build_model`)."""
     return build_model(
         model.layer,
         model.units,
@@ -159,6 +215,9 @@ def build_configured(
         model.builder,
         per_step,
         future_steps,
+        static_columns,
+        series_count,
+        series_embedding,
         **model.options,
     )
 

@@ -21,7 +21,7 @@ from forecast.models import build_configured, check_saveable
 from forecast.sweep import point_label, sweep_points
 from forecast.tasks import task_function
 from forecast.training import make_optimizer, model_output_shape
-from forecast.trial import Trial, data_source, prepare_series
+from forecast.trial import Trial, data_source, embedding_dimension, prepare_series
 
 
 def plan_trials(
@@ -189,7 +189,14 @@ def _check_models(config: ExperimentConfig, probe: Splits) -> None:
     for index, model in enumerate(config.models):
         try:
             built = build_configured(
-                model, probe.input_shape, output_shape, probe.per_step, probe.future_steps
+                model,
+                probe.input_shape,
+                output_shape,
+                probe.per_step,
+                probe.future_steps,
+                probe.static_columns,
+                probe.series_count,
+                embedding_dimension(config),
             )
         except (TypeError, ValueError) as error:
             raise ConfigError(f"models.{index}: {error}") from None

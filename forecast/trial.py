@@ -497,10 +497,18 @@ def _fresh_model(
             model_output_shape(splits.output_shape, config.train),
             splits.per_step,
             splits.future_steps,
+            splits.static_columns,
+            splits.series_count,
+            embedding_dimension(config),
         )
     if strategy is None:  # a strategy's model lives in its scope: built afresh
         return _traced_like(model, _shape_key(trial, splits), config, splits)
     return model, make_gradient_flow(model, make_loss(config.train, splits.classes))
+
+
+def embedding_dimension(config: ExperimentConfig) -> int:
+    """The series embedding's dimension (``data.series_embedding``); 0 for none."""
+    return (config.data.series_embedding or 0) if config.data is not None else 0
 
 
 def chosen_epochs(history: dict[str, list[float]], train_config: TrainConfig) -> int:
@@ -556,6 +564,7 @@ def _shape_key(trial: Trial, splits: Splits) -> str:
             list(splits.input_shape),
             list(splits.output_shape),
             splits.future_steps,
+            [splits.static_columns, splits.series_count, embedding_dimension(trial.config)],
             splits.classes,
             [train_config.loss, train_config.quantiles],
             [train_config.optimizer, train_config.learning_rate, train_config.clipnorm],
@@ -614,7 +623,7 @@ def prepare_series(data: DataConfig) -> list[SeriesData]:
     columns = None
     if data.feature_columns is not None or data.target_columns is not None:
         named = [*(data.feature_columns or []), *(data.target_columns or [])]
-        columns = list(dict.fromkeys([*named, *(data.future_columns or [])]))
+        columns = list(dict.fromkeys([*named, *(data.future_columns or []), *data.static_columns]))
     split = dict(
         input_width=data.input_width,
         horizon=data.horizon,
@@ -632,7 +641,15 @@ def prepare_series(data: DataConfig) -> list[SeriesData]:
     folds, refit = data.backtest.folds, data.backtest.refit
     if data.series_column is not None:  # many series, one model
         frames = load_panel(data.source, data.series_column, data.time_column, columns, data.fillna)
-        return panel_splits(frames, data.series_column, folds, refit, **split)
+        return panel_splits(
+            frames,
+            data.series_column,
+            folds,
+            refit,
+            static_columns=data.static_columns,
+            series_index=data.series_embedding is not None,
+            **split,
+        )
     frame = load_series(data.source, data.time_column, columns, data.fillna)
     return backtest_splits(frame, folds, refit, **split)
 

@@ -1,3 +1,4 @@
+import pandas as pd
 import pytest
 
 from forecast.config import ConfigError, available_experiments, load_experiment, results_digest
@@ -116,3 +117,36 @@ def test_bad_covariates_are_refused_before_any_run(experiment, override, message
         plan_trials(load_experiment(experiment, [override, "log_models=false"])[1])
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["data.series_embedding=0"],
+            r"^data\.series_embedding: must be >= 1 or null, got 0$",
+        ),
+        (
+            ["data.static_columns=[y]"],
+            r"^data\.static_columns: 'y' is also in data\.feature_columns; name it once$",
+        ),
+        (
+            ["data.series_column=null", "data.static_columns=[]", "data.series_embedding=4"],
+            r"^data\.series_embedding: describes the series of a panel; set data\.series_column",
+        ),
+    ],
+)
+def test_static_covariate_keys_are_checked_in_one_line(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_experiment("static_covariates", overrides)
+
+
+def test_a_varying_static_column_is_refused_before_any_run(tmp_path):
+    from forecast.paths import datasets_dir
+
+    table = pd.read_csv(datasets_dir() / "persistence.csv")
+    table.loc[5, "phi"] = 0.5
+    table.to_csv(tmp_path / "panel.csv", index=False)
+    _, config = load_experiment("static_covariates", [f"data.source={tmp_path / 'panel.csv'}"])
+    with pytest.raises(DataError, match=r"^static column 'phi' varies within series 's00'"):
+        plan_trials(config)

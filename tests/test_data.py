@@ -288,7 +288,7 @@ def test_missing_file_and_unknown_dataset(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         load_series(tmp_path / "absent.csv")
     with pytest.raises(
-        DataError, match="unknown dataset .nope.; available: air_passengers, co2, nox, promo, sunsp"
+        DataError, match="unknown dataset .nope.; available: air_passengers, co2, nox, persistence"
     ):
         load_series("nope")
 
@@ -687,3 +687,129 @@ def test_a_calendar_only_model_derives_the_horizon_from_the_timestamps():
     # The last test window's history, without future rows: its calendar comes from the times.
     rows = frame.iloc[-6:-2].reset_index()
     np.testing.assert_allclose(data.transform.model_input(rows), data.splits.x_test[-1:], atol=1e-6)
+
+
+def static_table():
+    """long_table with a static column `alt` (a: 5, b: 7, c: 9) and a future column `f`."""
+    table = long_table()
+    table["alt"] = table["id"].map({"a": 5.0, "b": 7.0, "c": 9.0})
+    table["f"] = (table["t"] % 3).astype(float)
+    return table
+
+
+@pytest.mark.parametrize("future", [False, True], ids=["streamed", "with-future-columns"])
+def test_every_window_of_a_panel_carries_its_own_series_statics_and_index(future):
+    table = static_table()
+    columns = dict(feature_columns=["y"], target_columns=["y"])
+    if future:
+        columns["future_columns"] = ["f"]
+    window = dict(input_width=5, horizon=2, relative=True, **columns)
+    panel = load_panel(table, "id", "t")
+    (data,) = panel_splits(panel, "id", static_columns=["alt"], series_index=True, **window)
+    plain = {name: frame.drop(columns="alt") for name, frame in panel.items()}
+    (without,) = panel_splits(plain, "id", **window)
+    assert (data.splits.static_columns, data.splits.series_count) == (1, 3)
+    # alt standardised across the three series: 5, 7, 9 -> -1.22, 0, 1.22; a, c, b in order.
+    scaled = {"a": -1.2247449, "b": 0.0, "c": 1.2247449}
+    index = {"a": 0.0, "c": 1.0, "b": 2.0}
+    for part in ("train", "val", "test"):
+        x = np.asarray(getattr(data.splits, f"x_{part}"))
+        old = np.asarray(getattr(without.splits, f"x_{part}"))
+        # The other columns are today's; `relative` shifts none of the per-series columns.
+        np.testing.assert_array_equal(x[..., :-2], old)
+        np.testing.assert_array_equal(
+            np.asarray(getattr(data.splits, f"y_{part}")),
+            np.asarray(getattr(without.splits, f"y_{part}")),
+        )
+        for name, windows in (data.windows(part) if part != "train" else {}).items():
+            np.testing.assert_allclose(x[windows][..., -2], scaled[name], rtol=1e-6)
+            np.testing.assert_array_equal(x[windows][..., -1], index[name])
+        if part == "train":  # every series' windows in order, a's first
+            first = np.unique(x[:, 0, -1], return_index=True)[1]
+            assert list(np.sort(first)) == sorted(first) and len(first) == 3
+        # The pooled batches (streamed, unless future columns make the windows arrays).
+        y = getattr(data.splits, f"y_{part}")
+        batches = [b[0].numpy() for b in to_dataset(getattr(data.splits, f"x_{part}"), y, 4)]
+        np.testing.assert_array_equal(np.concatenate(batches), x)
+    assert isinstance(data.splits.x_train, WindowView) != future
+    assert data.last_rows.columns.tolist()[:2] == ["id", "t"] and "alt" in data.last_rows
+
+
+def test_a_static_column_that_varies_within_a_series_is_refused_in_one_line():
+    table = static_table()
+    table.loc[(table["id"] == "b") & (table["t"] == 1930), "alt"] = 8.0
+    panel = load_panel(table, "id", "t")
+    varies = r"^static column 'alt' varies within series 'b' \(7 and 8\)"
+    with pytest.raises(DataError, match=varies):
+        panel_splits(panel, "id", input_width=5, static_columns=["alt"])
+    with pytest.raises(DataError, match=r"^series 'a': no column 'height'"):
+        panel_splits(panel, "id", input_width=5, static_columns=["height"])
+    text = static_table().assign(alt=lambda frame: frame["id"].map({"a": "hill"}))
+    with pytest.raises(DataError, match=r"column 'alt' row \d+: non-numeric value 'hill'"):
+        load_panel(text.dropna(), "id", "t")
+
+
+def test_the_panel_transform_takes_statics_from_the_rows_or_its_record_and_forecasts_new_series():
+    table = static_table().drop(columns="f")
+    panel = load_panel(table, "id", "t")
+    window = dict(input_width=5, horizon=2, feature_columns=["y"], target_columns=["y"])
+    (data,) = panel_splits(panel, "id", static_columns=["alt"], **window)
+    transform = data.transform
+    assert transform.columns == ["id", "t", "y", "alt"]
+    rows = pd.concat([table[table["id"] == name].iloc[:-2] for name in "cab"])
+    last = [data.windows("test")[name].stop - 1 for name in "cab"]
+    want = data.splits.x_test[last]
+    # The statics given in the rows, or left out: the series' own, as trained.
+    np.testing.assert_allclose(transform.model_input(rows), want, atol=1e-6)
+    np.testing.assert_allclose(transform.model_input(rows.drop(columns="alt")), want, atol=1e-6)
+    # A series never trained on: its statics from its rows, its scaling from its own history.
+    new = table[table["id"] == "a"].assign(id="d", alt=7.0, y=lambda f: f["y"] * 2)
+    got = transform.model_input(new)
+    history = new["y"].to_numpy()
+    np.testing.assert_allclose(
+        got[0, :, 0], (history[-5:] - history.mean()) / history.std(), rtol=1e-5
+    )
+    np.testing.assert_allclose(got[0, :, 1], 0.0, atol=1e-6)  # alt 7: the mean of 5, 7, 9
+    forecast = transform.forecast_frame(np.zeros((1, 2, 1)), new)
+    np.testing.assert_allclose(forecast["y"], history.mean(), rtol=1e-6)  # in its own units
+    for bad, message in [
+        (new.drop(columns="alt"), r"^series 'd': input: no value of static column 'alt'"),
+        (
+            rows.assign(alt=np.where(rows["t"] > 1950, 1.0, 2.0)),
+            r"^series 'c': input: static column 'alt' varies within the series' rows",
+        ),
+        (rows.assign(alt="high"), r"^series 'c': input: static column 'alt': non-numeric"),
+    ]:
+        with pytest.raises(DataError, match=message):
+            transform.model_input(bad)
+    # With an embedding of each series, only those trained on are known.
+    (embedded,) = panel_splits(panel, "id", static_columns=["alt"], series_index=True, **window)
+    with pytest.raises(DataError, match=r"^input: unknown series 'd'; the model knows: a, c, b"):
+        embedded.transform.model_input(new)
+    np.testing.assert_allclose(
+        embedded.transform.model_input(rows), embedded.splits.x_test[last], atol=1e-6
+    )
+
+
+def test_the_model_reads_the_statics_and_the_series_embedding_at_every_step_and_last():
+    from forecast.models import build_model
+
+    model = build_model(
+        "SimpleRNN", 3, (5, 4), (2, 1), static_columns=2, series_count=3, series_embedding=2
+    )
+    # The read-out's inputs: the last Concatenate, which the Dense reads.
+    joined = [layer for layer in model.layers if isinstance(layer, keras.layers.Concatenate)][-1]
+    probe = keras.Model(model.input, joined.input)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 5, 4)).astype("float32")
+    x[:, :, 1:3] = [[[0.5, -1.0]], [[2.0, 0.0]], [[-3.0, 1.0]]]  # statics, per window
+    x[:, :, 3] = [[2.0], [0.0], [1.0]]  # the series index
+    state, statics, embedded = (np.asarray(part) for part in probe(x))
+    np.testing.assert_allclose(statics, x[:, 0, 1:3])
+    table = model.get_layer("series").embeddings.numpy()
+    np.testing.assert_allclose(embedded, table[[2, 0, 1]])
+    # The recurrent stack reads the series' own column, its statics and its embedding.
+    (recurrent,) = [layer for layer in model.layers if "rnn" in layer.name.lower()]
+    beside = np.concatenate([x[:, 0, 1:3], table[[2, 0, 1]]], axis=1)
+    steps = np.concatenate([x[:, :, :1], np.repeat(beside[:, None], 5, axis=1)], axis=2)
+    np.testing.assert_allclose(state, recurrent(steps), rtol=1e-5)

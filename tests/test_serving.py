@@ -173,3 +173,34 @@ def test_the_served_model_answers_a_bad_request_400_with_our_one_line(co2_model,
             os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture
+def static_model(tracking_store):
+    """A tiny RNN of static_covariates (16 AR(1) series, each's persistence a static column),
+    logged; returns its model URI."""
+    overrides = ["seeds=[0]", "train.epochs=1", "models.0.units=3", "log_models=true"]
+    name, config = load_experiment("static_covariates", overrides)
+    runner.run_experiment(name, config, log=lambda line: None, workers=1)
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name("static_covariates")
+    (child,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'rnn%'")
+    return f"runs:/{child.info.run_id}/model"
+
+
+def test_the_loaded_model_forecasts_a_panel_with_static_covariates(static_model):
+    loaded = mlflow.pyfunc.load_model(static_model)
+    table = pd.read_csv(datasets_dir() / "persistence.csv")
+    rows = pd.concat([table[table["series"] == name].iloc[-8:] for name in ("s03", "s12")])
+    forecast = loaded.predict(rows)
+    assert list(forecast["series"]) == ["s03", "s03", "s12", "s12"]
+    assert np.isfinite(forecast["y"]).all()
+    # Left out, the statics are the series' own, as trained; given, they are read.
+    np.testing.assert_allclose(loaded.predict(rows.drop(columns="phi"))["y"], forecast["y"])
+    other = loaded.predict(rows.assign(phi=0.0))
+    assert not np.allclose(other["y"], forecast["y"])
+    # A series never trained on is forecast from its statics; without them, refused.
+    new = rows[rows["series"] == "s03"].assign(series="new")
+    assert np.isfinite(loaded.predict(new)["y"]).all()
+    with pytest.raises(mlflow.exceptions.MlflowException, match=r"^series 'new': input: no value"):
+        loaded.predict(new.drop(columns="phi"))

@@ -42,6 +42,11 @@ class Splits:
     # With future-known covariates, the horizon's rows that follow each input window (see
     # forecast.data.covariates); 0 without.
     future_steps: int = 0
+    # A panel's per-series columns, last in every input row (see forecast.data.panels): this
+    # many static covariates, then, with series_count > 0, the series' index among that many
+    # (for a learned embedding).
+    static_columns: int = 0
+    series_count: int = 0
 
     @property
     def input_shape(self) -> tuple[int, int]:

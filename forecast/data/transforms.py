@@ -4,6 +4,7 @@ future rows with timestamps, in original units; per series for a panel."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -208,15 +209,30 @@ class SeriesTransform:
 @dataclass(frozen=True)
 class PanelTransform:
     """A :class:`SeriesTransform` per series of a panel: forecasts each series named in the
-    rows' ``series_column`` from its own latest rows, with its own scaling."""
+    rows' ``series_column`` from its own latest rows, with its own scaling.
+
+    A panel with static covariates (``static_columns``) holds each known series' values
+    (``statics``, raw) as Darts keeps them attached to the series: a request may leave them
+    out, and a value given in a series' rows (one per series) is used instead. With
+    ``series_index`` each series' index joins them (the model learned an embedding of each
+    series), so only the series trained on can be forecast. Without it, a model with static
+    covariates forecasts a series it never saw from the statics in its rows, scaled by its own
+    history in the request (it has no train part, so no fitted scaler of its own; the model
+    learned from series each scaled by their own past, so its own past is the consistent
+    choice), without a calibrated interval (its errors were never measured).
+    """
 
     series_column: str
     transforms: dict[str, SeriesTransform]
+    static_columns: list[str] = dataclasses.field(default_factory=list)
+    statics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # raw, per series
+    static_scaler: Any = None  # fitted across the training series, or None
+    series_index: bool = False  # each series' index is a model input (an embedding)
 
     def with_quantiles(self, quantiles: list[float]) -> PanelTransform:
         """This transform for a model that forecasts each of ``quantiles``."""
         transforms = {name: t.with_quantiles(quantiles) for name, t in self.transforms.items()}
-        return PanelTransform(self.series_column, transforms)
+        return dataclasses.replace(self, transforms=transforms)
 
     def with_interval(
         self, level: float, widths: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -227,12 +243,14 @@ class PanelTransform:
             name: transform.with_interval(level, {"": widths[name]})
             for name, transform in self.transforms.items()
         }
-        return PanelTransform(self.series_column, transforms)
+        return dataclasses.replace(self, transforms=transforms)
 
     @property
     def columns(self) -> list[str]:
-        """The columns a forecast reads: the series id, then each series' columns."""
-        return [self.series_column, *next(iter(self.transforms.values())).columns]
+        """The columns a forecast reads: the series id, then each series' columns, then the
+        static columns (which a known series may leave out)."""
+        first = next(iter(self.transforms.values()))
+        return [self.series_column, *first.columns, *self.static_columns]
 
     def _groups(self, rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         if not isinstance(rows, pd.DataFrame):
@@ -242,26 +260,88 @@ class PanelTransform:
         ids = rows[self.series_column].astype(str)
         groups = []
         for name in pd.unique(ids):
-            if name not in self.transforms:
+            if name not in self.transforms and (self.series_index or not self.static_columns):
                 known = ", ".join(self.transforms)
-                raise DataError(f"input: unknown series {name!r}; the model knows: {known}")
+                why = " (it learned an embedding of each)" if self.series_index else ""
+                raise DataError(f"input: unknown series {name!r}; the model knows: {known}{why}")
             groups.append((name, rows[ids == name].drop(columns=self.series_column)))
         return groups
 
+    def _transform(self, name: str, rows: pd.DataFrame) -> SeriesTransform:
+        """Series ``name``'s transform: its own if the model trained on it, else a known
+        series' with the scalers fitted again on the history in ``rows``."""
+        if name in self.transforms:
+            return self.transforms[name]
+        template = dataclasses.replace(next(iter(self.transforms.values())), interval=None)
+        history = template._history(rows)
+        if len(history) < template.input_width:
+            raise DataError(
+                f"input: {len(history)} rows; the model reads the last {template.input_width}"
+            )
+        refitted = {}
+        for key, columns in (
+            ("feature_scaler", template.feature_columns),
+            ("target_scaler", template.target_columns),
+            ("future_scaler", template.future_columns),
+        ):
+            scaler = getattr(template, key)
+            if scaler is not None and columns:
+                values = _numeric(history[columns], 0).to_numpy(np.float64)
+                refitted[key] = copy.deepcopy(scaler).fit(values)
+        return dataclasses.replace(template, **refitted)
+
+    def _constant(self, name: str, rows: pd.DataFrame) -> np.ndarray:
+        """The columns the model reads for series ``name`` besides its window: its static
+        covariates (given in ``rows``, else as trained), scaled, then its index if embedded."""
+        values = []
+        for column in self.static_columns:
+            given = rows[column] if column in rows.columns else pd.Series([], dtype=float)
+            numeric = pd.to_numeric(given, errors="coerce")
+            bad = numeric.isna() & given.notna()
+            if bad.any():
+                value = given[bad].iloc[0]
+                raise DataError(f"input: static column {column!r}: non-numeric value {value!r}")
+            found = pd.unique(numeric.dropna())
+            if len(found) > 1:
+                raise DataError(
+                    f"input: static column {column!r} varies within the series' rows "
+                    f"({found[0]:g} and {found[1]:g}); give one value per series"
+                )
+            if len(found) == 1:
+                values.append(float(found[0]))
+            elif name in self.statics:
+                values.append(float(self.statics[name][len(values)]))
+            else:
+                raise DataError(
+                    f"input: no value of static column {column!r}; a series the model did not "
+                    "train on needs its static columns in its rows"
+                )
+        constant = np.asarray(values, np.float64)
+        if self.static_scaler is not None and len(constant):
+            constant = self.static_scaler.transform(constant[None])[0]
+        if self.series_index:
+            constant = np.append(constant, list(self.transforms).index(name))
+        return constant.astype(np.float32)
+
     def model_input(self, rows: pd.DataFrame) -> np.ndarray:
         """The model's input, (series, input_width, features): one window per series in
-        ``rows``, in the order they first appear, from its latest rows.
+        ``rows``, in the order they first appear, from its latest rows; each series' static
+        covariates (and index) as its last columns (see :mod:`forecast.data.panels`).
 
         Raises:
-            DataError: an unknown series or a missing column; too few rows, or a missing
-                value, in a series (named).
+            DataError: an unknown series (but with static covariates alone) or a missing
+                column; too few rows, a missing value, or a static value missing or varying,
+                in a series (named).
         """
         windows = []
         for name, group in self._groups(rows):
             try:
-                windows.append(self.transforms[name].model_input(group))
+                window = self._transform(name, group).model_input(group)
+                constant = self._constant(name, group)
             except DataError as error:
                 raise DataError(f"series {name!r}: {error}") from None
+            fixed = np.broadcast_to(constant, (*window.shape[:2], len(constant)))
+            windows.append(np.concatenate([window, fixed], axis=2))
         return np.concatenate(windows)
 
     def forecast_frame(self, outputs: np.ndarray, rows: pd.DataFrame) -> pd.DataFrame:
@@ -269,7 +349,7 @@ class PanelTransform:
         rows (:meth:`SeriesTransform.forecast_frame`), led by the series id."""
         frames = []
         for (name, group), output in zip(self._groups(rows), outputs, strict=True):
-            frame = self.transforms[name].forecast_frame(output, group)
+            frame = self._transform(name, group).forecast_frame(output, group)
             frames.append(frame.assign(**{self.series_column: name}))
         forecast = pd.concat(frames, ignore_index=True)
         return forecast[[self.series_column, *forecast.columns[:-1]]]

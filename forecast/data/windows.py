@@ -110,6 +110,11 @@ class Windows:
     lie inside their own series, so no window mixes two. Windows of one series array share it:
     the parts of a split, and their concatenation (:meth:`concat`), hold no copy.
 
+    ``static_columns`` are read with the inputs, after ``input_columns``, and never made
+    relative: a panel's per-series columns (static covariates, the series index), constant
+    within each series, so every window of a series carries its own (see
+    :func:`forecast.data.combine_series`).
+
     Example:
         >>> windows = Windows(np.arange(10.0)[:, None], np.array([0, 2]), input_width=3)
         >>> windows[np.array([1])][0][:, :, 0]
@@ -124,6 +129,7 @@ class Windows:
     input_columns: tuple[int, ...] | None = None  # None: every column
     target_columns: tuple[int, ...] | None = None  # None: every column
     relative: bool = False
+    static_columns: tuple[int, ...] = ()  # after the inputs, never made relative
 
     def __post_init__(self) -> None:
         series = np.asarray(self.series, dtype=np.float32)
@@ -155,12 +161,15 @@ class Windows:
         starts = np.atleast_1d(self.starts[index])
         input_rows = starts[:, None] + np.arange(self.input_width)
         target_rows = starts[:, None] + np.arange(self.horizon) + self.input_width + self.gap
-        inputs = _columns(self.series[input_rows], self.input_columns)
+        rows = self.series[input_rows]
+        inputs = _columns(rows, self.input_columns)
         targets = _columns(self.series[target_rows], self.target_columns)
         if self.relative:
             last = self.series[starts + self.input_width - 1][:, None, :]
             inputs = inputs - inputs[:, -1:, :]
             targets = targets - _columns(last, self.target_columns)
+        if self.static_columns:
+            inputs = np.concatenate([inputs, rows[..., list(self.static_columns)]], axis=2)
         return inputs, targets
 
     def concat(self, other: Windows) -> Windows:
@@ -179,6 +188,7 @@ class Windows:
             self.input_columns,
             self.target_columns,
             self.relative,
+            self.static_columns,
             self.series.shape,
         )
         hashed = hashlib.sha256(repr(spec).encode())
@@ -209,10 +219,11 @@ class Windows:
 
         def gather(numbers: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             batch_starts = tf.gather(starts, numbers)
-            inputs = tf.gather(series, batch_starts[:, None] + input_offsets)
-            targets = tf.gather(series, batch_starts[:, None] + target_offsets)
+            rows = tf.gather(series, batch_starts[:, None] + input_offsets)
+            inputs = rows
             if self.input_columns is not None:
-                inputs = tf.gather(inputs, self.input_columns, axis=2)
+                inputs = tf.gather(rows, self.input_columns, axis=2)
+            targets = tf.gather(series, batch_starts[:, None] + target_offsets)
             if self.target_columns is not None:
                 targets = tf.gather(targets, self.target_columns, axis=2)
             if self.relative:
@@ -221,6 +232,9 @@ class Windows:
                     last = tf.gather(last, self.target_columns, axis=2)
                 inputs = inputs - inputs[:, -1:, :]
                 targets = targets - last
+            if self.static_columns:
+                fixed = tf.gather(rows, self.static_columns, axis=2)
+                inputs = tf.concat([inputs, fixed], axis=2)
             return inputs, targets
 
         def batches(order: tf.Tensor) -> Any:
@@ -267,9 +281,11 @@ class WindowView:
         windows = self.windows
         if self.kind == "inputs":
             steps, columns = windows.input_width, windows.input_columns
+            extra = len(windows.static_columns)
         else:
-            steps, columns = windows.horizon, windows.target_columns
-        return len(windows), steps, windows.series.shape[1] if columns is None else len(columns)
+            steps, columns, extra = windows.horizon, windows.target_columns, 0
+        width = windows.series.shape[1] if columns is None else len(columns)
+        return len(windows), steps, width + extra
 
     dtype = np.dtype(np.float32)
     ndim = 3
