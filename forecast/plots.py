@@ -1,16 +1,12 @@
 """Figures: where people would rather look than read. Each function returns a matplotlib
-``Figure`` (Agg backend, no display needed); the caller logs and closes it."""
+``Figure`` made without pyplot: no display or backend needed, nothing global holds it, and it
+is freed once the caller has logged it."""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 
 def _set_margins(
@@ -32,7 +28,8 @@ def ratio_vs_gap(
     """The summary figure: test ``loss`` / trivial-baseline ``loss`` (MSE, or cross-entropy
     for a categorical task) against the gap, one line per model, with the 95% interval over
     seeds and the "solved" threshold."""
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.subplots()
     for model, rows in intervals.groupby("model", sort=False):
         rows = rows.sort_values("gap")
         line = axes.plot(rows["gap"], rows["mean_ratio"], marker="o", label=str(model))[0]
@@ -71,7 +68,8 @@ def ratio_vs_gap(
 
 def gradient_flow(curves: dict[str, np.ndarray], title: str = "") -> Figure:
     """``||dLoss/dx_{t-k}||`` against the lag k, log scale, one line per label."""
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.subplots()
     for label, curve in curves.items():
         style = "--" if "init" in label else "-"
         axes.plot(np.arange(len(curve)), np.maximum(curve, 1e-30), style, label=label)
@@ -111,7 +109,8 @@ def gates(
     spread = sum(values.std(axis=0) for values in sample.values())
     chosen = np.argsort(spread)[::-1][:units]
     time = sample[names[0]].shape[0]
-    figure, rows = plt.subplots(len(names), 1, figsize=(7, 1.8 * len(names) + 0.6), sharex=True)
+    figure = Figure(figsize=(7, 1.8 * len(names) + 0.6))
+    rows = figure.subplots(len(names), 1, sharex=True)
     rows = np.atleast_1d(rows)
     for axes, name in zip(rows, names, strict=True):
         for unit in chosen:
@@ -143,7 +142,8 @@ def forecast(
         values = np.broadcast_to(values, np.asarray(truth).shape)
         return values.reshape(len(values), -1)[:limit, 0]
 
-    figure, axes = plt.subplots(figsize=(8, 3.8))
+    figure = Figure(figsize=(8, 3.8))
+    axes = figure.subplots()
     axes.plot(first(truth), color="black", linewidth=1.5, label="truth")
     axes.plot(first(predictions), label="model")
     for name, values in baselines.items():
@@ -184,7 +184,8 @@ def series_forecast(
     first = int(origins[drawn[0]])
     last = int(origins[drawn[-1]] + steps[-1])
     context = max(horizon, 12)
-    figure, axes = plt.subplots(figsize=(8, 3.8))
+    figure = Figure(figsize=(8, 3.8))
+    axes = figure.subplots()
     shown = np.arange(max(first - context, 0), min(last + 1, len(values)))
     axes.plot(shown, values[shown], color="black", linewidth=1.5, label="truth")
     colors = {}

@@ -655,11 +655,8 @@ def _is_installed(file: Path) -> bool:
 
 
 def log_figure(run: RunRef, figure: Figure, path: str) -> None:
-    """Log a matplotlib figure as an image artifact of ``run``, then close it."""
-    import matplotlib.pyplot as plt
-
+    """Log a matplotlib figure as an image artifact of ``run``."""
     run.client.log_figure(run.run_id, figure, path)
-    plt.close(figure)
 
 
 def log_sweep_summary(
