@@ -98,6 +98,29 @@ def test_the_loaded_model_forecasts_with_future_covariates_and_refuses_a_request
         loaded.predict(pd.concat([history, future.assign(promo=[0, 1, None])], ignore_index=True))
 
 
+@pytest.mark.processes
+def test_a_model_with_future_covariates_forecasts_in_a_fresh_process(promo_model, tmp_path):
+    """Loaded where nothing of ours was imported, from the rows a user's CSV gives: the
+    history, then the planned days with sales left empty."""
+    rows = pd.read_csv(datasets_dir() / "promo.csv").iloc[-8:]
+    future = pd.DataFrame({"date": ["2024-02-09", "2024-02-10", "2024-02-11"], "promo": [0, 1, 1]})
+    pd.concat([rows, future], ignore_index=True).to_csv(tmp_path / "request.csv", index=False)
+    script = (
+        "import sys, mlflow, pandas as pd\n"
+        "assert 'forecast' not in sys.modules\n"
+        f"model = mlflow.pyfunc.load_model({promo_model!r})\n"
+        f"rows = pd.read_csv({str(tmp_path / 'request.csv')!r})\n"
+        f"model.predict(rows).to_csv({str(tmp_path / 'forecast.csv')!r}, index=False)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=240)
+    forecast = pd.read_csv(tmp_path / "forecast.csv")
+    in_process = mlflow.pyfunc.load_model(promo_model).predict(
+        pd.read_csv(tmp_path / "request.csv")
+    )
+    assert list(forecast["date"].str[:10]) == list(future["date"])
+    np.testing.assert_allclose(forecast["sales"], in_process["sales"], rtol=1e-5)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
