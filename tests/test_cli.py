@@ -7,6 +7,7 @@ import pytest
 
 from forecast.cli import main
 from forecast.parallel import native_start_up_filtered
+from tests.test_sweep import SMALL
 
 FORECAST = str(Path(sys.executable).parent / "forecast")
 
@@ -114,17 +115,7 @@ def test_tensorflow_start_up_lines_show_as_tf_cpp_min_log_level_asks(level, capf
 def test_a_run_prints_its_set_up_and_its_trials_and_nothing_on_stderr(tmp_path):
     """A sweep in two worker processes, models logged: every step says what it does from the
     first second, and TensorFlow's start-up lines and library warnings stay out."""
-    overrides = [
-        "seeds=[0]",
-        "task.gaps=[2]",
-        "task.n_train=64",
-        "task.n_val=16",
-        "task.n_test=32",
-        "models.0.units=3",
-        "models.1.units=3",
-        "train.epochs=1",
-        "log_models=true",
-    ]
+    overrides = [*SMALL, "task.gaps=[2]", "log_models=true"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user's shell has it: the command sets it
     result = subprocess.run(

@@ -25,16 +25,22 @@ from tests.test_experiment import SERIES_TINY
 pytestmark = pytest.mark.slow
 
 
+def logged_model(store: str, experiment: str, overrides: list[str], model: str) -> str:
+    """Run ``experiment`` with ``overrides`` in this process; the model URI of its one trial
+    of ``model``."""
+    name, config = load_experiment(experiment, overrides)
+    runner.run_experiment(name, config, log=lambda line: None, workers=1)
+    client = MlflowClient(store)
+    found = client.get_experiment_by_name(experiment)
+    (child,) = client.search_runs([found.experiment_id], f"tags.mlflow.runName LIKE '{model}%'")
+    return f"runs:/{child.info.run_id}/model"
+
+
 @pytest.fixture
 def co2_model(tracking_store):
     """A tiny co2 LSTM, logged; returns its model URI."""
     overrides = [*SERIES_TINY, "log_models=true", "models=[{name: lstm, layer: LSTM, units: 3}]"]
-    name, config = load_experiment("co2_forecast", overrides)
-    runner.run_experiment(name, config, log=lambda line: None, workers=1)
-    client = MlflowClient(tracking_store)
-    experiment = client.get_experiment_by_name("co2_forecast")
-    (child,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'lstm%'")
-    return f"runs:/{child.info.run_id}/model"
+    return logged_model(tracking_store, "co2_forecast", overrides, "lstm")
 
 
 def latest_rows(count: int = 10) -> pd.DataFrame:
@@ -69,12 +75,7 @@ PROMO_TINY = [
 def promo_model(tracking_store):
     """A tiny LSTM of future_covariates (the promo flag and the weekday known ahead), logged;
     returns its model URI."""
-    name, config = load_experiment("future_covariates", PROMO_TINY)
-    runner.run_experiment(name, config, log=lambda line: None, workers=1)
-    client = MlflowClient(tracking_store)
-    experiment = client.get_experiment_by_name("future_covariates")
-    (child,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'lstm%'")
-    return f"runs:/{child.info.run_id}/model"
+    return logged_model(tracking_store, "future_covariates", PROMO_TINY, "lstm")
 
 
 def test_the_loaded_model_forecasts_with_future_covariates_and_refuses_a_request_without(
@@ -203,12 +204,7 @@ def static_model(tracking_store):
     """A tiny RNN of static_covariates (16 AR(1) series, each's persistence a static column),
     logged; returns its model URI."""
     overrides = ["seeds=[0]", "train.epochs=1", "models.0.units=3", "log_models=true"]
-    name, config = load_experiment("static_covariates", overrides)
-    runner.run_experiment(name, config, log=lambda line: None, workers=1)
-    client = MlflowClient(tracking_store)
-    experiment = client.get_experiment_by_name("static_covariates")
-    (child,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'rnn%'")
-    return f"runs:/{child.info.run_id}/model"
+    return logged_model(tracking_store, "static_covariates", overrides, "rnn")
 
 
 def test_the_loaded_model_forecasts_a_panel_with_static_covariates(static_model):
