@@ -1,7 +1,7 @@
 """Models: a stack of recurrent layers followed by a linear read-out.
 
 The recurrent layer is a class of ``forecast.layers`` by name (``LSTM``, ``GRU``,
-``SimpleRNN``) or any class by import path (``keras.layers:LSTM``, ``my_cells:IndRNNCell``): a
+``SimpleRNN``, ``sLSTM``, ``mLSTM``) or any class by import path (``keras.layers:LSTM``, ``my_cells:IndRNNCell``): a
 Keras layer is called as ``Name(units, **options)``; a Keras RNN cell (a layer with a
 ``state_size``) is wrapped in ``keras.layers.RNN``. A ``builder`` function makes any other
 model instead.
@@ -17,7 +17,13 @@ from forecast import layers
 from forecast.config import ModelConfig
 from forecast.imports import import_object, is_import_path, public_objects, resolve
 
-RECURRENT_LAYERS = {"SimpleRNN": layers.SimpleRNN, "LSTM": layers.LSTM, "GRU": layers.GRU}
+RECURRENT_LAYERS = {
+    "SimpleRNN": layers.SimpleRNN,
+    "LSTM": layers.LSTM,
+    "GRU": layers.GRU,
+    "sLSTM": layers.sLSTM,
+    "mLSTM": layers.mLSTM,
+}
 
 
 def layer_class(layer: str) -> type:

@@ -85,7 +85,7 @@ def gradient_flow(curves: dict[str, np.ndarray], title: str = "") -> Figure:
 
 
 # What ``gate_activations`` reports beside the gates: states and proposals, not in [0, 1].
-NOT_GATES = ("candidate", "cell", "hidden")
+NOT_GATES = ("candidate", "cell", "hidden", "normalizer", "stabilizer")
 
 
 def gate_names(activations: dict[str, np.ndarray]) -> list[str]:
