@@ -1,10 +1,10 @@
 """Models: a stack of recurrent layers followed by a linear read-out.
 
 The recurrent layer is a class of ``forecast.layers`` by name (``LSTM``, ``GRU``,
-``SimpleRNN``, ``sLSTM``, ``mLSTM``) or any class by import path (``keras.layers:LSTM``, ``my_cells:IndRNNCell``): a
-Keras layer is called as ``Name(units, **options)``; a Keras RNN cell (a layer with a
-``state_size``) is wrapped in ``keras.layers.RNN``. A ``builder`` function makes any other
-model instead.
+``SimpleRNN``, ``sLSTM``, ``mLSTM``) or any class by import path (``keras.layers:LSTM``,
+``my_cells:IndRNNCell``): a Keras layer is called as ``Name(units, **options)``; a Keras RNN
+cell (a layer with a ``state_size``) is wrapped in ``keras.layers.RNN``. A ``builder``
+function makes any other model instead.
 """
 
 from __future__ import annotations

@@ -194,9 +194,12 @@ def test_slstm_stabiliser_keeps_the_normaliser_at_least_one():
 
 @pytest.mark.parametrize("return_state", [False, True])
 @pytest.mark.parametrize("forget", ["sigmoid", "exponential"])
-def test_mlstm_parallel_form_computes_what_the_loop_computes(forget, return_state):
+@pytest.mark.parametrize("chunk_size", [32, 4, 1])  # one chunk, two uneven ones, every step
+def test_mlstm_parallel_form_computes_what_the_loop_computes(forget, return_state, chunk_size):
     options = {"forget_gate": forget, "return_sequences": True, "return_state": return_state}
-    parallel = randomized(built(mLSTM(8, heads=2, **options)), seed=7, scale=1.5)
+    parallel = randomized(
+        built(mLSTM(8, heads=2, chunk_size=chunk_size, **options)), seed=7, scale=1.5
+    )
     loop = built(mLSTM(8, heads=2, parallel=False, **options))
     loop.set_weights(parallel.get_weights())
     x = inputs(time=TIME, scale=2.0, seed=8)
@@ -291,3 +294,8 @@ def test_a_model_compiled_with_jit_compile_trains(layer_cls):
 def test_bad_arguments_raise_value_errors_that_name_them(layer_cls, arguments, named):
     with pytest.raises(ValueError, match=named):
         layer_cls(**arguments)
+
+
+def test_a_bad_chunk_size_is_named():
+    with pytest.raises(ValueError, match="chunk_size"):
+        mLSTM(8, chunk_size=0)
