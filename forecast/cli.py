@@ -183,6 +183,7 @@ NUMBER_FORMATS = {
     "wql": "{:.4f}",
     "vs_naive": "{:.3f}",
     "vs_seasonal_naive": "{:.3f}",
+    "effective_memory": "{:.1f}",
     "train_seconds": "{:.1f}",
 }
 

@@ -390,7 +390,8 @@ def summarize(trials: pd.DataFrame, metrics: tuple[str, ...] = DEFAULT_METRICS) 
     For a synthetic task: ``mse_ratio`` (to the trivial baseline), its 95% interval half-width
     ``ratio_ci95`` over several seeds, and ``solved`` (seeds at or under the threshold); for a
     categorical task ``test_cross_entropy``, ``test_accuracy`` and ``cross_entropy_ratio``
-    instead of ``test_mse`` and ``mse_ratio``.
+    instead of ``test_mse`` and ``mse_ratio``; then ``effective_memory`` (steps, see
+    :func:`effective_memory`).
 
     For a series (trials with forecasting metrics, see :func:`results_table`): the model rows,
     then every baseline forecaster's row per sweep point and gap, each with ``metrics`` (those
@@ -410,6 +411,8 @@ def summarize(trials: pd.DataFrame, metrics: tuple[str, ...] = DEFAULT_METRICS) 
         columns["test_mse"] = ("test_mse", "mean")
     columns[ratio] = (ratio, "mean")
     columns["solved"] = ("solved", "sum")
+    if "effective_memory" in trials:  # not in sweeps logged before it was measured
+        columns["effective_memory"] = ("effective_memory", "mean")
     columns.update(params=("params", "first"), train_seconds=("train_seconds", "mean"))
     summary = trials.groupby(["model", "gap"], sort=False).agg(**columns).reset_index()
     if summary["seeds"].max() > 1:
@@ -598,3 +601,47 @@ def make_gradient_flow(
         return np.linalg.norm(gradient, axis=-1).mean(axis=0)[::-1]
 
     return gradient_flow
+
+
+def effective_memory(curve: np.ndarray, share: float = 0.9) -> float:
+    """How far back a model's loss still hears its inputs: the smallest lag k at which a
+    gradient flow, summed from the last step (k = 0) back, reaches ``share`` of its total.
+
+    All of it at the last step gives 0, all of it at the first gives ``len(curve) - 1``, a flat
+    curve of T steps ``ceil(share T) - 1``, a geometric decay ``r**k`` over T steps
+    ``ceil(log(1 - share (1 - r**T)) / log(r)) - 1``. Where labels are read at every step
+    (a categorical task), each input feeds its own step's loss too, so a model that remembers
+    nothing can still spread the curve over the sequence: compare such models with each other
+    (or at init), not with the gap.
+
+    Args:
+        curve: a gradient flow as :func:`make_gradient_flow` measures it: non-negative, index k
+            the lag from the last input step.
+        share: of the curve's total, in (0, 1].
+
+    Returns:
+        The lag in steps, a whole number in 0 .. len(curve) - 1 (a float, as MLflow logs
+        metrics); NaN for a curve with nothing to attribute (empty, or all zero) or with a NaN
+        or infinite value, where no lag means anything.
+
+    Raises:
+        ValueError: ``share`` outside (0, 1], or a curve that is not one-dimensional or has a
+            negative value.
+    """
+    curve = np.asarray(curve, dtype=np.float64)
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}.")
+    if curve.ndim != 1:
+        raise ValueError(f"a gradient flow is one-dimensional, got shape {curve.shape}.")
+    if not np.isfinite(curve).all():
+        return float("nan")
+    if (curve < 0).any():
+        raise ValueError("a gradient flow is a curve of norms; this one has a negative value.")
+    cumulative = np.cumsum(curve)
+    total = cumulative[-1] if len(curve) else 0.0
+    if total == 0:
+        return float("nan")
+    # A share the curve reaches exactly (a flat one's 90% of 10 steps) must not slip a step
+    # later on the rounding of the sum.
+    reached = cumulative >= share * total * (1 - 1e-12)
+    return float(np.argmax(reached))

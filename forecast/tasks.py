@@ -200,6 +200,90 @@ def copy_memory_baseline(gap: int, n_symbols: int = 8, n_copied: int = 10) -> fl
     return n_copied * float(np.log(n_symbols)) / (gap + 2 * n_copied)
 
 
+def associative_recall(
+    n_samples: int,
+    gap: int,
+    seed: int,
+    n_pairs: int = 8,
+    n_keys: int = 16,
+    n_values: int = 16,
+    n_queries: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Multi-query associative recall (MQAR) after Arora et al. (2023, "Zoology"), with
+    ``gap`` blanks between the pairs and the queries: how many bindings a model can store and
+    for how long (Beck et al. 2024 measure the xLSTM's storage capacity with it).
+
+    Tokens, one-hot over ``1 + n_keys + n_values``: 0 is the blank, 1 .. ``n_keys`` the keys,
+    ``n_keys + 1`` .. ``n_keys + n_values`` the values. A sample shows ``n_pairs`` distinct keys
+    each followed by its value (key, value, key, value, ...: 2 ``n_pairs`` steps; the values
+    are distinct too, as Zoology draws them), then ``gap`` blanks, then ``n_queries`` of the
+    keys (all of them by default) in a random order, one a step: 2 ``n_pairs`` + ``gap`` +
+    ``n_queries`` steps. The label at a query is the value bound to its key, as class
+    1 .. ``n_values``; everywhere else it is the blank, 0.
+
+    Zoology scatters its queries at random positions after the pairs; here they follow the gap
+    at fixed steps, so that the gap is a length to sweep, the per-step class frequencies are
+    the memoryless guess (see below), and position alone tells a query from a pair's key (at
+    gap 0 the first query directly follows the last value).
+
+    Trivial baseline: blanks where the label is always blank, a uniform guess over the values
+    at each query, a cross-entropy of ``n_queries log(n_values) / steps`` per step
+    (:func:`associative_recall_baseline`; 8 log 16 / (24 + gap) with the defaults).
+
+    Args:
+        n_samples: sequences to draw.
+        gap: blank steps between the last value and the first query; 0 allowed.
+        seed: of the draw; the same seed gives the same sequences.
+        n_pairs: key-value pairs shown in each sequence.
+        n_keys: size of the key vocabulary, at least ``n_pairs``.
+        n_values: size of the value vocabulary, at least ``n_pairs`` and 2.
+        n_queries: keys asked for, 1 .. ``n_pairs``; None asks for every one.
+
+    Returns:
+        ``(inputs, labels, n_values + 1)``: inputs float32 (n_samples, steps, 1 + n_keys +
+        n_values), labels int32 (n_samples, steps); keys are never a target.
+
+    Raises:
+        ValueError: ``n_samples`` or ``gap`` out of range, or vocabularies too small for
+            ``n_pairs`` distinct keys and values, or ``n_queries`` outside 1 .. ``n_pairs``.
+    """
+    _check_task_args(n_samples, gap)
+    n_queries = n_pairs if n_queries is None else n_queries
+    if n_pairs < 1:
+        raise ValueError(f"n_pairs must be >= 1, got {n_pairs}.")
+    if n_keys < n_pairs:
+        raise ValueError(f"n_pairs={n_pairs} distinct keys need n_keys >= n_pairs, got {n_keys}.")
+    if n_values < max(n_pairs, 2):
+        raise ValueError(
+            f"n_pairs={n_pairs} distinct values need n_values >= n_pairs (and >= 2), "
+            f"got {n_values}."
+        )
+    if not 1 <= n_queries <= n_pairs:
+        raise ValueError(f"n_queries must be in 1 .. n_pairs={n_pairs}, got {n_queries}.")
+    rng = np.random.default_rng(seed)
+    # Distinct draws per sample: the first n_pairs ranks of random numbers.
+    keys = np.argsort(rng.random((n_samples, n_keys)), axis=1)[:, :n_pairs] + 1
+    values = np.argsort(rng.random((n_samples, n_values)), axis=1)[:, :n_pairs]
+    asked = np.argsort(rng.random((n_samples, n_pairs)), axis=1)[:, :n_queries]
+    first_query = 2 * n_pairs + gap
+    shown = np.zeros((n_samples, first_query + n_queries), dtype=np.int64)
+    shown[:, 0 : 2 * n_pairs : 2] = keys
+    shown[:, 1 : 2 * n_pairs : 2] = n_keys + 1 + values
+    shown[:, first_query:] = np.take_along_axis(keys, asked, axis=1)
+    inputs = np.eye(1 + n_keys + n_values, dtype=np.float32)[shown]
+    labels = np.zeros(shown.shape, dtype=np.int32)
+    labels[:, first_query:] = np.take_along_axis(values, asked, axis=1) + 1
+    return inputs, labels, n_values + 1
+
+
+def associative_recall_baseline(
+    gap: int, n_pairs: int = 8, n_values: int = 16, n_queries: int | None = None
+) -> float:
+    """The cross-entropy per step of the memoryless guess: see :func:`associative_recall`."""
+    n_queries = n_pairs if n_queries is None else n_queries
+    return n_queries * float(np.log(n_values)) / (2 * n_pairs + gap + n_queries)
+
+
 def _check_task_args(n_samples: int, gap: int) -> None:
     if n_samples <= 0:
         raise ValueError(f"n_samples must be positive, got {n_samples}.")
@@ -215,6 +299,7 @@ TASKS: dict[str, Task] = {
     "adding_arjovsky": adding_arjovsky,
     "delayed_recall": delayed_recall,
     "copy_memory": copy_memory,
+    "associative_recall": associative_recall,
 }
 
 

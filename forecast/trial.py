@@ -51,6 +51,7 @@ from forecast.distributed import make_strategy
 from forecast.evaluation import (
     NETWORK,
     classification_score,
+    effective_memory,
     fold_means,
     insample_scale,
     interval_errors,
@@ -121,7 +122,9 @@ class TrialOutcome:
     model: keras.Model
     splits: Splits
     history: dict[str, list[float]]  # per-epoch losses
-    metrics: dict[str, float]  # test errors (means over backtest folds) and train_seconds
+    # Test errors (means over backtest folds), train_seconds, and the effective_memory of the
+    # trained gradient flow (forecast.evaluation.effective_memory).
+    metrics: dict[str, float]
     flow: dict[str, np.ndarray]  # gradient flow "at init" and "trained"
     figures: dict[str, Figure]  # artifact file name -> figure
     fold_metrics: list[dict[str, float]]  # each backtest fold's test errors; [] for one fold
@@ -228,6 +231,7 @@ def run_trial(
 
     metrics = fold_means(fold_metrics) if len(folds) > 1 else fold_metrics[0]
     metrics["train_seconds"] = train_seconds
+    metrics["effective_memory"] = effective_memory(flow["trained"])
     figures = {"gradient_flow.png": plots.gradient_flow(flow)}
     if forecasts[0] is not None:
         figures.update(_forecast_figures(forecasts, [series for _, series in folds]))

@@ -36,6 +36,7 @@ def test_summary_and_max_solved_gap():
             "mse_ratio": [0.05, 0.07, 1.0, 0.9, 0.01, 0.01, 0.05, 0.2],
             "solved": [1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0],
             "train_seconds": [1.0, 3.0] * 4,
+            "effective_memory": [1.0, 2.0, 3.0, np.nan, 10.0, 12.0, 40.0, 48.0],
         }
     )
     summary = summarize(trials)
@@ -43,7 +44,11 @@ def test_summary_and_max_solved_gap():
     assert list(summary["solved"]) == ["2/2", "0/2", "2/2", "1/2"]
     assert summary["test_mse"].iloc[0] == pytest.approx(0.2)
     assert summary["train_seconds"].iloc[0] == pytest.approx(2.0)
+    # A mean over the seeds that measured one (a failed trial has none).
+    assert list(summary["effective_memory"]) == pytest.approx([1.5, 3.0, 11.0, 44.0])
     assert max_solved_gap(trials) == {"rnn": 10, "lstm": 10}
+    # A sweep logged before effective memory was measured is summarised without it.
+    assert "effective_memory" not in summarize(trials.drop(columns="effective_memory"))
 
 
 def test_regression_metrics_match_scikit_learn():
@@ -264,6 +269,75 @@ def test_gradient_flow_reaches_only_the_steps_a_model_can_see():
     flow = make_gradient_flow(memoryless)(x, np.ones((8, 1), "float32"))
     assert flow.shape == (6,)
     assert flow[0] > 0 and np.all(flow[1:] == 0)  # k = 0 is the last step
+
+
+@pytest.mark.parametrize(
+    "curve, expected",
+    [
+        ([5.0, 0.0, 0.0, 0.0], 0),  # all at the last step
+        ([0.0, 0.0, 0.0, 2.0], 3),  # all at the first
+        ([0.1] * 10, 8),  # flat: ceil(0.9 T) - 1, the 90% point reached exactly
+        ([1.0] * 20, 17),
+        ([1.0] * 21, 18),  # ceil(18.9) - 1
+        ([0.0, 1.0, 0.0, 1.0], 3),
+    ],
+)
+def test_effective_memory_is_the_lag_by_which_90_percent_has_accumulated(curve, expected):
+    from forecast.evaluation import effective_memory
+
+    assert effective_memory(np.array(curve)) == expected
+
+
+@pytest.mark.parametrize("ratio, steps", [(0.5, 50), (0.9, 100), (0.99, 30)])
+@pytest.mark.parametrize("share", [0.9, 0.5])
+def test_effective_memory_of_a_geometric_decay_matches_its_closed_form(ratio, steps, share):
+    from forecast.evaluation import effective_memory
+
+    curve = ratio ** np.arange(steps)
+    # Summed to lag k: (1 - r^(k+1)) / (1 - r) of (1 - r^T) / (1 - r) in all.
+    expected = np.ceil(np.log(1 - share * (1 - ratio**steps)) / np.log(ratio)) - 1
+    assert effective_memory(curve, share) == expected
+    assert effective_memory(3.0 * curve, share) == expected  # the gradients' scale is no matter
+
+
+def test_effective_memory_is_nan_without_attribution_and_refuses_what_is_no_flow():
+    from forecast.evaluation import effective_memory
+
+    for curve in (np.zeros(5), np.array([]), np.array([1.0, np.nan]), np.array([np.inf, 1.0])):
+        assert np.isnan(effective_memory(curve))
+    for curve, share, message in (
+        (np.ones(3), 0.0, "share"),
+        (np.ones(3), 1.5, "share"),
+        (np.ones((2, 3)), 0.9, "one-dimensional"),
+        (np.array([1.0, -1.0]), 0.9, "negative"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            effective_memory(curve, share)
+    assert effective_memory(np.array([1.0, 0.0, 1e-9]), share=1.0) == 2
+
+
+def test_effective_memory_tells_a_model_that_reads_the_last_step_from_one_that_reads_the_first():
+    import keras
+
+    from forecast.evaluation import effective_memory, make_gradient_flow
+    from forecast.layers import SimpleRNN
+
+    steps = 10
+    fixed = {"kernel_initializer": "ones", "use_bias": False}
+    readers = {
+        # No recurrence: the output is the last step's.
+        "last": [SimpleRNN(1, recurrent_initializer="zeros", **fixed)],
+        # A running sum (h_t = h_(t-1) + x_t): every step counts the same.
+        "all": [SimpleRNN(1, activation="linear", recurrent_initializer="identity", **fixed)],
+        "first": [keras.layers.Cropping1D((0, steps - 1)), keras.layers.Flatten()],
+    }
+    x = np.random.default_rng(0).normal(size=(16, steps, 1)).astype("float32")
+    memories = {}
+    for name, layers in readers.items():
+        model = keras.Sequential([keras.Input((steps, 1)), *layers, keras.layers.Dense(1, **fixed)])
+        flow = make_gradient_flow(model)(x, np.zeros((16, 1), "float32"))
+        memories[name] = effective_memory(flow)
+    assert memories == {"last": 0, "all": np.ceil(0.9 * steps) - 1, "first": steps - 1}
 
 
 def test_classification_score_matches_scikit_learn_and_the_memoryless_baseline():

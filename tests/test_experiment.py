@@ -49,6 +49,7 @@ def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
         "test_mse",
         "mse_ratio",
         "solved",
+        "effective_memory",
         "params",
         "train_seconds",
     ]
@@ -80,9 +81,9 @@ def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
     assert {c.data.params["variant"] for c in children} == {"standard", "chrono_init=400"}
     assert len({frozenset(c.data.params) for c in children}) == 1  # same keys everywhere
     assert int(rnn.data.params["parameters"]) == 3 + 9 + 3 + 3 + 1  # W, U, b, dense
-    assert {"test_mse", "baseline_mse", "mse_ratio", "solved", "train_seconds"} <= set(
-        rnn.data.metrics
-    )
+    logged = {"test_mse", "baseline_mse", "mse_ratio", "solved", "train_seconds"}
+    assert logged | {"effective_memory"} <= set(rnn.data.metrics)
+    assert 0 <= rnn.data.metrics["effective_memory"] <= 20 + 6 - 1  # a lag within the input
     history = client.get_metric_history(rnn.info.run_id, "train_loss")
     assert [m.step for m in history] == [0, 1]
     assert len(client.get_metric_history(rnn.info.run_id, "val_loss")) == 2
@@ -110,7 +111,9 @@ def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
     assert parent.info.run_id in capsys.readouterr().out
     assert main(["compare", "sine_long_gap", "--format", "csv"]) == 0
     rebuilt = capsys.readouterr().out.splitlines()
-    assert rebuilt[0] == "model,gap,seeds,test_mse,mse_ratio,solved,params,train_seconds"
+    assert rebuilt[0] == (
+        "model,gap,seeds,test_mse,mse_ratio,solved,effective_memory,params,train_seconds"
+    )
     assert [line.split(",")[:3] for line in rebuilt[1:]] == [
         [row.split()[0], row.split()[1], row.split()[2]] for row in table[1:]
     ]
@@ -192,6 +195,7 @@ def test_a_categorical_task_is_scored_on_cross_entropy_against_its_memoryless_ba
         "test_accuracy",
         "cross_entropy_ratio",
         "solved",
+        "effective_memory",
         "params",
         "train_seconds",
     ]

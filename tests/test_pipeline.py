@@ -19,6 +19,7 @@ from forecast import runner
 from forecast import trial as trial_module
 from forecast.cli import main
 from forecast.config import load_experiment
+from forecast.evaluation import effective_memory
 from forecast.plan import plan_trials
 from forecast.results import sweep_trials
 from forecast.runner import TrialReport, TrialTiming, eta_seconds, solved_line, trial_line
@@ -90,6 +91,27 @@ def test_a_reused_model_trains_as_a_fresh_one_would():
     assert reused.history == fresh.history
     for when in ("at init", "trained"):
         np.testing.assert_array_equal(reused.flow[when], fresh.flow[when])
+
+
+def test_a_trial_of_associative_recall_reports_the_effective_memory_of_its_trained_flow():
+    """The recall task runs as a trial (planned, trained on cross-entropy, scored against its
+    memoryless baseline), and the trial's effective memory is a lag within its input."""
+    lstm = "{name: lstm, layer: LSTM, units: 3}"
+    overrides = [
+        *TINY,
+        "task.name=associative_recall",
+        "task.gaps=[2]",
+        "task.params={n_pairs: 2, n_keys: 4, n_values: 4}",
+        f"models=[{lstm}]",
+    ]
+    (trial,) = plan_trials(load_experiment("copy_memory", overrides)[1])
+    outcome = trial_module.run_trial(trial)
+    steps = 2 * 2 + 2 + 2  # the pairs, the gap, the queries
+    assert outcome.flow["trained"].shape == (steps,)
+    memory = outcome.metrics["effective_memory"]
+    assert memory == effective_memory(outcome.flow["trained"])
+    assert memory == int(memory) and 0 <= memory <= steps - 1
+    assert {"baseline_cross_entropy", "cross_entropy_ratio"} <= set(outcome.metrics)
 
 
 @pytest.mark.processes

@@ -1,7 +1,11 @@
 import numpy as np
 import pytest
 
+from forecast.evaluation import class_frequencies, cross_entropy
 from forecast.tasks import (
+    TASKS,
+    associative_recall,
+    associative_recall_baseline,
     copy_memory,
     copy_memory_baseline,
     sine_long_gap,
@@ -129,3 +133,85 @@ def test_copy_memory_symbols_are_uniform_and_the_baseline_is_the_published_one()
     np.testing.assert_allclose(counts[1:] / counts[1:].sum(), 1 / 8, atol=0.005)
     # Arjovsky et al. (2016): the memoryless strategy scores 10 log(8) / (T + 20).
     assert copy_memory_baseline(100) == pytest.approx(10 * np.log(8) / 120)
+
+
+def decoded_recall(inputs):
+    """Per sample, the keys shown, their values (as classes 1 .. n_values) and the keys asked,
+    read back from the one-hot tokens of :func:`associative_recall` with its defaults."""
+    shown = inputs.argmax(axis=-1)
+    return shown[:, 0:16:2], shown[:, 1:16:2] - 16, shown[:, -8:]
+
+
+def test_associative_recall_shows_pairs_then_blanks_then_asks_for_their_values():
+    inputs, labels, classes = associative_recall(500, gap=5, seed=3)
+    length = 2 * 8 + 5 + 8
+    assert inputs.shape == (500, length, 1 + 16 + 16) and inputs.dtype == np.float32
+    assert labels.shape == (500, length) and labels.dtype == np.int32
+    assert classes == 17  # blank and 16 values; keys are never a target
+    np.testing.assert_array_equal(inputs.sum(axis=-1), 1.0)  # one-hot at every step
+    keys, values, asked = decoded_recall(inputs)
+    assert keys.min() >= 1 and keys.max() <= 16  # keys, then values, alternate
+    assert values.min() >= 1 and values.max() <= 16
+    assert all(len(set(row)) == 8 for row in keys)  # distinct within a sample
+    assert all(len(set(row)) == 8 for row in values)
+    assert np.all(inputs.argmax(axis=-1)[:, 16:21] == 0)  # the gap is blank
+    # Every key asked once, in an order of its own; labelled with the value it was shown with.
+    np.testing.assert_array_equal(np.sort(asked, axis=1), np.sort(keys, axis=1))
+    assert not np.array_equal(asked, keys)
+    for sample in range(500):
+        bound = dict(zip(keys[sample], values[sample], strict=True))
+        assert list(labels[sample, -8:]) == [bound[key] for key in asked[sample]]
+    assert np.all(labels[:, :-8] == 0)
+    again = associative_recall(500, gap=5, seed=3)
+    np.testing.assert_array_equal(inputs, again[0])
+    np.testing.assert_array_equal(labels, again[1])
+    assert not np.array_equal(inputs, associative_recall(500, gap=5, seed=4)[0])
+
+
+def test_associative_recall_asks_a_subset_and_fits_the_tasks_contract_at_gap_0():
+    from forecast.plan import _check_task_output  # the planner's check; it loads TensorFlow
+
+    assert TASKS["associative_recall"] is associative_recall
+    drawn = associative_recall(2, gap=0, seed=0, n_pairs=4, n_keys=4, n_values=5, n_queries=2)
+    inputs, labels, classes = _check_task_output("associative_recall", 0, drawn)
+    assert inputs.shape == (2, 4 * 2 + 2, 1 + 4 + 5) and classes == 6
+    keys = inputs.argmax(axis=-1)[:, 0:8:2]
+    asked = inputs.argmax(axis=-1)[:, -2:]  # straight after the last value
+    assert all(set(row) <= set(pairs) for row, pairs in zip(asked, keys, strict=True))
+    assert all(len(set(row)) == 2 for row in asked)
+    assert np.all(labels[:, -2:] >= 1) and np.all(labels[:, :-2] == 0)
+
+
+def test_associative_recall_baseline_is_the_memoryless_guess():
+    gap, length = 30, 2 * 8 + 30 + 8
+    assert associative_recall_baseline(gap) == pytest.approx(8 * np.log(16) / length)
+    _, labels, classes = associative_recall(2000, gap=gap, seed=0)
+    # Certain of the blank before the queries, uniform over the 16 values at each of them.
+    guess = np.zeros((length, classes))
+    guess[:-8, 0] = 1.0
+    guess[-8:, 1:] = 1 / 16
+    assert cross_entropy(guess, labels) == pytest.approx(associative_recall_baseline(gap))
+    # The trials' baseline, each step's class frequencies in training, finds that guess.
+    _, train_labels, _ = associative_recall(8192, gap=gap, seed=1)
+    fitted = cross_entropy(class_frequencies(train_labels, classes), labels)
+    assert fitted == pytest.approx(associative_recall_baseline(gap), rel=0.01)
+    assert associative_recall_baseline(0, n_pairs=4, n_values=5, n_queries=2) == pytest.approx(
+        2 * np.log(5) / 10
+    )
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"n_queries": 9}, "n_queries"),
+        ({"n_queries": 0}, "n_queries"),
+        ({"n_pairs": 17}, "n_keys"),
+        ({"n_pairs": 8, "n_keys": 16, "n_values": 7}, "n_values"),
+        ({"n_pairs": 1, "n_values": 1}, "n_values"),
+        ({"n_pairs": 0}, "n_pairs"),
+        ({"gap": -1}, "gap"),
+    ],
+)
+def test_associative_recall_names_a_bad_parameter(params, message):
+    with pytest.raises(ValueError, match=message):
+        associative_recall(4, **{"gap": 2, "seed": 0, **params})
