@@ -66,6 +66,30 @@ def ratio_vs_gap(
     return _set_margins(figure)
 
 
+def effective_memory(trials: pd.DataFrame, title: str = "") -> Figure:
+    """Each model's effective memory (:func:`forecast.evaluation.effective_memory`: the lag by
+    which 90% of its trained gradient flow has accumulated) against the gap: every seed's
+    trial as a dot, the mean over seeds as a line, and the gap itself, the lag at which a
+    synthetic task's information ends, as a dashed diagonal."""
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.subplots()
+    measured = trials.dropna(subset=["effective_memory"])
+    for model, rows in measured.groupby("model", sort=False):
+        means = rows.groupby("gap")["effective_memory"].mean()
+        line = axes.plot(means.index, means.to_numpy(), marker="o", label=str(model))[0]
+        axes.scatter(rows["gap"], rows["effective_memory"], color=line.get_color(), s=12)
+    gaps = np.sort(measured["gap"].unique())
+    axes.plot(gaps, gaps, color="grey", linestyle="--", linewidth=1, label="the gap")
+    axes.set(
+        xlabel="gap (steps between the information and the answer)",
+        ylabel="effective memory (steps back)",
+        title=title or "How far back each trained model looks (90% of its gradient flow)",
+    )
+    axes.legend()
+    axes.grid(alpha=0.3)
+    return _set_margins(figure)
+
+
 def gradient_flow(curves: dict[str, np.ndarray], title: str = "") -> Figure:
     """``||dLoss/dx_{t-k}||`` against the lag k, log scale, one line per label."""
     figure = Figure(figsize=(7, 4.5))

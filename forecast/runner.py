@@ -252,6 +252,8 @@ def _run_sweep(
                 figures["ratio_vs_gap.png"] = plots.ratio_vs_gap(
                     intervals, config.solved_ratio, name, loss
                 )
+                if trials_table.get("effective_memory", pd.Series()).notna().any():
+                    figures["effective_memory.png"] = plots.effective_memory(trials_table, name)
             # Gradient flows of every model at the largest gap and the first seed.
             flow_gap, flow_seed = gaps[-1], config.seeds[0]
             flows = {

@@ -94,7 +94,7 @@ def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
     assert "gates.png" in {a.path for a in client.list_artifacts(lstm.info.run_id)}
     parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"config.yaml", "trials.csv", "summary.csv"} <= parent_artifacts
-    assert {"ratio_vs_gap.png", "gradient_flow.png"} <= parent_artifacts
+    assert {"ratio_vs_gap.png", "gradient_flow.png", "effective_memory.png"} <= parent_artifacts
     assert parent.data.tags["forecast.experiment"] == "sine_long_gap"
     assert parent.data.tags["version.tensorflow"].startswith("2.")
     assert len(parent.data.tags["mlflow.source.git.commit"]) == 40
