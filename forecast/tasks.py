@@ -70,9 +70,11 @@ def sine_long_gap_baseline_mse(min_amplitude: float = 0.1, max_amplitude: float 
 def adding_hochreiter(
     n_samples: int, gap: int, seed: int, segment_length: int = 10
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The adding problem after Hochreiter & Schmidhuber (1997, section 5.4): both markers
-    early, then a gap. (Their values are drawn from U(-1, 1) and their lengths vary between T
-    and 1.1 T; ours are U(0, 1), as in later work, and of one length.)
+    """The adding problem after Hochreiter & Schmidhuber (1997, section 5.4), with both
+    markers early, then a gap. Both early is our layout: in theirs only the first marker lies
+    in the first 10 steps, the second anywhere in the first half. (Their values are also drawn
+    from U(-1, 1) and their lengths vary between T and 1.1 T; ours are U(0, 1), as in later
+    work, and of one length.)
 
     Two channels: values drawn from U(0, 1) at every step, and a marker channel that is 1 at
     exactly two steps, both within the first ``segment_length`` steps, and 0 elsewhere. The
