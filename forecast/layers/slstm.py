@@ -166,12 +166,13 @@ class sLSTMCell(RecurrentCell):
     def recurrent_part(self, h_in: Any) -> Any:
         """``R h_{t-1}`` with block-diagonal ``R``: (batch, units) -> (batch, 4 units), laid
         out as the kernel's gates (i, f, z, o), each gate's units by head."""
-        per_head = ops.reshape(h_in, (-1, self.heads, self.head_units))
-        mixed = ops.einsum("bhd,hde->bhe", per_head, self.recurrent_kernel)
-        gates_first = ops.transpose(
-            ops.reshape(mixed, (-1, self.heads, 4, self.head_units)), (0, 2, 1, 3)
-        )
-        return ops.reshape(gates_first, (-1, 4 * self.units))
+        # One matmul with R spelled out as a dense (units, 4 units) matrix, zeros off the
+        # blocks: per head (reshape, einsum, transpose, reshape) trained 1.3-2x slower at 64
+        # units and 420 steps on 2 CPU cores, the step's extra ops costing more than the zeros.
+        d, heads = self.head_units, self.heads
+        blocks = ops.reshape(self.recurrent_kernel, (heads, d, 4, d))
+        dense = ops.einsum("higj,hk->higkj", blocks, ops.eye(heads, dtype=blocks.dtype))
+        return ops.matmul(h_in, ops.reshape(dense, (self.units, 4 * self.units)))
 
     def step(self, projected: Any, states: list, state_mask: Any = None) -> tuple:
         h_prev, c_prev, n_prev, m_prev = states
