@@ -33,9 +33,12 @@ test: install
 test-all: test
 	$(BIN)/python -m pytest -q -m processes
 
-# Speed and memory against Keras' own, measured in the same run; a few minutes.
+# Speed and memory against Keras' own, each measured in one run; bench-layers alone takes
+# 10-15 minutes.
 bench: bench-layers bench-windows bench-sweep bench-serving
 
+# Our LSTM, SimpleRNN and GRU against Keras' own; sLSTM and mLSTM-loop against our LSTM;
+# mLSTM-parallel against mLSTM-loop. On 2 busy cores the last three take about 10 minutes.
 # Subset with e.g. `make bench-layers ARGS='--layers LSTM --grid 64x200x64 --repeats 3'`.
 bench-layers: install
 	$(BIN)/python benchmarks/bench_layers.py $(ARGS)

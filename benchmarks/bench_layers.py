@@ -1,17 +1,41 @@
-"""Speed of our recurrent layers (``forecast.layers``) against Keras' own, in one process.
+"""Speed of our recurrent layers (``forecast.layers``): each against a reference, in one process.
 
-For each layer pair (LSTM, SimpleRNN, GRU) and each (batch, time, units) grid point, both
-layers sit in the same model, ``Sequential([Input((time, 1)), Layer(units), Dense(1)])``, with
-the Keras model's weights copied into ours, and we measure:
+Each row compares a candidate layer ("ours") with a reference layer at one (batch, time,
+units) grid point, both in the same model, ``Sequential([Input((time, 1)), layer, Dense(1)])``:
+
+* LSTM, SimpleRNN, GRU: ours against Keras' layer of the same name, with the Keras model's
+  weights copied into ours and the forward outputs checked to agree before anything is timed;
+* sLSTM, mLSTM-loop (``mLSTM(parallel=False)``, the step loop): against our LSTM at the same
+  units. Different functions with different weights, so nothing is copied or checked; the
+  ratio is the cost per step, and the params columns say what each pays it for (at 64 units an
+  LSTM has 16,961 weights, an sLSTM 4,673, an mLSTM 593: no recurrent weights);
+* mLSTM-parallel (``mLSTM(parallel=True)``, the layer's default: the parallel form,
+  ``--chunk-size`` steps at a time) against mLSTM-loop, with copied weights and the agreement
+  check: the same function.
+
+sLSTM and mLSTM take ``--heads`` heads (4), which must divide every grid point's units.
+
+We measure:
 
 * train ms: one Adam step on the MSE of one batch, in a ``tf.function`` built around
   ``tf.GradientTape`` (forward, backward through time, optimizer update);
 * infer ms: one forward pass, ``model(x, training=False)`` in a ``tf.function``.
 
 Each figure is the median over ``--repeats`` timed calls after an untimed warm-up call that
-traces the graph. The ratio columns are ``keras ms / ours ms``: above 1 ours is faster, below 1
-Keras is, e.g. 0.8 means ours takes 1.25 times as long. The per-layer summary is the geometric
-mean of the ratios over the grid, the right mean for ratios (0.5 and 2.0 average to 1.0).
+traces the graph. The ratio columns are ``reference ms / ours ms``: above 1 ours is faster,
+below 1 the reference is, e.g. 0.8 means ours takes 1.25 times as long. The per-row-kind
+summary is the geometric mean of the ratios over the grid, the right mean for ratios (0.5 and
+2.0 average to 1.0).
+
+Memory: the parallel mLSTM computes each chunk with (batch, heads, chunk, chunk) float32
+matrices and a train step keeps every chunk's for the backward pass, about
+``PARALLEL_TRAIN_MATRICES`` of them per chunk: 7.7 (peak RSS less the model's) at 32x1000x64
+in one 1,000-step chunk, 8.4 at 128x1000x64 in chunks of 128. In one chunk, as
+``--chunk-size 1000`` asks, the default grid's 128x1000x64 would hold ~16 GB, more than a
+shared machine should be asked for; so a grid point whose estimate exceeds
+``--parallel-max-gb`` is skipped for mLSTM-parallel, and the output says so in its row. In the
+layer's default chunks of 32 the matrices are small and other per-chunk tensors dominate (that
+point peaked at 3.9 GB, the loop at 1.4 GB), so the estimate is a floor there, not a forecast.
 
 Run ``python benchmarks/bench_layers.py --help`` for the options, e.g.
 ``--grid 64x200x64 --layers LSTM --repeats 3`` for a quick look.
@@ -27,14 +51,16 @@ import os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 import argparse
+import inspect
 import logging
 import math
 import platform
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import keras
 import numpy as np
@@ -53,30 +79,94 @@ DEFAULT_GRID: tuple[GridPoint, ...] = (
     (256, 100, 128),
     (64, 420, 32),
 )
-LAYER_NAMES: tuple[str, ...] = ("LSTM", "SimpleRNN", "GRU")
-# Forward outputs of ours and Keras' must agree this closely before we time anything.
+KERAS_PAIRS: tuple[str, ...] = ("LSTM", "SimpleRNN", "GRU")  # ours against Keras' namesake
+XLSTM_NAMES: tuple[str, ...] = ("sLSTM", "mLSTM-loop", "mLSTM-parallel")  # these take heads
+LAYER_NAMES: tuple[str, ...] = KERAS_PAIRS + XLSTM_NAMES
+# Forward outputs of ours and the reference must agree this closely before we time anything.
 MAX_ABS_DIFF = 1e-4
 SEED = 0
+# A parallel mLSTM train step's (batch, heads, chunk, chunk) float32 matrices per chunk, all
+# kept for the backward pass: 7.7 measured at 32x1000x64 in one chunk, 8.4 at 128x1000x64 in
+# chunks of 128 (peak RSS less the model's); see the module docstring.
+PARALLEL_TRAIN_MATRICES = 8
+MLSTM_CHUNK_SIZE = inspect.signature(forecast.layers.mLSTM).parameters["chunk_size"].default
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One kind of row: a candidate layer ("ours") timed against a reference layer."""
+
+    name: str  # the layer column, and the name --layers takes
+    reference: str  # the reference column
+    make_ours: Callable[[int], keras.layers.Layer]  # units -> layer
+    make_reference: Callable[[int], keras.layers.Layer]
+    # The same function with the same weight layout: the reference model's weights are copied
+    # into ours and the forward outputs must agree before anything is timed.
+    same_function: bool
+    # Ours holds (batch, heads, chunk, chunk) matrices per chunk: skipped over --parallel-max-gb.
+    quadratic_memory: bool = False
+
+
+def comparisons(heads: int, chunk_size: int) -> dict[str, Comparison]:
+    mlstm_loop = partial(forecast.layers.mLSTM, heads=heads, parallel=False)
+    rows = [
+        Comparison(
+            name,
+            f"Keras {name}",
+            getattr(forecast.layers, name),
+            getattr(keras.layers, name),
+            same_function=True,
+        )
+        for name in KERAS_PAIRS
+    ]
+    rows += [
+        Comparison(
+            "sLSTM",
+            "LSTM",
+            partial(forecast.layers.sLSTM, heads=heads),
+            forecast.layers.LSTM,
+            same_function=False,
+        ),
+        Comparison("mLSTM-loop", "LSTM", mlstm_loop, forecast.layers.LSTM, same_function=False),
+        Comparison(
+            "mLSTM-parallel",
+            "mLSTM-loop",
+            partial(forecast.layers.mLSTM, heads=heads, parallel=True, chunk_size=chunk_size),
+            mlstm_loop,
+            same_function=True,
+            quadratic_memory=True,
+        ),
+    ]
+    return {comparison.name: comparison for comparison in rows}
+
+
+@dataclass
+class Timings:
+    reference_train_ms: float
+    ours_train_ms: float
+    reference_infer_ms: float
+    ours_infer_ms: float
+
+    @property
+    def train_ratio(self) -> float:
+        return self.reference_train_ms / self.ours_train_ms
+
+    @property
+    def infer_ratio(self) -> float:
+        return self.reference_infer_ms / self.ours_infer_ms
 
 
 @dataclass
 class Row:
     layer: str
+    reference: str
     batch: int
     time: int
     units: int
-    keras_train_ms: float
-    ours_train_ms: float
-    keras_infer_ms: float
-    ours_infer_ms: float
-
-    @property
-    def train_ratio(self) -> float:
-        return self.keras_train_ms / self.ours_train_ms
-
-    @property
-    def infer_ratio(self) -> float:
-        return self.keras_infer_ms / self.ours_infer_ms
+    reference_params: int
+    ours_params: int
+    timings: Timings | None  # None: skipped, for the reason in `skipped`
+    skipped: str = ""
 
 
 class _HideRetracingWarning(logging.Filter):
@@ -123,7 +213,7 @@ def parse_layers(text: str) -> list[str]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Time forecast.layers recurrent layers against keras.layers.",
+        description="Time forecast.layers recurrent layers against a reference layer each.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
@@ -138,19 +228,63 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=list(LAYER_NAMES),
         help=f"comma-separated subset of {','.join(LAYER_NAMES)}",
     )
-    # 25 runs the default grid in under 2 minutes on 2 idle cores (128x1000x64 dominates, at
-    # ~0.3-0.6 s per train step), so a busy machine still stays under ~6 minutes; with 5,
-    # ratios of the slow points moved by up to 0.3 between back-to-back runs.
+    # 25 runs the LSTM, SimpleRNN and GRU rows on the default grid in under 2 minutes on 2 idle
+    # cores (128x1000x64 dominates, at ~0.3-0.6 s per train step), so a busy machine still stays
+    # under ~6 minutes; with 5, ratios of the slow points moved by up to 0.3 between back-to-back
+    # runs. The sLSTM, mLSTM-loop and mLSTM-parallel rows took 9.5 minutes more on 2 cores
+    # that other jobs loaded (load average 5-7).
     parser.add_argument("--repeats", type=int, default=25, help="timed calls per measurement")
+    parser.add_argument(
+        "--heads", type=int, default=4, help="heads of sLSTM and mLSTM; must divide the units"
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=MLSTM_CHUNK_SIZE,
+        help="mLSTM-parallel's chunk_size (the layer's default); at least the time steps: "
+        "the whole sequence in one chunk",
+    )
+    parser.add_argument(
+        "--parallel-max-gb",
+        type=float,
+        default=4.0,
+        help="skip mLSTM-parallel where its train step's estimated peak memory exceeds this",
+    )
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.heads < 1:
+        parser.error("--heads must be at least 1")
+    if args.chunk_size < 1:
+        parser.error("--chunk-size must be at least 1")
+    if set(args.layers) & set(XLSTM_NAMES):
+        for _, _, units in args.grid:
+            if units % args.heads:
+                parser.error(f"--heads {args.heads} does not divide units={units} (sLSTM, mLSTM)")
     return args
 
 
-def build_model(layer_cls: type[keras.layers.Layer], steps: int, units: int) -> keras.Model:
-    return keras.Sequential([keras.Input((steps, 1)), layer_cls(units), keras.layers.Dense(1)])
+def build_model(
+    make_layer: Callable[[int], keras.layers.Layer], steps: int, units: int
+) -> keras.Model:
+    return keras.Sequential([keras.Input((steps, 1)), make_layer(units), keras.layers.Dense(1)])
+
+
+def parallel_too_large(point: GridPoint, heads: int, chunk_size: int, max_gb: float) -> str:
+    """Why the parallel mLSTM skips this point, or "" where it fits in ``max_gb``."""
+    batch, steps, _ = point
+    chunk = min(chunk_size, steps)
+    chunks = math.ceil(steps / chunk)
+    matrix_gb = batch * heads * chunk * chunk * 4 / 1e9
+    train_gb = PARALLEL_TRAIN_MATRICES * chunks * matrix_gb
+    if train_gb <= max_gb:
+        return ""
+    return (
+        f"skipped: its train step would hold ~{train_gb:.0f} GB, ~{PARALLEL_TRAIN_MATRICES} "
+        f"float32 matrices ({batch}, {heads}, {chunk}, {chunk}) of {matrix_gb:.3g} GB for each "
+        f"of {chunks} chunk(s); over --parallel-max-gb {max_gb:g}"
+    )
 
 
 def make_train_step(model: keras.Model) -> TFFunction:
@@ -190,101 +324,124 @@ def time_call_ms(fn: TFFunction, *args: tf.Tensor) -> float:
 
 
 def interleaved_medians(
-    keras_fn: TFFunction,
+    reference_fn: TFFunction,
     ours_fn: TFFunction,
     args: tuple[tf.Tensor, ...],
     repeats: int,
 ) -> tuple[float, float]:
     """Median ms of each function, timed alternately so machine-load drifts hit both alike."""
     # Warm-up: traces the graph and lets TensorFlow allocate its buffers; not timed.
-    keras_fn(*args).numpy()
+    reference_fn(*args).numpy()
     ours_fn(*args).numpy()
-    keras_ms: list[float] = []
+    reference_ms: list[float] = []
     ours_ms: list[float] = []
     for repeat in range(repeats):
         # Swapping who goes first every round (A B, B A, ...) also cancels any edge the
         # second call of a pair gets from the first one's warm caches.
         if repeat % 2 == 0:
-            keras_ms.append(time_call_ms(keras_fn, *args))
+            reference_ms.append(time_call_ms(reference_fn, *args))
             ours_ms.append(time_call_ms(ours_fn, *args))
         else:
             ours_ms.append(time_call_ms(ours_fn, *args))
-            keras_ms.append(time_call_ms(keras_fn, *args))
-    for fn in (keras_fn, ours_fn):
+            reference_ms.append(time_call_ms(reference_fn, *args))
+    for fn in (reference_fn, ours_fn):
         # A retrace inside the timed loop would add seconds of tracing to one side's median.
         traces = fn.experimental_get_tracing_count()
         assert traces == 1, f"{fn.__name__} was traced {traces} times, timings include tracing"
-    return statistics.median(keras_ms), statistics.median(ours_ms)
+    return statistics.median(reference_ms), statistics.median(ours_ms)
 
 
-def bench_point(
-    name: str,
-    ours_cls: type[keras.layers.Layer],
-    keras_cls: type[keras.layers.Layer],
-    point: GridPoint,
-    repeats: int,
-) -> Row:
+def bench_point(comparison: Comparison, point: GridPoint, repeats: int, skip: str = "") -> Row:
+    """Time ``comparison`` at ``point``; with ``skip`` (the reason), only count the weights."""
+    name, reference = comparison.name, comparison.reference
     batch, steps, units = point
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
     x = tf.constant(rng.standard_normal((batch, steps, 1)), dtype=tf.float32)
     y = tf.constant(rng.standard_normal((batch, 1)), dtype=tf.float32)
 
-    keras_model = build_model(keras_cls, steps, units)
-    ours_model = build_model(ours_cls, steps, units)
-    try:
-        ours_model.set_weights(keras_model.get_weights())
-    except ValueError as error:
-        raise SystemExit(
-            f"{name}: cannot copy keras.layers.{name} weights into forecast.layers.{name} "
-            f"({error}); the layers must share a weight layout to be compared."
-        ) from error
+    reference_model = build_model(comparison.make_reference, steps, units)
+    ours_model = build_model(comparison.make_ours, steps, units)
+    row = Row(
+        name,
+        reference,
+        batch,
+        steps,
+        units,
+        reference_model.count_params(),
+        ours_model.count_params(),
+        timings=None,
+        skipped=skip,
+    )
+    if skip:
+        return row
 
-    keras_infer = make_infer_step(keras_model)
+    reference_infer = make_infer_step(reference_model)
     ours_infer = make_infer_step(ours_model)
-    # Checked on the compiled functions that get timed, before any train step moves weights.
-    diff = float(np.max(np.abs(keras_infer(x).numpy() - ours_infer(x).numpy())))
-    log(f"{name} {batch}x{steps}x{units}: max |ours - keras| forward = {diff:.2e}")
-    assert diff <= MAX_ABS_DIFF, (
-        f"{name} {batch}x{steps}x{units}: ours and Keras disagree by {diff:.2e} "
-        f"> {MAX_ABS_DIFF:.0e}; refusing to time wrong numbers"
-    )
+    if comparison.same_function:
+        try:
+            ours_model.set_weights(reference_model.get_weights())
+        except ValueError as error:
+            raise SystemExit(
+                f"{name}: cannot copy the {reference} weights into ours ({error}); "
+                "the layers must share a weight layout to be compared."
+            ) from error
+        # Checked on the compiled functions that get timed, before any train step moves weights.
+        diff = float(np.max(np.abs(reference_infer(x).numpy() - ours_infer(x).numpy())))
+        log(f"{name} {batch}x{steps}x{units}: max |ours - {reference}| forward = {diff:.2e}")
+        assert diff <= MAX_ABS_DIFF, (
+            f"{name} {batch}x{steps}x{units}: ours and {reference} disagree by {diff:.2e} "
+            f"> {MAX_ABS_DIFF:.0e}; refusing to time wrong numbers"
+        )
 
-    keras_infer_ms, ours_infer_ms = interleaved_medians(keras_infer, ours_infer, (x,), repeats)
-    keras_train_ms, ours_train_ms = interleaved_medians(
-        make_train_step(keras_model), make_train_step(ours_model), (x, y), repeats
+    reference_infer_ms, ours_infer_ms = interleaved_medians(
+        reference_infer, ours_infer, (x,), repeats
     )
-    return Row(
-        name, batch, steps, units, keras_train_ms, ours_train_ms, keras_infer_ms, ours_infer_ms
+    reference_train_ms, ours_train_ms = interleaved_medians(
+        make_train_step(reference_model), make_train_step(ours_model), (x, y), repeats
     )
+    row.timings = Timings(reference_train_ms, ours_train_ms, reference_infer_ms, ours_infer_ms)
+    return row
 
 
 COLUMNS = (
     "layer",
+    "reference",
     "batch",
     "time",
     "units",
-    "keras train ms",
+    "reference params",
+    "ours params",
+    "reference train ms",
     "ours train ms",
     "train ratio",
-    "keras infer ms",
+    "reference infer ms",
     "ours infer ms",
     "infer ratio",
 )
 
 
 def row_cells(row: Row) -> list[str]:
-    return [
+    cells = [
         row.layer,
+        row.reference,
         str(row.batch),
         str(row.time),
         str(row.units),
-        f"{row.keras_train_ms:.1f}",
-        f"{row.ours_train_ms:.1f}",
-        f"{row.train_ratio:.2f}",
-        f"{row.keras_infer_ms:.1f}",
-        f"{row.ours_infer_ms:.1f}",
-        f"{row.infer_ratio:.2f}",
+        str(row.reference_params),
+        str(row.ours_params),
+    ]
+    t = row.timings
+    if t is None:
+        return [*cells, "-", "skipped", "-", "-", "skipped", "-"]
+    return [
+        *cells,
+        f"{t.reference_train_ms:.1f}",
+        f"{t.ours_train_ms:.1f}",
+        f"{t.train_ratio:.2f}",
+        f"{t.reference_infer_ms:.1f}",
+        f"{t.ours_infer_ms:.1f}",
+        f"{t.infer_ratio:.2f}",
     ]
 
 
@@ -293,29 +450,36 @@ def geomean(values: Sequence[float]) -> float:
 
 
 def summary_cells(rows: Sequence[Row]) -> list[list[str]]:
-    by_layer: dict[str, list[Row]] = {}
+    timed: dict[tuple[str, str], list[Timings]] = {}
     for row in rows:
-        by_layer.setdefault(row.layer, []).append(row)
+        timed.setdefault((row.layer, row.reference), [])
+        if row.timings is not None:
+            timed[row.layer, row.reference].append(row.timings)
     return [
         [
             layer,
-            str(len(layer_rows)),
-            f"{geomean([row.train_ratio for row in layer_rows]):.2f}",
-            f"{geomean([row.infer_ratio for row in layer_rows]):.2f}",
+            reference,
+            str(len(timings)),
+            f"{geomean([t.train_ratio for t in timings]):.2f}" if timings else "-",
+            f"{geomean([t.infer_ratio for t in timings]):.2f}" if timings else "-",
         ]
-        for layer, layer_rows in by_layer.items()
+        for (layer, reference), timings in timed.items()
     ]
 
 
-SUMMARY_COLUMNS = ("layer", "points", "geomean train ratio", "geomean infer ratio")
+SUMMARY_COLUMNS = ("layer", "reference", "points", "geomean train ratio", "geomean infer ratio")
+
+
+# Both tables start with two name columns (layer, reference); numbers follow.
+NAME_COLUMNS = 2
 
 
 def format_text(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
-    # Left-align the first (name) column, right-align the numbers so their digits line up.
+    # Left-align the name columns, right-align the numbers so their digits line up.
     lines = [
         "  ".join(
-            cell.ljust(width) if index == 0 else cell.rjust(width)
+            cell.ljust(width) if index < NAME_COLUMNS else cell.rjust(width)
             for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
         )
         for cells in (header, *body)
@@ -324,7 +488,7 @@ def format_text(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
 
 
 def format_markdown(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
-    align = ["---"] + ["---:"] * (len(header) - 1)
+    align = ["---"] * NAME_COLUMNS + ["---:"] * (len(header) - NAME_COLUMNS)
     lines = [f"| {' | '.join(cells)} |" for cells in (header, align, *body)]
     return "\n".join(lines)
 
@@ -339,39 +503,54 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, Python "
         f"{platform.python_version()}, {os.cpu_count()} CPUs "
-        f"({len(os.sched_getaffinity(0))} usable), repeats={args.repeats}"
+        f"({len(os.sched_getaffinity(0))} usable), "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
+        f"repeats={args.repeats}, "
+        f"heads={args.heads} (sLSTM, mLSTM), chunk_size={args.chunk_size} (mLSTM-parallel)"
     )
 
-    pairs = [
-        (name, getattr(forecast.layers, name), getattr(keras.layers, name)) for name in args.layers
-    ]
+    by_name = comparisons(args.heads, args.chunk_size)
+    chosen = [by_name[name] for name in args.layers]
 
     rows: list[Row] = []
-    total = len(pairs) * len(args.grid)
+    total = len(chosen) * len(args.grid)
     started = time.perf_counter()
-    for name, ours_cls, keras_cls in pairs:
+    for comparison in chosen:
         for point in args.grid:
             log(
-                f"[{len(rows) + 1}/{total}] {name} batch={point[0]} time={point[1]} "
-                f"units={point[2]} ..."
+                f"[{len(rows) + 1}/{total}] {comparison.name} against {comparison.reference}, "
+                f"batch={point[0]} time={point[1]} units={point[2]} ..."
             )
+            skip = ""
+            if comparison.quadratic_memory:
+                skip = parallel_too_large(point, args.heads, args.chunk_size, args.parallel_max_gb)
             point_started = time.perf_counter()
-            row = bench_point(name, ours_cls, keras_cls, point, args.repeats)
+            row = bench_point(comparison, point, args.repeats, skip)
             rows.append(row)
+            t = row.timings
             log(
-                f"    train keras {row.keras_train_ms:.1f} ms / ours {row.ours_train_ms:.1f} ms,"
-                f" infer keras {row.keras_infer_ms:.1f} ms / ours {row.ours_infer_ms:.1f} ms"
-                f" ({time.perf_counter() - point_started:.0f} s)"
+                f"    {row.skipped}"
+                if t is None
+                else f"    train reference {t.reference_train_ms:.1f} ms / ours "
+                f"{t.ours_train_ms:.1f} ms, infer reference {t.reference_infer_ms:.1f} ms / ours "
+                f"{t.ours_infer_ms:.1f} ms ({time.perf_counter() - point_started:.0f} s)"
             )
             # Free the finished models' graphs before building the next pair.
             keras.backend.clear_session()
 
     body = [row_cells(row) for row in rows]
     summary = summary_cells(rows)
+    skipped = [
+        f"{row.layer} {row.batch}x{row.time}x{row.units} {row.skipped}"
+        for row in rows
+        if row.timings is None
+    ]
     print()
     print(format_text(COLUMNS, body))
+    for line in skipped:
+        print(line)
     print()
-    print("ratio = keras ms / ours ms (> 1: ours faster); geometric mean over the grid:")
+    print("ratio = reference ms / ours ms (> 1: ours faster); geometric mean over the grid:")
     print(format_text(SUMMARY_COLUMNS, summary))
     if args.markdown:
         print()
