@@ -231,8 +231,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     # 25 runs the LSTM, SimpleRNN and GRU rows on the default grid in under 2 minutes on 2 idle
     # cores (128x1000x64 dominates, at ~0.3-0.6 s per train step), so a busy machine still stays
     # under ~6 minutes; with 5, ratios of the slow points moved by up to 0.3 between back-to-back
-    # runs. The sLSTM, mLSTM-loop and mLSTM-parallel rows took 9.5 minutes more on 2 cores
-    # that other jobs loaded (load average 5-7).
+    # runs. The sLSTM and mLSTM rows take several times longer (their layers are slower).
     parser.add_argument("--repeats", type=int, default=25, help="timed calls per measurement")
     parser.add_argument(
         "--heads", type=int, default=4, help="heads of sLSTM and mLSTM; must divide the units"
