@@ -253,7 +253,9 @@ def _run_sweep(
                     intervals, config.solved_ratio, name, loss
                 )
                 if trials_table.get("effective_memory", pd.Series()).notna().any():
-                    figures["effective_memory.png"] = plots.effective_memory(trials_table, name)
+                    figures["effective_memory.png"] = plots.effective_memory(
+                        trials_table, f"{name}: how far back each trained model looks"
+                    )
             # Gradient flows of every model at the largest gap and the first seed.
             flow_gap, flow_seed = gaps[-1], config.seeds[0]
             flows = {
