@@ -53,9 +53,12 @@ def slstm_reference(x, kernel, recurrent_kernel, bias, heads, kind="sigmoid"):
     return np.stack(hidden, axis=1)
 
 
-def mlstm_reference(x, kernel, bias, heads, kind="sigmoid"):
-    """The paper's mLSTM, step by step in float64, no stabiliser: hidden states (b, t, units)."""
+def mlstm_reference(x, kernel, bias, heads, kind="sigmoid", conv_kernel=None, conv_bias=None):
+    """The paper's mLSTM, step by step in float64, no stabiliser: hidden states (b, t, units).
+    With ``conv_kernel`` (w, features), q and k read silu(sum_j c_j x_{t-j} + c_b) instead."""
     x, kernel, bias = (np.asarray(a, np.float64) for a in (x, kernel, bias))
+    if conv_kernel is not None:
+        conv_kernel, conv_bias = np.asarray(conv_kernel, np.float64), np.asarray(conv_bias)
     batch, time, _ = x.shape
     units = (kernel.shape[1] - 2 * heads) // 4
     d = units // heads
@@ -64,6 +67,12 @@ def mlstm_reference(x, kernel, bias, heads, kind="sigmoid"):
     hidden = []
     for t in range(time):
         z = x[:, t] @ kernel + bias
+        if conv_kernel is not None:  # inputs before the first step: zeros
+            convolved = conv_bias + sum(
+                conv_kernel[j] * x[:, t - j] for j in range(len(conv_kernel)) if t >= j
+            )
+            features = convolved / (1.0 + np.exp(-convolved))  # silu
+            z[:, : 2 * units] = features @ kernel[:, : 2 * units] + bias[: 2 * units]
         q, k, v, z_o = (
             z[:, j * units : (j + 1) * units].reshape(batch, heads, d) for j in range(4)
         )
@@ -88,7 +97,7 @@ def reference_of(layer, x, weights=None):
     cell = layer.cell
     if isinstance(layer, sLSTM):
         return slstm_reference(x, *weights, cell.heads, cell.forget_gate)
-    return mlstm_reference(x, *weights, cell.heads, cell.forget_gate)
+    return mlstm_reference(x, *weights[:2], cell.heads, cell.forget_gate, *weights[2:])
 
 
 def loss_weights(shape, seed=1):
@@ -104,6 +113,10 @@ LAYERS = {
     "mlstm_loop": lambda **o: mLSTM(UNITS, heads=HEADS, return_sequences=True, parallel=False, **o),
     "mlstm_exponential": lambda **o: mLSTM(
         UNITS, heads=HEADS, forget_gate="exponential", return_sequences=True, **o
+    ),
+    "mlstm_conv": lambda **o: mLSTM(UNITS, heads=HEADS, conv_width=3, return_sequences=True, **o),
+    "mlstm_conv_loop": lambda **o: mLSTM(
+        UNITS, heads=HEADS, conv_width=3, parallel=False, return_sequences=True, **o
     ),
 }
 
@@ -193,10 +206,17 @@ def test_slstm_stabiliser_keeps_the_normaliser_at_least_one():
 
 
 @pytest.mark.parametrize("return_state", [False, True])
-@pytest.mark.parametrize("forget", ["sigmoid", "exponential"])
+@pytest.mark.parametrize("forget, conv_width", [("sigmoid", 0), ("exponential", 0), ("sigmoid", 3)])
 @pytest.mark.parametrize("chunk_size", [32, 4, 1])  # one chunk, two uneven ones, every step
-def test_mlstm_parallel_form_computes_what_the_loop_computes(forget, return_state, chunk_size):
-    options = {"forget_gate": forget, "return_sequences": True, "return_state": return_state}
+def test_mlstm_parallel_form_computes_what_the_loop_computes(
+    forget, conv_width, return_state, chunk_size
+):
+    options = {
+        "forget_gate": forget,
+        "conv_width": conv_width,
+        "return_sequences": True,
+        "return_state": return_state,
+    }
     parallel = randomized(
         built(mLSTM(8, heads=2, chunk_size=chunk_size, **options)), seed=7, scale=1.5
     )
@@ -243,9 +263,11 @@ def test_chrono_init_forget_gates_start_at_the_stated_memory_times(layer_cls, fo
     assert memory_times.min() >= 1 - 1e-4 and memory_times.max() <= 99 + 1e-3
 
 
-@pytest.mark.parametrize("layer_cls", [sLSTM, mLSTM])
-def test_keras_file_round_trip_predicts_identically(layer_cls, tmp_path):
-    model = build_model(layer_cls.__name__, 8, (TIME, FEATURES), (1,), depth=2, heads=2)
+@pytest.mark.parametrize(
+    "layer_cls, options", [(sLSTM, {}), (mLSTM, {}), (mLSTM, {"conv_width": 4})]
+)
+def test_keras_file_round_trip_predicts_identically(layer_cls, options, tmp_path):
+    model = build_model(layer_cls.__name__, 8, (TIME, FEATURES), (1,), depth=2, heads=2, **options)
     x = inputs()
     path = tmp_path / "model.keras"
     model.save(path)
@@ -296,6 +318,9 @@ def test_bad_arguments_raise_value_errors_that_name_them(layer_cls, arguments, n
         layer_cls(**arguments)
 
 
-def test_a_bad_chunk_size_is_named():
+def test_a_bad_chunk_size_or_conv_width_is_named():
     with pytest.raises(ValueError, match="chunk_size"):
         mLSTM(8, chunk_size=0)
+    for width in (-1, 1, 2.5):
+        with pytest.raises(ValueError, match="conv_width"):
+            mLSTM(8, conv_width=width)

@@ -28,9 +28,16 @@ chunk starting from the last one's states. On 2 CPU cores, two 32-unit layers at
 trained at 420 and 1,020 steps 1.5-2x faster in chunks of 16-64 than the step loop, and in one
 chunk of 1,020 steps 3x slower than the loop (``make bench-layers`` measures it).
 
+``conv_width=w`` adds the causal convolution of the paper's mLSTM block (its Figure 11; our
+layers have no block around the cell): q and k read ``silu(sum_j c_j * x_{t-j} + c_b)``,
+j = 0 .. w - 1, a per-feature filter over the last w inputs, instead of ``x_t``, so a key can
+be written together with the token after it; v and the gates still read ``x_t``. Without it the
+mLSTM sees one input at a time and binds neighbouring tokens only through a layer below it.
+
 Weights: ``kernel`` (input_dim, 4 units + 2 heads) and ``bias`` (4 units + 2 heads,), in the
 order q, k, v, o (``units`` each, by head), then the input and forget pre-activations (one per
-head). No recurrent weights.
+head); with ``conv_width``, ``conv_kernel`` (w, input_dim), row j weighing ``x_{t-j}``, and
+``conv_bias`` (input_dim,). No recurrent weights.
 """
 
 from __future__ import annotations
@@ -76,6 +83,10 @@ class mLSTMCell(RecurrentCell):
             memory times ``u ~ U(1, T_max - 1)``, ``f = u / (1 + u)`` at the start). None: the
             xLSTM reference code's, spread evenly from 3 to 6 over the heads (``f`` from 0.95
             to 0.998).
+        conv_width: Width of a causal convolution over the inputs that q and k read (see the
+            module docstring); 0, the default: none. The convolution's last ``conv_width - 1``
+            inputs are a fourth state, sized when the cell is built: use it in :class:`mLSTM`,
+            since ``keras.layers.RNN`` reads its cell's state sizes before that.
         use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
         kernel_constraint, bias_constraint, dropout, seed: as in
             :class:`forecast.layers.LSTMCell`; ``dropout`` drops inputs, one mask for all steps.
@@ -90,6 +101,7 @@ class mLSTMCell(RecurrentCell):
         heads: int = 4,
         forget_gate: str = "sigmoid",
         chrono_init: float | None = None,
+        conv_width: int = 0,
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
@@ -101,6 +113,12 @@ class mLSTMCell(RecurrentCell):
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
+        is_width = isinstance(conv_width, int) and not isinstance(conv_width, bool)
+        if not is_width or conv_width < 0 or conv_width == 1:
+            raise ValueError(
+                "Argument `conv_width` must be 0 (no convolution) or a width of at least 2 "
+                f"steps, got conv_width={conv_width!r}."
+            )
         super().__init__(
             units,
             use_bias=use_bias,
@@ -118,14 +136,42 @@ class mLSTMCell(RecurrentCell):
         self.forget_gate = check_forget_gate(forget_gate)
         self.chrono_init = check_chrono(chrono_init, self.use_bias)
         self.head_units = self.units // self.heads
+        self.conv_width = conv_width
         self.state_size = [self.heads * self.head_units**2, self.units, self.heads]
         self.output_size = self.units
 
     def build(self, input_shape: tuple) -> None:
+        features = input_shape[-1]
         width = 4 * self.units + 2 * self.heads
-        self.kernel = self.add_kernel("kernel", (input_shape[-1], width))
+        self.kernel = self.add_kernel("kernel", (features, width))
         self.bias = self.add_bias((width,), self._initial_bias) if self.use_bias else None
+        self.conv_kernel = self.conv_bias = None
+        if self.conv_width:
+            self.conv_kernel = self.add_kernel("conv_kernel", (self.conv_width, features))
+            self.conv_bias = self.add_weight(
+                shape=(features,), name="conv_bias", initializer="zeros"
+            )
+            # The last conv_width - 1 inputs, oldest first: a state, as the memory is.
+            self.state_size = [*self.state_size, (self.conv_width - 1) * features]
         self.built = True
+
+    def project_inputs(self, inputs: Any, dropout_mask: Any = None) -> Any:
+        """``x W + b``; with a convolution, followed by ``x`` itself, which :meth:`step` needs
+        for the convolution's window."""
+        if dropout_mask is not None:
+            inputs = inputs * dropout_mask
+        projected = super().project_inputs(inputs)
+        return ops.concatenate([projected, inputs], axis=-1) if self.conv_width else projected
+
+    def convolved_query_and_key(self, projected: Any, window: Any) -> Any:
+        """``projected`` (..., 4 units + 2 heads) with q and k read from the convolution of
+        ``window`` (..., conv_width, features), oldest input first, instead of the input."""
+        flipped = ops.flip(self.conv_kernel, axis=0)  # row i of the window is x_{t - (w-1-i)}
+        features = ops.silu(ops.sum(window * flipped, axis=-2) + self.conv_bias)
+        query_key = ops.matmul(features, self.kernel[:, : 2 * self.units])
+        if self.use_bias:
+            query_key = query_key + self.bias[: 2 * self.units]
+        return ops.concatenate([query_key, projected[..., 2 * self.units :]], axis=-1)
 
     def _initial_bias(self, shape: tuple, dtype: Any = None) -> Any:
         qkvo, input_bias, _ = ops.split(
@@ -152,7 +198,14 @@ class mLSTMCell(RecurrentCell):
         return q, k / math.sqrt(self.head_units), v, o, i, f
 
     def step(self, projected: Any, states: list, state_mask: Any = None) -> tuple:
-        memory_prev, n_prev, m_prev = states
+        memory_prev, n_prev, m_prev, *past_inputs = states
+        if self.conv_width:
+            projected, inputs = ops.split(projected, [4 * self.units + 2 * self.heads], axis=-1)
+            features = ops.shape(inputs)[-1]
+            past = ops.reshape(past_inputs[0], (-1, self.conv_width - 1, features))
+            window = ops.concatenate([past, inputs[:, None]], axis=1)  # oldest first
+            projected = self.convolved_query_and_key(projected, window)
+            past_inputs = [ops.reshape(window[:, 1:], (-1, (self.conv_width - 1) * features))]
         q, k, v, z_o, z_i, z_f = self.split_projection(projected)
         d = self.head_units
         memory_prev = ops.reshape(memory_prev, (-1, self.heads, d, d))
@@ -184,7 +237,7 @@ class mLSTMCell(RecurrentCell):
             "hidden": hidden,
         }
         states = [ops.reshape(memory, (-1, self.heads * d * d)), activations["normalizer"]]
-        return hidden, [*states, stabilizer], activations
+        return hidden, [*states, stabilizer, *past_inputs], activations
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -196,6 +249,7 @@ class mLSTMCell(RecurrentCell):
             "heads": self.heads,
             "forget_gate": self.forget_gate,
             "chrono_init": self.chrono_init,
+            "conv_width": self.conv_width,
         }
 
 
@@ -228,6 +282,7 @@ class mLSTM(RecurrentLayer):
     heads = cell_attribute("heads")
     forget_gate = cell_attribute("forget_gate")
     chrono_init = cell_attribute("chrono_init")
+    conv_width = cell_attribute("conv_width")
 
     def __init__(
         self,
@@ -235,6 +290,7 @@ class mLSTM(RecurrentLayer):
         heads: int = 4,
         forget_gate: str = "sigmoid",
         chrono_init: float | None = None,
+        conv_width: int = 0,
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
@@ -265,6 +321,7 @@ class mLSTM(RecurrentLayer):
             heads=heads,
             forget_gate=forget_gate,
             chrono_init=chrono_init,
+            conv_width=conv_width,
             use_bias=use_bias,
             kernel_initializer=kernel_initializer,
             bias_initializer=bias_initializer,
@@ -289,6 +346,12 @@ class mLSTM(RecurrentLayer):
             **kwargs,
         )
 
+    def build(self, sequences_shape: tuple, initial_state_shape: Any = None) -> None:
+        super().build(sequences_shape, initial_state_shape)
+        # keras.layers.RNN reads its cell's state sizes when it is made; the convolution's
+        # state is known once the cell has seen the input's width.
+        self.state_size = list(self.cell.state_size)
+
     def inner_loop(self, sequences: Any, initial_state: list, mask: Any, training: bool = False):
         time = sequences.shape[1]
         if not self.parallel or time is None or mask is not None or self.go_backwards:
@@ -300,7 +363,17 @@ class mLSTM(RecurrentLayer):
         projected = ops.matmul(sequences, cell.kernel)
         if cell.use_bias:
             projected = ops.add(projected, cell.bias)
-        states, outputs = list(initial_state), []
+        states, past_inputs = list(initial_state[:3]), []
+        if cell.conv_width:  # each step's window of inputs, the state's earlier ones first
+            features = sequences.shape[-1]
+            past = ops.reshape(initial_state[3], (-1, cell.conv_width - 1, features))
+            padded = ops.concatenate([past, sequences], axis=1)
+            windows = ops.stack(
+                [padded[:, start : start + time] for start in range(cell.conv_width)], axis=2
+            )  # (batch, time, conv_width, features)
+            projected = cell.convolved_query_and_key(projected, windows)
+            past_inputs = [ops.reshape(padded[:, time:], (-1, (cell.conv_width - 1) * features))]
+        outputs = []
         for start in range(0, time, self.chunk_size):  # a Python loop: `time` is known here
             chunk, states = self.parallel_form(
                 projected[:, start : start + self.chunk_size], states
@@ -308,7 +381,7 @@ class mLSTM(RecurrentLayer):
             outputs.append(chunk)
         outputs = ops.concatenate(outputs, axis=1) if len(outputs) > 1 else outputs[0]
         last = outputs[:, -1]
-        return last, outputs if self.return_sequences else last[:, None], states
+        return last, outputs if self.return_sequences else last[:, None], states + past_inputs
 
     def parallel_form(self, projected: Any, initial_state: list) -> tuple[Any, list]:
         """Outputs (batch, time, units) and last states of the steps whose projected inputs
