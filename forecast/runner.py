@@ -252,7 +252,10 @@ def _run_sweep(
                 figures["ratio_vs_gap.png"] = plots.ratio_vs_gap(
                     intervals, config.solved_ratio, name, loss
                 )
-                if trials_table.get("effective_memory", pd.Series()).notna().any():
+                if (
+                    trials_table.get("effective_memory") is not None
+                    and trials_table["effective_memory"].notna().any()
+                ):
                     figures["effective_memory.png"] = plots.effective_memory(
                         trials_table, f"{name}: how far back each trained model looks"
                     )
