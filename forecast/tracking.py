@@ -157,7 +157,8 @@ def _cause(error: BaseException) -> str:
     # urllib3 carries the socket's error as an argument of its own, not as a cause.
     links += [arg for link in links for arg in link.args if isinstance(arg, BaseException)]
     for link in reversed(links):
-        if isinstance(link, http.client.RemoteDisconnected):  # a server killed mid-request
+        # A server killed mid-request closes the connection, or the kernel resets it.
+        if isinstance(link, http.client.RemoteDisconnected | ConnectionResetError):
             return "it closed the connection without answering"
         if isinstance(link, OSError) and link.errno is not None and link.strerror:
             return f"[Errno {link.errno}] {link.strerror}"

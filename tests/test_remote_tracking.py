@@ -181,7 +181,7 @@ def test_a_server_that_dies_mid_sweep_stops_it_in_one_line_and_it_resumes(tmp_pa
                 sweep.kill()
     assert sweep.returncode == 2
     assert "Traceback" not in stderr
-    # The server dies between two requests (refused) or during one (closed without answer).
+    # The server dies between two requests (refused) or during one (closed or reset: one reason).
     reasons = ("[Errno 111] Connection refused", "it closed the connection without answering")
     assert stderr.splitlines()[-1] in [
         f"forecast: error: MLflow tracking server {url} is not reachable: {reason}; the sweep "
@@ -236,12 +236,13 @@ def mlflow_refusal(status: int, body: str) -> Exception:
     )
 
 
-def connection_refused(url: str) -> Exception:
-    """What MLflow's client raises when nothing listens at ``url``: a chain of exceptions."""
+def connection_refused(url: str, refused: OSError | None = None) -> Exception:
+    """What MLflow's client raises when nothing listens at ``url`` (or, with ``refused``, when
+    the connection fails so): a chain of exceptions."""
     import requests
     from mlflow.exceptions import MlflowException
 
-    refused = ConnectionRefusedError(111, "Connection refused")
+    refused = refused or ConnectionRefusedError(111, "Connection refused")
     connection = requests.ConnectionError(refused, request=requests.Request("POST", url).prepare())
     connection.__context__ = refused
     error = MlflowException(f"API request to {url} failed with exception {connection}")
@@ -286,8 +287,16 @@ def connection_refused(url: str) -> Exception:
             None,
             "is not reachable: [Errno 111] Connection refused",
         ),
+        (  # a server killed while it answers
+            connection_refused(
+                f"{URI}/api/2.0/mlflow/runs/log-batch",
+                ConnectionResetError(104, "Connection reset by peer"),
+            ),
+            None,
+            "is not reachable: it closed the connection without answering",
+        ),
     ],
-    ids=["no-login", "wrong-login", "host", "permission", "proxy", "refused"],
+    ids=["no-login", "wrong-login", "host", "permission", "proxy", "refused", "reset"],
 )
 def test_a_server_failure_reads_as_one_line(error, user, line, monkeypatch, tmp_path):
     from forecast.tracking import server_failure
