@@ -324,3 +324,9 @@ def test_a_bad_chunk_size_or_conv_width_is_named():
     for width in (-1, 1, 2.5):
         with pytest.raises(ValueError, match="conv_width"):
             mLSTM(8, conv_width=width)
+
+
+def test_a_convolving_cell_in_keras_rnn_is_refused_in_one_line():
+    layer = keras.layers.RNN(mLSTMCell(UNITS, heads=HEADS, conv_width=3))
+    with pytest.raises(ValueError, match=r"use forecast.layers.mLSTM\(\.\.\., conv_width=\.\.\.\)"):
+        layer(inputs())

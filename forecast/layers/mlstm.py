@@ -199,6 +199,12 @@ class mLSTMCell(RecurrentCell):
 
     def step(self, projected: Any, states: list, state_mask: Any = None) -> tuple:
         memory_prev, n_prev, m_prev, *past_inputs = states
+        if self.conv_width and not past_inputs:
+            raise ValueError(
+                f"mLSTMCell(conv_width={self.conv_width}) keeps its last inputs as a state sized "
+                "when it is built, which keras.layers.RNN reads earlier: use "
+                "forecast.layers.mLSTM(..., conv_width=...) instead"
+            )
         if self.conv_width:
             projected, inputs = ops.split(projected, [4 * self.units + 2 * self.heads], axis=-1)
             features = ops.shape(inputs)[-1]
