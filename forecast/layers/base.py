@@ -31,6 +31,18 @@ def check_units(units: Any) -> int:
     return int(units)
 
 
+def check_chrono(chrono_init: Any, use_bias: bool) -> float | None:
+    """``chrono_init``, T_max of a chrono initialisation of gate biases, checked."""
+    if chrono_init is not None and not chrono_init > 2:
+        raise ValueError(
+            "Argument `chrono_init` is T_max, the longest memory in steps, and must be > 2; "
+            f"got chrono_init={chrono_init!r}."
+        )
+    if chrono_init is not None and not use_bias:
+        raise ValueError("Argument `chrono_init` sets gate biases and needs use_bias=True.")
+    return chrono_init
+
+
 def check_rate(name: str, rate: float) -> float:
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"Argument `{name}` is a drop probability in [0, 1), got {rate!r}.")

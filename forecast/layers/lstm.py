@@ -53,7 +53,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from forecast.layers.base import RecurrentCell, RecurrentLayer, cell_attribute
+from forecast.layers.base import RecurrentCell, RecurrentLayer, cell_attribute, check_chrono
 
 FUSED_MAX_UNITS = 32  # the largest layer that runs as one kernel; see the module docstring
 
@@ -151,20 +151,13 @@ class LSTMCell(RecurrentCell):
             seed=seed,
             **kwargs,
         )
-        if chrono_init is not None and not chrono_init > 2:
-            raise ValueError(
-                "Argument `chrono_init` is T_max, the longest memory in steps, and must be > 2; "
-                f"got chrono_init={chrono_init!r}."
-            )
-        if chrono_init is not None and not use_bias:
-            raise ValueError("Argument `chrono_init` sets gate biases and needs use_bias=True.")
         self.activation = keras.activations.get(activation)
         self.recurrent_activation = keras.activations.get(recurrent_activation)
         self.unit_forget_bias = unit_forget_bias
         self.peephole = peephole
         self.peephole_initializer = keras.initializers.get(peephole_initializer)
         self.coupled_gates = coupled_gates
-        self.chrono_init = chrono_init
+        self.chrono_init = check_chrono(chrono_init, use_bias)
         self.implementation = implementation
         self.gate_count = 3 if coupled_gates else 4
         self.state_size = [self.units, self.units]

@@ -48,9 +48,8 @@ from typing import Any
 import keras
 from keras import ops
 
-from forecast.layers.base import RecurrentCell, RecurrentLayer, cell_attribute
+from forecast.layers.base import RecurrentCell, RecurrentLayer, cell_attribute, check_chrono
 from forecast.layers.slstm import (
-    check_chrono,
     check_forget_gate,
     check_heads,
     forget_bias,

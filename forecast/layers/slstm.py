@@ -43,7 +43,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from forecast.layers.base import RecurrentCell, RecurrentLayer, cell_attribute
+from forecast.layers.base import RecurrentCell, RecurrentLayer, cell_attribute, check_chrono
 
 FORGET_GATES = ("sigmoid", "exponential")
 
@@ -64,17 +64,6 @@ def check_forget_gate(forget_gate: Any) -> str:
             f"got forget_gate={forget_gate!r}."
         )
     return forget_gate
-
-
-def check_chrono(chrono_init: Any, use_bias: bool) -> float | None:
-    if chrono_init is not None and not chrono_init > 2:
-        raise ValueError(
-            "Argument `chrono_init` is T_max, the longest memory in steps, and must be > 2; "
-            f"got chrono_init={chrono_init!r}."
-        )
-    if chrono_init is not None and not use_bias:
-        raise ValueError("Argument `chrono_init` sets gate biases and needs use_bias=True.")
-    return chrono_init
 
 
 def log_forget(forget_preactivation: Any, forget_gate: str) -> Any:
