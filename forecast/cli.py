@@ -224,7 +224,7 @@ def _runs(uri: str, experiment: str | None, limit: int) -> int:
 
 def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> int:
     from forecast.evaluation import METRICS, per_series, summarize
-    from forecast.results import recent_sweeps, sweep_trials
+    from forecast.results import best_trials, recent_sweeps, sweep_trials
 
     if run_id is None:
         sweeps = recent_sweeps(uri, experiment, limit=1)
@@ -234,6 +234,12 @@ def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> 
     trials = sweep_trials(uri, run_id)
     if not len(trials) or not {"test_mse", "test_cross_entropy"} & set(trials):
         raise ConfigError(f"sweep {run_id} has no finished trials")
+    best = best_trials(uri, run_id)
+    if len(best):  # an Optuna search: a row per trial, its best first
+        if fmt != "csv":
+            print(f"The best {len(best)} of {len(trials)} trials, by {best.columns[2]}:")
+        print(format_table(best, fmt))
+        return 0
     print(format_table(summarize(trials, METRICS), fmt))
     if "test_mse_ci95" in trials:  # a backtest: its trials' folds, compared pairwise
         import pandas as pd

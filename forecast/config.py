@@ -152,20 +152,38 @@ class TrainConfig:
 
 @dataclass
 class SweepConfig:
-    """A search over config keys, each trial of which runs every (gap, seed, model).
+    """A search over config keys, each point of which runs every (gap, seed, model).
 
-    ``grid`` maps dotted config keys (as ``--set`` takes them) to the values to try; every
-    combination is one sweep point. ``samples`` > 0 adds a random search over ``space``:
-    with a grid, the grid is repeated ``samples`` times, each copy with fresh draws (Ray Tune's
-    ``num_samples`` convention). A space entry is one of ``{uniform: [low, high]}``,
-    ``{loguniform: [low, high]}``, ``{randint: [low, high]}`` (high excluded) or
-    ``{choice: [a, b, ...]}``.
+    ``search: grid`` (the default) tries every combination of ``grid``'s values: it maps dotted
+    config keys (as ``--set`` takes them) to the values to try.
+
+    ``search: optuna`` runs ``n_trials`` trials of an Optuna study (forecast.search) over
+    ``space``: each trial samples one value per key, trains the experiment's one model at its
+    one gap and seed, reports ``metric`` after every epoch to the ``pruner``, which may stop it
+    early, and tells the study its last value. A space entry is one of
+    ``{uniform: [low, high]}``, ``{loguniform: [low, high]}``, ``{randint: [low, high]}``
+    (high excluded) or ``{choice: [a, b, ...]}``; the numeric ones also take Optuna's ``step``
+    and ``log`` (``{randint: [8, 129], step: 8}``).
     """
 
+    search: str = "grid"  # grid or optuna
     grid: dict[str, list[Any]] = field(default_factory=dict)
-    samples: int = 0
     space: dict[str, dict[str, Any]] = field(default_factory=dict)
-    seed: int = 0  # of the random draws, so a sweep (and its resume) draws the same points
+    n_trials: int = 20
+    sampler: str = "tpe"  # tpe, random, or cmaes (numeric spaces only)
+    # median, successive_halving, hyperband, give_up (train.give_up_epoch and _ratio), none;
+    # null: give_up where train.give_up_epoch is set, else median.
+    pruner: str | None = None
+    prune_after: int = 1  # epochs every trial trains before the pruner may stop it
+    # A per-epoch validation value: val_ratio (val_loss over the trivial baseline's, as the
+    # give-up rule reads it), val_loss, or a categorical task's val_accuracy.
+    metric: str = "val_ratio"
+    direction: str | None = None  # minimize or maximize; null: maximize val_accuracy only
+    seed: int = 0  # of the sampler, so that a search (and its resume) samples the same way
+    # Where the study lives: an SQLAlchemy URL (sqlite, postgresql, mysql); null: optuna.db
+    # beside a local mlflow.db, or in the project root for a tracking server.
+    storage: str | None = None
+    samples: int = 0  # the former random search: refused with a pointer to search: optuna
 
 
 @dataclass
@@ -179,7 +197,7 @@ class ExperimentConfig:
     log_models: bool = True  # log each trained model to MLflow (a pyfunc model, ~2 s a trial)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    sweep: SweepConfig | None = None  # a grid or random search over other keys
+    sweep: SweepConfig | None = None  # a grid or an Optuna search over other keys
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -313,7 +331,13 @@ def validate(config: ExperimentConfig) -> None:
 
 # Keys that change how a run is shown or stored, never its numbers: a re-run that changes only
 # these resumes an interrupted sweep instead of starting afresh.
-PRESENTATION_KEYS = ("description", "log_models", "train.verbose", "train.checkpoint")
+PRESENTATION_KEYS = (
+    "description",
+    "log_models",
+    "train.verbose",
+    "train.checkpoint",
+    "sweep.storage",
+)
 
 
 def results_digest(config: ExperimentConfig, *extra: Any) -> str:
@@ -323,8 +347,8 @@ def results_digest(config: ExperimentConfig, *extra: Any) -> str:
         *parents, last = key.split(".")
         node = resolved
         for part in parents:
-            node = node[part]
-        node.pop(last)
+            node = node[part] or {}  # a section left out (no sweep)
+        node.pop(last, None)
     text = json.dumps([resolved, *extra], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

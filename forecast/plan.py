@@ -27,7 +27,10 @@ from forecast.trial import Trial, data_source, embedding_dimension, prepare_seri
 def plan_trials(
     config: ExperimentConfig, log: Callable[[str], None] = lambda step: None
 ) -> list[Trial]:
-    """Every trial of an experiment: sweep point x gap x seed x model, in that order.
+    """Every trial of an experiment: sweep point x gap x seed x model, in that order. An Optuna
+    search, whose points are sampled as it runs, plans its one trial without sampled values,
+    the template of each it samples; the points it checks probe its space (see
+    :func:`forecast.sweep.probe_overrides`).
 
     Each sweep point is checked first: its config values, its optimizer and strategy, its data
     (the series loads and its windows fit each part; the task draws a sample at every gap with
@@ -43,9 +46,12 @@ def plan_trials(
     # Per data section: splits with the trials' shapes, and a series' folds, prepared once.
     probes: dict[str, tuple[Splits, tuple[SeriesData, ...] | None]] = {}
     points = sweep_points(config)
+    searching = config.sweep is not None and config.sweep.search == "optuna"
     for number, (overrides, point) in enumerate(points, 1):
         label = point_label(overrides)
-        if len(points) > 1:  # each point builds its models again, and may load other data
+        if searching and number > 1:
+            log(f"checking the search space at {label}: its data and models")
+        elif len(points) > 1:  # each point builds its models again, and may load other data
             log(f"checking sweep point {number}/{len(points)} ({label}): its data and models")
         else:
             log(f"checking the data ({data_source(point)}) and the models")
@@ -54,10 +60,16 @@ def plan_trials(
             _check_evaluation(point)
             probe, prepared = _check_data(point, probes)
             _check_models(point, probe)
+            if searching and config.sweep.metric == "val_accuracy" and probe.classes is None:
+                raise ConfigError(
+                    "sweep.metric: val_accuracy needs a categorical task; use val_ratio"
+                )
         except (ConfigError, DataError) as error:
             if not label:
                 raise
             raise ConfigError(f"sweep point {label}: {error}") from None
+        if searching and number > 1:
+            continue  # a probe: its trials are sampled as the search runs
         gaps = point.task.gaps if point.task is not None else [point.data.gap]
         for gap in gaps:
             for seed in point.seeds:

@@ -108,6 +108,52 @@ def gradient_flow(curves: dict[str, np.ndarray], title: str = "") -> Figure:
     return _set_margins(figure)
 
 
+def search_history(
+    trials: pd.DataFrame, metric: str, direction: str = "minimize", title: str = ""
+) -> Figure:
+    """An Optuna search's trials in the order they were asked for
+    (:func:`forecast.search.trials_table`): each complete trial's value as a dot, each pruned
+    one's last report as a cross, and the best value so far as a step line; log scale for a
+    ratio or a loss."""
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.subplots()
+    trials = trials.sort_values("number")
+    for state, marker, colour in (("complete", "o", "C0"), ("pruned", "x", "C3")):
+        rows = trials[trials["state"] == state]
+        if len(rows):
+            axes.scatter(rows["number"], rows["value"], marker=marker, color=colour, label=state)
+    complete = trials[trials["state"] == "complete"]
+    if len(complete):
+        values = complete["value"].to_numpy()
+        best = (
+            np.minimum.accumulate(values)
+            if direction == "minimize"
+            else np.maximum.accumulate(values)
+        )
+        axes.step(complete["number"], best, where="post", color="black", label="best so far")
+    axes.set(
+        xlabel="trial (in the order the study was asked)",
+        ylabel=metric,
+        yscale="log" if metric != "val_accuracy" else "linear",
+        title=title or "Optimisation history",
+    )
+    axes.legend()
+    axes.grid(alpha=0.3, which="both")
+    return _set_margins(figure)
+
+
+def param_importances(importances: dict[str, float], title: str = "") -> Figure:
+    """Each searched parameter's importance (:func:`forecast.search.param_importances`, summing
+    to 1), as horizontal bars, the most important on top."""
+    names = sorted(importances, key=importances.get)
+    figure = Figure(figsize=(7, 1.2 + 0.45 * len(names)))
+    axes = figure.subplots()
+    axes.barh(names, [importances[name] for name in names], color="C0")
+    axes.set(xlabel="importance (share of the variation in the value)", title=title)
+    axes.grid(alpha=0.3, axis="x")
+    return _set_margins(figure, left=2.4)
+
+
 # What ``gate_activations`` reports beside the gates: states and proposals, not in [0, 1].
 NOT_GATES = ("candidate", "cell", "hidden", "normalizer", "stabilizer")
 

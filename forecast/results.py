@@ -5,6 +5,7 @@ TensorFlow, so ``forecast runs`` and ``forecast compare`` answer in a few second
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from pathlib import Path
@@ -69,8 +70,10 @@ def unfinished_sweep(uri: str, experiment_id: str, sweep_hash: str) -> str | Non
 
 def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.DataFrame:
     """The per-trial table of one sweep, rebuilt from its child runs: ``model`` (with its sweep
-    point), ``point``, ``gap``, ``seed``, ``params`` (the parameter count), every metric the
-    trial logged (its last value), then ``status``, ``run_id`` and ``trial_hash``.
+    point), ``point``, ``gap``, ``seed``, ``params`` (the parameter count), for an Optuna
+    search ``search_trial`` and each sampled key, every metric the trial logged (its last
+    value), then ``status``, ``run_id``, ``trial_hash`` and ``trial_state`` (complete or
+    pruned, once finished).
 
     With ``latest_only``, a trial run again on resume counts once (its latest attempt) and
     trials killed by an interruption are left out.
@@ -92,10 +95,14 @@ def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.D
         order_by=["attributes.start_time ASC"],
         max_results=10_000,
     )
+    # An Optuna search's sampled keys, which its trials' runs hold as params.
+    space = [key for key in parent.data.params.get("search_space", "").split(",") if key]
     rows = []
     for child in children:
         params, metrics = child.data.params, child.data.metrics
         point = params.get("sweep_point", "")
+        searched = {"search_trial": int(params["search_trial"])} if space else {}
+        searched.update({key: params[key] for key in space if key in params})
         rows.append(
             {
                 "model": f"{params['model']} [{point}]" if point else params["model"],
@@ -104,13 +111,18 @@ def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.D
                 "seed": int(params["seed"]),
                 "params": int(params["parameters"]) if "parameters" in params else float("nan"),
                 **{key: value for key, value in params.items() if key.startswith("spec.")},
+                **searched,
                 **metrics,
                 "status": child.info.status,
                 "run_id": child.info.run_id,
                 "trial_hash": child.data.tags.get("forecast.trial_hash", ""),
+                "trial_state": child.data.tags.get("trial_state", ""),
             }
         )
     table = pd.DataFrame(rows)
+    for key in space:  # params are strings; a numeric range's values read back as numbers
+        with contextlib.suppress(KeyError, ValueError, TypeError):
+            table[key] = pd.to_numeric(table[key])
     if latest_only and len(table):
         table = table[table["status"] != "KILLED"]
         hashed = table["trial_hash"] != ""
@@ -118,6 +130,31 @@ def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.D
             [table[~hashed], table[hashed].drop_duplicates("trial_hash", keep="last")]
         ).sort_index()
     return table
+
+
+def best_trials(uri: str, parent_run_id: str, limit: int = 10) -> pd.DataFrame:
+    """An Optuna search's best ``limit`` trials by its metric, best first: ``trial`` (its
+    number), ``state`` (complete or pruned), the metric's last value, each sampled key, the
+    test ratio and the training seconds; empty for a sweep that is not a search.
+
+    Raises:
+        TrackingError: as :func:`sweep_trials`.
+    """
+    trials = sweep_trials(uri, parent_run_id)
+    params = MlflowClient(uri).get_run(parent_run_id).data.params
+    if "search_space" not in params or not len(trials):
+        return pd.DataFrame()
+    metric, _, direction = params["search_metric"].partition(" ")
+    space = params["search_space"].split(",")
+    trials = trials[trials["status"] == "FINISHED"]
+    ratio = next(
+        (c for c in ("mse_ratio", "cross_entropy_ratio", "test_mase") if c in trials), None
+    )
+    columns = ["search_trial", "trial_state", metric, *space, *([ratio] if ratio else [])]
+    best = trials[[*columns, "train_seconds"]].sort_values(
+        metric, ascending=direction == "(minimize)"
+    )
+    return best.head(limit).rename(columns={"search_trial": "trial", "trial_state": "state"})
 
 
 def trial_folds(uri: str, run_id: str) -> list[dict[str, float]]:

@@ -27,8 +27,9 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from optuna.trial import TrialState
 
-from forecast import plots, results, tracking
+from forecast import plots, results, search, tracking
 from forecast.config import ConfigError, ExperimentConfig, results_digest
 from forecast.distributed import is_chief, make_strategy
 from forecast.evaluation import (
@@ -50,6 +51,9 @@ from forecast.parallel import (
 )
 from forecast.paths import checkpoints_dir, tracking_uri
 from forecast.plan import plan_trials
+from forecast.search import SearchSettings
+from forecast.sweep import point_label, resolve_point
+from forecast.training import Pruner
 from forecast.trial import Trial, data_source, run_trial
 
 # Imported by each local worker process as it starts, before its first trial.
@@ -106,9 +110,19 @@ def run_experiment(
             "train.strategy=multi_worker: every process in TF_CONFIG runs the sweep together; "
             "use the local backend with one worker"
         )
+    searching = config.sweep is not None and config.sweep.search == "optuna"
+    if multi_worker and searching:
+        raise ConfigError(
+            "train.strategy=multi_worker: an optuna search runs its trials apart; "
+            "use strategy default or mirrored"
+        )
     # Before any other TensorFlow work: collective ops are configured at start-up.
     strategy = make_strategy(config.train.strategy) if multi_worker else None
     trials = plan_trials(config, log=lambda step: log(f"{name}: {step}"))
+    settings = None
+    if searching:  # its study opens where the sweep's run is made; its database now
+        settings = search.search_settings(config, uri)
+        search.check_storage(settings.storage)
     if workers == "auto":  # a Ray cluster sizes itself; multi-worker processes run one each
         local = backend == "local" and not multi_worker
         workers = auto_workers(len(trials)) if local else None
@@ -119,11 +133,18 @@ def run_experiment(
                 f"--backend ray: the cluster has {nodes} nodes, but MLflow logs to {uri} on this "
                 "machine only; set MLFLOW_TRACKING_URI to a server every node reaches"
             )
+        if nodes > 1 and settings is not None and search.is_local_storage(settings.storage):
+            raise ConfigError(
+                f"--backend ray: the cluster has {nodes} nodes, but the study is in "
+                f"{settings.storage} on this machine only; set sweep.storage to a database "
+                "every node reaches"
+            )
     run = functools.partial(
         _run_sweep,
         name,
         config,
         trials,
+        settings,
         # Named after the real store in every process: multi-worker processes share backups.
         checkpoint_dir=checkpoints_dir(name, uri),
         log=log,
@@ -145,6 +166,7 @@ def _run_sweep(
     name: str,
     config: ExperimentConfig,
     trials: list[Trial],
+    settings: SearchSettings | None,
     uri: str,
     checkpoint_dir: Path,
     log: Callable[[str], None],
@@ -153,7 +175,8 @@ def _run_sweep(
     ray_address: str | None,
     system_metrics: bool,
 ) -> SweepResult:
-    """Run the trials under one parent run (a new one, or the interrupted one it resumes)."""
+    """Run the trials under one parent run (a new one, or the interrupted one it resumes); for
+    an Optuna search (``settings``), its ``n_trials``, each sampled from the one planned."""
     _quiet_libraries()
     tracking.check_reachable(uri)
     local_pool = backend == "local" and (workers or 1) > 1
@@ -178,6 +201,17 @@ def _run_sweep(
             "epochs": config.train.epochs,
             "sweep_points": len({trial.point for trial in trials}),
         }
+        if settings is not None:
+            parent_params.update(
+                {
+                    "sweep_points": settings.n_trials,
+                    "search": f"optuna {settings.sampler}",
+                    "pruner": settings.pruner,
+                    "search_metric": f"{settings.metric} ({settings.direction})",
+                    "search_space": ",".join(settings.space),
+                    "study_storage": settings.storage,
+                }
+            )
         with tracking.parent_run(
             uri,
             experiment_id,
@@ -189,15 +223,9 @@ def _run_sweep(
             system_metrics,
         ) as parent:
             done = _finished_trials(uri, resume_id) if resume_id else {}
-            pending = [trial for trial in trials if trial.digest not in done]
             where = f"{workers} workers" if local_pool else "1 process"
             where = "Ray" if backend == "ray" else where
-            log(
-                f"{name}: {len(trials)} trials on {where} -> MLflow at {uri}"
-                + (f" (resuming run {resume_id}: {len(done)} finished)" if resume_id else "")
-            )
-            if note := _first_trial_note(pending):
-                log(f"{name}: {note}")
+            resuming = f" (resuming run {resume_id}: {len(done)} finished)" if resume_id else ""
             # Backups belong to the sweep run that wrote them: a new sweep never resumes a trial
             # from another's (one interrupted and not resumed, or one in a store since deleted),
             # a resumed sweep finds its own. A multi-worker sweep, which does not resume, keeps
@@ -209,32 +237,62 @@ def _run_sweep(
                 parent_run_id=parent.run_id,
                 checkpoint_dir=str(backups),
             )
-            execute = functools.partial(timed_trial, context=context)
-            # In parallel, the longest trials first, so that no long one starts last while the
-            # other workers sit idle (longest-processing-time-first scheduling).
-            longest_first = sorted(pending, key=lambda trial: trial.work, reverse=True)
+            if settings is None:
+                pending = [trial for trial in trials if trial.digest not in done]
+                log(f"{name}: {len(trials)} trials on {where} -> MLflow at {uri}{resuming}")
+                execute = functools.partial(timed_trial, context=context)
+                # In parallel, the longest trials first, so that no long one starts last while
+                # the other workers sit idle (longest-processing-time-first scheduling).
+                in_order = sorted(pending, key=lambda trial: trial.work, reverse=True)
+            else:
+                # The study is the sweep's: a resumed sweep resumes it.
+                settings = dataclasses.replace(settings, study_name=f"{name}-{parent.run_id}")
+                tracking.log_params(parent, {"study": settings.study_name})
+                study = search.open_study(settings)
+                searched = search.resume(study)
+                pending = in_order = [
+                    SearchSlot(len(study.trials) + index, trials[0].work)
+                    for index in range(max(0, settings.n_trials - searched))
+                ]
+                log(
+                    f"{name}: optuna search of {settings.n_trials} trials ({settings.sampler}, "
+                    f"pruner {settings.pruner}) on {where} -> MLflow at {uri}, study "
+                    f"{settings.study_name} in {settings.storage}"
+                    + (f" (resuming run {resume_id}: {searched} searched)" if resume_id else "")
+                )
+                execute = functools.partial(
+                    search_trial, settings=settings, template=trials[0], context=context
+                )
+            if note := _first_trial_note(trials if settings else pending):
+                log(f"{name}: {note}")
             if backend == "ray":
-                reports = run_on_ray(execute, longest_first, ray_address, max_in_flight=workers)
+                reports = run_on_ray(execute, in_order, ray_address, max_in_flight=workers)
             elif pool is not None:
-                reports = run_in_pool(pool, execute, longest_first)
+                reports = run_in_pool(pool, execute, in_order)
             else:  # in this process, where signals land: stop at the next batch
-                reports = ((trial, execute(trial, stop=stop)) for trial in pending)
+                reports = ((item, execute(item, stop=stop)) for item in pending)
             processes = workers if local_pool else 1  # trials at once, for the ETA
             if backend == "ray":  # as many as the cluster has CPUs, unless capped
                 processes = workers or ray_cpus()
-            reports = {**done, **_collect(reports, pending, log, stop, name, processes)}
+            collected = _collect(reports, pending, log, stop, name, processes)
 
-            # Every trial's row in plan order, whether it ran now or before an interruption.
-            trials_table = pd.DataFrame([reports[trial.digest].row for trial in trials])
+            if settings is None:
+                # Every trial's row in plan order, whether it ran now or before an interruption.
+                reports = {**done, **collected}
+                ran = [reports[trial.digest] for trial in trials]
+            else:  # in the order they were asked for, each sampled point once
+                ran = {**done, **{r.trial_hash or k: r for k, r in collected.items()}}
+                ran = list(ran.values())
+            trials_table = pd.DataFrame([report.row for report in ran])
             summary = summarize(trials_table, tuple(config.evaluation.metrics))
             tables = {"trials.csv": trials_table, "summary.csv": summary}
             paired = None
             if config.data is not None and config.data.backtest.folds > 1:
                 folds_table = pd.DataFrame(
                     [
-                        {**reports[trial.digest].row, "fold": fold, **metrics}
-                        for trial in trials
-                        for fold, metrics in enumerate(_folds(reports[trial.digest], uri))
+                        {**report.row, "fold": fold, **metrics}
+                        for report in ran
+                        for fold, metrics in enumerate(_folds(report, uri))
                     ]
                 )
                 if len(folds_table):  # else every trial failed: nothing to pair
@@ -242,36 +300,94 @@ def _run_sweep(
             by_series = per_series(trials_table, tuple(config.evaluation.metrics))
             if len(by_series):
                 tables["per_series.csv"] = by_series
-            metrics, figures = {}, {}
-            if config.task is not None:
-                solved = max_solved_gap(trials_table, config.solved_ratio)
-                log(solved_line(solved))
-                metrics = {f"max_solved_gap.{tracking.metric_key(m)}": g for m, g in solved.items()}
-                intervals = seed_intervals(trials_table)
-                loss = "MSE" if ratio_column(trials_table) == "mse_ratio" else "cross-entropy"
-                figures["ratio_vs_gap.png"] = plots.ratio_vs_gap(
-                    intervals, config.solved_ratio, name, loss
+            if settings is None:
+                metrics, figures = _sweep_figures(
+                    name, config, trials, reports, trials_table, uri, log
                 )
-                if (
-                    trials_table.get("effective_memory") is not None
-                    and trials_table["effective_memory"].notna().any()
-                ):
-                    figures["effective_memory.png"] = plots.effective_memory(
-                        trials_table, f"{name}: how far back each trained model looks"
-                    )
-            # Gradient flows of every model at the largest gap and the first seed.
-            flow_gap, flow_seed = gaps[-1], config.seeds[0]
-            flows = {
-                f"{trial.label} {when}": np.asarray(curve)
-                for trial in trials
-                if trial.gap == flow_gap and trial.seed == flow_seed
-                for when, curve in _flow(reports[trial.digest], uri).items()
-            }
-            if flows:
-                title = f"Gradient flow at gap {flow_gap}, seed {flow_seed}"
-                figures["gradient_flow.png"] = plots.gradient_flow(flows, title)
+            else:
+                metrics, figures = _search_figures(study, settings, tables, log, name)
             tracking.log_sweep_summary(parent, tables, metrics, figures)
     return SweepResult(summary, uri, experiment_id, parent.run_id, paired, by_series)
+
+
+def _sweep_figures(
+    name: str,
+    config: ExperimentConfig,
+    trials: list[Trial],
+    reports: dict[str, TrialReport],
+    trials_table: pd.DataFrame,
+    uri: str,
+    log: Callable[[str], None],
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """A grid sweep's (or a single experiment's) parent metrics and figures: a task's largest
+    solved gap per model, ratio against gap and effective memory; every model's gradient flow
+    at the largest gap and the first seed."""
+    metrics, figures = {}, {}
+    if config.task is not None:
+        solved = max_solved_gap(trials_table, config.solved_ratio)
+        log(solved_line(solved))
+        metrics = {f"max_solved_gap.{tracking.metric_key(m)}": g for m, g in solved.items()}
+        intervals = seed_intervals(trials_table)
+        loss = "MSE" if ratio_column(trials_table) == "mse_ratio" else "cross-entropy"
+        figures["ratio_vs_gap.png"] = plots.ratio_vs_gap(intervals, config.solved_ratio, name, loss)
+        if (
+            trials_table.get("effective_memory") is not None
+            and trials_table["effective_memory"].notna().any()
+        ):
+            figures["effective_memory.png"] = plots.effective_memory(
+                trials_table, f"{name}: how far back each trained model looks"
+            )
+    flow_gap, flow_seed = max(trial.gap for trial in trials), config.seeds[0]
+    flows = {
+        f"{trial.label} {when}": np.asarray(curve)
+        for trial in trials
+        if trial.gap == flow_gap and trial.seed == flow_seed
+        for when, curve in _flow(reports[trial.digest], uri).items()
+    }
+    if flows:
+        title = f"Gradient flow at gap {flow_gap}, seed {flow_seed}"
+        figures["gradient_flow.png"] = plots.gradient_flow(flows, title)
+    return metrics, figures
+
+
+def _search_figures(
+    study: Any,
+    settings: SearchSettings,
+    tables: dict[str, pd.DataFrame],
+    log: Callable[[str], None],
+    name: str,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """An Optuna search's parent metric (the best value found), its trials as the study saw
+    them (``search.csv``, added to ``tables``), and its figures: the optimisation history and
+    the parameters' importances."""
+    searched = tables["search.csv"] = search.trials_table(study)
+    scored = searched[searched["state"] == "complete"] if len(searched) else searched
+    if not len(scored):
+        log(f"{name}: no trial of the search completed")
+        return {}, {}
+    best = scored.loc[
+        scored["value"].idxmin() if settings.direction == "minimize" else scored["value"].idxmax()
+    ]
+    values = ", ".join(
+        f"{key}={best[key]:.4g}" if isinstance(best[key], float) else f"{key}={best[key]}"
+        for key in settings.space
+    )
+    log(f"{name}: best {settings.metric} {best['value']:.4g} (trial {best['number']}: {values})")
+    counts = searched["state"].value_counts()
+    log(
+        f"{name}: {counts.get('complete', 0)} trials complete, {counts.get('pruned', 0)} "
+        f"pruned, {counts.get('fail', 0)} failed"
+    )
+    figures = {
+        "optimization_history.png": plots.search_history(
+            searched, settings.metric, settings.direction, name
+        )
+    }
+    if importances := search.param_importances(study):
+        figures["param_importances.png"] = plots.param_importances(
+            importances, f"{name}: what {settings.metric} depends on"
+        )
+    return {f"best_{settings.metric}": float(best["value"])}, figures
 
 
 @dataclass(frozen=True)
@@ -297,12 +413,24 @@ class TrialReport:
     # first trial pays its one-off costs).
     seconds: float = float("nan")
     process: int = 0
+    run_name: str = ""  # its child run's, for the progress line
+    trial_hash: str = ""  # Trial.digest
+    pruned_at: int | None = None  # the epoch after which a pruner stopped its training
 
 
 def execute_trial(
-    trial: Trial, context: TrialContext, stop: threading.Event | None = None
+    trial: Trial,
+    context: TrialContext,
+    stop: threading.Event | None = None,
+    pruner: Pruner | None = None,
+    params: dict[str, Any] | None = None,
 ) -> TrialReport:
     """One trial, recorded as a child run of the sweep, in whichever process runs it.
+
+    ``pruner`` (an Optuna trial's; else the config's give-up rule) may stop its training
+    early: the run then ends FINISHED, evaluated as it stands, with its ``trial_state`` tag
+    ``pruned`` (``complete`` otherwise). ``params`` are logged on the run besides the usual
+    ones (a search's sampled values).
 
     A trial that raises (in its data, its model, training or recording) ends FAILED with the
     reason and is returned as such, so the sweep goes on; Ctrl-C ends it KILLED, as does
@@ -324,7 +452,7 @@ def execute_trial(
             context.experiment_id,
             context.parent_run_id,
             trial.run_name,
-            _trial_params(trial),
+            {**_trial_params(trial), **(params or {})},
             config.to_dict(),
             trial.digest,
         ) as run:
@@ -332,7 +460,7 @@ def execute_trial(
             callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=tracking.epoch_logger(run))]
             if stop is not None:
                 callbacks.append(_stop_when_set(stop))
-            outcome = run_trial(trial, callbacks, checkpoint)
+            outcome = run_trial(trial, callbacks, checkpoint, pruner)
             specifications = {f"spec.{k}": v for k, v in outcome.specifications.items()}
             dataset = f"{source}-gap{gap}-seed{seed}"
             tracking.log_trial_outcome(run, outcome, source, dataset, config.log_models)
@@ -345,14 +473,96 @@ def execute_trial(
         nan = float("nan")
         failed = {"params": nan, "test_mse": nan, "mse_ratio": nan, "solved": 0.0}
         row = {**row, **failed, "train_seconds": nan}
-        return TrialReport(row, {}, run_id, tracking.failure_reason(error))
+        failure = tracking.failure_reason(error)
+        return TrialReport(row, {}, run_id, failure, run_name=trial.run_name)
     # As the run holds them, so that a resumed sweep's rows read back the same columns.
     last_epoch = {"train_loss": outcome.history["loss"][-1]}
-    if outcome.history.get("val_loss"):
-        last_epoch["val_loss"] = outcome.history["val_loss"][-1]
+    for key in ("val_loss", "val_ratio", "val_accuracy"):
+        if outcome.history.get(key):
+            last_epoch[key] = outcome.history[key][-1]
     row = {**row, "params": outcome.model.count_params(), **specifications, **last_epoch}
     row.update(outcome.metrics)
-    return TrialReport(row, outcome.flow, run_id, folds=outcome.fold_metrics)
+    return TrialReport(
+        row,
+        outcome.flow,
+        run_id,
+        folds=outcome.fold_metrics,
+        run_name=trial.run_name,
+        trial_hash=trial.digest,
+        pruned_at=outcome.pruned_at,
+    )
+
+
+@dataclass(frozen=True)
+class SearchSlot:
+    """The ``number``-th trial an Optuna search asks its study for, before it is sampled: what
+    the sweep hands a worker and waits on."""
+
+    number: int
+    work: float  # as Trial.work, for the ETA: that of the trial the plan checked
+
+    @property
+    def digest(self) -> str:
+        return f"search-{self.number}"
+
+    @property
+    def run_name(self) -> str:
+        return f"search trial {self.number}"
+
+
+def search_trial(
+    slot: SearchSlot,
+    settings: SearchSettings,
+    template: Trial,
+    context: TrialContext,
+    stop: threading.Event | None = None,
+) -> TrialReport:
+    """One trial of an Optuna search, in whichever process runs it: ask the study for a point
+    (``template``'s config with sampled values), run it as :func:`timed_trial` does, reporting
+    each epoch's metric to the study's pruner, and tell the study how it ended: its last
+    value, pruned, or failed. Its child run's params include the sampled values and the
+    Optuna trial's number (``search_trial``)."""
+    start = time.perf_counter()
+    study = search.open_study(settings, search.trial_seed(settings, slot.number))
+    asked = study.ask()
+    number = search.origin(asked)
+    sampled = search.sample(asked, settings.space)
+    try:
+        sampled, point = resolve_point(template.config, sampled)
+    except ConfigError as error:  # a combination of values the plan's probes did not meet
+        study.tell(asked, state=TrialState.FAIL)
+        label = f"#{number} {point_label(sampled)}"
+        row = {"model": f"{template.model.name} [{label}]", "point": label}
+        return TrialReport(
+            {**row, "gap": template.gap, "seed": template.seed},
+            {},
+            "",
+            str(error),
+            seconds=time.perf_counter() - start,
+            process=os.getpid(),
+            run_name=f"{slot.run_name} ({point_label(sampled)})",
+        )
+    # The series' folds the plan prepared serve every point that leaves the data as it is.
+    prepared = template.prepared if point.data == template.config.data else None
+    trial = Trial(
+        point,
+        point.models[0],
+        template.gap,
+        template.seed,
+        f"#{number} {point_label(sampled)}",
+        prepared,
+        search_trial=number,
+    )
+    pruner = search.reporting_pruner(asked, settings.metric)
+    report = timed_trial(trial, context, stop, pruner, {**sampled, "search_trial": number})
+    value = report.row.get(settings.metric, float("nan"))
+    if report.failure is not None or not np.isfinite(value):
+        study.tell(asked, state=TrialState.FAIL)
+    elif report.pruned_at is not None:
+        study.tell(asked, state=TrialState.PRUNED)
+    else:
+        study.tell(asked, value)
+    return report
 
 
 def _trial_params(trial: Trial) -> dict[str, Any]:
@@ -414,12 +624,16 @@ def _folds(report: TrialReport, uri: str) -> list[dict[str, float]]:
 
 
 def timed_trial(
-    trial: Trial, context: TrialContext, stop: threading.Event | None = None
+    trial: Trial,
+    context: TrialContext,
+    stop: threading.Event | None = None,
+    pruner: Pruner | None = None,
+    params: dict[str, Any] | None = None,
 ) -> TrialReport:
     """:func:`execute_trial`, its report carrying the trial's seconds and the id of the
     process that ran it (for the sweep's ETA)."""
     start = time.perf_counter()
-    report = execute_trial(trial, context, stop)
+    report = execute_trial(trial, context, stop, pruner, params)
     seconds = time.perf_counter() - start
     return dataclasses.replace(report, seconds=seconds, process=os.getpid())
 
@@ -442,8 +656,8 @@ def _first_trial_note(trials: Sequence[Trial]) -> str | None:
 
 
 def _collect(
-    reports: Iterator[tuple[Trial, TrialReport]],
-    pending: list[Trial],
+    reports: Iterator[tuple[Trial | SearchSlot, TrialReport]],
+    pending: list[Trial] | list[SearchSlot],
     log: Callable[[str], None],
     stop: threading.Event,
     name: str,
@@ -474,7 +688,7 @@ def _collect(
             remaining = [t.work for t in pending if t.digest not in collected]
             log(
                 trial_line(
-                    f"[{index}/{len(pending)}] {trial.run_name}",
+                    f"[{index}/{len(pending)}] {report.run_name or trial.run_name}",
                     report,
                     time.perf_counter() - start,
                     eta_seconds(timings, remaining, processes),
@@ -564,7 +778,8 @@ def trial_line(
     else:
         timing = f"elapsed {elapsed:.0f}s, ETA {eta:.0f}s"
     row = report.row
-    return f"{prefix}: {trial_errors(row)}, {row['train_seconds']:.1f}s ({timing})"
+    pruned = f", pruned after epoch {report.pruned_at}" if report.pruned_at else ""
+    return f"{prefix}: {trial_errors(row)}, {row['train_seconds']:.1f}s{pruned} ({timing})"
 
 
 def trial_errors(row: dict[str, Any]) -> str:

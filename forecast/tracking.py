@@ -31,7 +31,15 @@ import numpy as np
 import pandas as pd
 import requests
 from mlflow import MlflowClient
-from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelOutput, Metric, Param
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    InputTag,
+    LoggedModelOutput,
+    Metric,
+    Param,
+    RunTag,
+)
 from mlflow.exceptions import MlflowException
 
 from forecast.config import ConfigError
@@ -349,7 +357,7 @@ def parent_run(
         created = client.create_run(experiment_id, tags=tags, run_name=f"{name}-sweep")
         run = RunRef(client, experiment_id, created.info.run_id)
         client.log_dict(run.run_id, config, "config.yaml")
-        _log_params(run, params)
+        log_params(run, params)
     monitor = None
     if system_metrics:
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
@@ -440,7 +448,7 @@ def trial_run(
     }
     created = client.create_run(experiment_id, tags=tags, run_name=run_name)
     run = RunRef(client, experiment_id, created.info.run_id)
-    _log_params(run, params)
+    log_params(run, params)
     client.log_dict(run.run_id, config, "config.yaml")
     try:
         yield run
@@ -464,11 +472,12 @@ def failure_reason(error: BaseException) -> str:
 
 def epoch_logger(run: RunRef) -> Callable[[int, dict[str, float] | None], None]:
     """A function for a Keras callback's ``on_epoch_end``: logs the epoch's losses to ``run``
-    as ``train_loss`` and ``val_loss`` (and a categorical task's accuracies as
-    ``train_accuracy`` and ``val_accuracy``)."""
+    as ``train_loss``, ``val_loss`` and ``val_ratio`` (val_loss over the trivial baseline's;
+    and a categorical task's accuracies as ``train_accuracy`` and ``val_accuracy``)."""
     names = {
         "loss": "train_loss",
         "val_loss": "val_loss",
+        "val_ratio": "val_ratio",
         "accuracy": "train_accuracy",
         "val_accuracy": "val_accuracy",
     }
@@ -495,7 +504,12 @@ def log_trial_outcome(
     params = {"parameters": outcome.model.count_params(), "n_train": len(splits.x_train)}
     # The model each automatic baseline chose, e.g. spec.ets = ETS(M,A,M).
     params.update({f"spec.{name}": spec for name, spec in outcome.specifications.items()})
-    _log_params(run, params)
+    log_params(run, params)
+    # How training ended, as an Optuna search tells its study: a pruner's stop is no failure.
+    state = {"trial_state": "pruned" if outcome.pruned_at else "complete"}
+    if outcome.pruned_at:
+        state["pruned_after_epoch"] = str(outcome.pruned_at)
+    run.client.log_batch(run.run_id, tags=[RunTag(key, value) for key, value in state.items()])
     test_data = log_datasets(run, splits, source, dataset_name)
     model_id = None
     if with_model:
@@ -680,7 +694,8 @@ def metric_key(label: str) -> str:
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in label)
 
 
-def _log_params(run: RunRef, params: dict[str, Any]) -> None:
+def log_params(run: RunRef, params: dict[str, Any]) -> None:
+    """Log ``params`` on ``run`` (values as MLflow shows them)."""
     run.client.log_batch(run.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class TrainResult:
     history: dict[str, list[float]]
     seconds: float
     failure: str | None = None  # why training could not finish, e.g. a NaN loss
+    pruned_at: int | None = None  # the epoch (counted from 1) after which a pruner stopped it
 
     @property
     def epochs_run(self) -> int:
@@ -121,6 +123,11 @@ def compile_model(
         optimizer.build(model.trainable_variables)
 
 
+# A pruner as training asks it after each epoch with validation: (the epoch, counted from 0,
+# its logs with val_ratio) -> whether to stop the trial there.
+Pruner = Callable[[int, dict[str, float]], bool]
+
+
 def train(
     model: keras.Model,
     splits: Splits,
@@ -131,6 +138,7 @@ def train(
     strategy: tf.distribute.Strategy | None = None,
     compiled: bool = False,
     first_epoch: int = 0,
+    pruner: Pruner | None = None,
 ) -> TrainResult:
     """Fit ``model`` on :func:`make_loss`; returns the per-epoch history, wall time and failure.
 
@@ -144,6 +152,12 @@ def train(
     state training should start from; otherwise it is compiled here. ``first_epoch`` numbers
     the epochs from there (``config.epochs`` of them), as Keras' ``initial_epoch`` does: a
     backtest's folds continue one another's epochs.
+
+    Each epoch with validation data logs ``val_ratio``: its ``val_loss`` over the trivial
+    baseline's (:func:`forecast.evaluation.trivial_loss`), 1 for a model that learned nothing.
+    After it, ``pruner`` (an Optuna trial's, see forecast.search) or, without one, the give-up
+    rule of ``config.give_up_epoch`` (:class:`GiveUp`) may stop training: the result's
+    ``pruned_at`` says after which epoch.
     """
     if strategy is not None and model.distribute_strategy is not strategy:
         raise ValueError("with a strategy, build the model under `strategy.scope()`")
@@ -152,13 +166,19 @@ def train(
         compile_model(model, config, strategy, splits.classes)
     backup_dir = checkpoint_dir if config.checkpoint else None
     safety = _safety_callbacks(config)
-    if config.give_up_epoch is not None:
+    pruning = None
+    if len(splits.x_val):  # not in a refit on train + validation
         quantiles = config.quantiles if config.loss == "quantile" else None
         # Targets only (horizon steps a window, not input_width): small enough to gather whole.
         train_targets, val_targets = np.asarray(splits.y_train), np.asarray(splits.y_val)
         baseline = trivial_loss(train_targets, val_targets, splits.classes, quantiles)
-        give_up_at = first_epoch + config.give_up_epoch
-        safety.append(GiveUp(give_up_at, config.give_up_ratio * baseline))
+        # First, so that every callback after it, and the history, see the ratio.
+        safety.insert(0, _ValidationRatio(baseline))
+        if pruner is None and config.give_up_epoch is not None:
+            pruner = GiveUp(first_epoch + config.give_up_epoch, config.give_up_ratio)
+        if pruner is not None:
+            pruning = _Pruning(pruner)
+            safety.append(pruning)
     start = time.perf_counter()
     if multi_worker:
         history = fit_multi_worker(
@@ -203,30 +223,60 @@ def train(
     failure = None
     if any(not math.isfinite(loss) for loss in losses):
         failure = f"loss became {losses[-1]} at epoch {len(losses)}; training stopped"
-    return TrainResult(history=history, seconds=seconds, failure=failure)
+    pruned_at = pruning.stopped_after if pruning is not None else None
+    return TrainResult(history, seconds, failure, pruned_at)
 
 
-class GiveUp(keras.callbacks.Callback):
-    """Stops training after epoch ``epoch`` (counted from 1; ``fit`` calls it ``epoch - 1``)
-    if the best ``val_loss`` so far is still above ``threshold``: a trial that has learned
-    nothing by then is hopeless.
+class GiveUp:
+    """The give-up rule, a :data:`Pruner`: stop after epoch ``epoch`` (counted from 1; the
+    pruner hears ``epoch - 1``) if the best ``val_ratio`` so far is still above ``ratio``: a
+    trial that has learned nothing by then is hopeless.
 
     Unlike patience, it ignores how long the loss has been flat: on long gaps an LSTM's loss
     stays flat for several epochs before it falls, so only a late look can tell the plateau
     from a trial that never learns (measured on sine_long_gap: docs/time-to-result.md).
+    In an Optuna search it is the ``give_up`` pruner (forecast.search).
     """
 
-    def __init__(self, epoch: int, threshold: float) -> None:
-        super().__init__()
-        self.epoch, self.threshold = epoch, threshold
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
+    def __init__(self, epoch: int, ratio: float) -> None:
+        self.epoch, self.ratio = epoch, ratio
         self.best = math.inf
 
+    def __call__(self, epoch: int, logs: dict[str, float]) -> bool:
+        self.best = min(self.best, logs["val_ratio"])
+        return self.stops(epoch, self.best)
+
+    def stops(self, epoch: int, best_ratio: float) -> bool:
+        """Whether a trial whose best validation ratio up to ``epoch`` (from 0) is
+        ``best_ratio`` gives up there."""
+        return epoch + 1 == self.epoch and best_ratio > self.ratio
+
+
+class _ValidationRatio(keras.callbacks.Callback):
+    """Adds ``val_ratio``, ``val_loss`` over the trivial baseline's, to each epoch's logs."""
+
+    def __init__(self, baseline: float) -> None:
+        super().__init__()
+        self.baseline = baseline
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.best = min(self.best, (logs or {}).get("val_loss", math.inf))
-        if epoch + 1 == self.epoch and self.best > self.threshold:
+        if logs is not None and "val_loss" in logs:
+            logs["val_ratio"] = logs["val_loss"] / self.baseline
+
+
+class _Pruning(keras.callbacks.Callback):
+    """Asks ``pruner`` after each epoch; stops training when it says so."""
+
+    def __init__(self, pruner: Pruner) -> None:
+        super().__init__()
+        self.pruner = pruner
+        self.stopped_after: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        if "val_ratio" in logs and math.isfinite(logs["val_loss"]) and self.pruner(epoch, logs):
             self.model.stop_training = True
+            self.stopped_after = epoch + 1
 
 
 def _safety_callbacks(config: TrainConfig) -> list[keras.callbacks.Callback]:

@@ -66,7 +66,7 @@ from forecast.evaluation import (
 from forecast.forecasters import baseline_forecasts, baseline_names
 from forecast.models import build_configured
 from forecast.tasks import task_function
-from forecast.training import compile_model, make_loss, model_output_shape, train
+from forecast.training import Pruner, compile_model, make_loss, model_output_shape, train
 
 GRADIENT_PROBE = 128  # test samples whose input gradients trace the gradient flow
 # A trial's fixed cost (building, evaluating, plotting) in time steps of sequence, for the
@@ -87,6 +87,9 @@ class Trial:
     # A series' backtest folds, read and split once by the plan and shared by the trials of
     # its data section (sent along to a worker process); None: the trial prepares them.
     prepared: tuple[SeriesData, ...] | None = field(default=None, repr=False, compare=False)
+    # An Optuna search's trial number (the first one's, if an interruption asked for it
+    # again): two trials that sampled the same values are still two trials.
+    search_trial: int | None = None
 
     @property
     def label(self) -> str:
@@ -102,7 +105,8 @@ class Trial:
     def digest(self) -> str:
         """Identifies the trial across invocations, for resuming: changes with any setting
         that can change its results."""
-        return results_digest(self.config, self.model.name, self.gap, self.seed)
+        searched = () if self.search_trial is None else (self.search_trial,)
+        return results_digest(self.config, self.model.name, self.gap, self.seed, *searched)
 
     @property
     def work(self) -> float:
@@ -130,6 +134,7 @@ class TrialOutcome:
     fold_metrics: list[dict[str, float]]  # each backtest fold's test errors; [] for one fold
     series: SeriesData | None  # a series' last fold: what forecasts from its raw rows
     specifications: dict[str, str]  # baseline -> the model its automatic selection chose
+    pruned_at: int | None = None  # the epoch after which a pruner stopped its training
 
 
 class TrainingDiverged(RuntimeError):
@@ -140,9 +145,12 @@ def run_trial(
     trial: Trial,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     checkpoint_dir: Path | None = None,
+    pruner: Pruner | None = None,
 ) -> TrialOutcome:
     """Train and evaluate one model; ``callbacks`` see every epoch, ``checkpoint_dir`` holds
-    the per-epoch backup that lets an interrupted trial resume.
+    the per-epoch backup that lets an interrupted trial resume, and ``pruner`` (or the config's
+    give-up rule) may stop training early (see :func:`forecast.training.train`); a stopped
+    trial is still evaluated, as it stands.
 
     A series backtested on several folds (``data.backtest``) trains a fresh model on each
     fold's past (or, without ``refit``, once on the first fold's) and scores it on that fold:
@@ -172,7 +180,7 @@ def run_trial(
     )
     strategy = make_strategy(config.train.strategy)  # one per process, reused
 
-    fold_metrics, forecasts, train_seconds = [], [], 0.0
+    fold_metrics, forecasts, train_seconds, pruned_at = [], [], 0.0, None
     specifications: dict[str, list[str]] = {}  # each automatic baseline's choice, per fold
     for index, (splits, series) in enumerate(folds):
         if index == 0 or refit:
@@ -190,9 +198,11 @@ def run_trial(
                 strategy,
                 compiled=strategy is None,  # by _traced_like
                 first_epoch=index * config.train.epochs,
+                pruner=pruner,
             )
             if result.failure is not None:
                 raise TrainingDiverged(result.failure)
+            pruned_at = pruned_at or result.pruned_at
             train_seconds += result.seconds
             if index == 0:
                 flow["trained"] = gradient_flow(*probe)
@@ -212,7 +222,6 @@ def run_trial(
                         config.train,
                         epochs=epochs,
                         early_stopping_patience=None,
-                        give_up_epoch=None,
                     ),
                     seed,
                     strategy=strategy,
@@ -263,6 +272,7 @@ def run_trial(
         series,
         # One value per baseline; a backtest's folds in order, where their choices differ.
         {name: " | ".join(dict.fromkeys(chosen)) for name, chosen in specifications.items()},
+        pruned_at,
     )
 
 

@@ -75,7 +75,7 @@ def test_mirrored_training_lowers_the_loss():
     with strategy.scope():
         model = build(data)
     result = train(model, data, CONFIG, strategy=strategy)
-    assert result.failure is None and set(result.history) == {"loss", "val_loss"}
+    assert result.failure is None and set(result.history) == {"loss", "val_loss", "val_ratio"}
     assert result.epochs_run == 2 and result.history["loss"][1] < result.history["loss"][0]
 
 

@@ -1,4 +1,5 @@
-"""Sweeps: grid and random points, worker processes, Ray tasks, resume, and their bad input."""
+"""Sweeps: grid points, worker processes, Ray tasks, resume, and their bad input (Optuna's
+searches: test_search.py)."""
 
 import contextlib
 
@@ -45,18 +46,14 @@ def runs_in(store, experiment="sine_long_gap"):
     return [] if found is None else client.search_runs([found.experiment_id])
 
 
-def test_grid_and_random_points_resolve_every_key():
-    space = "{train.learning_rate: {loguniform: [0.0001, 0.1]}}"
-    sweep = f"sweep={{grid: {{models.0.units: [2, 4]}}, samples: 3, seed: 1, space: {space}}}"
-    _, config = load_experiment("sine_long_gap", [*SMALL, sweep])
+def test_grid_points_resolve_every_key():
+    grid = "{models.0.units: [2, 4], train.learning_rate: [0.001, 1]}"
+    _, config = load_experiment("sine_long_gap", [*SMALL, f"sweep={{grid: {grid}}}"])
     points = sweep_points(config)
-    assert len(points) == 6  # the grid, repeated; each point draws afresh (as Ray Tune does)
-    assert [p.models[0].units for _, p in points] == [2, 4, 2, 4, 2, 4]
-    rates = [p.train.learning_rate for _, p in points]
-    assert all(1e-4 <= rate <= 0.1 for rate in rates) and len(set(rates)) == 6
-    assert rates == [p.train.learning_rate for _, p in sweep_points(config)]  # seeded
-    overrides, point = points[0]
-    assert set(overrides) == {"models.0.units", "train.learning_rate"}
+    assert [p.models[0].units for _, p in points] == [2, 2, 4, 4]
+    assert [p.train.learning_rate for _, p in points] == [0.001, 1.0, 0.001, 1.0]
+    overrides, point = points[1]
+    assert overrides == {"models.0.units": 2, "train.learning_rate": 1.0}  # as the config reads
     assert point.sweep is None and point.models[1].units == 3
 
 
@@ -65,10 +62,9 @@ def test_grid_and_random_points_resolve_every_key():
     [
         ("sweep={grid: {train.lr: [1, 2]}}", "sweep train.lr: unknown config key 'train.lr'"),
         ("sweep={grid: {models.5.units: [1]}}", "no item '5' in a list of 2"),
-        ("sweep={grid: {}}", "sweep: empty grid and no random samples"),
+        ("sweep={grid: {}}", "sweep.grid: empty; list the values to try under their keys"),
         ("sweep={grid: {train.epochs: []}}", "sweep.grid.train.epochs: expected a non-empty"),
         ("sweep={grid: {train.epochs: [0]}}", "train.epochs: must be positive, got 0"),
-        ("sweep={samples: 2, space: {train.epochs: {normal: [1, 2]}}}", "sweep.space.train.epochs"),
     ],
 )
 def test_a_bad_sweep_fails_in_one_line_before_any_run(tracking_store, capsys, sweep, message):

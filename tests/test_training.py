@@ -47,8 +47,14 @@ def test_a_trial_still_above_the_give_up_ratio_at_the_give_up_epoch_stops(ratio,
     """No model gets within a millionth of the trivial baseline's error in 3 epochs; every
     model is within 100 times it."""
     config = TrainConfig(epochs=6, batch_size=32, give_up_epoch=3, give_up_ratio=ratio)
-    result = train(tiny_model(), tiny_splits(), config)
+    splits = tiny_splits()
+    result = train(tiny_model(), splits, config)
     assert result.failure is None and result.epochs_run == epochs_run
+    assert result.pruned_at == (3 if epochs_run == 3 else None)
+    # The ratio the rule reads: each epoch's validation MSE over the train mean's.
+    baseline = np.mean((splits.y_val - splits.y_train.mean(axis=0)) ** 2)
+    ratios = np.asarray(result.history["val_loss"]) / baseline
+    np.testing.assert_allclose(result.history["val_ratio"], ratios, rtol=1e-5)
 
 
 def test_early_stopping_stops_and_restores_the_best_weights():
