@@ -146,7 +146,12 @@ def _run(uri: str, args: argparse.Namespace) -> int:
         args.system_metrics,
     )
     print()
-    print(format_table(sweep.summary, "table"))
+    ranked = sweep.best_trials
+    if len(ranked):  # an Optuna search: its best trials, not a row per sampled point
+        print(f"The best of {len(ranked)} trials, by {ranked.columns[2]}:")
+        print(format_table(ranked.head(SEARCH_ROWS), "table"))
+    else:
+        print(format_table(sweep.summary, "table"))
     if sweep.paired is not None:
         print("\nPaired by backtest fold (mse_ratio: mean over folds of model MSE / versus MSE):")
         print(format_table(sweep.paired, "table"))
@@ -162,6 +167,7 @@ def _run(uri: str, args: argparse.Namespace) -> int:
     return 0
 
 
+SEARCH_ROWS = 10  # of a search's trials, printed after it
 PER_SERIES_TITLE = "Each series of the panel (pooled above; means over seeds and folds):"
 
 NUMBER_FORMATS = {
@@ -184,6 +190,7 @@ NUMBER_FORMATS = {
     "vs_naive": "{:.3f}",
     "vs_seasonal_naive": "{:.3f}",
     "effective_memory": "{:.1f}",
+    "val_ratio": "{:.4f}",
     "train_seconds": "{:.1f}",
 }
 

@@ -49,9 +49,10 @@ def plan_trials(
     searching = config.sweep is not None and config.sweep.search == "optuna"
     for number, (overrides, point) in enumerate(points, 1):
         label = point_label(overrides)
+        # Each point builds its models again, and may load other data.
         if searching and number > 1:
             log(f"checking the search space at {label}: its data and models")
-        elif len(points) > 1:  # each point builds its models again, and may load other data
+        elif len(points) > 1 and not searching:
             log(f"checking sweep point {number}/{len(points)} ({label}): its data and models")
         else:
             log(f"checking the data ({data_source(point)}) and the models")

@@ -143,13 +143,13 @@ def search_history(
 
 
 def param_importances(importances: dict[str, float], title: str = "") -> Figure:
-    """Each searched parameter's importance (:func:`forecast.search.param_importances`, summing
-    to 1), as horizontal bars, the most important on top."""
+    """Each searched parameter's importance (:func:`forecast.search.param_importances`), as
+    horizontal bars, the most important on top."""
     names = sorted(importances, key=importances.get)
     figure = Figure(figsize=(7, 1.2 + 0.45 * len(names)))
     axes = figure.subplots()
     axes.barh(names, [importances[name] for name in names], color="C0")
-    axes.set(xlabel="importance (share of the variation in the value)", title=title)
+    axes.set(xlabel="importance (Optuna's PED-ANOVA, summing to 1)", title=title)
     axes.grid(alpha=0.3, axis="x")
     return _set_margins(figure, left=2.4)
 

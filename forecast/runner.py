@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import keras
 import numpy as np
+import optuna
 import pandas as pd
 import tensorflow as tf
 from optuna.trial import TrialState
@@ -70,6 +71,9 @@ class SweepResult:
     run_id: str | None  # the parent run's
     paired: pd.DataFrame | None = None  # a backtest's models compared fold by fold
     per_series: pd.DataFrame = field(default_factory=pd.DataFrame)  # a panel's, series by series
+    # An Optuna search's trials as its study holds them (forecast.search.trials_table), the
+    # complete ones first, best first.
+    best_trials: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def run_experiment(
@@ -263,6 +267,7 @@ def _run_sweep(
                 execute = functools.partial(
                     search_trial, settings=settings, template=trials[0], context=context
                 )
+            # (A search's slots are not trials yet: the trial it samples from tells.)
             if note := _first_trial_note(trials if settings else pending):
                 log(f"{name}: {note}")
             if backend == "ray":
@@ -301,16 +306,17 @@ def _run_sweep(
             if len(by_series):
                 tables["per_series.csv"] = by_series
             if settings is None:
-                metrics, figures = _sweep_figures(
+                metrics, figures = _sweep_summary(
                     name, config, trials, reports, trials_table, uri, log
                 )
             else:
-                metrics, figures = _search_figures(study, settings, tables, log, name)
+                metrics, figures = _search_summary(study, settings, tables, log, name)
             tracking.log_sweep_summary(parent, tables, metrics, figures)
-    return SweepResult(summary, uri, experiment_id, parent.run_id, paired, by_series)
+    best = pd.DataFrame() if settings is None else search.best_first(tables["search.csv"], settings)
+    return SweepResult(summary, uri, experiment_id, parent.run_id, paired, by_series, best)
 
 
-def _sweep_figures(
+def _sweep_summary(
     name: str,
     config: ExperimentConfig,
     trials: list[Trial],
@@ -350,8 +356,8 @@ def _sweep_figures(
     return metrics, figures
 
 
-def _search_figures(
-    study: Any,
+def _search_summary(
+    study: optuna.Study,
     settings: SearchSettings,
     tables: dict[str, pd.DataFrame],
     log: Callable[[str], None],
@@ -380,7 +386,7 @@ def _search_figures(
     )
     figures = {
         "optimization_history.png": plots.search_history(
-            searched, settings.metric, settings.direction, name
+            searched, settings.metric, settings.direction, f"{name}: optimisation history"
         )
     }
     if importances := search.param_importances(study):

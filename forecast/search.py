@@ -12,9 +12,9 @@ MLflow parent run: resuming the run resumes the study, and what it had learned.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +113,9 @@ def open_study(settings: SearchSettings, sampler_seed: int | None = None) -> opt
     )
 
 
+# One storage (a database engine and its connections) per URL and process, however many
+# trials the process asks for.
+@functools.cache
 def _storage(url: str) -> optuna.storages.RDBStorage:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per trial: the sweep logs
     # Worker processes write to one sqlite file at once: each waits for the lock, not fails.
@@ -142,9 +145,7 @@ def _sampler(settings: SearchSettings, seed: int | None) -> optuna.samplers.Base
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if settings.sampler == "cmaes":
-        with warnings.catch_warnings():  # its warm-start and restart options are experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.CmaEsSampler(seed=seed)
+        return optuna.samplers.CmaEsSampler(seed=seed)
     # Asked while other trials still run, TPE counts them as bad ("constant liar"), so that
     # parallel workers spread out rather than sample alike.
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
@@ -256,6 +257,17 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     )
 
 
+def best_first(trials: pd.DataFrame, settings: SearchSettings) -> pd.DataFrame:
+    """:func:`trials_table`'s rows, the complete trials first, each part best first, the value
+    column named after the metric."""
+    if not len(trials):
+        return trials
+    ranked = trials.assign(pruned=trials["state"] != "complete").sort_values(
+        ["pruned", "value"], ascending=[True, settings.direction == "minimize"]
+    )
+    return ranked.drop(columns="pruned").rename(columns={"value": settings.metric})
+
+
 def _last_value(trial: FrozenTrial) -> float:
     if not trial.intermediate_values:
         return float("nan")
@@ -263,8 +275,10 @@ def _last_value(trial: FrozenTrial) -> float:
 
 
 def param_importances(study: optuna.Study) -> dict[str, float]:
-    """Each sampled parameter's share of the variation in the complete trials' values (Optuna's
-    default evaluator); empty until two trials complete with different values."""
+    """How much the complete trials' values depend on each sampled parameter, summing to 1:
+    Optuna's default evaluator, PED-ANOVA (how differently a parameter is distributed among
+    the best trials than among all); empty until two trials complete with different
+    values."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < 2 or len({trial.value for trial in complete}) < 2:
         return {}

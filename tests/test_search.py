@@ -1,6 +1,8 @@
 """Optuna searches (``sweep.search: optuna``): the space, samplers and pruners, pruned trials
 in MLflow, the study beside the store, resuming, and their bad input."""
 
+import dataclasses
+import math
 import os
 import signal
 import subprocess
@@ -52,7 +54,11 @@ def runs_in(store, experiment="sine_long_gap"):
 
 
 def parent_and_children(store):
-    runs = runs_in(store)
+    return parent_and_children_of(store, "sine_long_gap")
+
+
+def parent_and_children_of(store, experiment):
+    runs = runs_in(store, experiment)
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     return parent, [r for r in runs if r is not parent]
 
@@ -111,6 +117,24 @@ def test_samples_follow_the_space_and_the_seed():
     assert (settings.sampler, settings.pruner, settings.direction) == ("tpe", "median", "minimize")
     seeds = {search.trial_seed(settings, slot) for slot in range(10)}
     assert len(seeds) == 10  # every trial its own sampler seed
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes"])
+def test_each_sampler_searches_the_space_in_a_study_on_disk(tmp_path, sampler):
+    _, config = load_experiment(
+        "sine_long_gap", [*SMALL, f"sweep={{search: optuna, sampler: {sampler}, space: {SPACE}}}"]
+    )
+    settings = search.search_settings(config, f"sqlite:///{tmp_path}/mlflow.db")
+    settings = dataclasses.replace(settings, study_name="a-study")
+    for slot in range(14):  # past TPE's and CMA-ES's random start-up trials
+        study = search.open_study(settings, search.trial_seed(settings, slot))
+        trial = study.ask()
+        drawn = search.sample(trial, settings.space)
+        assert 0.001 <= drawn["train.learning_rate"] <= 0.1
+        assert drawn["models.0.units"] in (2, 4, 6, 8)
+        study.tell(trial, abs(math.log(drawn["train.learning_rate"] / 0.01)))
+    study = optuna.load_study(study_name="a-study", storage=settings.storage)
+    assert len(study.trials) == 14 and study.best_value < 1.0
 
 
 def test_the_give_up_pruner_is_the_give_up_rule():
@@ -205,6 +229,8 @@ def test_a_search_runs_its_trials_as_child_runs_and_shows_the_best(tracking_stor
     assert "optuna search of 4 trials (random, pruner median) on 1 process" in out
     assert "[4/4] lstm-gap3-seed0 #3 train.learning_rate=" in out
     assert "best val_ratio" in out
+    ranked = out.split("The best of 4 trials, by val_ratio:\n")[1].splitlines()
+    assert ranked[0].split()[:3] == ["number", "state", "val_ratio"]
     parent, children = parent_and_children(tracking_store)
     assert parent.info.status == "FINISHED" and len(children) == 4
     assert parent.data.params["search"] == "optuna random"
@@ -367,3 +393,42 @@ def test_a_search_in_worker_processes_resumes_after_a_kill(tracking_store, tmp_p
     finished = [c for c in children if c.info.status == "FINISHED"]
     numbers = [int(c.data.params["search_trial"]) for c in finished]
     assert len(numbers) == len(set(numbers)) == 6  # no finished trial ran twice
+
+
+@pytest.mark.processes
+def test_ray_tasks_ask_and_tell_one_study(tracking_store, capsys):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        args = search_args("n_trials: 3", "pruner: none")
+        assert main(["run", "sine_long_gap", *args, "--backend", "ray"]) == 0
+    finally:
+        ray.shutdown()
+    assert "optuna search of 3 trials (tpe, pruner none) on Ray" in capsys.readouterr().out
+    parent, children = parent_and_children(tracking_store)
+    study = study_of(tracking_store, parent)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert sorted(int(c.data.params["search_trial"]) for c in children) == [0, 1, 2]
+    assert {c.info.status for c in children} == {"FINISHED"}
+
+
+def test_a_search_over_a_series_window_prepares_each_sampled_data_section(tracking_store):
+    overrides = [
+        "data.backtest.folds=1",
+        "data.baselines=[]",
+        "train.loss=mse",
+        "data.horizon=2",
+        "data.season=4",
+        "models=[{name: lstm, layer: LSTM, units: 3}]",
+        "train.epochs=2",
+        "train.batch_size=256",
+        "sweep={search: optuna, n_trials: 3, sampler: random, space: "
+        "{data.input_width: {choice: [8, 12]}, train.learning_rate: {loguniform: [0.001, 0.01]}}}",
+    ]
+    assert main(["run", "co2_forecast", *[a for o in overrides for a in ("--set", o)]]) == 0
+    _, children = parent_and_children_of(tracking_store, "co2_forecast")
+    assert len(children) == 3
+    for child in children:
+        assert child.info.status == "FINISHED", child.data.tags.get("failure_reason")
+        assert child.data.params["data.input_width"] in ("8", "12")
+        assert "test_mase" in child.data.metrics and "val_ratio" in child.data.metrics
