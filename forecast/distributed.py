@@ -141,11 +141,11 @@ def fit_multi_worker(
         batches = iter(val_batches)
         val_sum, val_count = sum(val_step(batches).numpy() for _ in range(val_steps))
         logs = {"loss": loss_sum / count, "val_loss": float(val_sum / val_count)}
+        for key, value in logs.items():
+            history[key].append(value)
         if backup:  # before the callbacks, as BackupAndRestore comes before them in fit
             backup.save(epoch + 1)
         callback_list.on_epoch_end(epoch, logs)
-        for key, value in logs.items():  # with what the callbacks added (val_ratio), as in fit
-            history.setdefault(key, []).append(value)
         if model.stop_training:
             break
     callback_list.on_train_end()

@@ -1,5 +1,7 @@
 """Run one experiment: plan its trials (forecast.plan), run them here, in worker processes or
 on Ray, and record the sweep in MLflow: a parent run, one child run per trial, and the summary.
+An Optuna search's trials are not planned but asked of its study, one by one, by whichever
+process runs them (:func:`search_trial`, forecast.search).
 
 This is the edge where computation meets tracking. :func:`execute_trial` wraps one
 :func:`forecast.trial.run_trial` in its child run, wherever the trial runs;

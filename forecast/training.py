@@ -172,8 +172,9 @@ def train(
         # Targets only (horizon steps a window, not input_width): small enough to gather whole.
         train_targets, val_targets = np.asarray(splits.y_train), np.asarray(splits.y_val)
         baseline = trivial_loss(train_targets, val_targets, splits.classes, quantiles)
-        # First, so that every callback after it, and the history, see the ratio.
-        safety.insert(0, _ValidationRatio(baseline))
+        # First, so that every callback after it, and fit's history, see the ratio.
+        ratio = _ValidationRatio(baseline)
+        safety.insert(0, ratio)
         if pruner is None and config.give_up_epoch is not None:
             pruner = GiveUp(first_epoch + config.give_up_epoch, config.give_up_ratio)
         if pruner is not None:
@@ -219,6 +220,8 @@ def train(
             verbose=config.verbose,
         ).history
     seconds = time.perf_counter() - start
+    if len(splits.x_val):  # the multi-worker loop's history holds the losses alone
+        history.setdefault("val_ratio", ratio.ratios)
     losses = history.get("loss", [])
     failure = None
     if any(not math.isfinite(loss) for loss in losses):
@@ -258,10 +261,12 @@ class _ValidationRatio(keras.callbacks.Callback):
     def __init__(self, baseline: float) -> None:
         super().__init__()
         self.baseline = baseline
+        self.ratios: list[float] = []  # for a history that is not fit's (see train)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None and "val_loss" in logs:
             logs["val_ratio"] = logs["val_loss"] / self.baseline
+            self.ratios.append(logs["val_ratio"])
 
 
 class _Pruning(keras.callbacks.Callback):

@@ -202,9 +202,12 @@ def test_two_workers_train_to_identical_weights(workers):
 def test_multi_worker_callbacks_see_what_fit_would_show(workers):
     main = workers.reports[1]["main"]
     assert main["events"] == ["begin", "epoch 0", "epoch 1", "end"]
+    # The epoch's losses, and the validation ratio the pruners read, as fit's history holds.
+    history = main["history"]
+    assert set(history) == {"loss", "val_loss", "val_ratio"}
     assert main["logs"] == [
-        {"loss": loss, "val_loss": val_loss}
-        for loss, val_loss in zip(main["history"]["loss"], main["history"]["val_loss"], strict=True)
+        {key: values[epoch] for key, values in history.items()}
+        for epoch in range(len(history["loss"]))
     ]
     assert main["val_mse"] == pytest.approx(main["history"]["val_loss"][-1], rel=1e-5)
 
