@@ -137,6 +137,33 @@ def test_each_sampler_searches_the_space_in_a_study_on_disk(tmp_path, sampler):
     assert len(study.trials) == 14 and study.best_value < 1.0
 
 
+@pytest.mark.parametrize("pruner", ["median", "successive_halving", "hyperband", "give_up", "none"])
+def test_each_pruner_stops_trials_that_lag_and_none_stops_none(tmp_path, pruner):
+    overrides = [*SMALL, "train.epochs=8", "train.give_up_epoch=2", "train.give_up_ratio=0.9"]
+    sweep = f"sweep={{search: optuna, pruner: {pruner}, sampler: random, space: {SPACE}}}"
+    _, config = load_experiment("sine_long_gap", [*overrides, sweep])
+    settings = search.search_settings(config, f"sqlite:///{tmp_path}/mlflow.db")
+    study = search.open_study(dataclasses.replace(settings, study_name="pruned"))
+    stopped = []
+    for number in range(12):  # learning curves: the odd trials stay on the plateau
+        trial, plateau = study.ask(), number % 2 == 1
+        prune = search.reporting_pruner(trial, "val_ratio")
+        for epoch in range(8):
+            ratio = 1.0 if plateau else 0.5 / (epoch + 1)
+            if prune(epoch, {"val_ratio": ratio}):
+                stopped.append((number, epoch))
+                study.tell(trial, state=TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, ratio)
+    if pruner == "none":
+        assert stopped == []
+    else:
+        assert stopped and all(number % 2 == 1 for number, _ in stopped)  # only the plateaus
+    if pruner == "give_up":
+        assert {epoch for _, epoch in stopped} == {1}  # after epoch 2, counted from 1
+
+
 def test_the_give_up_pruner_is_the_give_up_rule():
     rule = GiveUp(epoch=3, ratio=0.9)
     study = optuna.create_study(pruner=search.GiveUpPruner(rule))
