@@ -257,7 +257,7 @@ def test_a_search_runs_its_trials_as_child_runs_and_shows_the_best(tracking_stor
     assert "[3/3] lstm-gap3-seed0 #2 train.learning_rate=" in out
     assert "best val_ratio" in out
     ranked = out.split("The best of 3 trials, by val_ratio:\n")[1].splitlines()
-    assert ranked[0].split()[:3] == ["number", "state", "val_ratio"]
+    assert ranked[0].split()[:3] == ["trial", "state", "val_ratio"]
     parent, children = parent_and_children(tracking_store)
     assert parent.info.status == "FINISHED" and len(children) == 3
     assert parent.data.params["search"] == "optuna random"
