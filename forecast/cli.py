@@ -146,10 +146,8 @@ def _run(uri: str, args: argparse.Namespace) -> int:
         args.system_metrics,
     )
     print()
-    ranked = sweep.best_trials
-    if len(ranked):  # an Optuna search: its best trials, not a row per sampled point
-        print(f"The best of {len(ranked)} trials, by {ranked.columns[2]}:")
-        print(format_table(ranked.head(SEARCH_ROWS), "table"))
+    if config.sweep is not None and config.sweep.search == "optuna":
+        _print_best_trials(uri, sweep.run_id, "table")
     else:
         print(format_table(sweep.summary, "table"))
     if sweep.paired is not None:
@@ -167,7 +165,6 @@ def _run(uri: str, args: argparse.Namespace) -> int:
     return 0
 
 
-SEARCH_ROWS = 10  # of a search's trials, printed after it
 PER_SERIES_TITLE = "Each series of the panel (pooled above; means over seeds and folds):"
 
 NUMBER_FORMATS = {
@@ -231,7 +228,7 @@ def _runs(uri: str, experiment: str | None, limit: int) -> int:
 
 def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> int:
     from forecast.evaluation import METRICS, per_series, summarize
-    from forecast.results import best_trials, recent_sweeps, sweep_trials
+    from forecast.results import recent_sweeps, sweep_trials
 
     if run_id is None:
         sweeps = recent_sweeps(uri, experiment, limit=1)
@@ -241,11 +238,7 @@ def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> 
     trials = sweep_trials(uri, run_id)
     if not len(trials) or not {"test_mse", "test_cross_entropy"} & set(trials):
         raise ConfigError(f"sweep {run_id} has no finished trials")
-    best = best_trials(uri, run_id)
-    if len(best):  # an Optuna search: a row per trial, its best first
-        if fmt != "csv":
-            print(f"The best {len(best)} of {len(trials)} trials, by {best.columns[2]}:")
-        print(format_table(best, fmt))
+    if _print_best_trials(uri, run_id, fmt, trials):  # an Optuna search: a row per trial
         return 0
     print(format_table(summarize(trials, METRICS), fmt))
     if "test_mse_ci95" in trials:  # a backtest: its trials' folds, compared pairwise
@@ -271,6 +264,21 @@ def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> 
             print(PER_SERIES_TITLE)
         print(format_table(by_series, fmt))
     return 0
+
+
+def _print_best_trials(uri: str, run_id: str, fmt: str, trials: object | None = None) -> bool:
+    """Print an Optuna search's best trials, as ``forecast run`` and ``forecast compare`` show
+    them; False, printing nothing, for a sweep that is not a search."""
+    from forecast.results import best_trials, sweep_trials
+
+    trials = sweep_trials(uri, run_id) if trials is None else trials
+    best = best_trials(uri, run_id, trials)
+    if not len(best):
+        return False
+    if fmt != "csv":
+        print(f"The best {len(best)} of {len(trials)} trials, by {best.columns[2]}:")
+    print(format_table(best, fmt))
+    return True
 
 
 def _ui(uri: str, experiment: str | None, port: int) -> int:

@@ -132,15 +132,14 @@ def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.D
     return table
 
 
-def best_trials(uri: str, parent_run_id: str, limit: int = 10) -> pd.DataFrame:
-    """An Optuna search's best ``limit`` trials by its metric, best first: ``trial`` (its
-    number), ``state`` (complete or pruned), the metric's last value, each sampled key, the
-    test ratio and the training seconds; empty for a sweep that is not a search.
-
-    Raises:
-        TrackingError: as :func:`sweep_trials`.
+def best_trials(
+    uri: str, parent_run_id: str, trials: pd.DataFrame, limit: int = 10
+) -> pd.DataFrame:
+    """An Optuna search's best ``limit`` trials by its metric, the complete ones first, each
+    part best first: ``trial`` (its number), ``state`` (complete or pruned), the metric's last
+    value, each sampled key, the test ratio and the training seconds; empty for a sweep that
+    is not a search. ``trials``: the sweep's :func:`sweep_trials`.
     """
-    trials = sweep_trials(uri, parent_run_id)
     params = MlflowClient(uri).get_run(parent_run_id).data.params
     if "search_space" not in params or not len(trials):
         return pd.DataFrame()
@@ -151,10 +150,10 @@ def best_trials(uri: str, parent_run_id: str, limit: int = 10) -> pd.DataFrame:
         (c for c in ("mse_ratio", "cross_entropy_ratio", "test_mase") if c in trials), None
     )
     columns = ["search_trial", "trial_state", metric, *space, *([ratio] if ratio else [])]
-    best = trials[[*columns, "train_seconds"]].sort_values(
-        metric, ascending=direction == "(minimize)"
-    )
-    return best.head(limit).rename(columns={"search_trial": "trial", "trial_state": "state"})
+    best = trials[[*columns, "train_seconds"]].assign(pruned=trials["trial_state"] != "complete")
+    best = best.sort_values(["pruned", metric], ascending=[True, direction == "(minimize)"])
+    best = best.drop(columns="pruned").head(limit)
+    return best.rename(columns={"search_trial": "trial", "trial_state": "state"})
 
 
 def trial_folds(uri: str, run_id: str) -> list[dict[str, float]]:

@@ -73,9 +73,6 @@ class SweepResult:
     run_id: str | None  # the parent run's
     paired: pd.DataFrame | None = None  # a backtest's models compared fold by fold
     per_series: pd.DataFrame = field(default_factory=pd.DataFrame)  # a panel's, series by series
-    # An Optuna search's trials as its study holds them (forecast.search.trials_table), the
-    # complete ones first, best first.
-    best_trials: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def run_experiment(
@@ -314,8 +311,7 @@ def _run_sweep(
             else:
                 metrics, figures = _search_summary(study, settings, tables, log, name)
             tracking.log_sweep_summary(parent, tables, metrics, figures)
-    best = pd.DataFrame() if settings is None else search.best_first(tables["search.csv"], settings)
-    return SweepResult(summary, uri, experiment_id, parent.run_id, paired, by_series, best)
+    return SweepResult(summary, uri, experiment_id, parent.run_id, paired, by_series)
 
 
 def _sweep_summary(

@@ -257,20 +257,6 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     )
 
 
-def best_first(trials: pd.DataFrame, settings: SearchSettings) -> pd.DataFrame:
-    """:func:`trials_table`'s rows, the complete trials first, each part best first; the
-    number column is ``trial``, the value column named after the metric."""
-    if not len(trials):
-        return trials
-    ranked = trials.assign(pruned=trials["state"] != "complete").sort_values(
-        ["pruned", "value"], ascending=[True, settings.direction == "minimize"]
-    )
-    # Named as `forecast compare` names them.
-    return ranked.drop(columns="pruned").rename(
-        columns={"number": "trial", "value": settings.metric}
-    )
-
-
 def _last_value(trial: FrozenTrial) -> float:
     if not trial.intermediate_values:
         return float("nan")

@@ -23,19 +23,16 @@ from forecast.plan import plan_trials
 from forecast.results import best_trials, sweep_trials
 from forecast.sweep import Dimension, probe_overrides, search_space, sweep_points
 from forecast.training import GiveUp
+from tests.test_sweep import SMALL as SWEEP_SMALL
 
 FORECAST = os.path.join(os.path.dirname(sys.executable), "forecast")
+# test_sweep's small task, with one model (a search trains one) and no give-up rule (which
+# would be the search's pruner).
 SMALL = [
-    "seeds=[0]",
-    "log_models=false",
-    "task.gaps=[3]",
-    "task.n_train=64",
-    "task.n_val=16",
-    "task.n_test=32",
+    *SWEEP_SMALL,
     "models=[{name: lstm, layer: LSTM, units: 3}]",
     "train.epochs=3",
-    "train.batch_size=32",
-    "train.give_up_epoch=null",  # sine_long_gap's give-up rule would be the search's pruner
+    "train.give_up_epoch=null",
 ]
 SPACE = (
     "{train.learning_rate: {loguniform: [0.001, 0.1]}, models.0.units: {randint: [2, 9], step: 2}}"
@@ -256,7 +253,7 @@ def test_a_search_runs_its_trials_as_child_runs_and_shows_the_best(tracking_stor
     assert "optuna search of 3 trials (random, pruner median) on 1 process" in out
     assert "[3/3] lstm-gap3-seed0 #2 train.learning_rate=" in out
     assert "best val_ratio" in out
-    ranked = out.split("The best of 3 trials, by val_ratio:\n")[1].splitlines()
+    ranked = out.split("The best 3 of 3 trials, by val_ratio:\n")[1].splitlines()
     assert ranked[0].split()[:3] == ["trial", "state", "val_ratio"]
     parent, children = parent_and_children(tracking_store)
     assert parent.info.status == "FINISHED" and len(children) == 3
@@ -289,7 +286,8 @@ def test_a_search_runs_its_trials_as_child_runs_and_shows_the_best(tracking_stor
     assert main(["compare", "sine_long_gap"]) == 0
     table = capsys.readouterr().out
     assert "The best 3 of 3 trials, by val_ratio:" in table
-    best = best_trials(tracking_store, parent.info.run_id)
+    run_id = parent.info.run_id
+    best = best_trials(tracking_store, run_id, sweep_trials(tracking_store, run_id))
     assert list(best.columns[:5]) == [
         "trial",
         "state",
