@@ -14,6 +14,7 @@ import contextlib
 import multiprocessing
 import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -154,12 +155,17 @@ def native_start_up_filtered() -> Iterator[None]:
 @contextlib.contextmanager
 def process_pool(workers: int, preload: tuple[str, ...] = ()) -> Iterator[ProcessPoolExecutor]:
     """``workers`` spawned processes, started at once so that they import TensorFlow (several
-    seconds each) while the caller prepares the sweep."""
+    seconds each) while the caller prepares the sweep.
+
+    Only the caller stops them: they ignore the signals a terminal sends its whole process
+    group (Ctrl-C, hang-up). A task interrupted inside a library could end in any exception
+    and be taken for a failure; a worker the caller terminates (SIGTERM) ends at once, its
+    task unfinished."""
     threads = max(1, cpu_count() // workers)
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=limit_threads,
+        initializer=_start_worker,
         initargs=(threads, preload),
     )
     for _ in range(workers):
@@ -167,23 +173,38 @@ def process_pool(workers: int, preload: tuple[str, ...] = ()) -> Iterator[Proces
     try:
         yield pool
     except BaseException:
-        # On Ctrl-C, SIGTERM or an error: stop the running tasks too (after Ctrl-C they have
-        # stopped already, the whole process group got it) and drop the others.
-        for worker in multiprocessing.active_children():
-            worker.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
+        stop_pool(pool)  # on Ctrl-C, SIGTERM or an error
         raise
     # Every task is done: let the workers exit (TensorFlow takes a while) in the background.
     pool.shutdown(wait=False)
 
 
+def _start_worker(threads: int, preload: tuple[str, ...]) -> None:
+    for number in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)
+    limit_threads(threads, preload)
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's workers, running tasks and all, drop the tasks not started, and
+    return once every worker has exited."""
+    for worker in multiprocessing.active_children():
+        worker.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_in_pool(
     pool: ProcessPoolExecutor, function: Callable[[Item], Any], items: Iterable[Item]
 ) -> Iterator[tuple[Item, Any]]:
-    """Run ``function`` over ``items`` in the pool's processes."""
+    """Run ``function`` over ``items`` in the pool's processes. Closed (or interrupted) before
+    the last result, it stops the pool (:func:`stop_pool`): no task runs on after it."""
     futures = {pool.submit(function, item): item for item in items}
-    for future in as_completed(futures):
-        yield futures[future], future.result()
+    try:
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        if not all(future.done() for future in futures):
+            stop_pool(pool)
 
 
 def connect_ray(address: str | None) -> int:
@@ -211,10 +232,13 @@ def run_on_ray(
     address: str | None,
     max_in_flight: int | None = None,
     cpus_per_item: int = 1,
+    cancel_wait: float = 30.0,
 ) -> Iterator[tuple[Item, Any]]:
     """Run ``function`` over ``items`` as Ray tasks, each asking for ``cpus_per_item`` CPUs.
 
-    Connects first, as :func:`connect_ray` does.
+    Connects first, as :func:`connect_ray` does. Closed (or interrupted) before the last
+    result, it cancels the tasks still running and waits (up to ``cancel_wait`` seconds) until
+    they have stopped.
     """
     import ray
 
@@ -234,6 +258,8 @@ def run_on_ray(
     finally:
         for reference in pending:
             ray.cancel(reference, force=True)
+        if pending:
+            ray.wait(list(pending), num_returns=len(pending), timeout=cancel_wait)
 
 
 def _ray_call(function: Callable[[Any], Any], item: Any, threads: int) -> Any:

@@ -224,6 +224,7 @@ def _run_sweep(
             sweep_hash,
             resume_id,
             system_metrics,
+            stop,
         ) as parent:
             done = _finished_trials(uri, resume_id) if resume_id else {}
             where = f"{workers} workers" if local_pool else "1 process"
@@ -278,7 +279,9 @@ def _run_sweep(
             processes = workers if local_pool else 1  # trials at once, for the ETA
             if backend == "ray":  # as many as the cluster has CPUs, unless capped
                 processes = workers or ray_cpus()
-            collected = _collect(reports, pending, log, stop, name, processes)
+            # Closed before the parent run ends: the workers stop before it marks their runs.
+            with contextlib.closing(reports):
+                collected = _collect(reports, pending, log, stop, name, processes)
 
             if settings is None:
                 # Every trial's row in plan order, whether it ran now or before an interruption.
@@ -438,8 +441,10 @@ def execute_trial(
 
     A trial that raises (in its data, its model, training or recording) ends FAILED with the
     reason and is returned as such, so the sweep goes on; Ctrl-C ends it KILLED, as does
-    ``stop`` once set (at the next training batch). A tracking server that refuses it or stops
-    answering raises :class:`forecast.tracking.ServerError`, which stops the sweep.
+    ``stop`` once set (at the next training batch, or at once by the signal that set it). Once
+    ``stop`` is set, whatever the trial raises is an interrupt: it ends KILLED and raises
+    KeyboardInterrupt. A tracking server that refuses it or stops answering raises
+    :class:`forecast.tracking.ServerError`, which stops the sweep.
     """
     _quiet_libraries()
     config, gap, seed = trial.config, trial.gap, trial.seed
@@ -459,6 +464,7 @@ def execute_trial(
             {**_trial_params(trial), **(params or {})},
             config.to_dict(),
             trial.digest,
+            stop,
         ) as run:
             run_id = run.run_id
             callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=tracking.epoch_logger(run))]
@@ -469,6 +475,8 @@ def execute_trial(
             dataset = f"{source}-gap{gap}-seed{seed}"
             tracking.log_trial_outcome(run, outcome, source, dataset, config.log_models)
     except Exception as error:
+        if stop is not None and stop.is_set():  # e.g. the interrupt came out of MLflow's client
+            raise KeyboardInterrupt from error
         # The tracking server failed, not the trial: every other trial would fail the same way
         # (each after minutes of MLflow's retries), so the sweep stops.
         lost = tracking.server_failure(error, context.tracking_uri)
@@ -809,13 +817,16 @@ def solved_line(solved: dict[str, int]) -> str:
 
 @contextlib.contextmanager
 def _interruptible() -> Iterator[threading.Event]:
-    """While the sweep runs, SIGTERM (``kill``, a batch scheduler, a container stop) ends it
-    as Ctrl-C does: its runs end KILLED and a rerun resumes it.
+    """While the sweep runs, SIGTERM (``kill``, a batch scheduler, a container stop) and SIGHUP
+    (its terminal closed; unless ignored, as under ``nohup``) end it as Ctrl-C does: its runs
+    end KILLED and a rerun resumes it.
 
-    Both signals raise KeyboardInterrupt wherever the main thread is. When that is inside a
-    finalizer or a weakref callback, Python swallows it and prints "Exception ignored in";
-    so the handler also sets the event it yields, which the sweep checks after every training
-    batch and every trial, and such a swallowed interrupt is not printed.
+    Each raises KeyboardInterrupt wherever the main thread is, and sets the event it yields
+    first. Inside a library the interrupt can come out as another exception, which the trial
+    and the sweep, seeing the event set, take as the interrupt it was (KILLED, not FAILED).
+    Inside a finalizer or a weakref callback Python swallows it and prints "Exception ignored
+    in": the sweep checks the event after every training batch and every trial, and such a
+    swallowed interrupt is not printed.
     """
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
@@ -830,7 +841,11 @@ def _interruptible() -> Iterator[threading.Event]:
         if not isinstance(unraisable.exc_value, KeyboardInterrupt):
             print_unraisable(unraisable)
 
-    handlers = {number: signal.signal(number, interrupt) for number in STOP_SIGNALS}
+    handlers = {
+        number: signal.signal(number, interrupt)
+        for number in STOP_SIGNALS
+        if not (number == signal.SIGHUP and signal.getsignal(number) == signal.SIG_IGN)
+    }
     print_unraisable, sys.unraisablehook = sys.unraisablehook, drop_swallowed_interrupts
     try:
         yield stop
@@ -840,7 +855,7 @@ def _interruptible() -> Iterator[threading.Event]:
             signal.signal(number, handler)
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _stop_when_set(stop: threading.Event) -> keras.callbacks.Callback:

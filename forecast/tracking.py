@@ -18,6 +18,7 @@ import pickle
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -332,10 +333,12 @@ def parent_run(
     sweep_hash: str,
     resume_run_id: str | None = None,
     system_metrics: bool = False,
+    stop: threading.Event | None = None,
 ) -> Iterator[RunRef]:
     """The run of one sweep; never left RUNNING while its store answers. On Ctrl-C (or a SIGTERM
-    the caller turns into one) it ends KILLED, with every trial still running; if the sweep
-    raises, FAILED.
+    the caller turns into one) it ends KILLED, with every trial still running, as it does when
+    the sweep raises anything once ``stop`` is set (re-raised as KeyboardInterrupt); if the
+    sweep raises otherwise, FAILED.
 
     When the tracking server fails the sweep (see :func:`server_failure`), that failure is
     raised as a :class:`ServerError`; the runs are ended if the server still answers, and left
@@ -372,6 +375,9 @@ def parent_run(
         status = "KILLED"
         raise
     except BaseException as error:
+        if stop is not None and stop.is_set():
+            status = "KILLED"
+            raise KeyboardInterrupt from error
         status = "FAILED"
         failure = server_failure(error, uri)
         if failure is None:
@@ -434,11 +440,14 @@ def trial_run(
     params: dict[str, Any],
     config: dict[str, Any],
     trial_hash: str,
+    stop: threading.Event | None = None,
 ) -> Iterator[RunRef]:
     """The run of one trial, a child of its sweep's run (which may live in another process).
 
     If the trial raises, the run ends FAILED with the reason (see :func:`failure_reason`) in
-    its ``failure_reason`` tag; on Ctrl-C it ends KILLED.
+    its ``failure_reason`` tag; on Ctrl-C it ends KILLED, and so does any exception raised
+    once ``stop`` is set, re-raised as KeyboardInterrupt: an interrupt that lands inside a
+    library can come out of it as another exception, and it is still an interrupt.
     """
     client = MlflowClient(uri)
     tags = {
@@ -456,6 +465,9 @@ def trial_run(
         client.set_terminated(run.run_id, "KILLED")
         raise
     except Exception as error:
+        if stop is not None and stop.is_set():
+            client.set_terminated(run.run_id, "KILLED")
+            raise KeyboardInterrupt from error
         if server_failure(error, uri) is not None:
             raise  # nothing can be recorded now; the sweep's run ends this one if it can
         client.set_tag(run.run_id, "failure_reason", failure_reason(error)[:1000])

@@ -2,6 +2,7 @@
 KILLED, state travels explicitly, and the MLflow UI shows the sweep."""
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -114,6 +115,74 @@ def test_a_trial_of_associative_recall_reports_the_effective_memory_of_its_train
     assert {"baseline_cross_entropy", "cross_entropy_ratio"} <= set(outcome.metrics)
 
 
+def interrupted_inside_a_library(real, on_call):
+    """``real``, but its ``on_call``-th call is where a SIGTERM lands, and the interrupt comes out
+    as a library's own exception, as it can from TensorFlow or MLflow (a handler that catches
+    everything and raises its own error)."""
+    calls = 0
+
+    def wrapped(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == on_call:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(30)  # the handler raises KeyboardInterrupt here, in the main thread
+            except KeyboardInterrupt as interrupt:
+                raise RuntimeError("a library's own error") from interrupt
+            raise AssertionError("the sweep's SIGTERM handler did not interrupt")
+        return real(*args, **kwargs)
+
+    return wrapped
+
+
+# Where the interrupt lands in the second trial (lstm) of two: the function, and which call.
+INTERRUPT_POINTS = {
+    # Logging an epoch's losses to MLflow, inside training: the second trial's first epoch of 2.
+    "training": (runner.tracking, "epoch_logger", 3),
+    "evaluation": (trial_module, "_test_metrics", 2),
+    "model logging": (runner.tracking, "log_model", 2),
+}
+
+
+@pytest.mark.parametrize("point", INTERRUPT_POINTS)
+def test_an_interrupt_that_comes_out_of_a_library_as_another_error_still_ends_killed(
+    point, tracking_store, monkeypatch
+):
+    """Whatever exception the interrupt comes out as, once the sweep is stopped its running
+    trial and the sweep end KILLED, never FAILED, and the same command resumes the sweep."""
+    module, function, on_call = INTERRUPT_POINTS[point]
+    real = getattr(module, function)
+    if function == "epoch_logger":  # one logger per trial: count the epochs they log
+        epoch_ended = interrupted_inside_a_library(lambda log, *a, **k: log(*a, **k), on_call)
+        monkeypatch.setattr(module, function, lambda run: functools.partial(epoch_ended, real(run)))
+    else:
+        monkeypatch.setattr(module, function, interrupted_inside_a_library(real, on_call))
+    overrides = [*TINY, "task.gaps=[2]", "log_models=true"]
+    name, config = load_experiment("sine_long_gap", overrides)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_experiment(name, config, log=lambda line: None)
+    statuses = {r.info.run_name: r.info.status for r in runs_in(tracking_store)}
+    assert statuses == {
+        "sine_long_gap-sweep": "KILLED",
+        "rnn-gap2-seed0": "FINISHED",
+        "lstm-gap2-seed0": "KILLED",
+    }
+    assert not any("failure_reason" in r.data.tags for r in runs_in(tracking_store))
+
+    monkeypatch.setattr(module, function, real)
+    lines = []
+    sweep = runner.run_experiment(name, config, log=lines.append)
+    assert any("(resuming run " in line and ": 1 finished)" in line for line in lines)
+    assert list(sweep.summary["model"]) == ["rnn", "lstm"]
+    runs = runs_in(tracking_store)
+    assert [r.info.status for r in runs if "mlflow.parentRunId" not in r.data.tags] == ["FINISHED"]
+    assert sorted(r.info.status for r in runs if r.info.run_name == "lstm-gap2-seed0") == [
+        "FINISHED",
+        "KILLED",
+    ]
+
+
 @pytest.mark.processes
 def test_sigterm_ends_the_sweep_killed_and_a_rerun_resumes_it(tracking_store, tmp_path, capsys):
     slow = [*TINY, "task.gaps=[2]", "train.epochs=40"]  # 2 trials of a few seconds each
@@ -172,8 +241,42 @@ def test_sigterm_stops_worker_processes_and_ends_their_runs_killed(tracking_stor
     _, alive = psutil.wait_procs(workers, timeout=30)
     assert alive == []
     statuses = {r.info.run_name: r.info.status for r in runs_in(tracking_store)}
-    assert "RUNNING" not in statuses.values(), statuses
+    assert "RUNNING" not in statuses.values() and "FAILED" not in statuses.values(), statuses
     assert statuses["sine_long_gap-sweep"] == "KILLED"
+    assert "KILLED" in [s for name, s in statuses.items() if name != "sine_long_gap-sweep"]
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("where", [["--workers", "2"], ["--backend", "ray"]], ids=" ".join)
+def test_ctrl_c_stops_trials_elsewhere_and_ends_their_runs_killed(where, tracking_store, tmp_path):
+    """Ctrl-C at a terminal reaches the sweep's whole process group; the sweep's process stops
+    the trials running elsewhere, and each ends KILLED, none FAILED."""
+    if "ray" in where:
+        pytest.importorskip("ray")
+    slow = [*TINY, "train.epochs=40"]
+    command = [FORECAST, "run", "sine_long_gap", *set_args(slow), *where]
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job has
+    )
+    deadline = time.monotonic() + 240
+    while "RUNNING" not in [
+        r.info.status for r in runs_in(tracking_store) if r.data.tags.get("mlflow.parentRunId")
+    ]:
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=90)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output
+    statuses = {r.info.run_name: r.info.status for r in runs_in(tracking_store)}
+    assert "RUNNING" not in statuses.values() and "FAILED" not in statuses.values(), statuses
+    assert statuses["sine_long_gap-sweep"] == "KILLED"
+    assert "KILLED" in [s for name, s in statuses.items() if name != "sine_long_gap-sweep"]
 
 
 def test_a_series_sweep_scores_each_point_against_its_own_naive_forecasts(
