@@ -100,6 +100,8 @@ def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.D
     rows = []
     for child in children:
         params, metrics = child.data.params, child.data.metrics
+        if "model" not in params:  # made, but stopped (or its server died) before its params
+            continue
         point = params.get("sweep_point", "")
         searched = {"search_trial": int(params["search_trial"])} if space else {}
         searched.update({key: params[key] for key in space if key in params})
