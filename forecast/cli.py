@@ -10,11 +10,15 @@ import argparse
 import functools
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from forecast.config import ConfigError, available_experiments, load_experiment
 from forecast.data import DataError
 from forecast.parallel import BACKENDS, check_backend, native_start_up_filtered
 from forecast.paths import tracking_uri
+
+if TYPE_CHECKING:
+    from forecast.results import Results
 
 FORMATS = ("table", "csv", "markdown")
 
@@ -70,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("experiment", nargs="?", help="its latest sweep (default: any latest)")
     compare.add_argument("--run", help="the parent run id of the sweep (see `forecast runs`)")
     compare.add_argument("--format", choices=FORMATS, default="table")
+    compare.add_argument(
+        "--metrics",
+        type=_metrics,
+        help="a series' metrics to show, comma-separated, e.g. mase,rmsse,wql (default: the "
+        "experiment's evaluation.metrics)",
+    )
     ui = commands.add_parser("ui", help="start the MLflow UI on the local store")
     ui.add_argument("experiment", nargs="?", help="print the address of its latest sweep")
     ui.add_argument("--port", type=int, default=5000, help="(default 5000)")
@@ -82,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "runs":
             return _runs(uri, args.experiment, args.limit)
         if args.command == "compare":
-            return _compare(uri, args.experiment, args.run, args.format)
+            return _compare(uri, args.experiment, args.run, args.format, args.metrics)
         if args.command == "ui":
             return _ui(uri, args.experiment, args.port)
         return _run(uri, args)
@@ -115,6 +125,18 @@ def _list() -> int:
     return 0
 
 
+def _metrics(value: str) -> list[str]:
+    from forecast.evaluation import METRICS
+
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    for name in names:
+        if name not in METRICS:
+            raise argparse.ArgumentTypeError(
+                f"unknown metric {name!r}; choose from {', '.join(METRICS)}"
+            )
+    return names
+
+
 def _workers(value: str) -> int | str:
     if value == "auto":
         return value
@@ -135,7 +157,7 @@ def _run(uri: str, args: argparse.Namespace) -> int:
         from forecast.runner import run_experiment
     from forecast.ui import how_to_start, sweep_address
 
-    sweep = run_experiment(
+    results = run_experiment(
         name,
         config,
         progress,
@@ -146,26 +168,38 @@ def _run(uri: str, args: argparse.Namespace) -> int:
         args.system_metrics,
     )
     print()
-    if config.sweep is not None and config.sweep.search == "optuna":
-        _print_best_trials(uri, sweep.run_id, "table")
-    else:
-        print(format_table(sweep.summary, "table"))
-    if sweep.paired is not None:
-        print("\nPaired by backtest fold (mse_ratio: mean over folds of model MSE / versus MSE):")
-        print(format_table(sweep.paired, "table"))
-    if len(sweep.per_series):
-        print(f"\n{PER_SERIES_TITLE}")
-        print(format_table(sweep.per_series, "table"))
-    if sweep.run_id is None:  # a multi-worker non-chief: the chief recorded the sweep
+    _print_results(results, "table")
+    if results.run_id is None:  # a multi-worker non-chief: the chief recorded the sweep
         return 0
     print()
     hint = how_to_start(uri, name)
     print(f"Compare its trials in the MLflow UI{f' ({hint})' if hint else ''}:")
-    print(f"  {sweep_address(uri, sweep.run_id)}")
+    print(f"  {sweep_address(uri, results.run_id)}")
     return 0
 
 
 PER_SERIES_TITLE = "Each series of the panel (pooled above; means over seeds and folds):"
+PAIRED_TITLE = "Paired by backtest fold (mse_ratio: mean over folds of model MSE / versus MSE):"
+
+
+def _print_results(results: Results, fmt: str, metrics: list[str] | None = None) -> None:
+    """A sweep's tables, as ``forecast run`` and ``forecast compare`` both print them: its
+    summary (a search's best trials), a backtest's pairs by fold, a panel's series; a series'
+    ``metrics`` (default: its config's)."""
+    summary = results.summary(metrics)
+    if results.kind.search and fmt != "csv":
+        searched = len(results.trials)
+        print(f"The best {len(summary)} of {searched} trials, by {results.config.sweep.metric}:")
+    print(format_table(summary, fmt))
+    tables = ((PAIRED_TITLE, results.paired()), (PER_SERIES_TITLE, results.per_series(metrics)))
+    for title, table in tables:
+        if table is None or not len(table):
+            continue
+        print()
+        if fmt != "csv":
+            print(title)
+        print(format_table(table, fmt))
+
 
 NUMBER_FORMATS = {
     "test_mse": "{:.4g}",
@@ -226,59 +260,25 @@ def _runs(uri: str, experiment: str | None, limit: int) -> int:
     return 0
 
 
-def _compare(uri: str, experiment: str | None, run_id: str | None, fmt: str) -> int:
-    from forecast.evaluation import METRICS, per_series, summarize
-    from forecast.results import recent_sweeps, sweep_trials
+def _compare(
+    uri: str,
+    experiment: str | None,
+    run_id: str | None,
+    fmt: str,
+    metrics: list[str] | None = None,
+) -> int:
+    from forecast.results import load, recent_sweeps
 
     if run_id is None:
         sweeps = recent_sweeps(uri, experiment, limit=1)
         if not len(sweeps):
             raise ConfigError("no sweeps yet; run one with `forecast run NAME`")
         run_id = sweeps["run_id"].iloc[0]
-    trials = sweep_trials(uri, run_id)
-    if not len(trials) or not {"test_mse", "test_cross_entropy"} & set(trials):
+    results = load(run_id, uri)
+    if not len(results.trials) or (results.trials["state"] == "failed").all():
         raise ConfigError(f"sweep {run_id} has no finished trials")
-    if _print_best_trials(uri, run_id, fmt, trials):  # an Optuna search: a row per trial
-        return 0
-    print(format_table(summarize(trials, METRICS), fmt))
-    if "test_mse_ci95" in trials:  # a backtest: its trials' folds, compared pairwise
-        import pandas as pd
-
-        from forecast.evaluation import paired_by_fold
-        from forecast.results import trial_folds
-
-        folds = pd.DataFrame(
-            [
-                {**row, "fold": fold, **metrics}
-                for _, row in trials[trials["status"] == "FINISHED"].iterrows()
-                for fold, metrics in enumerate(trial_folds(uri, row["run_id"]))
-            ]
-        )
-        if len(folds):
-            print()
-            print(format_table(paired_by_fold(folds), fmt))
-    by_series = per_series(trials, METRICS)
-    if len(by_series):
-        print()
-        if fmt != "csv":
-            print(PER_SERIES_TITLE)
-        print(format_table(by_series, fmt))
+    _print_results(results, fmt, metrics)
     return 0
-
-
-def _print_best_trials(uri: str, run_id: str, fmt: str, trials: object | None = None) -> bool:
-    """Print an Optuna search's best trials, as ``forecast run`` and ``forecast compare`` show
-    them; False, printing nothing, for a sweep that is not a search."""
-    from forecast.results import best_trials, sweep_trials
-
-    trials = sweep_trials(uri, run_id) if trials is None else trials
-    best = best_trials(uri, run_id, trials)
-    if not len(best):
-        return False
-    if fmt != "csv":
-        print(f"The best {len(best)} of {len(trials)} trials, by {best.columns[2]}:")
-    print(format_table(best, fmt))
-    return True
 
 
 def _ui(uri: str, experiment: str | None, port: int) -> int:

@@ -183,7 +183,6 @@ class SweepConfig:
     # Where the study lives: an SQLAlchemy URL (sqlite, postgresql, mysql); null: optuna.db
     # beside a local mlflow.db, or in the project root for a tracking server.
     storage: str | None = None
-    samples: int = 0  # the former random search: refused with a pointer to search: optuna
 
 
 @dataclass
@@ -457,6 +456,13 @@ def _set_key(config: dict[str, Any], key: str, value: Any, where: str) -> None:
             node = node[part]
 
 
+# Keys that config files of earlier versions may hold, with what replaced them.
+RETIRED_KEYS = {
+    "sweep.samples": "the random search is Optuna's now; set sweep.search: optuna, "
+    "sweep.sampler: random and sweep.n_trials instead",
+}
+
+
 def _build(cls: type, raw: Any, where: str, path: str = "") -> Any:
     """Turn plain YAML data into ``cls``, checking keys and types; errors name the key."""
     if not isinstance(raw, dict):
@@ -464,8 +470,10 @@ def _build(cls: type, raw: Any, where: str, path: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     for key in raw:
+        dotted = f"{path}.{key}" if path else str(key)
+        if dotted in RETIRED_KEYS:
+            raise ConfigError(f"{where}: {dotted}: {RETIRED_KEYS[dotted]}")
         if key not in known:
-            dotted = f"{path}.{key}" if path else str(key)
             raise ConfigError(
                 f"{where}: unknown config key {dotted!r}; known here: {', '.join(sorted(known))}"
             )

@@ -81,11 +81,13 @@ DEFAULT_METRICS = tuple(EvaluationConfig().metrics)
 NETWORK = "model"  # the forecaster name of a trial's own network in the results table
 
 
-def metric_name(forecaster: str, metric: str, series: str | None = None) -> str:
+def metric_name(
+    forecaster: str, metric: str, series: str | None = None, *, network: bool = False
+) -> str:
     """The MLflow metric name of a forecaster's metric: ``test_<metric>`` for the trial's
-    network, ``<forecaster>.<metric>`` for a baseline, ``/<series>`` after it for one series
+    ``network``, ``<forecaster>.<metric>`` for a baseline, ``/<series>`` after it for one series
     of a panel."""
-    key = f"test_{metric}" if forecaster == NETWORK else f"{forecaster}.{metric}"
+    key = f"test_{metric}" if network else f"{forecaster}.{metric}"
     return f"{key}/{series}" if series is not None else key
 
 
@@ -161,7 +163,7 @@ def interval_errors(
     low: np.ndarray,
     high: np.ndarray,
     truth: np.ndarray,
-    level: float,
+    level: float | np.ndarray,
     scale: tuple[np.ndarray, np.ndarray],
     quantile_forecasts: np.ndarray | None = None,
     quantiles: list[float] | None = None,
@@ -200,6 +202,145 @@ def interval_metrics(errors: dict[str, np.ndarray], quantile_count: int = 0) -> 
         ratio = float(np.sum(errors["pinball"])) / total if total > 0 else np.nan
         metrics["wql"] = 2 * ratio / quantile_count
     return metrics
+
+
+# The long forecasts table (see :func:`series_forecasts`): what identifies a row, and what it
+# holds. A quantile model's forecasts add one column per quantile (:func:`quantile_column`).
+FORECAST_KEYS = ("forecaster", "series", "target", "origin", "step", "time")
+FORECAST_VALUES = ("y", "yhat", "lo", "hi", "level")
+
+
+def quantile_column(quantile: float) -> str:
+    """The forecasts table's column of a quantile model's ``quantile`` forecast, e.g. ``q0.1``."""
+    return f"q{quantile:g}"
+
+
+def series_forecasts(
+    forecaster: str,
+    series: str,
+    targets: list[str],
+    forecast: np.ndarray,
+    truth: np.ndarray,
+    origins: np.ndarray,
+    times: np.ndarray,
+    gap: int,
+    band: np.ndarray | None = None,
+    level: float | None = None,
+    quantile_forecasts: np.ndarray | None = None,
+    quantiles: list[float] | None = None,
+) -> pd.DataFrame:
+    """One forecaster's forecasts of one series as long rows, one per (origin, step, target):
+    :data:`FORECAST_KEYS` and :data:`FORECAST_VALUES`, and a column per quantile.
+
+    ``forecast`` and ``truth`` are (windows, horizon, targets) in original units; ``origins``
+    index each window's last observation in ``times`` (the time of every step of the series),
+    so ``origin`` is that observation's time and ``time`` the forecast step's. ``band`` adds
+    the interval of nominal coverage ``level`` (a last axis of lower and upper bounds);
+    ``quantile_forecasts`` a last axis of ``quantiles``.
+    """
+    windows, horizon, width = forecast.shape
+    steps = np.arange(1, horizon + 1)
+    per_row = horizon * width  # rows per window
+    frame = pd.DataFrame(
+        {
+            "forecaster": forecaster,
+            "series": series,
+            "target": np.tile(np.asarray(targets, dtype=object), windows * horizon),
+            "origin": np.repeat(times[origins], per_row),
+            "step": np.tile(np.repeat(steps, width), windows),
+            "time": np.repeat(times[origins[:, None] + gap + steps[None, :]].ravel(), width),
+            "y": truth.ravel(),
+            "yhat": forecast.ravel(),
+            "lo": band[..., 0].ravel() if band is not None else np.nan,
+            "hi": band[..., 1].ravel() if band is not None else np.nan,
+            "level": level if band is not None else np.nan,
+        }
+    )
+    for index, quantile in enumerate(quantiles or []):
+        frame[quantile_column(quantile)] = quantile_forecasts[..., index].ravel()
+    return frame
+
+
+def score_forecasts(
+    forecasts: pd.DataFrame,
+    scales: pd.DataFrame,
+    by: list[str],
+    metrics: tuple[str, ...] = METRICS,
+    quantiles: list[float] | None = None,
+) -> pd.DataFrame:
+    """Score a long forecasts table (:func:`series_forecasts`) per group of ``by`` columns: a
+    long table of ``by``, ``metric`` and ``value``, with each of ``metrics`` (of
+    :data:`METRICS`) that the group's forecasts allow (an interval's only where it has one,
+    WQL only with ``quantiles``' columns).
+
+    ``scales`` holds each series' in-sample scale (:func:`insample_scale`): a row per its
+    columns shared with ``forecasts`` (``series``, ``target``, and ``fold``, ``trial`` where
+    they vary) and ``scale_mae``, ``scale_mse``. Every metric is a mean over the group's rows
+    (pooled), as :func:`point_metrics` and :func:`interval_metrics` take their errors.
+    """
+    keys = [column for column in ("trial", "fold", "series", "target") if column in scales]
+    rows = forecasts.merge(scales, on=keys, how="left", validate="many_to_one")
+    y = rows["y"].to_numpy(float)
+    scale = (rows["scale_mae"].to_numpy(float), rows["scale_mse"].to_numpy(float))
+    point = pointwise_errors(rows["yhat"].to_numpy(float), y, scale)
+    # The interval errors of the rows that have an interval (and quantiles), NaN elsewhere.
+    banded = rows["lo"].notna().to_numpy()
+    columns = [quantile_column(q) for q in quantiles or []]
+    with_quantiles = banded & rows[columns].notna().all(axis=1).to_numpy() if columns else banded
+    interval = interval_errors(
+        rows["lo"].to_numpy(float)[banded],
+        rows["hi"].to_numpy(float)[banded],
+        y[banded],
+        rows["level"].to_numpy(float)[banded],
+        (scale[0][banded], scale[1][banded]),
+        rows[columns].to_numpy(float)[banded] if columns else None,
+        quantiles if columns else None,
+    )
+    for kind, values in interval.items():
+        full = np.full(len(rows), np.nan)
+        full[banded] = values
+        if kind in ("pinball", "magnitude"):
+            full[~with_quantiles] = np.nan
+        point[kind] = full
+    table = pd.concat([rows[by], pd.DataFrame(point, index=rows.index)], axis=1)
+    scored = []
+    for group, part in table.groupby(by, sort=False, dropna=False):
+        values = point_metrics({kind: part[kind].to_numpy() for kind in POINT_ERRORS})
+        has = part["inside"].notna().to_numpy()
+        if has.any():
+            errors = {k: part[k].to_numpy()[has] for k in interval if part[k].notna().any()}
+            values.update(interval_metrics(errors, len(columns)))
+        group = group if isinstance(group, tuple) else (group,)
+        scored += [(*group, metric, value) for metric, value in values.items() if metric in metrics]
+    return pd.DataFrame(scored, columns=[*by, "metric", "value"])
+
+
+def task_scores(forecasts: pd.DataFrame, task: str, categorical: bool = False) -> pd.DataFrame:
+    """Score a synthetic task's long forecasts table (:func:`forecast.trial.task_forecasts`,
+    with a ``trial`` column) per trial and forecaster, as :func:`score_forecasts` lays its
+    table out (``series`` the ``task``, ``fold`` 0): MSE, RMSE and MAE over every sample and
+    position; a ``categorical`` task's cross-entropy (nats) and accuracy."""
+    rows = []
+    for (trial, forecaster), part in forecasts.groupby(["trial", "forecaster"], sort=False):
+        if categorical:
+            values = {
+                "cross_entropy": float(-np.mean(np.log(part["probability"]))),
+                "accuracy": float(np.mean(part["yhat"] == part["y"])),
+            }
+        else:
+            errors = part["yhat"].to_numpy(float) - part["y"].to_numpy(float)
+            mse = float(np.mean(errors**2))
+            values = {
+                "mse": mse,
+                "rmse": float(np.sqrt(mse)),
+                "mae": float(np.mean(np.abs(errors))),
+            }
+        rows += [(trial, forecaster, task, 0, metric, value) for metric, value in values.items()]
+    return pd.DataFrame(rows, columns=["trial", "forecaster", "series", "fold", "metric", "value"])
+
+
+# What point_metrics averages, of the errors pointwise_errors returns.
+POINT_ERRORS = ("absolute", "squared", "percentage", "symmetric", "scaled", "scaled_squared")
 
 
 def split_conformal(

@@ -43,7 +43,6 @@ from forecast.imports import is_import_path, resolve
 
 # Always computed for a series: they cost nothing and are what a forecaster compares with first.
 NAIVE_FORECASTERS = ("naive", "seasonal_naive", "mean", "drift")
-STATISTICAL_FORECASTERS = ("ets", "theta", "arima")
 
 # A seasonal AutoARIMA of period 52 did not finish in 5 minutes on weekly co2; above this
 # period ARIMA is fitted without a season (ETS and Theta keep it).

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from forecast.config import ConfigError, ExperimentConfig, TrainConfig
-from forecast.data import DataError, SeriesData, Splits
+from forecast.data import DataError, SeriesData, Splits, data_source, prepare_series
 from forecast.distributed import STRATEGIES
 from forecast.evaluation import METRICS
 from forecast.forecasters import baseline_names, check_forecaster
@@ -21,7 +21,7 @@ from forecast.models import build_configured, check_saveable
 from forecast.sweep import point_label, sweep_points
 from forecast.tasks import task_function
 from forecast.training import make_optimizer, model_output_shape
-from forecast.trial import Trial, data_source, embedding_dimension, prepare_series
+from forecast.trial import Trial, embedding_dimension
 
 
 def plan_trials(
@@ -75,7 +75,7 @@ def plan_trials(
         for gap in gaps:
             for seed in point.seeds:
                 for model in point.models:
-                    trial = Trial(point, model, gap, seed, label, prepared)
+                    trial = Trial(point, model, gap, seed, label, prepared, classes=probe.classes)
                     if trial.digest not in seen:  # random draws can repeat a point
                         seen.add(trial.digest)
                         trials.append(trial)

@@ -1,21 +1,265 @@
-"""MLflow tracking, the read side: recent sweeps, and the trials of one sweep rebuilt from its
-child runs (for ``forecast compare`` and for resuming). It writes nothing and imports no
-TensorFlow, so ``forecast runs`` and ``forecast compare`` answer in a few seconds.
+"""A sweep's results as data (:class:`Results`: its trials, every forecaster's forecasts and
+their scores, as tables), and the MLflow read side that rebuilds them from a store
+(:func:`load`): recent sweeps, the trials of one sweep from its child runs (for
+``forecast compare`` and for resuming), and each trial's forecasts. It writes nothing and
+imports no TensorFlow, so ``forecast runs`` and ``forecast compare`` answer in a few seconds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from forecast.evaluation import is_baseline_mse
-from forecast.tracking import TrackingError, check_reachable, server_failure
+from forecast.config import ExperimentConfig, build_config
+from forecast.evaluation import (
+    METRICS,
+    is_baseline_mse,
+    paired_by_fold,
+    per_series,
+    score_forecasts,
+    summarize,
+    task_scores,
+)
+from forecast.paths import tracking_uri as default_tracking_uri
+from forecast.tracking import (
+    FORECASTS_ARTIFACT,
+    SCALES_ARTIFACT,
+    TrackingError,
+    check_reachable,
+    server_failure,
+)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What an experiment is, which decides how its results are read: its ``data`` (``task``,
+    ``categorical task``, ``series`` or ``panel``), whether it is backtested on several folds,
+    and whether it is an Optuna search."""
+
+    data: str
+    backtest: bool = False
+    search: bool = False
+
+    @classmethod
+    def of(cls, config: ExperimentConfig, categorical: bool = False) -> Kind:
+        """The kind of ``config``'s experiment; ``categorical``: its task labels classes."""
+        search = config.sweep is not None and config.sweep.search == "optuna"
+        if config.data is None:
+            return cls("categorical task" if categorical else "task", search=search)
+        data = "panel" if config.data.series_column else "series"
+        return cls(data, config.data.backtest.folds > 1, search)
+
+    @property
+    def ratio(self) -> str:
+        """The trials' column that measures a trial against its trivial baseline: a task's
+        loss ratio, a series' MASE."""
+        ratios = {"task": "mse_ratio", "categorical task": "cross_entropy_ratio"}
+        return ratios.get(self.data, "test_mase")
+
+    @property
+    def forecasts_series(self) -> bool:
+        """Whether its forecasts are of real series, in time (not a task's samples)."""
+        return self.data in ("series", "panel")
+
+
+@dataclass(frozen=True)
+class Results:
+    """One sweep's results, from :func:`forecast.run` or :func:`load`.
+
+    - ``trials``: one row per trial: ``trial`` (its id, the name of its MLflow run),
+      ``model`` (with its sweep point), ``network`` (the model's name, its forecaster's in
+      ``forecasts``), ``point``, ``gap``, ``seed``, ``state`` (``complete``,
+      ``pruned`` or ``failed``), ``params`` (its weights), its headline metrics as MLflow
+      names them, ``train_seconds``, ``run_id`` and, for a search, the sampled values.
+    - ``forecasts``: every forecaster's test forecasts, the networks' and the baselines' alike,
+      one row per (``trial``, ``forecaster``, ``series``, ``target``, ``fold``, ``origin``,
+      ``step``) with the ``time`` forecast, ``y``, ``yhat`` and the interval ``lo``-``hi`` of
+      nominal coverage ``level`` (and a column per quantile of a quantile model), in original
+      units; a task's rows are its test samples' positions (``sample``, ``position``).
+    - ``scores``: :meth:`score` of every metric.
+    """
+
+    name: str
+    config: ExperimentConfig
+    kind: Kind
+    trials: pd.DataFrame
+    forecasts: pd.DataFrame
+    scales: pd.DataFrame  # a series' in-sample scale per (trial, fold, series, target)
+    tracking_uri: str | None = None
+    run_id: str | None = None  # the sweep's parent run; None where nothing was recorded
+
+    @functools.cached_property
+    def scores(self) -> pd.DataFrame:
+        """Every metric of every forecaster, as :meth:`score` computes them."""
+        return self.score()
+
+    def score(self, metrics: list[str] | tuple[str, ...] | None = None) -> pd.DataFrame:
+        """Score the forecasts, without training: a long table of ``trial``, ``forecaster``,
+        ``series``, ``fold``, ``metric`` and ``value``, for a series each of ``metrics``
+        (default: every one of :data:`forecast.evaluation.METRICS` the forecasts allow), for
+        a task its test MSE, RMSE and MAE (a categorical task's cross-entropy and accuracy).
+
+        Raises:
+            ValueError: a metric that is not one of :data:`forecast.evaluation.METRICS`.
+        """
+        unknown = [metric for metric in metrics or () if metric not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
+        if not len(self.forecasts):
+            return pd.DataFrame(
+                columns=["trial", "forecaster", "series", "fold", "metric", "value"]
+            )
+        if not self.kind.forecasts_series:
+            return task_scores(self.forecasts, self.name, self.kind.data == "categorical task")
+        quantiles = self.config.train.quantiles if self.config.train.loss == "quantile" else None
+        return score_forecasts(
+            self.forecasts,
+            self.scales,
+            ["trial", "forecaster", "series", "fold"],
+            tuple(metrics or METRICS),
+            quantiles,
+        )
+
+    def summary(self, metrics: list[str] | None = None) -> pd.DataFrame:
+        """The table a sweep is read by, as ``forecast run`` and ``forecast compare`` print it:
+        per (model, gap) the means over seeds (see :func:`forecast.evaluation.summarize`) of
+        a series' ``metrics`` (default: the config's ``evaluation.metrics``), each baseline
+        forecaster's row after the networks'; for an Optuna search its best trials
+        (:func:`best_trials`)."""
+        finished = self.trials[self.trials["state"] != "failed"] if len(self.trials) else None
+        if self.kind.search:
+            sweep = self.config.sweep
+            from forecast.sweep import SEARCH_METRICS
+
+            direction = sweep.direction or SEARCH_METRICS[sweep.metric]
+            space = list(sweep.space)
+            return best_trials(finished, sweep.metric, direction, space, self.kind.ratio)
+        return summarize(self.trials, tuple(metrics or self.config.evaluation.metrics))
+
+    def paired(self) -> pd.DataFrame | None:
+        """A backtest's models compared fold by fold with each other and with every baseline
+        (:func:`forecast.evaluation.paired_by_fold`), by the MSE of each fold's forecasts
+        pooled over its series; None for one fold."""
+        if not self.kind.backtest:
+            return None
+        if not len(self.forecasts):  # every trial failed: nothing to pair
+            return pd.DataFrame()
+        by = ["trial", "fold", "forecaster"]
+        mse = score_forecasts(self.forecasts, self.scales, by, ("mse",)).set_index(by)["value"]
+        rows = []
+        for _, trial in self.trials[self.trials["state"] != "failed"].iterrows():
+            for fold, errors in mse.loc[trial["trial"]].groupby(level="fold"):
+                errors = errors.droplevel("fold")
+                row = {key: trial[key] for key in ("model", "point", "gap", "seed")}
+                row.update({"fold": fold, "test_mse": errors[trial["network"]]})
+                row.update(
+                    {
+                        f"{name}.mse": value
+                        for name, value in errors.items()
+                        if name != trial["network"]
+                    }
+                )
+                rows.append(row)
+        return paired_by_fold(pd.DataFrame(rows))
+
+    def per_series(self, metrics: list[str] | None = None) -> pd.DataFrame:
+        """A panel's models and baselines series by series, with ``metrics`` as
+        :meth:`summary` takes them (:func:`forecast.evaluation.per_series`); empty for one
+        series."""
+        if self.kind.data != "panel":
+            return pd.DataFrame()
+        return per_series(self.trials, tuple(metrics or self.config.evaluation.metrics))
+
+
+def load(run_or_experiment: str, tracking_uri: str | None = None) -> Results:
+    """A sweep's :class:`Results` rebuilt from the MLflow store at ``tracking_uri`` (default:
+    ``MLFLOW_TRACKING_URI``, else the local ``mlflow.db``): ``run_or_experiment`` is the
+    sweep's parent run id (see ``forecast runs``) or an experiment's name (its latest sweep).
+
+    Raises:
+        TrackingError: no such run or experiment, or a store that is not reachable.
+    """
+    uri = tracking_uri or default_tracking_uri()
+    check_reachable(uri)
+    client = MlflowClient(uri)
+    run_id = run_or_experiment
+    if client.get_experiment_by_name(run_or_experiment) is not None:
+        sweeps = recent_sweeps(uri, run_or_experiment, limit=1)
+        if not len(sweeps):
+            raise TrackingError(f"experiment {run_or_experiment!r} in {uri} has no sweeps yet")
+        run_id = sweeps["run_id"].iloc[0]
+    try:
+        parent = client.get_run(run_id)
+    except MlflowException as error:
+        missing = TrackingError(f"no sweep or experiment {run_or_experiment!r} in {uri}")
+        raise server_failure(error, uri) or missing from None
+    config = build_config(_artifact_yaml(client, run_id, "config.yaml"), f"run {run_id}")
+    kind = Kind.of(config, parent.data.tags.get("forecast.kind") == "categorical task")
+    trials = sweep_trials(uri, run_id)
+    if len(trials):
+        trials = trials.rename(columns={"run_name": "trial"})
+        trials["state"] = [
+            "failed" if status == "FAILED" else state or "complete"
+            for status, state in zip(trials["status"], trials["trial_state"], strict=True)
+        ]
+    forecasts, scales = [], []
+    for trial, run in zip(trials.get("trial", []), trials.get("run_id", []), strict=True):
+        own = trial_forecasts(uri, run)
+        if own is not None:
+            forecasts.append(own[0].assign(trial=trial))
+            scales.append(own[1].assign(trial=trial))
+    return Results(
+        parent.data.tags.get("forecast.experiment", ""),
+        config,
+        kind,
+        trials,
+        long_table(forecasts),
+        long_table(scales),
+        uri,
+        run_id,
+    )
+
+
+def long_table(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Trials' long tables (each with a ``trial`` column) as one, with the columns that say
+    whose row it is first: ``trial``, ``forecaster``, ``series``, ``target``, ``fold``."""
+    if not frames:
+        return pd.DataFrame()
+    table = pd.concat(frames, ignore_index=True)
+    first = [c for c in ("trial", "forecaster", "series", "target", "fold") if c in table]
+    return table[[*first, *[column for column in table.columns if column not in first]]]
+
+
+def trial_forecasts(uri: str, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """A trial's forecasts and its series' scales, as it logged them; None for a trial that
+    logged none (a failed one, or one logged before forecasts were kept)."""
+    client = MlflowClient(uri)
+    names = {artifact.path for artifact in client.list_artifacts(run_id)}
+    if FORECASTS_ARTIFACT not in names:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        forecasts = pd.read_parquet(client.download_artifacts(run_id, FORECASTS_ARTIFACT, folder))
+        scales = (
+            pd.read_parquet(client.download_artifacts(run_id, SCALES_ARTIFACT, folder))
+            if SCALES_ARTIFACT in names
+            else pd.DataFrame()
+        )
+    return forecasts, scales
+
+
+def _artifact_yaml(client: MlflowClient, run_id: str, path: str) -> dict:
+    import yaml
+
+    with tempfile.TemporaryDirectory() as folder:
+        return yaml.safe_load(Path(client.download_artifacts(run_id, path, folder)).read_text())
 
 
 def recent_sweeps(uri: str, experiment: str | None = None, limit: int = 10) -> pd.DataFrame:
@@ -108,6 +352,7 @@ def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.D
         rows.append(
             {
                 "model": f"{params['model']} [{point}]" if point else params["model"],
+                "network": params["model"],
                 "point": point,
                 "gap": int(params["gap"]),
                 "seed": int(params["seed"]),
@@ -117,6 +362,7 @@ def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.D
                 **metrics,
                 "status": child.info.status,
                 "run_id": child.info.run_id,
+                "run_name": child.info.run_name,
                 "trial_hash": child.data.tags.get("forecast.trial_hash", ""),
                 "trial_state": child.data.tags.get("trial_state", ""),
             }
@@ -135,27 +381,26 @@ def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.D
 
 
 def best_trials(
-    uri: str, parent_run_id: str, trials: pd.DataFrame, limit: int = 10
+    trials: pd.DataFrame | None,
+    metric: str,
+    direction: str,
+    space: list[str],
+    ratio: str,
+    limit: int = 10,
 ) -> pd.DataFrame:
-    """An Optuna search's best ``limit`` trials by its metric, the complete ones first, each
-    part best first: ``trial`` (its number), ``state`` (complete or pruned), the metric's last
-    value, each sampled key, the test ratio and the training seconds; empty for a sweep that
-    is not a search. ``trials``: the sweep's :func:`sweep_trials`.
+    """An Optuna search's best ``limit`` of its finished ``trials`` (a :class:`Results`'
+    table) by its ``metric`` (``direction``: minimize or maximize), the complete ones first,
+    each part best first: ``trial`` (its number), ``state`` (complete or pruned), the metric's
+    last value, each sampled key of ``space``, the test ``ratio`` (:attr:`Kind.ratio`) and the
+    training seconds.
     """
-    params = MlflowClient(uri).get_run(parent_run_id).data.params
-    if "search_space" not in params or not len(trials):
+    if trials is None or not len(trials):
         return pd.DataFrame()
-    metric, _, direction = params["search_metric"].partition(" ")
-    space = params["search_space"].split(",")
-    trials = trials[trials["status"] == "FINISHED"]
-    ratio = next(
-        (c for c in ("mse_ratio", "cross_entropy_ratio", "test_mase") if c in trials), None
-    )
-    columns = ["search_trial", "trial_state", metric, *space, *([ratio] if ratio else [])]
-    best = trials[[*columns, "train_seconds"]].assign(pruned=trials["trial_state"] != "complete")
-    best = best.sort_values(["pruned", metric], ascending=[True, direction == "(minimize)"])
+    columns = ["search_trial", "state", metric, *space, *([ratio] if ratio in trials else [])]
+    best = trials[[*columns, "train_seconds"]].assign(pruned=trials["state"] != "complete")
+    best = best.sort_values(["pruned", metric], ascending=[True, direction == "minimize"])
     best = best.drop(columns="pruned").head(limit)
-    return best.rename(columns={"search_trial": "trial", "trial_state": "state"})
+    return best.rename(columns={"search_trial": "trial"}).reset_index(drop=True)
 
 
 def trial_folds(uri: str, run_id: str) -> list[dict[str, float]]:

@@ -15,15 +15,13 @@ import dataclasses
 import functools
 import logging
 import os
-import signal
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import keras
 import numpy as np
@@ -34,15 +32,9 @@ from optuna.trial import TrialState
 
 from forecast import plots, results, search, tracking
 from forecast.config import ConfigError, ExperimentConfig, results_digest
+from forecast.data import data_source
 from forecast.distributed import is_chief, make_strategy
-from forecast.evaluation import (
-    max_solved_gap,
-    paired_by_fold,
-    per_series,
-    ratio_column,
-    seed_intervals,
-    summarize,
-)
+from forecast.evaluation import max_solved_gap, ratio_column, seed_intervals
 from forecast.parallel import (
     auto_workers,
     check_backend,
@@ -54,25 +46,16 @@ from forecast.parallel import (
 )
 from forecast.paths import checkpoints_dir, tracking_uri
 from forecast.plan import plan_trials
+from forecast.progress import collect, solved_line
+from forecast.results import Kind, Results
 from forecast.search import SearchSettings
+from forecast.signals import stop_signals
 from forecast.sweep import point_label, resolve_point
 from forecast.training import Pruner
-from forecast.trial import Trial, data_source, run_trial
+from forecast.trial import Trial, run_trial
 
 # Imported by each local worker process as it starts, before its first trial.
 WORKER_PRELOAD = ("forecast.runner",)
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    """What a finished sweep returns: its comparison table and where MLflow holds it."""
-
-    summary: pd.DataFrame  # one row per (model, gap); naive forecasts of a series after them
-    tracking_uri: str
-    experiment_id: str | None  # None on a multi-worker non-chief: the chief keeps the record
-    run_id: str | None  # the parent run's
-    paired: pd.DataFrame | None = None  # a backtest's models compared fold by fold
-    per_series: pd.DataFrame = field(default_factory=pd.DataFrame)  # a panel's, series by series
 
 
 def run_experiment(
@@ -84,9 +67,10 @@ def run_experiment(
     ray_address: str | None = None,
     uri: str | None = None,
     system_metrics: bool = False,
-) -> SweepResult:
+) -> Results:
     """Train and evaluate every trial of ``config`` and record them in the MLflow store at
-    ``uri`` (default: :func:`forecast.paths.tracking_uri`).
+    ``uri`` (default: :func:`forecast.paths.tracking_uri`); returns the sweep's
+    :class:`forecast.results.Results`.
 
     A trial is one (sweep point, gap, seed, model). ``workers`` > 1 runs trials in that many
     local processes, ``"auto"`` as many as :func:`forecast.parallel.auto_workers` picks, and
@@ -162,7 +146,7 @@ def run_experiment(
     # but leave the record to it: their runs go to a private store, deleted afterwards.
     with tempfile.TemporaryDirectory() as scratch:
         sweep = run(f"sqlite:///{scratch}/mlflow.db")
-    return SweepResult(sweep.summary, uri, None, None, sweep.paired, sweep.per_series)
+    return dataclasses.replace(sweep, tracking_uri=uri, run_id=None)
 
 
 def _run_sweep(
@@ -177,7 +161,7 @@ def _run_sweep(
     backend: str,
     ray_address: str | None,
     system_metrics: bool,
-) -> SweepResult:
+) -> Results:
     """Run the trials under one parent run (a new one, or the interrupted one it resumes); for
     an Optuna search (``settings``), its ``n_trials``, each sampled from the one planned."""
     _quiet_libraries()
@@ -187,7 +171,11 @@ def _run_sweep(
     if local_pool:
         log(f"{name}: starting {workers} worker processes")
     pool = process_pool(workers, WORKER_PRELOAD) if local_pool else contextlib.nullcontext()
-    with pool as pool, _interruptible() as stop:
+    # SIGTERM (a batch scheduler, a container stop) and SIGHUP end the sweep as Ctrl-C does:
+    # its runs end KILLED, and a rerun resumes it. Once stopped, whatever exception a trial or
+    # the sweep raises is taken as the interrupt it was (an interrupt inside a library can come
+    # out as another exception); training also checks the event after every batch.
+    with pool as pool, stop_signals() as stop:
         log(f"{name}: opening the MLflow store")  # a new store's tables take seconds to make
         experiment_id = tracking.use_experiment(uri, name)
         sweep_hash = results_digest(config)
@@ -281,7 +269,7 @@ def _run_sweep(
                 processes = workers or ray_cpus()
             # Closed before the parent run ends: the workers stop before it marks their runs.
             with contextlib.closing(reports):
-                collected = _collect(reports, pending, log, stop, name, processes)
+                collected = collect(reports, pending, log, stop, name, processes)
 
             if settings is None:
                 # Every trial's row in plan order, whether it ran now or before an interruption.
@@ -290,31 +278,53 @@ def _run_sweep(
             else:  # in the order they were asked for, each sampled point once
                 ran = {**done, **{r.trial_hash or k: r for k, r in collected.items()}}
                 ran = list(ran.values())
-            trials_table = pd.DataFrame([report.row for report in ran])
-            summary = summarize(trials_table, tuple(config.evaluation.metrics))
-            tables = {"trials.csv": trials_table, "summary.csv": summary}
-            paired = None
-            if config.data is not None and config.data.backtest.folds > 1:
-                folds_table = pd.DataFrame(
-                    [
-                        {**report.row, "fold": fold, **metrics}
-                        for report in ran
-                        for fold, metrics in enumerate(_folds(report, uri))
-                    ]
-                )
-                if len(folds_table):  # else every trial failed: nothing to pair
-                    paired = tables["paired.csv"] = paired_by_fold(folds_table)
-            by_series = per_series(trials_table, tuple(config.evaluation.metrics))
-            if len(by_series):
+            kind = Kind.of(config, trials[0].classes is not None)
+            found = _results(name, config, kind, ran, uri, parent.run_id)
+            tables = {"trials.csv": found.trials, "summary.csv": found.summary()}
+            if (paired := found.paired()) is not None and len(paired):
+                tables["paired.csv"] = paired
+            if len(by_series := found.per_series()):
                 tables["per_series.csv"] = by_series
             if settings is None:
                 metrics, figures = _sweep_summary(
-                    name, config, trials, reports, trials_table, uri, log
+                    name, config, trials, reports, found.trials, uri, log
                 )
             else:
                 metrics, figures = _search_summary(study, settings, tables, log, name)
-            tracking.log_sweep_summary(parent, tables, metrics, figures)
-    return SweepResult(summary, uri, experiment_id, parent.run_id, paired, by_series)
+            tags = {"forecast.kind": kind.data}
+            tracking.log_sweep_summary(parent, tables, metrics, figures, tags)
+    return found
+
+
+def _results(
+    name: str,
+    config: ExperimentConfig,
+    kind: Kind,
+    reports: list[TrialReport],
+    uri: str,
+    run_id: str,
+) -> Results:
+    """The sweep's :class:`Results` from its trials' reports; the forecasts of trials finished
+    before an interruption are read from their runs."""
+    trials = pd.DataFrame([{**report.row, "run_id": report.run_id} for report in reports])
+    forecasts, scales = [], []
+    for report in reports:
+        own = (report.forecasts, report.scales)
+        if report.forecasts is None and report.failure is None:  # finished before a resume
+            own = results.trial_forecasts(uri, report.run_id) or own
+        if own[0] is not None:
+            forecasts.append(own[0].assign(trial=report.row["trial"]))
+            scales.append(own[1].assign(trial=report.row["trial"]))
+    return Results(
+        name,
+        config,
+        kind,
+        trials,
+        results.long_table(forecasts),
+        results.long_table(scales),
+        uri,
+        run_id,
+    )
 
 
 def _sweep_summary(
@@ -415,7 +425,10 @@ class TrialReport:
     flow: dict[str, np.ndarray]  # gradient flow "at init" and "trained"; empty if it failed
     run_id: str  # its child run
     failure: str | None = None
-    folds: list[dict[str, float]] | None = None  # a backtest's metrics per fold
+    # Every forecaster's test forecasts and the series' scales (forecast.trial.TrialOutcome);
+    # None for a failed trial, or one finished before the sweep was resumed (its run has them).
+    forecasts: pd.DataFrame | None = None
+    scales: pd.DataFrame | None = None
     # For the ETA (see timed_trial): the trial's seconds, and the process that ran it (whose
     # first trial pays its one-off costs).
     seconds: float = float("nan")
@@ -448,7 +461,14 @@ def execute_trial(
     """
     _quiet_libraries()
     config, gap, seed = trial.config, trial.gap, trial.seed
-    row = {"model": trial.label, "point": trial.point, "gap": gap, "seed": seed}
+    row = {
+        "trial": trial.run_name,
+        "model": trial.label,
+        "network": trial.model.name,
+        "point": trial.point,
+        "gap": gap,
+        "seed": seed,
+    }
     source = data_source(config)
     # Backups named by what the trial is, and the hash of what it computes: a rerun that
     # changes any setting starts afresh.
@@ -483,8 +503,8 @@ def execute_trial(
         if lost is not None:
             raise lost from None
         nan = float("nan")
-        failed = {"params": nan, "test_mse": nan, "mse_ratio": nan, "solved": 0.0}
-        row = {**row, **failed, "train_seconds": nan}
+        failed = {"state": "failed", "params": nan, "test_mse": nan, "mse_ratio": nan}
+        row = {**row, **failed, "solved": 0.0, "train_seconds": nan}
         failure = tracking.failure_reason(error)
         return TrialReport(row, {}, run_id, failure, run_name=trial.run_name)
     # As the run holds them, so that a resumed sweep's rows read back the same columns.
@@ -492,13 +512,16 @@ def execute_trial(
     for key in ("val_loss", "val_ratio", "val_accuracy"):
         if outcome.history.get(key):
             last_epoch[key] = outcome.history[key][-1]
-    row = {**row, "params": outcome.model.count_params(), **specifications, **last_epoch}
+    state = "pruned" if outcome.pruned_at else "complete"
+    row = {**row, "state": state, "params": outcome.model.count_params()}
+    row.update({**specifications, **last_epoch})
     row.update(outcome.metrics)
     return TrialReport(
         row,
         outcome.flow,
         run_id,
-        folds=outcome.fold_metrics,
+        forecasts=outcome.forecasts,
+        scales=outcome.scales,
         run_name=trial.run_name,
         trial_hash=trial.digest,
         pruned_at=outcome.pruned_at,
@@ -544,15 +567,23 @@ def search_trial(
     except ConfigError as error:  # a combination of values the plan's probes did not meet
         study.tell(asked, state=TrialState.FAIL)
         label = f"#{number} {point_label(sampled)}"
-        row = {"model": f"{template.model.name} [{label}]", "point": label}
+        run_name = f"{slot.run_name} ({point_label(sampled)})"
+        row = {
+            "trial": run_name,
+            "model": f"{template.model.name} [{label}]",
+            "network": template.model.name,
+            "point": label,
+            "search_trial": number,
+            **sampled,
+        }
         return TrialReport(
-            {**row, "gap": template.gap, "seed": template.seed},
+            {**row, "gap": template.gap, "seed": template.seed, "state": "failed"},
             {},
             "",
             str(error),
             seconds=time.perf_counter() - start,
             process=os.getpid(),
-            run_name=f"{slot.run_name} ({point_label(sampled)})",
+            run_name=run_name,
         )
     # The series' folds the plan prepared serve every point that leaves the data as it is.
     prepared = template.prepared if point.data == template.config.data else None
@@ -564,9 +595,12 @@ def search_trial(
         f"#{number} {point_label(sampled)}",
         prepared,
         search_trial=number,
+        classes=template.classes,
     )
     pruner = search.reporting_pruner(asked, settings.metric)
-    report = timed_trial(trial, context, stop, pruner, {**sampled, "search_trial": number})
+    searched = {"search_trial": number, **sampled}
+    report = timed_trial(trial, context, stop, pruner, searched)
+    report = dataclasses.replace(report, row={**report.row, **searched})
     value = report.row.get(settings.metric, float("nan"))
     if report.failure is not None or not np.isfinite(value):
         study.tell(asked, state=TrialState.FAIL)
@@ -608,10 +642,14 @@ def _finished_trials(uri: str, parent_run_id: str) -> dict[str, TrialReport]:
     if not len(table):
         return {}
     finished = table[(table["status"] == "FINISHED") & (table["trial_hash"] != "")]
+    finished = finished.rename(columns={"run_name": "trial", "trial_state": "state"})
     columns = [c for c in finished.columns if c not in ("status", "run_id", "trial_hash")]
     return {
         row["trial_hash"]: TrialReport(
-            {key: row[key] for key in columns if pd.notna(row[key])}, {}, row["run_id"]
+            {key: row[key] for key in columns if pd.notna(row[key])},
+            {},
+            row["run_id"],
+            run_name=row["trial"],
         )
         for _, row in finished.iterrows()
     }
@@ -623,16 +661,6 @@ def _flow(report: TrialReport, uri: str) -> dict[str, np.ndarray]:
     if report.flow or report.failure is not None:
         return report.flow
     return results.trial_flow(uri, report.run_id)
-
-
-def _folds(report: TrialReport, uri: str) -> list[dict[str, float]]:
-    """A backtest trial's metrics per fold: from its report, or, for a trial finished before
-    the sweep was interrupted, from its run's metric histories; none for a failed trial."""
-    if report.failure is not None:
-        return []
-    if report.folds is not None:
-        return report.folds
-    return results.trial_folds(uri, report.run_id)
 
 
 def timed_trial(
@@ -665,197 +693,6 @@ def _first_trial_note(trials: Sequence[Trial]) -> str | None:
         f"the first trial in each process also fits {names} on {on}, which can take minutes; "
         "the trials after it reuse those forecasts"
     )
-
-
-def _collect(
-    reports: Iterator[tuple[Trial | SearchSlot, TrialReport]],
-    pending: list[Trial] | list[SearchSlot],
-    log: Callable[[str], None],
-    stop: threading.Event,
-    name: str,
-    processes: int,
-) -> dict[str, TrialReport]:
-    """Trial hash -> report, as reports arrive, with a progress line for each (and, while
-    none comes for :data:`HEARTBEAT_SECONDS`, a line saying how far the sweep is); raises
-    KeyboardInterrupt between trials once ``stop`` is set. ``processes``: how many trials
-    run at once."""
-    collected: dict[str, TrialReport] = {}
-    timings: list[TrialTiming] = []
-    processes_seen: set[int] = set()  # a process runs one trial at a time: its first report
-    start = time.perf_counter()
-
-    def how_far() -> str:
-        elapsed = time.perf_counter() - start
-        return f"{name}: {len(collected)}/{len(pending)} trials done (elapsed {elapsed:.0f}s)"
-
-    with _heartbeat(log, how_far) as log:
-        for index, (trial, report) in enumerate(reports, 1):
-            if stop.is_set():
-                raise KeyboardInterrupt
-            collected[trial.digest] = report
-            first_in_process = report.process not in processes_seen
-            processes_seen.add(report.process)
-            if report.failure is None:  # a failure's time says nothing of the others'
-                timings.append(TrialTiming(trial.work, report.seconds, first_in_process))
-            remaining = [t.work for t in pending if t.digest not in collected]
-            log(
-                trial_line(
-                    f"[{index}/{len(pending)}] {report.run_name or trial.run_name}",
-                    report,
-                    time.perf_counter() - start,
-                    eta_seconds(timings, remaining, processes),
-                    last=not remaining,
-                )
-            )
-    return collected
-
-
-HEARTBEAT_SECONDS = 30.0  # the longest the sweep stays silent while trials run
-
-
-@contextlib.contextmanager
-def _heartbeat(
-    log: Callable[[str], None], status: Callable[[], str], every: float = HEARTBEAT_SECONDS
-) -> Iterator[Callable[[str], None]]:
-    """Yields ``log`` for the lines of the sweep; whenever none came for ``every`` seconds
-    (the first trials, which also pay the one-off costs, can take minutes), a thread logs
-    ``status()``."""
-    last = time.monotonic()
-    lock = threading.Lock()
-    done = threading.Event()
-
-    def logged(line: str) -> None:
-        nonlocal last
-        with lock:
-            log(line)
-            last = time.monotonic()
-
-    def beat() -> None:
-        while not done.wait(max(0.1, last + every - time.monotonic())):
-            if time.monotonic() - last >= every:
-                logged(status())
-
-    thread = threading.Thread(target=beat, name="progress", daemon=True)
-    thread.start()
-    try:
-        yield logged
-    finally:
-        done.set()
-        thread.join()
-
-
-class TrialTiming(NamedTuple):
-    """A finished trial, as the ETA sees it."""
-
-    work: float  # Trial.work: its relative cost
-    seconds: float  # its time in the process that ran it
-    first_in_process: bool  # it paid that process's one-off costs
-
-
-def eta_seconds(
-    finished: Sequence[TrialTiming], remaining: Sequence[float], processes: int = 1
-) -> float | None:
-    """Seconds until trials of ``remaining`` work (:attr:`Trial.work` each) finish, ``processes``
-    at a time, at the pace of the ``finished`` trials; None until there is a basis.
-
-    The basis is the trials that were not the first in their process: a first trial also pays
-    that process's one-off costs (TensorFlow tracing its first graphs, a series' fitted
-    baselines), and to extrapolate from it would overstate the rest many times. The pace is
-    seconds per unit of work over those trials' own durations, not the sweep's wall time, so
-    that trials waiting for a worker do not count as work. With several processes the
-    remaining work is shared among them, but no sooner than its longest trial alone.
-    """
-    if not remaining:
-        return 0.0
-    basis = [timing for timing in finished if not timing.first_in_process]
-    work = sum(timing.work for timing in basis)
-    if not basis or work <= 0:
-        return None
-    pace = sum(timing.seconds for timing in basis) / work
-    at_once = max(1, min(processes, len(remaining)))
-    return pace * max(sum(remaining) / at_once, max(remaining))
-
-
-def trial_line(
-    prefix: str, report: TrialReport, elapsed: float, eta: float | None, last: bool = False
-) -> str:
-    """A trial's progress line: its errors (or its failure), its training time, the sweep's
-    elapsed time and ETA (``None``: no basis yet; none on the ``last`` trial's line)."""
-    if report.failure is not None:
-        return f"{prefix}: FAILED: {report.failure}"
-    if last:
-        timing = f"elapsed {elapsed:.0f}s"
-    elif eta is None:
-        timing = f"elapsed {elapsed:.0f}s, ETA after the first trials"
-    else:
-        timing = f"elapsed {elapsed:.0f}s, ETA {eta:.0f}s"
-    row = report.row
-    pruned = f", pruned after epoch {report.pruned_at}" if report.pruned_at else ""
-    return f"{prefix}: {trial_errors(row)}, {row['train_seconds']:.1f}s{pruned} ({timing})"
-
-
-def trial_errors(row: dict[str, Any]) -> str:
-    """A finished trial's headline errors: a series' forecasting errors (MAE, and MASE, scaled
-    by its naive forecast's in-sample error), a task's test loss and its ratio to the trivial
-    baseline's."""
-    if "cross_entropy_ratio" in row:
-        return (
-            f"test cross-entropy {row['test_cross_entropy']:.4g}, "
-            f"ratio {row['cross_entropy_ratio']:.3f}"
-        )
-    if "test_mase" in row:  # a series
-        return f"test MAE {row['test_mae']:.4g}, MASE {row['test_mase']:.3f}"
-    return f"test MSE {row['test_mse']:.4g}, ratio {row['mse_ratio']:.3f}"
-
-
-def solved_line(solved: dict[str, int]) -> str:
-    """The largest gap each model solved (:func:`forecast.evaluation.max_solved_gap`, -1 for
-    none), as the sweep prints it."""
-    gaps = (f"{model} {gap if gap >= 0 else 'none'}" for model, gap in solved.items())
-    return "largest solved gap: " + ", ".join(gaps)
-
-
-@contextlib.contextmanager
-def _interruptible() -> Iterator[threading.Event]:
-    """While the sweep runs, SIGTERM (``kill``, a batch scheduler, a container stop) and SIGHUP
-    (its terminal closed; unless ignored, as under ``nohup``) end it as Ctrl-C does: its runs
-    end KILLED and a rerun resumes it.
-
-    Each raises KeyboardInterrupt wherever the main thread is, and sets the event it yields
-    first. Inside a library the interrupt can come out as another exception, which the trial
-    and the sweep, seeing the event set, take as the interrupt it was (KILLED, not FAILED).
-    Inside a finalizer or a weakref callback Python swallows it and prints "Exception ignored
-    in": the sweep checks the event after every training batch and every trial, and such a
-    swallowed interrupt is not printed.
-    """
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop  # signal handlers can only be set from the main thread
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        stop.set()
-        raise KeyboardInterrupt
-
-    def drop_swallowed_interrupts(unraisable: Any) -> None:
-        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
-            print_unraisable(unraisable)
-
-    handlers = {
-        number: signal.signal(number, interrupt)
-        for number in STOP_SIGNALS
-        if not (number == signal.SIGHUP and signal.getsignal(number) == signal.SIG_IGN)
-    }
-    print_unraisable, sys.unraisablehook = sys.unraisablehook, drop_swallowed_interrupts
-    try:
-        yield stop
-    finally:
-        sys.unraisablehook = print_unraisable
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _stop_when_set(stop: threading.Event) -> keras.callbacks.Callback:

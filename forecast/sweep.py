@@ -118,11 +118,6 @@ def check_sweep(config: ExperimentConfig) -> None:
     """
     sweep = config.sweep
     require(
-        sweep.samples == 0,
-        "sweep.samples: the random search is Optuna's now; set sweep.search: optuna, "
-        "sweep.sampler: random and sweep.n_trials instead",
-    )
-    require(
         sweep.search in SEARCHES,
         f"sweep.search: must be grid or optuna, got {sweep.search!r}",
     )

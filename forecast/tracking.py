@@ -359,7 +359,7 @@ def parent_run(
         }
         created = client.create_run(experiment_id, tags=tags, run_name=f"{name}-sweep")
         run = RunRef(client, experiment_id, created.info.run_id)
-        client.log_dict(run.run_id, config, "config.yaml")
+        log_config(run, config)
         log_params(run, params)
     monitor = None
     if system_metrics:
@@ -458,7 +458,7 @@ def trial_run(
     created = client.create_run(experiment_id, tags=tags, run_name=run_name)
     run = RunRef(client, experiment_id, created.info.run_id)
     log_params(run, params)
-    client.log_dict(run.run_id, config, "config.yaml")
+    log_config(run, config)
     try:
         yield run
     except KeyboardInterrupt:
@@ -474,6 +474,15 @@ def trial_run(
         client.set_terminated(run.run_id, "FAILED")
         raise
     client.set_terminated(run.run_id, "FINISHED")
+
+
+def log_config(run: RunRef, config: dict[str, Any]) -> None:
+    """Log the experiment's config as ``config.yaml``, its keys in the config's order (a
+    search space's keys are its columns' order), which MLflow's ``log_dict`` sorts."""
+    import yaml
+
+    text = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+    run.client.log_text(run.run_id, text, "config.yaml")
 
 
 def failure_reason(error: BaseException) -> str:
@@ -533,8 +542,28 @@ def log_trial_outcome(
     _log_metrics(run, outcome.metrics, headline_step, model_id=model_id, dataset=test_data)
     flow = {label: curve.tolist() for label, curve in outcome.flow.items()}
     run.client.log_dict(run.run_id, flow, "gradient_flow.json")
+    log_forecasts(run, outcome.forecasts, outcome.scales)
     for path, figure in outcome.figures.items():
         log_figure(run, figure, path)
+
+
+FORECASTS_ARTIFACT = "forecasts.parquet"  # a trial's forecasts, read back by forecast.load
+SCALES_ARTIFACT = "scales.parquet"  # its series' in-sample scales, beside them
+FORECASTS_PREVIEW_ROWS = 200
+
+
+def log_forecasts(run: RunRef, forecasts: pd.DataFrame, scales: pd.DataFrame) -> None:
+    """Log a trial's forecasts (and its series' in-sample scales) as Parquet, which
+    :func:`forecast.results.load` reads back exactly, and their first
+    :data:`FORECASTS_PREVIEW_ROWS` rows as ``forecasts_preview.csv``, which MLflow's UI shows."""
+    with tempfile.TemporaryDirectory() as folder:
+        forecasts.to_parquet(Path(folder) / FORECASTS_ARTIFACT, index=False)
+        forecasts.head(FORECASTS_PREVIEW_ROWS).to_csv(
+            Path(folder) / "forecasts_preview.csv", index=False
+        )
+        if len(scales):
+            scales.to_parquet(Path(folder) / SCALES_ARTIFACT, index=False)
+        run.client.log_artifacts(run.run_id, folder)
 
 
 def log_datasets(run: RunRef, splits: Any, source: str, name: str) -> Dataset:
@@ -691,9 +720,11 @@ def log_sweep_summary(
     tables: dict[str, pd.DataFrame],
     metrics: dict[str, float],
     figures: dict[str, Figure],
+    tags: dict[str, str],
 ) -> None:
-    """The sweep's tables (file name -> table: ``trials.csv``, ``summary.csv``, ...), metrics
-    and figures, on its run."""
+    """The sweep's tables (file name -> table: ``trials.csv``, ``summary.csv``, ...), metrics,
+    figures and tags, on its run."""
+    run.client.log_batch(run.run_id, tags=[RunTag(key, value) for key, value in tags.items()])
     _log_metrics(run, metrics)
     for path, figure in figures.items():
         log_figure(run, figure, path)

@@ -26,11 +26,11 @@ from typing import Any
 
 import keras
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from forecast import plots
 from forecast.config import (
-    DataConfig,
     ExperimentConfig,
     ModelConfig,
     TrainConfig,
@@ -40,32 +40,26 @@ from forecast.data import (
     SeriesData,
     Splits,
     WindowView,
-    backtest_splits,
-    load_panel,
-    load_series,
-    panel_splits,
-    synthetic_splits,
+    make_folds,
+    series_name,
     to_dataset,
 )
 from forecast.distributed import make_strategy
 from forecast.evaluation import (
-    NETWORK,
+    class_frequencies,
     classification_score,
     effective_memory,
     fold_means,
     insample_scale,
-    interval_errors,
-    interval_metrics,
     make_gradient_flow,
     metric_name,
-    point_metrics,
-    pointwise_errors,
     score,
+    score_forecasts,
+    series_forecasts,
     split_conformal,
 )
 from forecast.forecasters import baseline_forecasts, baseline_names
 from forecast.models import build_configured
-from forecast.tasks import task_function
 from forecast.training import Pruner, compile_model, make_loss, model_output_shape, train
 
 GRADIENT_PROBE = 128  # test samples whose input gradients trace the gradient flow
@@ -90,6 +84,7 @@ class Trial:
     # An Optuna search's trial number (the first one's, if an interruption asked for it
     # again): two trials that sampled the same values are still two trials.
     search_trial: int | None = None
+    classes: int | None = None  # a categorical task's number of classes (from the plan's probe)
 
     @property
     def label(self) -> str:
@@ -134,6 +129,10 @@ class TrialOutcome:
     fold_metrics: list[dict[str, float]]  # each backtest fold's test errors; [] for one fold
     series: SeriesData | None  # a series' last fold: what forecasts from its raw rows
     specifications: dict[str, str]  # baseline -> the model its automatic selection chose
+    # Every forecaster's test forecasts, each fold's (TestResult.forecasts, with ``fold``), and
+    # a series' in-sample scales per fold.
+    forecasts: pd.DataFrame
+    scales: pd.DataFrame
     pruned_at: int | None = None  # the epoch after which a pruner stopped its training
 
 
@@ -180,7 +179,7 @@ def run_trial(
     )
     strategy = make_strategy(config.train.strategy)  # one per process, reused
 
-    fold_metrics, forecasts, train_seconds, pruned_at = [], [], 0.0, None
+    fold_metrics, drawn, forecasts, scales, train_seconds, pruned_at = [], [], [], [], 0.0, None
     specifications: dict[str, list[str]] = {}  # each automatic baseline's choice, per fold
     for index, (splits, series) in enumerate(folds):
         if index == 0 or refit:
@@ -230,20 +229,23 @@ def run_trial(
                 if refitted.failure is not None:
                     raise TrainingDiverged(f"refitting: {refitted.failure}")
                 train_seconds += refitted.seconds
-        metrics, forecast, chosen = _test_metrics(model, splits, series, config, interval)
+        tested = _test_metrics(model, trial, splits, series, interval)
+        metrics = tested.metrics
         if retrain_on_all:
             metrics["refit_epochs"] = float(epochs)
         fold_metrics.append(metrics)
-        forecasts.append(forecast)
-        for name, specification in chosen.items():
+        drawn.append(tested.drawn)
+        forecasts.append(tested.forecasts.assign(fold=index))
+        scales.append(tested.scales.assign(fold=index))
+        for name, specification in tested.specifications.items():
             specifications.setdefault(name, []).append(specification)
 
     metrics = fold_means(fold_metrics) if len(folds) > 1 else fold_metrics[0]
     metrics["train_seconds"] = train_seconds
     metrics["effective_memory"] = effective_memory(flow["trained"])
     figures = {"gradient_flow.png": plots.gradient_flow(flow)}
-    if forecasts[0] is not None:
-        figures.update(_forecast_figures(forecasts, [series for _, series in folds]))
+    if drawn[0] is not None:
+        figures.update(_forecast_figures(drawn, [series for _, series in folds]))
     # The first layer sees the inputs themselves. Ours report their gates (as may a user's,
     # with the same method); a layer without gates, or one that cannot report them, is not drawn.
     first = model.layers[0]
@@ -272,6 +274,8 @@ def run_trial(
         series,
         # One value per baseline; a backtest's folds in order, where their choices differ.
         {name: " | ".join(dict.fromkeys(chosen)) for name, chosen in specifications.items()},
+        pd.concat(forecasts, ignore_index=True),
+        pd.concat(scales, ignore_index=True),
         pruned_at,
     )
 
@@ -329,27 +333,45 @@ def _fold_backups(checkpoint_dir: Path | None, index: int, folds: int) -> Path |
     return checkpoint_dir / f"fold{index + 1}"
 
 
+@dataclass(frozen=True)
+class TestResult:
+    """A model's test part, scored (see :func:`_test_metrics`)."""
+
+    metrics: dict[str, float]  # as MLflow names them (forecast.evaluation.metric_name)
+    # Every forecaster's forecasts as long rows: a series' (forecast.evaluation.series_forecasts)
+    # or a task's (task_forecasts), in original units.
+    forecasts: pd.DataFrame
+    # A series' in-sample scale per (series, target), which MASE, RMSSE and MSIS divide by.
+    scales: pd.DataFrame
+    drawn: dict[str, np.ndarray] | None  # the forecasts the figures draw
+    specifications: dict[str, str]  # the model each automatic baseline chose
+
+
 def _test_metrics(
     model: keras.Model,
+    trial: Trial,
     splits: Splits,
     series: SeriesData | None,
-    config: ExperimentConfig,
     interval: tuple[float, dict[str, tuple[np.ndarray, np.ndarray]]] | None,
-) -> tuple[dict[str, float], dict[str, np.ndarray] | None, dict[str, str]]:
-    """A model's test metrics, the forecasts to draw (but for a categorical task's logits), in
-    the targets' original units (``truth``, ``model``, each baseline by name, and the model's
-    interval as ``band``: its lower and upper forecasts on a last axis), and for a series the
-    model each automatic baseline chose. ``interval``: a series' calibrated interval
-    (:func:`conformal_widths`), or None."""
+) -> TestResult:
+    """A model's test forecasts and metrics, the forecasts to draw (but for a categorical
+    task's logits), in the targets' original units (``truth``, ``model``, each baseline by
+    name, and the model's interval as ``band``: its lower and upper forecasts on a last axis),
+    and for a series the model each automatic baseline chose. ``interval``: a series'
+    calibrated interval (:func:`conformal_widths`), or None."""
+    config, network = trial.config, trial.model.name
     outputs = _predict(model, splits.x_test, splits.y_test)
     if splits.classes is not None:
         metrics = classification_score(outputs, splits.y_test, splits.y_train, config.solved_ratio)
-        return metrics, None, {}
+        forecasts = task_forecasts(network, outputs, splits.y_test, splits.y_train, classes=True)
+        return TestResult(metrics, forecasts, pd.DataFrame(), None, {})
     if series is None:
         metrics = score(outputs, splits.y_test, splits.y_train, config.solved_ratio)
         mean = np.broadcast_to(splits.y_train.mean(axis=0), splits.y_test.shape)
-        return metrics, {"truth": splits.y_test, "model": outputs, "mean": mean}, {}
-    return score_series(outputs, interval, splits, series, config)
+        drawn = {"truth": splits.y_test, "model": outputs, "mean": mean}
+        forecasts = task_forecasts(network, outputs, splits.y_test, splits.y_train)
+        return TestResult(metrics, forecasts, pd.DataFrame(), drawn, {})
+    return score_series(outputs, interval, splits, series, config, network)
 
 
 def score_series(
@@ -358,12 +380,13 @@ def score_series(
     splits: Splits,
     series: SeriesData,
     config: ExperimentConfig,
-) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, str]]:
-    """A series' (or a panel's) test metrics, from the network's ``outputs`` on the test
-    windows (and its conformal ``interval``, :func:`conformal_widths`, if any): the
-    network and every baseline forecaster scored alike, each series by its own in-sample
-    scale, pooled over series and, for a panel, per series too. Also returns the forecasts to
-    draw and the model each automatic baseline chose (see :func:`_test_metrics`)."""
+    network: str,
+) -> TestResult:
+    """A series' (or a panel's) test forecasts and metrics, from the network's ``outputs`` on
+    the test windows (and its conformal ``interval``, :func:`conformal_widths`, if any): the
+    network (named ``network``) and every baseline forecaster forecast the same origins and
+    steps into one long table, which one function scores for all of them, each series by its
+    own in-sample scale, pooled over series and, for a panel, per series too."""
     data = config.data
     quantiles = config.train.quantiles if config.train.loss == "quantile" else None
     points, quantile_forecasts = _in_original_units(outputs, series, "test", quantiles)
@@ -380,13 +403,21 @@ def score_series(
             band[windows] = base[windows] + np.stack([-below, above], axis=-1)
 
     names = baseline_names(data.baselines, data.season)
-    errors: dict[str, list[dict[str, np.ndarray]]] = {}  # forecaster -> each series' errors
-    interval_errors_of: dict[str, list[dict[str, np.ndarray]]] = {}  # ... of its interval
-    drawn_baselines: dict[str, list[np.ndarray]] = {}
-    metrics, specifications = {}, {}
+    frames, scales, drawn_baselines, specifications = [], [], {}, {}
     for name, windows in series.windows("test").items():
         part = series.member(name)
-        scale = insample_scale(part.values[: part.fit_end], data.season)
+        series_id = name or series_name(data)
+        scale_mae, scale_mse = insample_scale(part.values[: part.fit_end], data.season)
+        scales.append(
+            pd.DataFrame(
+                {
+                    "series": series_id,
+                    "target": series.target_columns,
+                    "scale_mae": scale_mae,
+                    "scale_mse": scale_mse,
+                }
+            )
+        )
         forecast_from = functools.partial(
             baseline_forecasts,
             part.values,
@@ -397,7 +428,7 @@ def score_series(
         )
         baselines, chosen = forecast_from(fit_end=part.fit_end, origins=part.origins["test"])
         specifications = specifications or chosen  # a panel's first series speaks for it
-        bands = {} if band is None else {NETWORK: band[windows]}
+        bands = {} if band is None else {network: band[windows]}
         if interval is not None:  # each baseline's interval, calibrated as the network's
             # Fitted on the train part, forecasting the validation windows it has not seen.
             train_end = part.split_lengths[0]
@@ -406,40 +437,31 @@ def score_series(
             for forecaster, forecast in baselines.items():
                 below, above = split_conformal(val_baselines[forecaster], val_targets, level)
                 bands[forecaster] = np.stack([forecast - below, forecast + above], axis=-1)
-        own = {}
-        for forecaster, forecast in {NETWORK: points[windows], **baselines}.items():
-            found = pointwise_errors(forecast, truth[windows], scale)
-            errors.setdefault(forecaster, []).append(found)
-            own[forecaster] = point_metrics(found)
-            if forecaster != NETWORK:
-                drawn_baselines.setdefault(forecaster, []).append(forecast)
-        for forecaster, bounds in bands.items():
-            with_quantiles = forecaster == NETWORK and quantile_forecasts is not None
-            found = interval_errors(
-                bounds[..., 0],
-                bounds[..., 1],
-                truth[windows],
-                level,
-                scale,
-                quantile_forecasts[windows] if with_quantiles else None,
-                quantiles if with_quantiles else None,
+        rows_of = functools.partial(
+            series_forecasts,
+            series=series_id,
+            targets=series.target_columns,
+            truth=truth[windows],
+            origins=part.origins["test"],
+            times=part.times,
+            gap=data.gap,
+            level=level,
+        )
+        frames.append(
+            rows_of(
+                network,
+                forecast=points[windows],
+                band=bands.get(network),
+                quantile_forecasts=None if quantiles is None else quantile_forecasts[windows],
+                quantiles=quantiles,
             )
-            interval_errors_of.setdefault(forecaster, []).append(found)
-            own[forecaster].update(interval_metrics(found, len(quantiles or [])))
-        if series.series is not None:  # a panel: this series' own metrics too
-            metrics.update(
-                {
-                    metric_name(forecaster, metric, name): value
-                    for forecaster, values in own.items()
-                    for metric, value in values.items()
-                }
-            )
-    for forecaster, parts in errors.items():
-        values = point_metrics(_concatenated(parts))
-        if forecaster in interval_errors_of:
-            pooled = _concatenated(interval_errors_of[forecaster])
-            values.update(interval_metrics(pooled, len(quantiles or [])))
-        metrics.update({metric_name(forecaster, metric): value for metric, value in values.items()})
+        )
+        for forecaster, forecast in baselines.items():
+            frames.append(rows_of(forecaster, forecast=forecast, band=bands.get(forecaster)))
+            drawn_baselines.setdefault(forecaster, []).append(forecast)
+    forecasts = pd.concat(frames, ignore_index=True)
+    scales = pd.concat(scales, ignore_index=True)
+    metrics = _series_metrics(forecasts, scales, network, series.series is not None, quantiles)
     if level is not None:
         metrics["nominal_coverage"] = level
     if truth.shape[1] > 1:
@@ -449,7 +471,87 @@ def score_series(
     drawn.update({name: np.concatenate(parts) for name, parts in drawn_baselines.items()})
     if band is not None:
         drawn["band"] = band
-    return metrics, drawn, specifications
+    return TestResult(metrics, forecasts, scales, drawn, specifications)
+
+
+def _series_metrics(
+    forecasts: pd.DataFrame,
+    scales: pd.DataFrame,
+    network: str,
+    panel: bool,
+    quantiles: list[float] | None,
+) -> dict[str, float]:
+    """Each forecaster's metrics pooled over the series, and a panel's per series, by their
+    MLflow names (:func:`forecast.evaluation.metric_name`)."""
+    scored = score_forecasts(forecasts, scales, ["forecaster"], quantiles=quantiles)
+    metrics = {
+        metric_name(forecaster, metric, network=forecaster == network): value
+        for forecaster, metric, value in scored.itertuples(index=False)
+    }
+    if panel:
+        by_series = score_forecasts(
+            forecasts, scales, ["forecaster", "series"], quantiles=quantiles
+        )
+        metrics.update(
+            {
+                metric_name(forecaster, metric, series, network=forecaster == network): value
+                for forecaster, series, metric, value in by_series.itertuples(index=False)
+            }
+        )
+    return metrics
+
+
+def task_forecasts(
+    network: str,
+    outputs: np.ndarray,
+    truth: np.ndarray,
+    train_targets: np.ndarray,
+    classes: bool = False,
+) -> pd.DataFrame:
+    """A synthetic task's test forecasts as long rows, one per (forecaster, sample, position):
+    the network's and the trivial baseline's (``mean``, the train targets' mean; for a
+    categorical task ``frequencies``, the train labels' per position). A regression's rows hold
+    ``y`` and ``yhat``; a categorical task's ``y`` (the label), ``yhat`` (the most likely
+    class) and ``probability`` (of the label)."""
+    if classes:
+        from scipy.special import softmax
+
+        trivial = class_frequencies(train_targets, outputs.shape[-1])
+        by_forecaster = {
+            network: softmax(outputs.astype(np.float64), axis=-1),
+            "frequencies": np.broadcast_to(trivial, outputs.shape),
+        }
+        columns = {
+            name: {
+                "y": truth.reshape(len(truth), -1),
+                "yhat": probabilities.argmax(-1).reshape(len(truth), -1),
+                "probability": np.take_along_axis(probabilities, truth[..., None], -1).reshape(
+                    len(truth), -1
+                ),
+            }
+            for name, probabilities in by_forecaster.items()
+        }
+    else:
+        mean = np.broadcast_to(train_targets.mean(axis=0), truth.shape)
+        columns = {
+            name: {"y": truth.reshape(len(truth), -1), "yhat": forecast.reshape(len(truth), -1)}
+            for name, forecast in {network: outputs, "mean": mean}.items()
+        }
+    samples, positions = columns[network]["y"].shape
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "forecaster": name,
+                    "sample": np.repeat(np.arange(samples), positions),
+                    "position": np.tile(np.arange(positions), samples),
+                    **{key: values.ravel() for key, values in own.items()},
+                }
+            )
+            for name, own in columns.items()
+        ],
+        ignore_index=True,
+    )
 
 
 def conformal_widths(
@@ -470,11 +572,6 @@ def conformal_widths(
         for name, windows in series.windows("val").items()
     }
     return level, widths
-
-
-def _concatenated(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Several series' errors of each kind as one array: pooled."""
-    return {kind: np.concatenate([part[kind] for part in parts]) for kind in parts[0]}
 
 
 def _target_steps(origins: np.ndarray, gap: int, horizon: int) -> np.ndarray:
@@ -610,64 +707,3 @@ def _traced_like(
     for variable, value in zip(model.optimizer.variables, traced.optimizer_state, strict=True):
         variable.assign(value)
     return model, traced.gradient_flow
-
-
-def make_folds(
-    config: ExperimentConfig,
-    gap: int,
-    seed: int,
-    prepared: tuple[SeriesData, ...] | None = None,
-) -> list[tuple[Splits, SeriesData | None]]:
-    """The train / validation / test splits of a trial: a synthetic task drawn at ``gap`` with
-    ``seed`` (one fold), or each backtest fold of the config's series (and what reads results
-    in its units), ``prepared`` already or prepared now."""
-    if config.data is not None:
-        folds = prepared if prepared is not None else prepare_series(config.data)
-        return [(series.splits, series) for series in folds]
-    task = config.task
-    splits = synthetic_splits(
-        task_function(task.name), gap, seed, task.n_train, task.n_val, task.n_test, **task.params
-    )
-    return [(splits, None)]
-
-
-def prepare_series(data: DataConfig) -> list[SeriesData]:
-    """Load, validate, split, scale and window the series of a ``data`` config section: one
-    :class:`SeriesData` per backtest fold."""
-    columns = None
-    if data.feature_columns is not None or data.target_columns is not None:
-        named = [*(data.feature_columns or []), *(data.target_columns or [])]
-        columns = list(dict.fromkeys([*named, *(data.future_columns or []), *data.static_columns]))
-    split = dict(
-        input_width=data.input_width,
-        horizon=data.horizon,
-        gap=data.gap,
-        stride=data.stride,
-        feature_columns=data.feature_columns,
-        target_columns=data.target_columns,
-        val_fraction=data.val_fraction,
-        test_fraction=data.test_fraction,
-        scaler=data.scaler,
-        relative=data.relative,
-        future_columns=data.future_columns,
-        calendar=data.calendar,
-    )
-    folds, refit = data.backtest.folds, data.backtest.refit
-    if data.series_column is not None:  # many series, one model
-        frames = load_panel(data.source, data.series_column, data.time_column, columns, data.fillna)
-        return panel_splits(
-            frames,
-            data.series_column,
-            folds,
-            refit,
-            static_columns=data.static_columns,
-            series_index=data.series_embedding is not None,
-            **split,
-        )
-    frame = load_series(data.source, data.time_column, columns, data.fillna)
-    return backtest_splits(frame, folds, refit, **split)
-
-
-def data_source(config: ExperimentConfig) -> str:
-    """What the data comes from: the task's name or the series' source."""
-    return config.task.name if config.task is not None else config.data.source

@@ -6,7 +6,6 @@ the addresses here lead straight to the runs, and to the compare view of a sweep
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
@@ -14,15 +13,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 
 from mlflow import MlflowClient
 
 from forecast.results import recent_sweeps, sweep_trials
+from forecast.signals import stop_signals
 from forecast.tracking import TrackingError, is_local_store
 
 DEFAULT_PORT = 5000
@@ -130,7 +128,7 @@ def serve(uri: str, experiment: str | None = None, port: int = DEFAULT_PORT) -> 
     # ends whole, whichever signal stopped us; and Ctrl-C at a terminal reaches us alone, so
     # the server stops once, by us.
     server = subprocess.Popen(command, env=env, start_new_session=True)
-    with _stop_signals() as stopping:
+    with stop_signals(_Stopped, once=True) as stopping:
         try:
             return server.wait()
         except _Stopped:
@@ -140,31 +138,8 @@ def serve(uri: str, experiment: str | None = None, port: int = DEFAULT_PORT) -> 
             stop_group(server)
 
 
-# What stops `forecast ui`: Ctrl-C, `kill` or a service manager, and a closed terminal.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
 class _Stopped(Exception):
-    """One of :data:`STOP_SIGNALS` arrived."""
-
-
-@contextlib.contextmanager
-def _stop_signals() -> Iterator[threading.Event]:
-    """While inside, the first of :data:`STOP_SIGNALS` raises :class:`_Stopped` in the main
-    thread and sets the event yielded; once it is set, they are ignored."""
-    stopping = threading.Event()
-
-    def stop(signum: int, frame: object) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            raise _Stopped(signal.Signals(signum).name)
-
-    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
-    try:
-        yield stopping
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+    """One of :data:`forecast.signals.STOP_SIGNALS` arrived."""
 
 
 def stop_group(process: subprocess.Popen, grace: float = 15.0) -> None:

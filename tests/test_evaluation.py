@@ -457,7 +457,7 @@ def test_a_panel_is_scored_pooled_and_series_by_series_as_each_alone():
     (data,) = panel_splits(panel, "id", **window)
     config = ExperimentConfig(data=DataConfig(source="x", season=4, **window))
     outputs = np.random.default_rng(0).normal(size=data.splits.y_test.shape)
-    metrics, _, _ = score_series(outputs, None, data.splits, data, config)
+    metrics = score_series(outputs, None, data.splits, data, config, "lstm").metrics
     predictions = data.to_original_units(outputs)
     truth = data.to_original_units(np.asarray(data.splits.y_test))
     # Pooled: every window of both series, in original units.
@@ -539,7 +539,8 @@ def test_every_baseline_gets_an_interval_calibrated_on_the_validation_windows():
     outputs = np.zeros_like(data.splits.y_test)
     val_outputs = np.zeros_like(data.splits.y_val)
     interval = conformal_widths(val_outputs, data.splits, data, config)
-    metrics, drawn, _ = score_series(outputs, interval, data.splits, data, config)
+    tested = score_series(outputs, interval, data.splits, data, config, "lstm")
+    metrics, drawn = tested.metrics, tested.drawn
     assert metrics["naive.coverage"] == 1.0
     assert metrics["naive.msis"] == pytest.approx(3.0)
     assert metrics["nominal_coverage"] == 0.8  # evaluation.interval, for every row alike

@@ -16,14 +16,16 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from forecast import runner
+from forecast import progress, runner
 from forecast import trial as trial_module
 from forecast.cli import main
 from forecast.config import load_experiment
+from forecast.data import prepare
 from forecast.evaluation import effective_memory
 from forecast.plan import plan_trials
+from forecast.progress import TrialTiming, eta_seconds, solved_line, trial_line
 from forecast.results import sweep_trials
-from forecast.runner import TrialReport, TrialTiming, eta_seconds, solved_line, trial_line
+from forecast.runner import TrialReport
 from forecast.trial import Trial
 from tests.test_experiment import SERIES_TINY, TINY
 from tests.test_remote_tracking import free_port, wait_until_healthy
@@ -69,7 +71,7 @@ def test_a_failure_before_training_ends_only_its_trial(stage, tmp_path, monkeypa
         failed = runs[f"{model}-gap6-seed0"]
         assert failed.info.status == "FAILED"
         assert failed.data.tags["failure_reason"] == f"RuntimeError: {stage} broke"
-    assert list(sweep.summary["test_mse"].isna()) == [False, False, True, True]
+    assert list(sweep.summary()["test_mse"].isna()) == [False, False, True, True]
 
 
 def test_a_reused_model_trains_as_a_fresh_one_would():
@@ -174,7 +176,7 @@ def test_an_interrupt_that_comes_out_of_a_library_as_another_error_still_ends_ki
     lines = []
     sweep = runner.run_experiment(name, config, log=lines.append)
     assert any("(resuming run " in line and ": 1 finished)" in line for line in lines)
-    assert list(sweep.summary["model"]) == ["rnn", "lstm"]
+    assert list(sweep.summary()["model"]) == ["rnn", "lstm"]
     runs = runs_in(tracking_store)
     assert [r.info.status for r in runs if "mlflow.parentRunId" not in r.data.tags] == ["FINISHED"]
     assert sorted(r.info.status for r in runs if r.info.run_name == "lstm-gap2-seed0") == [
@@ -343,6 +345,8 @@ def _fake_sweep(uri):
     client = MlflowClient(uri)
     experiment_id = client.create_experiment("fake")
     parent = client.create_run(experiment_id, tags={"forecast.experiment": "fake"})
+    config = {"task": {"name": "sine_long_gap", "gaps": [10]}, "seeds": [0]}
+    client.log_dict(parent.info.run_id, config, "config.yaml")
     for model, mse in (("rnn", 0.5), ("lstm", 0.01)):
         child = client.create_run(
             experiment_id,
@@ -437,7 +441,7 @@ def test_a_backtest_whose_every_trial_fails_still_finishes_its_sweep(tracking_st
     monkeypatch.setattr(trial_module, "train", broken)
     name, config = load_experiment("co2_forecast", [*SERIES_TINY, "data.backtest.folds=2"])
     sweep = runner.run_experiment(name, config, log=lambda line: None, uri=tracking_store)
-    assert sweep.paired is None  # no finished trial, nothing to pair
+    assert not len(sweep.paired())  # no finished trial, nothing to pair
     statuses = {r.info.run_name: r.info.status for r in runs_in(tracking_store, name)}
     assert statuses["co2_forecast-sweep"] == "FINISHED"
     assert {s for run, s in statuses.items() if run != "co2_forecast-sweep"} == {"FAILED"}
@@ -498,7 +502,7 @@ def test_a_sweep_silent_for_a_while_says_how_far_it_is():
         said.set()
         return "0/2 trials done"
 
-    with runner._heartbeat(lines.append, status, every=0.05) as log:
+    with progress.heartbeat(lines.append, status, every=0.05) as log:
         assert said.wait(timeout=60)
         log("[1/2] a trial's line")
     count = len(lines)
@@ -510,13 +514,13 @@ def test_a_sweep_silent_for_a_while_says_how_far_it_is():
 def test_a_series_is_read_and_split_once_per_sweep(tracking_store, monkeypatch):
     """The plan prepares a series' folds once; every trial of its data section uses them."""
     reads = []
-    real = trial_module.load_series
+    real = prepare.load_series
 
     def counted(*args, **kwargs):
         reads.append(args[0])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(trial_module, "load_series", counted)
+    monkeypatch.setattr(prepare, "load_series", counted)
     assert main(["run", "co2_forecast", *set_args(SERIES_TINY)]) == 0
     runs = runs_in(tracking_store, "co2_forecast")
     trials = [run for run in runs if "mlflow.parentRunId" in run.data.tags]

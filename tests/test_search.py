@@ -15,12 +15,13 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+import forecast
 from forecast import runner, search
 from forecast import trial as trial_module
 from forecast.cli import main
 from forecast.config import ConfigError, load_experiment
 from forecast.plan import plan_trials
-from forecast.results import best_trials, sweep_trials
+from forecast.results import sweep_trials
 from forecast.sweep import Dimension, probe_overrides, search_space, sweep_points
 from forecast.training import GiveUp
 from tests.test_sweep import SMALL as SWEEP_SMALL
@@ -287,7 +288,7 @@ def test_a_search_runs_its_trials_as_child_runs_and_shows_the_best(tracking_stor
     table = capsys.readouterr().out
     assert "The best 3 of 3 trials, by val_ratio:" in table
     run_id = parent.info.run_id
-    best = best_trials(tracking_store, run_id, sweep_trials(tracking_store, run_id))
+    best = forecast.load(run_id).summary()
     assert list(best.columns[:5]) == [
         "trial",
         "state",

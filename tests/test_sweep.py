@@ -174,7 +174,7 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tracking_store, monkeypat
 
     monkeypatch.setattr(runner.plots, "gradient_flow", record_flows)
     lines = []
-    summary = runner.run_experiment(name, config, log=lines.append).summary
+    summary = runner.run_experiment(name, config, log=lines.append).summary()
     # After the set-up's lines: the sweep's, then its trials'.
     sweep_line = next(index for index, line in enumerate(lines) if " trials on " in line)
     assert f"resuming run {parent.info.run_id}: 3 finished" in lines[sweep_line]

@@ -1,12 +1,14 @@
 """Data: a series read and cleaned (:mod:`.sources`), windowed without copies (:mod:`.windows`),
 cut into parts and backtest folds and scaled (:mod:`.splits`), many series pooled
-(:mod:`.panels`), and turned back from a model's output into future rows (:mod:`.transforms`).
+(:mod:`.panels`), and turned back from a model's output into future rows (:mod:`.transforms`);
+what an experiment's config makes of it, a trial's folds (:mod:`.prepare`).
 
 Each module is one concern, in the order a series flows through them; this package re-exports
 their public names, so ``from forecast.data import load_series`` is the way in.
 """
 
 from forecast.data.panels import combine_series, panel_splits
+from forecast.data.prepare import data_source, make_folds, prepare_series, series_name
 from forecast.data.sources import (
     FILL_METHODS,
     SERIES_ID,
@@ -35,6 +37,10 @@ from forecast.data.windows import (
 )
 
 __all__ = [
+    "data_source",
+    "make_folds",
+    "prepare_series",
+    "series_name",
     "FILL_METHODS",
     "SERIES_ID",
     "DataError",

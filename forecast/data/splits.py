@@ -147,6 +147,8 @@ class SeriesData:
     # A panel's series by id (see combine_series), each with its own scaling and values;
     # the splits above hold their windows one series after another.
     series: dict[str, SeriesData] | None = None
+    # The time of each step of ``values`` (timestamps, years or step numbers); None for a panel.
+    times: np.ndarray | None = None
 
     def windows(self, part: str = "test") -> dict[str, slice]:
         """Where each series has its windows in a part ("val" or "test") of the splits, by
@@ -341,6 +343,7 @@ def series_splits(
             future_scaler=future_scaler,
         ),
         last_rows=last_rows.reset_index(drop=frame.index.name is None),
+        times=frame.index.to_numpy(),
     )
 
 
