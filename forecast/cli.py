@@ -27,6 +27,41 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``forecast`` console script; returns the exit status."""
     # Before TensorFlow is first imported: keep its C++ start-up chatter off the terminal.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = _parser().parse_args(argv)
+    uri = tracking_uri()
+    try:
+        if args.command == "list":
+            return _list()
+        if args.command == "runs":
+            return _runs(uri, args.experiment, args.limit)
+        if args.command == "compare":
+            return _compare(uri, args.experiment, args.run, args.format, args.metrics)
+        if args.command == "ui":
+            return _ui(uri, args.experiment, args.port)
+        return _run(uri, args)
+    except (ConfigError, DataError) as error:  # forecast.tracking.TrackingError among them
+        print(f"forecast: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("forecast: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        # MLflow's client raises a tracking server's refusal (401, 403) or silence as a quoted
+        # HTTP exchange and a traceback; the user needs one line. (If MLflow is not loaded, the
+        # error is not its.)
+        if "mlflow" not in sys.modules:
+            raise
+        from forecast.tracking import server_failure
+
+        failure = server_failure(error, uri)
+        if failure is None:
+            raise
+        print(f"forecast: error: {failure}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line: ``run``, ``list``, ``runs``, ``compare`` and ``ui``."""
     parser = argparse.ArgumentParser(
         prog="forecast", description="Run and compare recurrent forecasting experiments."
     )
@@ -83,38 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ui = commands.add_parser("ui", help="start the MLflow UI on the local store")
     ui.add_argument("experiment", nargs="?", help="print the address of its latest sweep")
     ui.add_argument("--port", type=int, default=5000, help="(default 5000)")
-    args = parser.parse_args(argv)
-
-    uri = tracking_uri()
-    try:
-        if args.command == "list":
-            return _list()
-        if args.command == "runs":
-            return _runs(uri, args.experiment, args.limit)
-        if args.command == "compare":
-            return _compare(uri, args.experiment, args.run, args.format, args.metrics)
-        if args.command == "ui":
-            return _ui(uri, args.experiment, args.port)
-        return _run(uri, args)
-    except (ConfigError, DataError) as error:  # forecast.tracking.TrackingError among them
-        print(f"forecast: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("forecast: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:
-        # MLflow's client raises a tracking server's refusal (401, 403) or silence as a quoted
-        # HTTP exchange and a traceback; the user needs one line. (If MLflow is not loaded, the
-        # error is not its.)
-        if "mlflow" not in sys.modules:
-            raise
-        from forecast.tracking import server_failure
-
-        failure = server_failure(error, uri)
-        if failure is None:
-            raise
-        print(f"forecast: error: {failure}", file=sys.stderr)
-        return 2
+    return parser
 
 
 def _list() -> int:
