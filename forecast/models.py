@@ -68,11 +68,9 @@ def build_model(
     covariates, after the input window (see :mod:`forecast.data.covariates`; a builder gets
     them in its ``input_shape`` the same way). The stack reads the input window; the horizon's
     rows, flattened, join its last state before the ``Dense`` read-out, which so weighs each
-    target step's covariates for each output. Measured against an encoder-decoder (a second
-    recurrent layer over the horizon's rows, fed the encoder's last state at every step;
-    docs/results.md): on ``future_covariates`` within 6% of its MAE (0.49 against 0.46) with
-    a third of its weights; on ``air_passengers`` with a calendar, 36 months from few windows,
-    far better (LSTM MAE 35 against 41, RNN 37 against 56). So the read-out, not a decoder.
+    target step's covariates for each output: as good as an encoder-decoder or better, with
+    a third of its weights (measured in docs/results.md, "Future-known covariates"). So the
+    read-out, not a decoder.
 
     ``static_columns`` > 0 or ``series_count`` > 0: each input row ends with a panel's
     per-series columns (see :mod:`forecast.data.panels`): ``static_columns`` static covariates,

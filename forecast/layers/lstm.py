@@ -36,11 +36,9 @@ Variants, each off by default:
 On CPU with the TensorFlow backend and up to ``FUSED_MAX_UNITS`` units, :class:`LSTM` runs the
 whole sequence as one TensorFlow kernel (``BlockLSTM``) where it computes exactly what the step
 loop would: sigmoid gates, tanh, no mask, no recurrent dropout, no coupled gates. Small layers
-are where the loop's cost per step, not its arithmetic, sets the pace. Measured on 2 cores, one
-training step (forward, backward, Adam) at batch 64, 420 steps and 32 units: 37 ms against 109
-ms on one thread, 40 against 62 ms on two; at 16 to 48 units the kernel trained 1.0x to 3.3x as
-fast as the loop. From 64 units on it lost on some shapes (inference at batch 64, 200 steps, 64
-units: 32 against 17 ms), so there the loop runs. XLA has no such kernel: under
+are where the loop's cost per step, not its arithmetic, sets the pace; from 64 units on the
+kernel lost to the loop on some shapes, so there the loop runs (measured in
+docs/performance.md, "The fused LSTM kernel"). XLA has no such kernel: under
 ``jit_compile=True`` the loop runs too. ``fused=False`` always runs the loop.
 ``BlockLSTMV2``, the kernel with our gate order, is not used: in TensorFlow 2.21 its gradient
 comes back in the other kernel's gate order (measured against the step loop).
