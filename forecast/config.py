@@ -357,6 +357,15 @@ def require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def one_line(error: BaseException, with_type: bool = True) -> str:
+    """An exception as one line for an error message: ``Type: first line of its message``, or
+    without ``with_type`` the first line alone; its type's name when it has no message."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if not text:
+        return type(error).__name__
+    return f"{type(error).__name__}: {text}" if with_type else text
+
+
 def _validate_task(task: TaskConfig) -> None:
     require(bool(task.name), "task.name: name a task, e.g. sine_long_gap")
     require(len(task.gaps) > 0, "task.gaps: the list of gaps is empty")

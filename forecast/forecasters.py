@@ -39,6 +39,7 @@ from typing import Protocol
 
 import numpy as np
 
+from forecast.config import one_line
 from forecast.imports import is_import_path, resolve
 
 # Always computed for a series: they cost nothing and are what a forecaster compares with first.
@@ -217,8 +218,7 @@ def check_forecaster(name: str, season: int | None, past: np.ndarray, steps: int
         fitted = forecaster.fit(past)
         ahead = (fitted or forecaster).forecast(past, np.array([len(past) - 1]), steps)
     except Exception as error:  # a user's code: any failure is theirs to read in one line
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ValueError(f"{name} failed on the series: {type(error).__name__}: {first}") from None
+        raise ValueError(f"{name} failed on the series: {one_line(error)}") from None
     ahead = np.asarray(ahead)
     if ahead.shape != (1, steps):
         raise ValueError(

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from forecast.config import one_line
+
 
 def is_import_path(reference: str) -> bool:
     """Whether ``reference`` reads ``package.module:Name`` rather than a built-in name."""
@@ -32,10 +34,7 @@ def import_object(reference: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # a missing module, or one that fails as it is imported
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ImportError(
-            f"cannot import {module_name!r}: {type(error).__name__}: {first}"
-        ) from None
+        raise ImportError(f"cannot import {module_name!r}: {one_line(error)}") from None
     try:
         value = module
         for part in attribute.split("."):

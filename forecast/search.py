@@ -25,7 +25,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from forecast.config import ConfigError, ExperimentConfig
+from forecast.config import ConfigError, ExperimentConfig, one_line
 from forecast.paths import project_root
 from forecast.sweep import SEARCH_METRICS, Dimension, search_space
 from forecast.training import GiveUp, Pruner
@@ -126,7 +126,7 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
         if not isinstance(error, ImportError | ValueError) and not _from_sqlalchemy(error):
             raise
         cause = getattr(error, "orig", None) or error
-        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        reason = one_line(cause, with_type=False)
         raise ConfigError(f"sweep.storage: cannot open {url}: {reason}") from None
 
 

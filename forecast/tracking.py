@@ -43,7 +43,7 @@ from mlflow.entities import (
 )
 from mlflow.exceptions import MlflowException
 
-from forecast.config import ConfigError
+from forecast.config import ConfigError, one_line
 from forecast.data import WindowView
 from forecast.paths import project_root
 
@@ -486,9 +486,8 @@ def log_config(run: RunRef, config: dict[str, Any]) -> None:
 
 
 def failure_reason(error: BaseException) -> str:
-    """An exception as one line: ``Type: first line of its message``."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    """An exception as one line: ``Type: first line of its message`` (a failed trial's reason)."""
+    return one_line(error)
 
 
 def epoch_logger(run: RunRef) -> Callable[[int, dict[str, float] | None], None]:

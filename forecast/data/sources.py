@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecast.config import one_line
 from forecast.paths import datasets_dir
 
 FILL_METHODS = ("ffill", "interpolate", "drop")
@@ -166,8 +167,7 @@ def _read_source(source: Any) -> tuple[pd.DataFrame, str, int | None]:
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"{path}: cannot read as CSV: {first}") from None
+        raise DataError(f"{path}: cannot read as CSV: {one_line(error, with_type=False)}") from None
     return frame, str(path), 2  # line 1 is the header
 
 
