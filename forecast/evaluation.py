@@ -15,6 +15,15 @@ if TYPE_CHECKING:  # TensorFlow only where a model is evaluated: `forecast compa
     import keras
 
 
+def step_mse(forecast: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """A multi-step forecast's MSE at each step of the horizon, ``test_mse.step1``,
+    ``test_mse.step2``, ...: how the error grows with the lead time; none for one step."""
+    if truth.ndim != 3 or truth.shape[1] < 2:
+        return {}
+    errors = np.mean((forecast - truth) ** 2, axis=(0, 2))
+    return {f"test_mse.step{h + 1}": float(v) for h, v in enumerate(errors)}
+
+
 def regression_metrics(predictions: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """MSE, RMSE, MAE, sMAPE (in %, 0-200) and R² over all outputs and steps.
 
@@ -53,9 +62,7 @@ def score(
     metrics = {
         f"test_{name}": value for name, value in regression_metrics(predictions, truth).items()
     }
-    if truth.ndim == 3 and truth.shape[1] > 1:
-        step_mse = np.mean((predictions - truth) ** 2, axis=(0, 2))
-        metrics.update({f"test_mse.step{h + 1}": float(v) for h, v in enumerate(step_mse)})
+    metrics.update(step_mse(predictions, truth))
     mean_forecast = train_targets.mean(axis=0, keepdims=True)
     baseline_mse = float(np.mean((mean_forecast - truth) ** 2))
     ratio = metrics["test_mse"] / baseline_mse

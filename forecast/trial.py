@@ -57,6 +57,7 @@ from forecast.evaluation import (
     score_forecasts,
     series_forecasts,
     split_conformal,
+    step_mse,
 )
 from forecast.forecasters import baseline_forecasts, baseline_names
 from forecast.models import build_configured
@@ -464,9 +465,7 @@ def score_series(
     metrics = _series_metrics(forecasts, scales, network, series.series is not None, quantiles)
     if level is not None:
         metrics["nominal_coverage"] = level
-    if truth.shape[1] > 1:
-        step_mse = np.mean((points - truth) ** 2, axis=(0, 2))
-        metrics.update({f"test_mse.step{h + 1}": float(v) for h, v in enumerate(step_mse)})
+    metrics.update(step_mse(points, truth))
     drawn = {"truth": truth, "model": points}
     drawn.update({name: np.concatenate(parts) for name, parts in drawn_baselines.items()})
     if band is not None:
