@@ -461,14 +461,7 @@ def execute_trial(
     """
     _quiet_libraries()
     config, gap, seed = trial.config, trial.gap, trial.seed
-    row = {
-        "trial": trial.run_name,
-        "model": trial.label,
-        "network": trial.model.name,
-        "point": trial.point,
-        "gap": gap,
-        "seed": seed,
-    }
+    row = _trial_row(trial)
     source = data_source(config)
     # Backups named by what the trial is, and the hash of what it computes: a rerun that
     # changes any setting starts afresh.
@@ -609,6 +602,18 @@ def search_trial(
     else:
         study.tell(asked, value)
     return report
+
+
+def _trial_row(trial: Trial) -> dict[str, Any]:
+    """The start of a trial's row in the trials table: what identifies it."""
+    return {
+        "trial": trial.run_name,
+        "model": trial.label,
+        "network": trial.model.name,
+        "point": trial.point,
+        "gap": trial.gap,
+        "seed": trial.seed,
+    }
 
 
 def _trial_params(trial: Trial) -> dict[str, Any]:

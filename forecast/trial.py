@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 
 from forecast import plots
 from forecast.config import (
+    DataConfig,
     ExperimentConfig,
     ModelConfig,
     TrainConfig,
@@ -392,17 +393,7 @@ def score_series(
     quantiles = config.train.quantiles if config.train.loss == "quantile" else None
     points, quantile_forecasts = _in_original_units(outputs, series, "test", quantiles)
     truth = series.to_original_units(np.asarray(splits.y_test))
-    band, level = None, None
-    if quantiles is not None:
-        band, level = quantile_forecasts[..., [0, -1]], quantiles[-1] - quantiles[0]
-    if interval is not None:
-        level, widths = interval
-        base = np.stack([points, points], axis=-1) if quantiles is None else band
-        band = np.empty((*truth.shape, 2))
-        for name, windows in series.windows("test").items():
-            below, above = widths[name]
-            band[windows] = base[windows] + np.stack([-below, above], axis=-1)
-
+    band, level = _network_band(points, quantile_forecasts, quantiles, interval, series)
     names = baseline_names(data.baselines, data.season)
     frames, scales, drawn_baselines, specifications = [], [], {}, {}
     for name, windows in series.windows("test").items():
@@ -419,25 +410,11 @@ def score_series(
                 }
             )
         )
-        forecast_from = functools.partial(
-            baseline_forecasts,
-            part.values,
-            horizon=data.horizon,
-            gap=data.gap,
-            season=data.season,
-            names=names,
-        )
-        baselines, chosen = forecast_from(fit_end=part.fit_end, origins=part.origins["test"])
+        calibrated = level if interval is not None else None
+        baselines, bands, chosen = _baselines(part, data, names, calibrated)
         specifications = specifications or chosen  # a panel's first series speaks for it
-        bands = {} if band is None else {network: band[windows]}
-        if interval is not None:  # each baseline's interval, calibrated as the network's
-            # Fitted on the train part, forecasting the validation windows it has not seen.
-            train_end = part.split_lengths[0]
-            val_baselines, _ = forecast_from(fit_end=train_end, origins=part.origins["val"])
-            val_targets = part.values[_target_steps(part.origins["val"], data.gap, data.horizon)]
-            for forecaster, forecast in baselines.items():
-                below, above = split_conformal(val_baselines[forecaster], val_targets, level)
-                bands[forecaster] = np.stack([forecast - below, forecast + above], axis=-1)
+        if band is not None:
+            bands[network] = band[windows]
         rows_of = functools.partial(
             series_forecasts,
             series=series_id,
@@ -471,6 +448,56 @@ def score_series(
     if band is not None:
         drawn["band"] = band
     return TestResult(metrics, forecasts, scales, drawn, specifications)
+
+
+def _network_band(
+    points: np.ndarray,
+    quantile_forecasts: np.ndarray | None,
+    quantiles: list[float] | None,
+    interval: tuple[float, dict[str, tuple[np.ndarray, np.ndarray]]] | None,
+    series: SeriesData,
+) -> tuple[np.ndarray | None, float | None]:
+    """The network's interval on the test windows (a last axis of lower and upper bounds) and
+    its nominal coverage: a quantile model's outer quantiles, widened by its conformal
+    ``interval`` where there is one (each series by its own widths); (None, None) for a point
+    model without one."""
+    band, level = None, None
+    if quantiles is not None:
+        band, level = quantile_forecasts[..., [0, -1]], quantiles[-1] - quantiles[0]
+    if interval is not None:
+        level, widths = interval
+        base = np.stack([points, points], axis=-1) if quantiles is None else band
+        band = np.empty((*points.shape, 2))
+        for name, windows in series.windows("test").items():
+            below, above = widths[name]
+            band[windows] = base[windows] + np.stack([-below, above], axis=-1)
+    return band, level
+
+
+def _baselines(
+    part: SeriesData, data: DataConfig, names: list[str], level: float | None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, str]]:
+    """Each baseline forecaster's forecasts of one series' test windows, fitted on its past;
+    with a conformal ``level``, their intervals too, calibrated as the network's is: fitted on
+    the train part, on the validation windows they have not seen. Also returns the model each
+    automatic baseline chose."""
+    forecast_from = functools.partial(
+        baseline_forecasts,
+        part.values,
+        horizon=data.horizon,
+        gap=data.gap,
+        season=data.season,
+        names=names,
+    )
+    baselines, chosen = forecast_from(fit_end=part.fit_end, origins=part.origins["test"])
+    bands = {}
+    if level is not None:
+        val_baselines, _ = forecast_from(fit_end=part.split_lengths[0], origins=part.origins["val"])
+        val_targets = part.values[_target_steps(part.origins["val"], data.gap, data.horizon)]
+        for forecaster, forecast in baselines.items():
+            below, above = split_conformal(val_baselines[forecaster], val_targets, level)
+            bands[forecaster] = np.stack([forecast - below, forecast + above], axis=-1)
+    return baselines, bands, chosen
 
 
 def _series_metrics(
