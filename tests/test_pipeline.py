@@ -405,6 +405,9 @@ def test_forecast_ui_serves_the_local_store_and_a_signal_stops_all_of_it(stop, t
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        # As a terminal starts it, even where these tests run under `nohup` (which ignores
+        # SIGHUP, and `forecast ui` then leaves it ignored).
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
     server: list[psutil.Process] = []
     try:
