@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from forecast.config import build_config, load_experiment, with_overrides
     from forecast.progress import solved_line
     from forecast.runner import run_experiment
+    from forecast.tracking import MLflowTracker
 
     name, new = load_experiment(args.experiment, args.overrides)
     old = build_config(with_overrides(new, {"train.give_up_epoch": None}), where="old way")
@@ -59,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
                 config,
                 lambda line: print(f"  {line}", flush=True),
                 workers,
-                uri=uri,
+                tracker=MLflowTracker(uri),
             )
             seconds[label] = time.perf_counter() - start
-            tables[label] = sweep.summary
+            tables[label] = sweep.summary()
 
     solved = {label: largest_solved(table, new.solved_ratio) for label, table in tables.items()}
     for label, table in tables.items():

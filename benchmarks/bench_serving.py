@@ -52,12 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     from forecast.config import load_experiment
     from forecast.paths import datasets_dir
     from forecast.runner import run_experiment
+    from forecast.tracking import MLflowTracker
 
     with tempfile.TemporaryDirectory() as scratch:
         uri = f"sqlite:///{scratch}/mlflow.db"
         os.environ["MLFLOW_TRACKING_URI"] = uri
         name, config = load_experiment("co2_forecast", MODEL)
-        run_experiment(name, config, log=lambda line: None, workers=1, uri=uri)
+        run_experiment(name, config, log=lambda line: None, workers=1, tracker=MLflowTracker(uri))
         client = MlflowClient(uri)
         experiment = client.get_experiment_by_name(name)
         (run,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'lstm%'")

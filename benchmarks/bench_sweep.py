@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from forecast.config import load_experiment
     from forecast.runner import run_experiment
+    from forecast.tracking import MLflowTracker
 
     name, config = load_experiment("sine_long_gap", SWEEP)
     rates, peak = {}, PeakWorkerMemory()
@@ -57,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
             # A distinct experiment per run, so the second never resumes the first.
             start = time.perf_counter()
             with peak if workers > 1 else contextlib.nullcontext():
-                sweep = run_experiment(f"bench-{workers}", config, lambda _: None, workers, uri=uri)
-            summary = sweep.summary
+                tracker = MLflowTracker(uri)
+                sweep = run_experiment(f"bench-{workers}", config, lambda _: None, workers, tracker)
+            summary = sweep.summary()
             seconds = time.perf_counter() - start
             trials = int(summary["seeds"].sum())
             rates[workers] = trials / seconds * 60

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from forecast.config import build_config, load_experiment, validate, with_overrides
+from forecast.config import ConfigError, build_config, load_experiment, validate, with_overrides
 
 if TYPE_CHECKING:
     from forecast.results import Results
+    from forecast.tracker import Tracker
 
 
 def run(
@@ -26,6 +27,7 @@ def run(
     ray_address: str | None = None,
     tracking_uri: str | None = None,
     system_metrics: bool = False,
+    tracker: Tracker | None = None,
     log: Callable[[str], None] | None = print,
 ) -> Results:
     """Run an experiment, log it to MLflow as ``forecast run`` does, and return its results.
@@ -43,6 +45,8 @@ def run(
         backend, ray_address, system_metrics: as ``forecast run``'s options.
         tracking_uri: the MLflow store (default: ``MLFLOW_TRACKING_URI``, else ``mlflow.db``
             in the project).
+        tracker: who records the sweep instead of MLflow, e.g.
+            :class:`forecast.tracker.MemoryTracker` (nothing written; one worker).
         log: what hears each progress line (None: silence).
 
     Raises:
@@ -59,6 +63,8 @@ def run(
     if overrides:
         config = build_config(with_overrides(config, overrides), where="overrides")
     validate(config)
+    if tracker is not None and (tracking_uri is not None or system_metrics):
+        raise ConfigError("tracker: tracking_uri and system_metrics are MLflow's; pass either")
     # Before TensorFlow is first imported: its C++ start-up lines are not the user's business.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from forecast.parallel import native_start_up_filtered
@@ -66,16 +72,11 @@ def run(
 
     with native_start_up_filtered():
         from forecast.runner import run_experiment
+    from forecast.tracking import MLflowTracker
 
+    tracker = tracker or MLflowTracker(tracking_uri or default_uri(), system_metrics)
     return run_experiment(
-        found,
-        config,
-        log or (lambda line: None),
-        workers,
-        backend,
-        ray_address,
-        tracking_uri or default_uri(),
-        system_metrics,
+        found, config, log or (lambda line: None), workers, backend, ray_address, tracker
     )
 
 

@@ -159,17 +159,12 @@ def _run(uri: str, args: argparse.Namespace) -> int:
     progress(f"{name}: loading TensorFlow and MLflow")
     with native_start_up_filtered():
         from forecast.runner import run_experiment
+    from forecast.tracking import MLflowTracker
     from forecast.ui import how_to_start, sweep_address
 
+    tracker = MLflowTracker(uri, args.system_metrics)
     results = run_experiment(
-        name,
-        config,
-        progress,
-        args.workers,
-        args.backend,
-        args.ray_address,
-        uri,
-        args.system_metrics,
+        name, config, progress, args.workers, args.backend, args.ray_address, tracker
     )
     print()
     _print_results(results, "table")

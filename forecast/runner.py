@@ -15,7 +15,6 @@ import dataclasses
 import functools
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,8 +29,8 @@ import pandas as pd
 import tensorflow as tf
 from optuna.trial import TrialState
 
-from forecast import plots, results, search, tracking
-from forecast.config import ConfigError, ExperimentConfig, results_digest
+from forecast import plots, results, search
+from forecast.config import ConfigError, ExperimentConfig, one_line, results_digest
 from forecast.data import data_source
 from forecast.distributed import is_chief, make_strategy
 from forecast.evaluation import max_solved_gap, ratio_column, seed_intervals
@@ -44,13 +43,15 @@ from forecast.parallel import (
     run_in_pool,
     run_on_ray,
 )
-from forecast.paths import checkpoints_dir, tracking_uri
+from forecast.paths import tracking_uri
 from forecast.plan import plan_trials
 from forecast.progress import collect, solved_line
 from forecast.results import Kind, Results
 from forecast.search import SearchSettings
 from forecast.signals import stop_signals
 from forecast.sweep import point_label, resolve_point
+from forecast.tracker import MemoryTracker, SweepRecord, Tracker, TrialReport
+from forecast.tracking import MLflowTracker
 from forecast.training import Pruner
 from forecast.trial import Trial, run_trial
 
@@ -65,11 +66,10 @@ def run_experiment(
     workers: int | str | None = None,
     backend: str = "local",
     ray_address: str | None = None,
-    uri: str | None = None,
-    system_metrics: bool = False,
+    tracker: Tracker | None = None,
 ) -> Results:
-    """Train and evaluate every trial of ``config`` and record them in the MLflow store at
-    ``uri`` (default: :func:`forecast.paths.tracking_uri`); returns the sweep's
+    """Train and evaluate every trial of ``config`` and record them with ``tracker`` (default:
+    MLflow's, in the store at :func:`forecast.paths.tracking_uri`); returns the sweep's
     :class:`forecast.results.Results`.
 
     A trial is one (sweep point, gap, seed, model). ``workers`` > 1 runs trials in that many
@@ -78,10 +78,10 @@ def run_experiment(
     ``ray_address``, or a local Ray), at most ``workers`` at once if given as a number.
     Re-running a sweep that was interrupted (Ctrl-C, SIGTERM, a crash) resumes it: trials
     already FINISHED in its parent run are skipped, matched by a hash of what can change their
-    results. ``system_metrics`` samples this machine's CPU and memory onto the parent run.
+    results.
 
     Everything that can fail on bad input (every sweep point's config, data, task and layers,
-    the workers, the Ray address) is checked before the first MLflow run is created.
+    the workers, the Ray address, the tracker) is checked before the sweep's record is made.
 
     Raises:
         ConfigError: bad sweep, task parameters, layer options or backend settings.
@@ -89,7 +89,7 @@ def run_experiment(
         forecast.tracking.TrackingError: a tracking server that is not reachable, refuses
             this client (401, 403) or stops answering during the sweep.
     """
-    uri = uri or tracking_uri()
+    tracker = tracker or MLflowTracker(tracking_uri())
     check_backend(backend, workers, ray_address)
     multi_worker = config.train.strategy == "multi_worker"
     if multi_worker and (backend != "local" or workers not in (None, 1, "auto")):
@@ -108,24 +108,22 @@ def run_experiment(
     trials = plan_trials(config, log=lambda step: log(f"{name}: {step}"))
     settings = None
     if searching:  # its study opens where the sweep's run is made; its database now
+        # Beside a local MLflow store by default.
+        uri = tracker.uri if isinstance(tracker, MLflowTracker) else None
         settings = search.search_settings(config, uri)
         search.check_storage(settings.storage)
     if workers == "auto":  # a Ray cluster sizes itself; multi-worker processes run one each
         local = backend == "local" and not multi_worker
         workers = auto_workers(len(trials)) if local else None
-    if backend == "ray":
-        nodes = connect_ray(ray_address)
-        if nodes > 1 and tracking.is_local_store(uri):
-            raise ConfigError(
-                f"--backend ray: the cluster has {nodes} nodes, but MLflow logs to {uri} on this "
-                "machine only; set MLFLOW_TRACKING_URI to a server every node reaches"
-            )
-        if nodes > 1 and settings is not None and search.is_local_storage(settings.storage):
-            raise ConfigError(
-                f"--backend ray: the cluster has {nodes} nodes, but the study is in "
-                f"{settings.storage} on this machine only; set sweep.storage to a database "
-                "every node reaches"
-            )
+    nodes = connect_ray(ray_address) if backend == "ray" else 1
+    if is_chief(strategy):
+        tracker.check(backend, workers, nodes)
+    if nodes > 1 and settings is not None and search.is_local_storage(settings.storage):
+        raise ConfigError(
+            f"--backend ray: the cluster has {nodes} nodes, but the study is in "
+            f"{settings.storage} on this machine only; set sweep.storage to a database "
+            "every node reaches"
+        )
     run = functools.partial(
         _run_sweep,
         name,
@@ -133,19 +131,18 @@ def run_experiment(
         trials,
         settings,
         # Named after the real store in every process: multi-worker processes share backups.
-        checkpoint_dir=checkpoints_dir(name, uri),
+        checkpoint_dir=tracker.checkpoint_dir(name),
         log=log,
         workers=workers,
         backend=backend,
         ray_address=ray_address,
-        system_metrics=system_metrics,
     )
     if is_chief(strategy):
-        return run(uri)
+        return run(tracker)
     # The other workers of a multi-worker cluster train the same trials in step with the chief
-    # but leave the record to it: their runs go to a private store, deleted afterwards.
-    with tempfile.TemporaryDirectory() as scratch:
-        sweep = run(f"sqlite:///{scratch}/mlflow.db")
+    # but leave the record to it.
+    sweep = run(MemoryTracker())
+    uri = tracker.uri if isinstance(tracker, MLflowTracker) else None
     return dataclasses.replace(sweep, tracking_uri=uri, run_id=None)
 
 
@@ -154,18 +151,16 @@ def _run_sweep(
     config: ExperimentConfig,
     trials: list[Trial],
     settings: SearchSettings | None,
-    uri: str,
-    checkpoint_dir: Path,
+    tracker: Tracker,
+    checkpoint_dir: Path | None,
     log: Callable[[str], None],
     workers: int | None,
     backend: str,
     ray_address: str | None,
-    system_metrics: bool,
 ) -> Results:
     """Run the trials under one parent run (a new one, or the interrupted one it resumes); for
     an Optuna search (``settings``), its ``n_trials``, each sampled from the one planned."""
     _quiet_libraries()
-    tracking.check_reachable(uri)
     local_pool = backend == "local" and (workers or 1) > 1
     # Workers start now, importing TensorFlow while this process sets up the MLflow runs.
     if local_pool:
@@ -176,13 +171,9 @@ def _run_sweep(
     # the sweep raises is taken as the interrupt it was (an interrupt inside a library can come
     # out as another exception); training also checks the event after every batch.
     with pool as pool, stop_signals() as stop:
-        log(f"{name}: opening the MLflow store")  # a new store's tables take seconds to make
-        experiment_id = tracking.use_experiment(uri, name)
-        sweep_hash = results_digest(config)
         # Multi-worker processes must run the same trials in step; only the chief sees the
         # store, so none of them resumes.
         resumable = config.train.strategy != "multi_worker"
-        resume_id = results.unfinished_sweep(uri, experiment_id, sweep_hash) if resumable else None
         gaps = sorted({trial.gap for trial in trials})
         parent_params = {
             "source": data_source(config),
@@ -203,43 +194,34 @@ def _run_sweep(
                     "study_storage": settings.storage,
                 }
             )
-        with tracking.parent_run(
-            uri,
-            experiment_id,
-            name,
-            config.to_dict(),
-            parent_params,
-            sweep_hash,
-            resume_id,
-            system_metrics,
-            stop,
+        log(f"{name}: opening {tracker.label}")  # a new store's tables take seconds to make
+        with tracker.sweep(
+            name, config, parent_params, results_digest(config), stop, resumable
         ) as parent:
-            done = _finished_trials(uri, resume_id) if resume_id else {}
+            done = parent.finished_trials()
             where = f"{workers} workers" if local_pool else "1 process"
             where = "Ray" if backend == "ray" else where
-            resuming = f" (resuming run {resume_id}: {len(done)} finished)" if resume_id else ""
+            resumed = f"resuming run {parent.id}"
+            resuming = f" ({resumed}: {len(done)} finished)" if parent.resumed else ""
             # Backups belong to the sweep run that wrote them: a new sweep never resumes a trial
             # from another's (one interrupted and not resumed, or one in a store since deleted),
             # a resumed sweep finds its own. A multi-worker sweep, which does not resume, keeps
             # one folder that all its workers name alike.
-            backups = checkpoint_dir / parent.run_id if resumable else checkpoint_dir
-            context = TrialContext(
-                tracking_uri=uri,
-                experiment_id=experiment_id,
-                parent_run_id=parent.run_id,
-                checkpoint_dir=str(backups),
-            )
+            backups = checkpoint_dir
+            if checkpoint_dir is not None and resumable:
+                backups = checkpoint_dir / parent.id
+            context = TrialContext(parent, None if backups is None else str(backups))
             if settings is None:
                 pending = [trial for trial in trials if trial.digest not in done]
-                log(f"{name}: {len(trials)} trials on {where} -> MLflow at {uri}{resuming}")
+                log(f"{name}: {len(trials)} trials on {where} -> {tracker.label}{resuming}")
                 execute = functools.partial(timed_trial, context=context)
                 # In parallel, the longest trials first, so that no long one starts last while
                 # the other workers sit idle (longest-processing-time-first scheduling).
                 in_order = sorted(pending, key=lambda trial: trial.work, reverse=True)
             else:
                 # The study is the sweep's: a resumed sweep resumes it.
-                settings = dataclasses.replace(settings, study_name=f"{name}-{parent.run_id}")
-                tracking.log_params(parent, {"study": settings.study_name})
+                settings = dataclasses.replace(settings, study_name=f"{name}-{parent.id}")
+                parent.log_params({"study": settings.study_name})
                 study = search.open_study(settings)
                 searched = search.resume(study)
                 pending = in_order = [
@@ -248,9 +230,9 @@ def _run_sweep(
                 ]
                 log(
                     f"{name}: optuna search of {settings.n_trials} trials ({settings.sampler}, "
-                    f"pruner {settings.pruner}) on {where} -> MLflow at {uri}, study "
+                    f"pruner {settings.pruner}) on {where} -> {tracker.label}, study "
                     f"{settings.study_name} in {settings.storage}"
-                    + (f" (resuming run {resume_id}: {searched} searched)" if resume_id else "")
+                    + (f" ({resumed}: {searched} searched)" if parent.resumed else "")
                 )
                 execute = functools.partial(
                     search_trial, settings=settings, template=trials[0], context=context
@@ -279,20 +261,18 @@ def _run_sweep(
                 ran = {**done, **{r.trial_hash or k: r for k, r in collected.items()}}
                 ran = list(ran.values())
             kind = Kind.of(config, trials[0].classes is not None)
-            found = _results(name, config, kind, ran, uri, parent.run_id)
+            uri = tracker.uri if isinstance(tracker, MLflowTracker) else None
+            found = _results(name, config, kind, ran, uri, parent.id)
             tables = {"trials.csv": found.trials, "summary.csv": found.summary()}
             if (paired := found.paired()) is not None and len(paired):
                 tables["paired.csv"] = paired
             if len(by_series := found.per_series()):
                 tables["per_series.csv"] = by_series
             if settings is None:
-                metrics, figures = _sweep_summary(
-                    name, config, trials, reports, found.trials, uri, log
-                )
+                metrics, figures = _sweep_summary(name, config, trials, reports, found.trials, log)
             else:
                 metrics, figures = _search_summary(study, settings, tables, log, name)
-            tags = {"forecast.kind": kind.data}
-            tracking.log_sweep_summary(parent, tables, metrics, figures, tags)
+            parent.log_summary(found, tables, metrics, figures)
     return found
 
 
@@ -301,20 +281,16 @@ def _results(
     config: ExperimentConfig,
     kind: Kind,
     reports: list[TrialReport],
-    uri: str,
+    uri: str | None,
     run_id: str,
 ) -> Results:
-    """The sweep's :class:`Results` from its trials' reports; the forecasts of trials finished
-    before an interruption are read from their runs."""
+    """The sweep's :class:`Results` from its trials' reports."""
     trials = pd.DataFrame([{**report.row, "run_id": report.run_id} for report in reports])
     forecasts, scales = [], []
     for report in reports:
-        own = (report.forecasts, report.scales)
-        if report.forecasts is None and report.failure is None:  # finished before a resume
-            own = results.trial_forecasts(uri, report.run_id) or own
-        if own[0] is not None:
-            forecasts.append(own[0].assign(trial=report.row["trial"]))
-            scales.append(own[1].assign(trial=report.row["trial"]))
+        if report.forecasts is not None:
+            forecasts.append(report.forecasts.assign(trial=report.row["trial"]))
+            scales.append(report.scales.assign(trial=report.row["trial"]))
     return Results(
         name,
         config,
@@ -333,7 +309,6 @@ def _sweep_summary(
     trials: list[Trial],
     reports: dict[str, TrialReport],
     trials_table: pd.DataFrame,
-    uri: str,
     log: Callable[[str], None],
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """A grid sweep's (or a single experiment's) parent metrics and figures: a task's largest
@@ -343,7 +318,7 @@ def _sweep_summary(
     if config.task is not None:
         solved = max_solved_gap(trials_table, config.solved_ratio)
         log(solved_line(solved))
-        metrics = {f"max_solved_gap.{tracking.metric_key(m)}": g for m, g in solved.items()}
+        metrics = {f"max_solved_gap.{m}": g for m, g in solved.items()}
         intervals = seed_intervals(trials_table)
         loss = "MSE" if ratio_column(trials_table) == "mse_ratio" else "cross-entropy"
         figures["ratio_vs_gap.png"] = plots.ratio_vs_gap(intervals, config.solved_ratio, name, loss)
@@ -359,7 +334,7 @@ def _sweep_summary(
         f"{trial.label} {when}": np.asarray(curve)
         for trial in trials
         if trial.gap == flow_gap and trial.seed == flow_seed
-        for when, curve in _flow(reports[trial.digest], uri).items()
+        for when, curve in reports[trial.digest].flow.items()
     }
     if flows:
         title = f"Gradient flow at gap {flow_gap}, seed {flow_seed}"
@@ -409,33 +384,11 @@ def _search_summary(
 
 @dataclass(frozen=True)
 class TrialContext:
-    """Where a trial reports, picklable so that worker processes and Ray tasks get it."""
+    """Where a trial reports, picklable so that worker processes and Ray tasks get it: the
+    sweep's record, and the folder of its per-epoch backups (None: no backups)."""
 
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str
-    checkpoint_dir: str
-
-
-@dataclass(frozen=True)
-class TrialReport:
-    """A trial's result as the sweep sees it, small enough to send back from a worker."""
-
-    row: dict[str, Any]  # the trial's line in the trials table
-    flow: dict[str, np.ndarray]  # gradient flow "at init" and "trained"; empty if it failed
-    run_id: str  # its child run
-    failure: str | None = None
-    # Every forecaster's test forecasts and the series' scales (forecast.trial.TrialOutcome);
-    # None for a failed trial, or one finished before the sweep was resumed (its run has them).
-    forecasts: pd.DataFrame | None = None
-    scales: pd.DataFrame | None = None
-    # For the ETA (see timed_trial): the trial's seconds, and the process that ran it (whose
-    # first trial pays its one-off costs).
-    seconds: float = float("nan")
-    process: int = 0
-    run_name: str = ""  # its child run's, for the progress line
-    trial_hash: str = ""  # Trial.digest
-    pruned_at: int | None = None  # the epoch after which a pruner stopped its training
+    sweep: SweepRecord
+    checkpoint_dir: str | None
 
 
 def execute_trial(
@@ -460,45 +413,36 @@ def execute_trial(
     :class:`forecast.tracking.ServerError`, which stops the sweep.
     """
     _quiet_libraries()
-    config, gap, seed = trial.config, trial.gap, trial.seed
     row = _trial_row(trial)
-    source = data_source(config)
     # Backups named by what the trial is, and the hash of what it computes: a rerun that
     # changes any setting starts afresh.
-    backup_name = f"{trial.model.name}-gap{gap}-seed{seed}-{trial.digest}"
-    checkpoint = Path(context.checkpoint_dir) / backup_name
-    run_id = ""  # until the run exists
+    backup_name = f"{trial.model.name}-gap{trial.gap}-seed{trial.seed}-{trial.digest}"
+    checkpoint = None
+    if context.checkpoint_dir is not None:
+        checkpoint = Path(context.checkpoint_dir) / backup_name
+    run_id = ""  # until the record exists
     try:
-        with tracking.trial_run(
-            context.tracking_uri,
-            context.experiment_id,
-            context.parent_run_id,
-            trial.run_name,
-            {**_trial_params(trial), **(params or {})},
-            config.to_dict(),
-            trial.digest,
-            stop,
-        ) as run:
-            run_id = run.run_id
-            callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=tracking.epoch_logger(run))]
+        params = {**_trial_params(trial), **(params or {})}
+        with context.sweep.trial(trial, params, stop) as record:
+            run_id = record.id
+            callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=record.log_epoch)]
             if stop is not None:
                 callbacks.append(_stop_when_set(stop))
             outcome = run_trial(trial, callbacks, checkpoint, pruner)
             specifications = {f"spec.{k}": v for k, v in outcome.specifications.items()}
-            dataset = f"{source}-gap{gap}-seed{seed}"
-            tracking.log_trial_outcome(run, outcome, source, dataset, config.log_models)
+            record.log_outcome(outcome)
     except Exception as error:
         if stop is not None and stop.is_set():  # e.g. the interrupt came out of MLflow's client
             raise KeyboardInterrupt from error
-        # The tracking server failed, not the trial: every other trial would fail the same way
-        # (each after minutes of MLflow's retries), so the sweep stops.
-        lost = tracking.server_failure(error, context.tracking_uri)
+        # The tracker failed, not the trial (a tracking server gone, say): every other trial
+        # would fail the same way (each after minutes of MLflow's retries), so the sweep stops.
+        lost = context.sweep.failure(error)
         if lost is not None:
             raise lost from None
         nan = float("nan")
         failed = {"state": "failed", "params": nan, "test_mse": nan, "mse_ratio": nan}
         row = {**row, **failed, "solved": 0.0, "train_seconds": nan}
-        failure = tracking.failure_reason(error)
+        failure = one_line(error)
         return TrialReport(row, {}, run_id, failure, run_name=trial.run_name)
     # As the run holds them, so that a resumed sweep's rows read back the same columns.
     last_epoch = {"train_loss": outcome.history["loss"][-1]}
@@ -636,36 +580,6 @@ def _trial_params(trial: Trial) -> dict[str, Any]:
     if trial.point:
         params["sweep_point"] = trial.point
     return params
-
-
-def _finished_trials(uri: str, parent_run_id: str) -> dict[str, TrialReport]:
-    """Trial hash -> report, for the FINISHED trials of an interrupted sweep (their gradient
-    flows left in the store, see :func:`_flow`); its child runs still marked RUNNING are marked
-    KILLED first."""
-    tracking.end_unfinished_trials(uri, parent_run_id, "KILLED")
-    table = results.sweep_trials(uri, parent_run_id, latest_only=False)
-    if not len(table):
-        return {}
-    finished = table[(table["status"] == "FINISHED") & (table["trial_hash"] != "")]
-    finished = finished.rename(columns={"run_name": "trial", "trial_state": "state"})
-    columns = [c for c in finished.columns if c not in ("status", "run_id", "trial_hash")]
-    return {
-        row["trial_hash"]: TrialReport(
-            {key: row[key] for key in columns if pd.notna(row[key])},
-            {},
-            row["run_id"],
-            run_name=row["trial"],
-        )
-        for _, row in finished.iterrows()
-    }
-
-
-def _flow(report: TrialReport, uri: str) -> dict[str, np.ndarray]:
-    """A trial's gradient flow: from its report, or, for a trial finished before the sweep was
-    interrupted, from its run."""
-    if report.flow or report.failure is not None:
-        return report.flow
-    return results.trial_flow(uri, report.run_id)
 
 
 def timed_trial(

@@ -50,9 +50,10 @@ class SearchSettings:
     n_trials: int
 
 
-def search_settings(config: ExperimentConfig, tracking_uri: str) -> SearchSettings:
+def search_settings(config: ExperimentConfig, tracking_uri: str | None) -> SearchSettings:
     """The settings of ``config``'s Optuna search, its study in ``sweep.storage`` or beside the
-    tracking store at ``tracking_uri``; the study's name is set once the sweep's run exists."""
+    tracking store at ``tracking_uri`` (None: in the project); the study's name is set once the
+    sweep's run exists."""
     sweep, train = config.sweep, config.train
     give_up = None if train.give_up_epoch is None else (train.give_up_epoch, train.give_up_ratio)
     pruner = sweep.pruner or ("give_up" if give_up is not None else "median")
@@ -72,11 +73,11 @@ def search_settings(config: ExperimentConfig, tracking_uri: str) -> SearchSettin
     )
 
 
-def default_storage(tracking_uri: str) -> str:
+def default_storage(tracking_uri: str | None) -> str:
     """``optuna.db`` in the folder of a local sqlite ``mlflow.db``, or in the project root when
-    MLflow is a server."""
+    MLflow is a server or not the tracker."""
     folder = project_root()
-    if tracking_uri.startswith("sqlite:///"):
+    if tracking_uri is not None and tracking_uri.startswith("sqlite:///"):
         folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
     return f"sqlite:///{folder / 'optuna.db'}"
 

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,16 +43,18 @@ from mlflow.entities import (
 )
 from mlflow.exceptions import MlflowException
 
-from forecast.config import ConfigError, one_line
-from forecast.data import WindowView
-from forecast.paths import project_root
+from forecast.config import ConfigError, ExperimentConfig, one_line
+from forecast.data import WindowView, data_source
+from forecast.paths import checkpoints_dir, project_root
+from forecast.tracker import TrialReport
 
 if TYPE_CHECKING:  # the read side imports this module, and must not start TensorFlow
     import keras
     from matplotlib.figure import Figure
 
     from forecast.data import SeriesData
-    from forecast.trial import TrialOutcome
+    from forecast.results import Results
+    from forecast.trial import Trial, TrialOutcome
 
 
 class TrackingError(ConfigError):
@@ -490,25 +492,6 @@ def failure_reason(error: BaseException) -> str:
     return one_line(error)
 
 
-def epoch_logger(run: RunRef) -> Callable[[int, dict[str, float] | None], None]:
-    """A function for a Keras callback's ``on_epoch_end``: logs the epoch's losses to ``run``
-    as ``train_loss``, ``val_loss`` and ``val_ratio`` (val_loss over the trivial baseline's;
-    and a categorical task's accuracies as ``train_accuracy`` and ``val_accuracy``)."""
-    names = {
-        "loss": "train_loss",
-        "val_loss": "val_loss",
-        "val_ratio": "val_ratio",
-        "accuracy": "train_accuracy",
-        "val_accuracy": "val_accuracy",
-    }
-
-    def log_epoch(epoch: int, logs: dict[str, float] | None = None) -> None:
-        logs = logs or {}
-        _log_metrics(run, {names[k]: v for k, v in logs.items() if k in names}, step=epoch)
-
-    return log_epoch
-
-
 def log_trial_outcome(
     run: RunRef, outcome: TrialOutcome, source: str, dataset_name: str, with_model: bool
 ) -> None:
@@ -732,7 +715,8 @@ def log_sweep_summary(
 
 
 def metric_key(label: str) -> str:
-    """MLflow metric names allow letters, digits and ``_-./ `` only; a sweep label has more."""
+    """MLflow metric names allow letters, digits and ``_-./ `` only; a model's label (its
+    sweep point) has more."""
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in label)
 
 
@@ -751,7 +735,161 @@ def _log_metrics(
     now = int(time.time() * 1000)
     dataset_name, dataset_digest = (dataset.name, dataset.digest) if dataset else (None, None)
     entries = [
-        Metric(key, float(value), now, step, model_id, dataset_name, dataset_digest)
+        Metric(metric_key(key), float(value), now, step, model_id, dataset_name, dataset_digest)
         for key, value in metrics.items()
     ]
     run.client.log_batch(run.run_id, metrics=entries)
+
+
+@dataclass(frozen=True)
+class MLflowTracker:
+    """The default tracker (see :mod:`forecast.tracker`): one MLflow experiment per named
+    experiment in the store at ``uri``, one parent run per sweep, one child run per trial."""
+
+    uri: str
+    system_metrics: bool = False  # sample this machine's CPU and memory onto each sweep's run
+
+    @property
+    def label(self) -> str:
+        return f"MLflow at {self.uri}"
+
+    def check(self, backend: str, workers: int | None, nodes: int) -> None:
+        check_reachable(self.uri)
+        if nodes > 1 and is_local_store(self.uri):
+            raise ConfigError(
+                f"--backend ray: the cluster has {nodes} nodes, but MLflow logs to {self.uri} on "
+                "this machine only; set MLFLOW_TRACKING_URI to a server every node reaches"
+            )
+
+    def checkpoint_dir(self, name: str) -> Path:
+        return checkpoints_dir(name, self.uri)
+
+    @contextlib.contextmanager
+    def sweep(
+        self,
+        name: str,
+        config: ExperimentConfig,
+        params: dict[str, Any],
+        digest: str,
+        stop: threading.Event | None,
+        resume: bool = True,
+    ) -> Iterator[MLflowSweep]:
+        from forecast.results import unfinished_sweep  # the read side imports this module
+
+        experiment_id = use_experiment(self.uri, name)
+        resume_id = unfinished_sweep(self.uri, experiment_id, digest) if resume else None
+        config_dict = config.to_dict()
+        with parent_run(
+            self.uri,
+            experiment_id,
+            name,
+            config_dict,
+            params,
+            digest,
+            resume_id,
+            self.system_metrics,
+            stop,
+        ) as run:
+            yield MLflowSweep(self.uri, experiment_id, run.run_id, resumed=resume_id is not None)
+
+
+@dataclass(frozen=True)
+class MLflowSweep:
+    """A sweep's parent run; what a trial needs to record itself as its child, in any process."""
+
+    uri: str
+    experiment_id: str
+    id: str
+    resumed: bool = False
+
+    @property
+    def _run(self) -> RunRef:
+        return RunRef(MlflowClient(self.uri), self.experiment_id, self.id)
+
+    def finished_trials(self) -> dict[str, TrialReport]:
+        """The FINISHED trials of the interrupted sweep this run resumes, with their gradient
+        flows and forecasts read from their runs; its child runs still marked RUNNING are
+        marked KILLED first."""
+        from forecast.results import sweep_trials, trial_flow, trial_forecasts
+
+        if not self.resumed:
+            return {}
+        end_unfinished_trials(self.uri, self.id, "KILLED")
+        table = sweep_trials(self.uri, self.id, latest_only=False)
+        if not len(table):
+            return {}
+        finished = table[(table["status"] == "FINISHED") & (table["trial_hash"] != "")]
+        finished = finished.rename(columns={"run_name": "trial", "trial_state": "state"})
+        columns = [c for c in finished.columns if c not in ("status", "run_id", "trial_hash")]
+        reports = {}
+        for _, row in finished.iterrows():
+            forecasts, scales = trial_forecasts(self.uri, row["run_id"]) or (None, None)
+            flow = trial_flow(self.uri, row["run_id"])
+            reports[row["trial_hash"]] = TrialReport(
+                {key: row[key] for key in columns if pd.notna(row[key])},
+                {label: np.asarray(curve) for label, curve in flow.items()},
+                row["run_id"],
+                forecasts=forecasts,
+                scales=scales,
+                run_name=row["trial"],
+                trial_hash=row["trial_hash"],
+            )
+        return reports
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        log_params(self._run, params)
+
+    @contextlib.contextmanager
+    def trial(
+        self, trial: Trial, params: dict[str, Any], stop: threading.Event | None
+    ) -> Iterator[MLflowTrial]:
+        with trial_run(
+            self.uri,
+            self.experiment_id,
+            self.id,
+            trial.run_name,
+            params,
+            trial.config.to_dict(),
+            trial.digest,
+            stop,
+        ) as run:
+            yield MLflowTrial(run, trial, run.run_id)
+
+    def failure(self, error: BaseException) -> Exception | None:
+        return server_failure(error, self.uri)
+
+    def log_summary(
+        self,
+        results: Results,
+        tables: dict[str, pd.DataFrame],
+        metrics: dict[str, float],
+        figures: dict[str, Figure],
+    ) -> None:
+        tags = {"forecast.kind": results.kind.data}
+        log_sweep_summary(self._run, tables, metrics, figures, tags)
+
+
+@dataclass(frozen=True)
+class MLflowTrial:
+    """A trial's child run."""
+
+    run: RunRef
+    trial: Trial
+    id: str
+
+    def log_epoch(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        names = {
+            "loss": "train_loss",
+            "val_loss": "val_loss",
+            "val_ratio": "val_ratio",
+            "accuracy": "train_accuracy",
+            "val_accuracy": "val_accuracy",
+        }
+        logs = logs or {}
+        _log_metrics(self.run, {names[k]: v for k, v in logs.items() if k in names}, step=epoch)
+
+    def log_outcome(self, outcome: TrialOutcome) -> None:
+        trial = self.trial
+        source = data_source(trial.config)
+        dataset = f"{source}-gap{trial.gap}-seed{trial.seed}"
+        log_trial_outcome(self.run, outcome, source, dataset, trial.config.log_models)

@@ -135,7 +135,7 @@ def test_a_run_prints_its_set_up_and_its_trials_and_nothing_on_stderr(tmp_path):
         "sine_long_gap: loading TensorFlow and MLflow",
         "sine_long_gap: checking the data (sine_long_gap) and the models",
         "sine_long_gap: starting 2 worker processes",
-        "sine_long_gap: opening the MLflow store",
+        f"sine_long_gap: opening MLflow at {env['MLFLOW_TRACKING_URI']}",
         f"sine_long_gap: 2 trials on 2 workers -> MLflow at {env['MLFLOW_TRACKING_URI']}",
     ]
     assert lines[5].startswith("[1/2] ") and lines[5].endswith(", ETA after the first trials)")

@@ -337,21 +337,6 @@ def test_a_backtest_logs_each_fold_as_a_step_and_compares_models_fold_by_fold(
     assert float(lstm_row.split(",")[4]) == pytest.approx(np.mean(ratios))
 
 
-def test_a_backtest_without_refit_trains_once_and_slides(tracking_store):
-    overrides = [*SERIES_TINY, "data.backtest.folds=3", "data.backtest.refit=false"]
-    overrides += ["train.epochs=2", "models=[{name: lstm, layer: LSTM, units: 3}]"]
-    assert main(["run", "co2_forecast", *set_args(overrides)]) == 0
-    client = MlflowClient(tracking_store)
-    experiment = client.get_experiment_by_name("co2_forecast")
-    (lstm,) = client.search_runs(
-        [experiment.experiment_id], "tags.mlflow.runName = 'lstm-gap0-seed0'"
-    )
-    epochs = client.get_metric_history(lstm.info.run_id, "train_loss")
-    assert sorted(m.step for m in epochs) == [0, 1]
-    folds = client.get_metric_history(lstm.info.run_id, "naive.mse")
-    assert len({m.value for m in folds if m.step < 3}) == 3  # three folds, each its own windows
-
-
 @pytest.mark.parametrize(
     "override, message",
     [

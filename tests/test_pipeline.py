@@ -2,7 +2,6 @@
 KILLED, state travels explicitly, and the MLflow UI shows the sweep."""
 
 import contextlib
-import functools
 import os
 import signal
 import socket
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from forecast import progress, runner
+from forecast import progress, runner, tracking
 from forecast import trial as trial_module
 from forecast.cli import main
 from forecast.config import load_experiment
@@ -25,7 +24,8 @@ from forecast.evaluation import effective_memory
 from forecast.plan import plan_trials
 from forecast.progress import TrialTiming, eta_seconds, solved_line, trial_line
 from forecast.results import sweep_trials
-from forecast.runner import TrialReport
+from forecast.tracker import TrialReport
+from forecast.tracking import MLflowTracker, MLflowTrial
 from forecast.trial import Trial
 from tests.test_experiment import SERIES_TINY, TINY
 from tests.test_remote_tracking import free_port, wait_until_healthy
@@ -61,7 +61,7 @@ def test_a_failure_before_training_ends_only_its_trial(stage, tmp_path, monkeypa
     trial_module._TRACED.clear()  # each shape's first trial makes its gradient flow
     name, config = load_experiment("sine_long_gap", TINY)
     lines = []
-    sweep = runner.run_experiment(name, config, log=lines.append, uri=uri)
+    sweep = runner.run_experiment(name, config, log=lines.append, tracker=MLflowTracker(uri))
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert sum(f"FAILED: RuntimeError: {stage} broke" in line for line in lines) == 2
     runs = {r.info.run_name: r for r in runs_in(uri)}
@@ -141,9 +141,9 @@ def interrupted_inside_a_library(real, on_call):
 # Where the interrupt lands in the second trial (lstm) of two: the function, and which call.
 INTERRUPT_POINTS = {
     # Logging an epoch's losses to MLflow, inside training: the second trial's first epoch of 2.
-    "training": (runner.tracking, "epoch_logger", 3),
+    "training": (MLflowTrial, "log_epoch", 3),
     "evaluation": (trial_module, "_test_metrics", 2),
-    "model logging": (runner.tracking, "log_model", 2),
+    "model logging": (tracking, "log_model", 2),
 }
 
 
@@ -155,11 +155,7 @@ def test_an_interrupt_that_comes_out_of_a_library_as_another_error_still_ends_ki
     trial and the sweep end KILLED, never FAILED, and the same command resumes the sweep."""
     module, function, on_call = INTERRUPT_POINTS[point]
     real = getattr(module, function)
-    if function == "epoch_logger":  # one logger per trial: count the epochs they log
-        epoch_ended = interrupted_inside_a_library(lambda log, *a, **k: log(*a, **k), on_call)
-        monkeypatch.setattr(module, function, lambda run: functools.partial(epoch_ended, real(run)))
-    else:
-        monkeypatch.setattr(module, function, interrupted_inside_a_library(real, on_call))
+    monkeypatch.setattr(module, function, interrupted_inside_a_library(real, on_call))
     overrides = [*TINY, "task.gaps=[2]", "log_models=true"]
     name, config = load_experiment("sine_long_gap", overrides)
     with pytest.raises(KeyboardInterrupt):
@@ -302,7 +298,7 @@ def test_a_series_sweep_scores_each_point_against_its_own_naive_forecasts(
         "co2_forecast: loading TensorFlow and MLflow",
         "co2_forecast: checking sweep point 1/2 (data.horizon=1): its data and models",
         "co2_forecast: checking sweep point 2/2 (data.horizon=3): its data and models",
-        "co2_forecast: opening the MLflow store",
+        f"co2_forecast: opening MLflow at {tracking_store}",
         f"co2_forecast: 4 trials on 1 process -> MLflow at {tracking_store}",
     ]
     # A series' trial shows its forecasting errors, not a task's ratio to the mean.
@@ -443,7 +439,9 @@ def test_a_backtest_whose_every_trial_fails_still_finishes_its_sweep(tracking_st
 
     monkeypatch.setattr(trial_module, "train", broken)
     name, config = load_experiment("co2_forecast", [*SERIES_TINY, "data.backtest.folds=2"])
-    sweep = runner.run_experiment(name, config, log=lambda line: None, uri=tracking_store)
+    sweep = runner.run_experiment(
+        name, config, log=lambda line: None, tracker=MLflowTracker(tracking_store)
+    )
     assert not len(sweep.paired())  # no finished trial, nothing to pair
     statuses = {r.info.run_name: r.info.status for r in runs_in(tracking_store, name)}
     assert statuses["co2_forecast-sweep"] == "FINISHED"

@@ -15,6 +15,7 @@ from forecast.config import ConfigError, load_experiment
 from forecast.plan import plan_trials
 from forecast.results import sweep_trials
 from forecast.sweep import sweep_points
+from forecast.tracker import MemoryTracker
 
 SMALL = [
     "seeds=[0]",
@@ -134,12 +135,10 @@ def test_two_workers_run_the_sweep_and_a_failing_trial_does_not_stop_it(
         assert good.info.status == "FINISHED" and "train_loss" in good.data.metrics
         assert bad.info.status == "FAILED" and "loss became" in bad.data.tags["failure_reason"]
     # The same trials in this process give the same numbers (thread counts differ: round-off).
-    _, config = load_experiment("sine_long_gap", overrides)
+    name, config = load_experiment("sine_long_gap", overrides)
     trial = next(t for t in plan_trials(config) if t.point.endswith("0.01"))
-    context = runner.TrialContext(
-        tracking_store, parent.info.experiment_id, parent.info.run_id, str(tmp_path)
-    )
-    local = runner.execute_trial(trial, context)
+    with MemoryTracker().sweep(name, config, {}, "", None) as sweep:
+        local = runner.execute_trial(trial, runner.TrialContext(sweep, str(tmp_path)))
     worker = status[(trial.model.name, trial.point)].data.metrics
     assert local.row["test_mse"] == pytest.approx(worker["test_mse"], rel=1e-3)
 
