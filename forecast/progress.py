@@ -7,7 +7,10 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from forecast.trial import Trial
 
 
 class Pending(Protocol):
@@ -19,7 +22,7 @@ class Pending(Protocol):
 
 
 class Finished(Protocol):
-    """What progress needs of a finished trial's report (forecast.runner.TrialReport)."""
+    """What progress needs of a finished trial's report (forecast.tracker.TrialReport)."""
 
     row: dict[str, Any]  # its line in the trials table
     failure: str | None
@@ -175,3 +178,20 @@ def solved_line(solved: dict[str, int]) -> str:
     none), as the sweep prints it."""
     gaps = (f"{model} {gap if gap >= 0 else 'none'}" for model, gap in solved.items())
     return "largest solved gap: " + ", ".join(gaps)
+
+
+def first_trial_note(trials: Sequence[Trial]) -> str | None:
+    """What the first trial in each process does besides training, where it takes long: fit
+    a series' fitted baselines on every fold (forecast.forecasters keeps their forecasts for
+    the trials after it). None when there is nothing such."""
+    series = [trial.config.data for trial in trials if trial.config.data is not None]
+    fitted = list(dict.fromkeys(name for data in series for name in data.baselines))
+    if not fitted:
+        return None
+    names = ", ".join(fitted)  # in the config's order
+    folds = max(data.backtest.folds for data in series if data.baselines)
+    on = f"each of {folds} folds" if folds > 1 else "the series"
+    return (
+        f"the first trial in each process also fits {names} on {on}, which can take minutes; "
+        "the trials after it reuse those forecasts"
+    )

@@ -6,16 +6,23 @@ The study lives in a database (an SQLAlchemy URL; by default ``optuna.db`` besid
 task) opens it, asks it for a trial, reports that trial's metric after each epoch to the
 pruner and tells it the result, so that parallel trials learn from one another through the
 database, as Optuna's own distributed optimisation does. A study is named after its sweep's
-MLflow parent run: resuming the run resumes the study, and what it had learned.
+record (its MLflow parent run): resuming the run resumes the study, and what it had learned.
+
+:class:`OptunaSearch` is the runner's strategy for a search, beside
+:class:`forecast.grid.GridSweep` for a plan's trials.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
-from collections.abc import Iterator
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +30,18 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
+from forecast import plots
 from forecast.config import ConfigError, ExperimentConfig, one_line
+from forecast.execution import TrialContext, Work, timed_trial
 from forecast.paths import project_root
-from forecast.sweep import SEARCH_METRICS, Dimension, search_space
+from forecast.results import Results
+from forecast.sweep import SEARCH_METRICS, Dimension, point_label, resolve_point, search_space
+from forecast.tracker import SweepRecord, TrialReport
 from forecast.training import GiveUp, Pruner
+from forecast.trial import Trial
 
 
 @dataclass(frozen=True)
@@ -288,3 +301,195 @@ def _quiet_optuna() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+@dataclass(frozen=True)
+class OptunaSearch:
+    """A search's ``n_trials``, each asked of the study and sampled from ``template``, the one
+    trial the plan checked."""
+
+    settings: SearchSettings  # its study_name set per sweep, see study_settings
+    template: Trial
+
+    def params(self) -> dict[str, Any]:
+        """What the sweep's record shows of it besides the config."""
+        settings = self.settings
+        return {
+            "gaps": [self.template.gap],
+            "sweep_points": settings.n_trials,
+            "search": f"optuna {settings.sampler}",
+            "pruner": settings.pruner,
+            "search_metric": f"{settings.metric} ({settings.direction})",
+            "search_space": ",".join(settings.space),
+            "study_storage": settings.storage,
+        }
+
+    def study_settings(self, name: str, sweep: SweepRecord) -> SearchSettings:
+        """The settings of the sweep's own study: a resumed sweep resumes it."""
+        return dataclasses.replace(self.settings, study_name=f"{name}-{sweep.id}")
+
+    def begin(
+        self,
+        name: str,
+        sweep: SweepRecord,
+        context: TrialContext,
+        done: dict[str, TrialReport],
+        where: str,
+        log: Callable[[str], None],
+    ) -> Work:
+        """The slots of the trials the study has yet to run (a resumed study's failed and
+        unfinished trials are asked again)."""
+        settings = self.study_settings(name, sweep)
+        sweep.log_params({"study": settings.study_name})
+        study = open_study(settings)
+        searched = resume(study)
+        slots = [
+            SearchSlot(len(study.trials) + index, self.template.work)
+            for index in range(max(0, settings.n_trials - searched))
+        ]
+        resuming = f" (resuming run {sweep.id}: {searched} searched)" if sweep.resumed else ""
+        log(
+            f"{name}: optuna search of {settings.n_trials} trials ({settings.sampler}, "
+            f"pruner {settings.pruner}) on {where}, study {settings.study_name} in "
+            f"{settings.storage}{resuming}"
+        )
+        execute = functools.partial(
+            search_trial, settings=settings, template=self.template, context=context
+        )
+        # (Its slots are not trials yet: the trial they sample from tells what they set up.)
+        return Work(slots, slots, execute, [self.template])
+
+    def reports(
+        self, done: dict[str, TrialReport], collected: dict[str, TrialReport]
+    ) -> list[TrialReport]:
+        """In the order they were asked for, each sampled point once."""
+        ran = {**done, **{r.trial_hash or key: r for key, r in collected.items()}}
+        return list(ran.values())
+
+    def summary(
+        self,
+        name: str,
+        sweep: SweepRecord,
+        config: ExperimentConfig,
+        found: Results,
+        reports: list[TrialReport],
+        tables: dict[str, pd.DataFrame],
+        log: Callable[[str], None],
+    ) -> tuple[dict[str, float], dict[str, Figure]]:
+        """The search's metric (the best value found), its trials as the study saw them
+        (``search.csv``, added to ``tables``), and its figures: the optimisation history and
+        the parameters' importances."""
+        settings = self.study_settings(name, sweep)
+        study = open_study(settings)
+        searched = tables["search.csv"] = trials_table(study)
+        scored = searched[searched["state"] == "complete"] if len(searched) else searched
+        if not len(scored):
+            log(f"{name}: no trial of the search completed")
+            return {}, {}
+        minimize = settings.direction == "minimize"
+        best = scored.loc[scored["value"].idxmin() if minimize else scored["value"].idxmax()]
+        values = ", ".join(
+            f"{key}={best[key]:.4g}" if isinstance(best[key], float) else f"{key}={best[key]}"
+            for key in settings.space
+        )
+        log(
+            f"{name}: best {settings.metric} {best['value']:.4g} (trial {best['number']}: {values})"
+        )
+        counts = searched["state"].value_counts()
+        log(
+            f"{name}: {counts.get('complete', 0)} trials complete, {counts.get('pruned', 0)} "
+            f"pruned, {counts.get('fail', 0)} failed"
+        )
+        figures = {
+            "optimization_history.png": plots.search_history(
+                searched, settings.metric, settings.direction, f"{name}: optimisation history"
+            )
+        }
+        if importances := param_importances(study):
+            figures["param_importances.png"] = plots.param_importances(
+                importances, f"{name}: what {settings.metric} depends on"
+            )
+        return {f"best_{settings.metric}": float(best["value"])}, figures
+
+
+@dataclass(frozen=True)
+class SearchSlot:
+    """The ``number``-th trial an Optuna search asks its study for, before it is sampled: what
+    the sweep hands a worker and waits on."""
+
+    number: int
+    work: float  # as Trial.work, for the ETA: that of the trial the plan checked
+
+    @property
+    def digest(self) -> str:
+        return f"search-{self.number}"
+
+    @property
+    def run_name(self) -> str:
+        return f"search trial {self.number}"
+
+
+def search_trial(
+    slot: SearchSlot,
+    settings: SearchSettings,
+    template: Trial,
+    context: TrialContext,
+    stop: threading.Event | None = None,
+) -> TrialReport:
+    """One trial of an Optuna search, in whichever process runs it: ask the study for a point
+    (``template``'s config with sampled values), run it as
+    :func:`forecast.execution.timed_trial` does, reporting each epoch's metric to the study's
+    pruner, and tell the study how it ended: its last value, pruned, or failed. Its record's
+    params include the sampled values and the Optuna trial's number (``search_trial``)."""
+    start = time.perf_counter()
+    study = open_study(settings, trial_seed(settings, slot.number))
+    asked = study.ask()
+    number = origin(asked)
+    sampled = sample(asked, settings.space)
+    try:
+        sampled, point = resolve_point(template.config, sampled)
+    except ConfigError as error:  # a combination of values the plan's probes did not meet
+        study.tell(asked, state=TrialState.FAIL)
+        label = f"#{number} {point_label(sampled)}"
+        run_name = f"{slot.run_name} ({point_label(sampled)})"
+        row = {
+            "trial": run_name,
+            "model": f"{template.model.name} [{label}]",
+            "network": template.model.name,
+            "point": label,
+            "search_trial": number,
+            **sampled,
+        }
+        return TrialReport(
+            {**row, "gap": template.gap, "seed": template.seed, "state": "failed"},
+            {},
+            "",
+            str(error),
+            seconds=time.perf_counter() - start,
+            process=os.getpid(),
+            run_name=run_name,
+        )
+    # The series' folds the plan prepared serve every point that leaves the data as it is.
+    prepared = template.prepared if point.data == template.config.data else None
+    trial = Trial(
+        point,
+        point.models[0],
+        template.gap,
+        template.seed,
+        f"#{number} {point_label(sampled)}",
+        prepared,
+        search_trial=number,
+        classes=template.classes,
+    )
+    pruner = reporting_pruner(asked, settings.metric)
+    searched = {"search_trial": number, **sampled}
+    report = timed_trial(trial, context, stop, pruner, searched)
+    report = dataclasses.replace(report, row={**report.row, **searched})
+    value = report.row.get(settings.metric, float("nan"))
+    if report.failure is not None or not np.isfinite(value):
+        study.tell(asked, state=TrialState.FAIL)
+    elif report.pruned_at is not None:
+        study.tell(asked, state=TrialState.PRUNED)
+    else:
+        study.tell(asked, value)
+    return report

@@ -488,12 +488,12 @@ def test_a_model_that_solved_no_gap_says_none():
 def test_a_series_with_fitted_baselines_says_its_first_trials_fit_them():
     _, config = load_experiment("co2_forecast", [*SERIES_TINY, "data.baselines=[ets, theta]"])
     trials = [Trial(config, model, 0, 0) for model in config.models]
-    assert runner._first_trial_note(trials) == (
+    assert progress.first_trial_note(trials) == (
         "the first trial in each process also fits ets, theta on the series, which can take "
         "minutes; the trials after it reuse those forecasts"
     )
     _, config = load_experiment("co2_forecast", SERIES_TINY)  # naive forecasts only
-    assert runner._first_trial_note([Trial(config, config.models[0], 0, 0)]) is None
+    assert progress.first_trial_note([Trial(config, config.models[0], 0, 0)]) is None
 
 
 def test_a_sweep_silent_for_a_while_says_how_far_it_is():

@@ -8,7 +8,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from forecast import parallel, runner
+from forecast import execution, grid, parallel, runner
 from forecast import trial as trial_module
 from forecast.cli import main
 from forecast.config import ConfigError, load_experiment
@@ -138,7 +138,7 @@ def test_two_workers_run_the_sweep_and_a_failing_trial_does_not_stop_it(
     name, config = load_experiment("sine_long_gap", overrides)
     trial = next(t for t in plan_trials(config) if t.point.endswith("0.01"))
     with MemoryTracker().sweep(name, config, {}, "", None) as sweep:
-        local = runner.execute_trial(trial, runner.TrialContext(sweep, str(tmp_path)))
+        local = execution.execute_trial(trial, execution.TrialContext(sweep, str(tmp_path)))
     worker = status[(trial.model.name, trial.point)].data.metrics
     assert local.row["test_mse"] == pytest.approx(worker["test_mse"], rel=1e-3)
 
@@ -164,14 +164,14 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tracking_store, monkeypat
     trained.clear()
     monkeypatch.setattr(trial_module, "train", lambda model, *a, **k: real_train(model, *a, **k))
     flow_labels = []
-    real_figure = runner.plots.gradient_flow
+    real_figure = grid.plots.gradient_flow
 
     def record_flows(curves, title=""):
         if title.startswith("Gradient flow at gap"):  # the sweep's figure, not a trial's
             flow_labels.extend(curves)
         return real_figure(curves, title)
 
-    monkeypatch.setattr(runner.plots, "gradient_flow", record_flows)
+    monkeypatch.setattr(grid.plots, "gradient_flow", record_flows)
     lines = []
     summary = runner.run_experiment(name, config, log=lines.append).summary()
     # After the set-up's lines: the sweep's, then its trials'.
