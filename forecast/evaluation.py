@@ -85,7 +85,6 @@ INTERVAL_METRICS = ("coverage", "msis", "wql")
 METRICS = (*POINT_METRICS, *INTERVAL_METRICS)
 # The printed table's columns unless `evaluation.metrics` says otherwise (all go to MLflow).
 DEFAULT_METRICS = tuple(EvaluationConfig().metrics)
-NETWORK = "model"  # the forecaster name of a trial's own network in the results table
 
 
 def metric_name(
@@ -96,24 +95,6 @@ def metric_name(
     of a panel."""
     key = f"test_{metric}" if network else f"{forecaster}.{metric}"
     return f"{key}/{series}" if series is not None else key
-
-
-def parse_metric_name(key: str) -> tuple[str, str, str | None] | None:
-    """``(forecaster, metric, series or None)`` of a :func:`metric_name`; None for any other
-    key (losses, per-step errors, a task's ratios)."""
-    name, _, series = key.partition("/")
-    if name.startswith("test_") and name[5:] in METRICS:
-        return NETWORK, name[5:], series or None
-    forecaster, _, metric = name.rpartition(".")
-    if forecaster and metric in METRICS:
-        return forecaster, metric, series or None
-    return None
-
-
-def is_baseline_mse(key: str) -> bool:
-    """Whether ``key`` is a baseline's pooled MSE (``<forecaster>.mse``)."""
-    parsed = parse_metric_name(key)
-    return parsed is not None and parsed[0] != NETWORK and parsed[1:] == ("mse", None)
 
 
 def insample_scale(past: np.ndarray, season: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -457,29 +438,28 @@ def ratio_column(trials: pd.DataFrame) -> str:
     return "cross_entropy_ratio" if "cross_entropy_ratio" in trials else "mse_ratio"
 
 
-def results_table(trials: pd.DataFrame) -> pd.DataFrame:
+def results_table(trials: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     """The long table every report of a series reads: one row per (model, point, gap, seed,
-    series, metric) with its ``value``, from the trials table (one row per trial, its metrics
-    as :func:`metric_name` names them; means over backtest folds).
+    series, metric) with its ``value``, the mean over backtest folds of the forecasters'
+    ``scores`` (a long table of ``trial``, ``forecaster``, ``series``, ``fold``, ``metric``,
+    ``value``, as :func:`score_forecasts` gives it; ``series`` is ``""`` for the metrics
+    pooled over a panel's series), each trial named as in ``trials``.
 
     ``model`` is the trial's model, or a baseline forecaster's name (with the sweep point, if
-    any), ``kind`` says which (``network`` or ``baseline``), ``series`` is ``""`` for the pooled
-    metrics. A baseline's forecasts depend on the data alone, so each sweep point and gap has
-    them once (from its first trial); their ``seed`` is -1.
+    any), ``kind`` says which (``network`` or ``baseline``). A baseline's forecasts depend on
+    the data alone, so each sweep point and gap has them once (from its first trial); their
+    ``seed`` is -1.
     """
     columns = ["model", "kind", "point", "gap", "seed", "series", "metric", "value"]
-    if "test_mase" not in trials:  # a synthetic task's trials (or only failed ones)
+    if not len(scores):  # a synthetic task's trials (or only failed ones)
         return pd.DataFrame(columns=columns)
-    parsed = {key: parse_metric_name(key) for key in trials.columns}
-    keys = [key for key, found in parsed.items() if found is not None]
-    long = trials.melt(
-        id_vars=["model", "point", "gap", "seed"], value_vars=keys, var_name="key"
-    ).dropna(subset=["value"])
-    found = pd.DataFrame([parsed[key] for key in long["key"]], index=long.index)
-    long["forecaster"], long["metric"] = found[0], found[1]
-    long["series"] = found[2].fillna("")
-    network = long[long["forecaster"] == NETWORK].assign(kind="network")
-    baselines = long[long["forecaster"] != NETWORK]
+    keys = ["trial", "forecaster", "series", "metric"]
+    means = scores.groupby(keys, sort=False)["value"].mean().reset_index()
+    identity = trials[["trial", "model", "network", "point", "gap", "seed"]]
+    long = means.merge(identity, on="trial", how="inner", validate="many_to_one")
+    is_network = long["forecaster"] == long["network"]
+    network = long[is_network].assign(kind="network")
+    baselines = long[~is_network]
     baselines = baselines.drop_duplicates(["point", "gap", "forecaster", "series", "metric"])
     baselines = baselines.assign(
         kind="baseline",
@@ -531,7 +511,11 @@ def _metric_means(results: pd.DataFrame, keys: list[str], metrics: tuple[str, ..
     return wide.groupby(keys, sort=False).agg(**aggregations).reset_index()
 
 
-def summarize(trials: pd.DataFrame, metrics: tuple[str, ...] = DEFAULT_METRICS) -> pd.DataFrame:
+def summarize(
+    trials: pd.DataFrame,
+    scores: pd.DataFrame | None = None,
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+) -> pd.DataFrame:
     """The table a sweep is read by, for the runner's summary and ``forecast compare`` alike:
     one row per (model, gap), means over seeds.
 
@@ -541,13 +525,13 @@ def summarize(trials: pd.DataFrame, metrics: tuple[str, ...] = DEFAULT_METRICS) 
     instead of ``test_mse`` and ``mse_ratio``; then ``effective_memory`` (steps, see
     :func:`effective_memory`).
 
-    For a series (trials with forecasting metrics, see :func:`results_table`): the model rows,
+    For a series (its forecasters' ``scores``, see :func:`results_table`): the model rows,
     then every baseline forecaster's row per sweep point and gap, each with ``metrics`` (those
     scored), ``vs_<reference>`` (the MSE over the seasonal naive forecast's, or persistence's
     without a season: above 1, the naive forecast is better), and the ``specification`` each
     automatic baseline chose.
     """
-    results = results_table(trials)
+    results = results_table(trials, scores) if scores is not None else ()
     if len(results):
         return _series_summary(trials, results, metrics)
     ratio = ratio_column(trials)
@@ -622,11 +606,15 @@ def fold_means(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
     return {**means, **{f"{key}_ci95": t_half_width(values[key]) for key in pooled}}
 
 
-def per_series(trials: pd.DataFrame, metrics: tuple[str, ...] = DEFAULT_METRICS) -> pd.DataFrame:
+def per_series(
+    trials: pd.DataFrame,
+    scores: pd.DataFrame,
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+) -> pd.DataFrame:
     """A panel's models and baselines series by series: one row per (series, model, gap), each
-    of ``metrics`` the trials scored for the series averaged over seeds, and ``vs_<reference>``
-    as in :func:`summarize`. Empty for trials of one series."""
-    results = results_table(trials)
+    of ``metrics`` scored for the series averaged over seeds, and ``vs_<reference>`` as in
+    :func:`summarize`. Empty for trials of one series."""
+    results = results_table(trials, scores)
     results = results[results["series"] != ""]
     if not len(results):
         return pd.DataFrame()
@@ -637,28 +625,30 @@ def per_series(trials: pd.DataFrame, metrics: tuple[str, ...] = DEFAULT_METRICS)
     )
 
 
-def paired_by_fold(folds: pd.DataFrame) -> pd.DataFrame:
+def paired_by_fold(errors: pd.DataFrame) -> pd.DataFrame:
     """A backtest's models compared fold by fold, with each other and with the baseline
     forecasts scored on the same windows.
 
-    ``folds`` holds one row per (trial, fold): ``model``, ``point``, ``gap``, ``seed``,
-    ``fold``, ``test_mse`` and the baselines' MSEs (``<forecaster>.mse``). Per sweep point and
-    gap, each model's MSE is averaged over seeds fold by fold, then set against every later
-    model and every baseline on the same fold: ``mse_ratio`` is the mean over folds of model
-    MSE / other MSE, ``ratio_ci95`` its Student-t interval half-width (over folds, so it
-    measures how consistently one beats the other), ``better`` the folds where the model's MSE
-    is lower.
+    ``errors`` holds one row per (trial, fold, forecaster): the trial's ``trial``, ``model``,
+    ``network``, ``point``, ``gap`` and ``seed``, the ``fold``, the ``forecaster`` (the trial's
+    ``network`` or a baseline) and its ``mse``. Per sweep point and gap, each model's MSE is
+    averaged over seeds fold by fold, then set against every later model and every baseline
+    on the same fold: ``mse_ratio`` is the mean over folds of model MSE / other MSE,
+    ``ratio_ci95`` its Student-t interval half-width (over folds, so it measures how
+    consistently one beats the other), ``better`` the folds where the model's MSE is lower.
     """
     rows = []
-    baseline_columns = [column for column in folds.columns if is_baseline_mse(column)]
-    for (_, gap), group in folds.groupby(["point", "gap"], sort=False):
-        errors = group.groupby(["model", "fold"], sort=False)["test_mse"].mean().unstack("fold")
-        per_fold = {str(model): errors.loc[model].to_numpy() for model in errors.index}
+    own = errors["forecaster"] == errors["network"]
+    for (_, gap), group in errors.groupby(["point", "gap"], sort=False):
+        networks = group[own.loc[group.index]]
+        mse = networks.groupby(["model", "fold"], sort=False)["mse"].mean().unstack("fold")
+        per_fold = {str(model): mse.loc[model].to_numpy() for model in mse.index}
         models = list(per_fold)
-        first_trial = group[group["model"] == models[0]].groupby("fold").first()
-        for column in baseline_columns:
-            if first_trial[column].notna().all():
-                per_fold[column.removesuffix(".mse")] = first_trial[column].to_numpy()
+        # A baseline's forecasts depend on the data alone: the first trial's serve.
+        first = networks.loc[networks["model"] == models[0], "trial"].iloc[0]
+        baselines = group[~own.loc[group.index] & (group["trial"] == first)]
+        for forecaster, scored in baselines.groupby("forecaster", sort=False):
+            per_fold[str(forecaster)] = scored.sort_values("fold")["mse"].to_numpy()
         others = list(per_fold)
         for index, model in enumerate(models):
             for other in others[index + 1 :]:

@@ -21,7 +21,6 @@ from mlflow.exceptions import MlflowException
 from forecast.config import ExperimentConfig, build_config
 from forecast.evaluation import (
     METRICS,
-    is_baseline_mse,
     paired_by_fold,
     per_series,
     score_forecasts,
@@ -142,7 +141,8 @@ class Results:
             direction = sweep.direction or SEARCH_METRICS[sweep.metric]
             space = list(sweep.space)
             return best_trials(finished, sweep.metric, direction, space, self.kind.ratio)
-        return summarize(self.trials, tuple(metrics or self.config.evaluation.metrics))
+        metrics = tuple(metrics or self.config.evaluation.metrics)
+        return summarize(self.trials, self._forecaster_scores, metrics)
 
     def paired(self) -> pd.DataFrame | None:
         """A backtest's models compared fold by fold with each other and with every baseline
@@ -153,22 +153,11 @@ class Results:
         if not len(self.forecasts):  # every trial failed: nothing to pair
             return pd.DataFrame()
         by = ["trial", "fold", "forecaster"]
-        mse = score_forecasts(self.forecasts, self.scales, by, ("mse",)).set_index(by)["value"]
-        rows = []
-        for _, trial in self.trials[self.trials["state"] != "failed"].iterrows():
-            for fold, errors in mse.loc[trial["trial"]].groupby(level="fold"):
-                errors = errors.droplevel("fold")
-                row = {key: trial[key] for key in ("model", "point", "gap", "seed")}
-                row.update({"fold": fold, "test_mse": errors[trial["network"]]})
-                row.update(
-                    {
-                        f"{name}.mse": value
-                        for name, value in errors.items()
-                        if name != trial["network"]
-                    }
-                )
-                rows.append(row)
-        return paired_by_fold(pd.DataFrame(rows))
+        mse = score_forecasts(self.forecasts, self.scales, by, ("mse",))
+        identity = ["trial", "model", "network", "point", "gap", "seed"]
+        finished = self.trials.loc[self.trials["state"] != "failed", identity]
+        errors = mse.merge(finished, on="trial").rename(columns={"value": "mse"})
+        return paired_by_fold(errors)
 
     def per_series(self, metrics: list[str] | None = None) -> pd.DataFrame:
         """A panel's models and baselines series by series, with ``metrics`` as
@@ -176,7 +165,22 @@ class Results:
         series."""
         if self.kind.data != "panel":
             return pd.DataFrame()
-        return per_series(self.trials, tuple(metrics or self.config.evaluation.metrics))
+        metrics = tuple(metrics or self.config.evaluation.metrics)
+        return per_series(self.trials, self._forecaster_scores, metrics)
+
+    @functools.cached_property
+    def _forecaster_scores(self) -> pd.DataFrame:
+        """A series' forecasters' scores as the summaries read them: every metric per trial and
+        fold, pooled over the series (``series`` ``""``) and, for a panel, each series'."""
+        if not self.kind.forecasts_series or not len(self.forecasts):
+            return pd.DataFrame(columns=["trial", "forecaster", "series", "fold", "metric"])
+        quantiles = self.config.train.quantiles if self.config.train.loss == "quantile" else None
+        by = ["trial", "forecaster", "fold"]
+        pooled = score_forecasts(self.forecasts, self.scales, by, METRICS, quantiles)
+        pooled = pooled.assign(series="")
+        if self.kind.data != "panel":
+            return pooled
+        return pd.concat([pooled, self.scores], ignore_index=True)
 
 
 def load(run_or_experiment: str, tracking_uri: str | None = None) -> Results:
@@ -401,28 +405,6 @@ def best_trials(
     best = best.sort_values(["pruned", metric], ascending=[True, direction == "minimize"])
     best = best.drop(columns="pruned").head(limit)
     return best.rename(columns={"search_trial": "trial"}).reset_index(drop=True)
-
-
-def trial_folds(uri: str, run_id: str) -> list[dict[str, float]]:
-    """A backtest trial's test metrics per fold, from the steps 0 .. K-1 of its metric
-    histories (step K holds the means over folds); [] for a trial of one fold."""
-    client = MlflowClient(uri)
-    metrics = client.get_run(run_id).data.metrics
-    # The MSEs are what fold-by-fold comparisons need (the network's test_mse, each baseline's
-    # <name>.mse); the histories of others are not read.
-    keys = [
-        key
-        for key in metrics
-        if (key == "test_mse" or is_baseline_mse(key)) and f"{key}_ci95" in metrics
-    ]
-    folds: dict[int, dict[str, float]] = {}
-    for key in keys:
-        history = client.get_metric_history(run_id, key)
-        last_step = max(entry.step for entry in history)
-        for entry in history:
-            if entry.step < last_step:
-                folds.setdefault(entry.step, {})[key] = entry.value
-    return [folds[step] for step in sorted(folds)]
 
 
 def trial_flow(uri: str, run_id: str) -> dict[str, list[float]]:

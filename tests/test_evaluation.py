@@ -24,6 +24,18 @@ def test_score_matches_sklearn_and_the_mean_baseline():
     assert perfect["solved"] == 1.0
 
 
+def score_rows(table: dict[tuple[str, str, str], dict[str, float]]) -> pd.DataFrame:
+    """A scores table as forecast.evaluation.score_forecasts gives it (one fold), from
+    ``{(trial, forecaster, series): {metric: value}}``."""
+    return pd.DataFrame(
+        [
+            {"trial": t, "forecaster": f, "series": s, "fold": 0, "metric": m, "value": v}
+            for (t, f, s), metrics in table.items()
+            for m, v in metrics.items()
+        ]
+    )
+
+
 def test_summary_and_max_solved_gap():
     trials = pd.DataFrame(
         {
@@ -192,28 +204,30 @@ def test_comparison_table_gives_each_sweep_point_its_own_baseline_rows():
     row, model or baseline, has the same metrics."""
     trials = pd.DataFrame(
         {
+            "trial": ["t8", "t12"],
             "model": ["lstm [w=8]", "lstm [w=12]"],
+            "network": ["lstm", "lstm"],
             "point": ["w=8", "w=12"],
             "gap": [0, 0],
             "seed": [0, 0],
             "params": [9, 9],
             "train_seconds": [1.0, 1.0],
             "spec.ets": ["ETS(A,N,N)", "ETS(M,A,M)"],
-            "test_mse": [1.0, 2.0],
-            "test_mae": [0.8, 1.1],
-            "test_mase": [0.5, 0.6],
-            "mean.mse": [10.0, 20.0],
-            "mean.mae": [3.0, 4.0],
-            "mean.mase": [2.0, 3.0],
-            "naive.mse": [2.0, 4.0],
-            "naive.mae": [1.0, 1.5],
-            "naive.mase": [1.0, 1.0],
-            "ets.mse": [1.5, 2.5],
-            "ets.mae": [0.9, 1.2],
-            "ets.mase": [0.7, 0.8],
         }
     )
-    table = summarize(trials)
+    scores = score_rows(
+        {
+            ("t8", "lstm", ""): {"mse": 1.0, "mae": 0.8, "mase": 0.5},
+            ("t8", "mean", ""): {"mse": 10.0, "mae": 3.0, "mase": 2.0},
+            ("t8", "naive", ""): {"mse": 2.0, "mae": 1.0, "mase": 1.0},
+            ("t8", "ets", ""): {"mse": 1.5, "mae": 0.9, "mase": 0.7},
+            ("t12", "lstm", ""): {"mse": 2.0, "mae": 1.1, "mase": 0.6},
+            ("t12", "mean", ""): {"mse": 20.0, "mae": 4.0, "mase": 3.0},
+            ("t12", "naive", ""): {"mse": 4.0, "mae": 1.5, "mase": 1.0},
+            ("t12", "ets", ""): {"mse": 2.5, "mae": 1.2, "mase": 0.8},
+        }
+    )
+    table = summarize(trials, scores)
     assert list(table["model"]) == [
         "lstm [w=8]",
         "lstm [w=12]",
@@ -403,19 +417,12 @@ def test_paired_by_fold_sets_each_model_against_the_others_on_the_same_folds():
     persistence = [4.0, 4.0, 4.0]
     for model, errors in (("lstm", lstm), ("rnn", rnn)):
         for seed, per_fold in errors.items():
+            trial = {"trial": f"{model}{seed}", "model": model, "network": model}
+            trial.update({"point": "", "gap": 0, "seed": seed})
             for fold, mse in enumerate(per_fold):
-                rows.append(
-                    {
-                        "model": model,
-                        "point": "",
-                        "gap": 0,
-                        "seed": seed,
-                        "fold": fold,
-                        "test_mse": mse,
-                        "mean.mse": 8.0,
-                        "naive.mse": persistence[fold],
-                    }
-                )
+                own = {model: mse, "mean": 8.0, "naive": persistence[fold]}
+                for forecaster, value in own.items():
+                    rows.append({**trial, "fold": fold, "forecaster": forecaster, "mse": value})
     paired = paired_by_fold(pd.DataFrame(rows))
     assert list(zip(paired["model"], paired["versus"], strict=True)) == [
         ("lstm", "rnn"),
@@ -493,23 +500,29 @@ def test_per_series_averages_each_series_metrics_over_seeds():
 
     trials = pd.DataFrame(
         {
+            "trial": ["lstm0", "lstm1", "rnn0"],
             "model": ["lstm", "lstm", "rnn"],
+            "network": ["lstm", "lstm", "rnn"],
             "point": ["", "", ""],
             "gap": [0, 0, 0],
             "seed": [0, 1, 0],
-            "test_mse": [1.0, 2.0, 3.0],
-            "test_mase": [1.0, 2.0, 3.0],
-            "test_mse/a": [1.0, 3.0, 5.0],
-            "test_mse/b": [2.0, 4.0, 6.0],
-            "test_mae/a": [1.0, 1.0, 2.0],
-            "test_mae/b": [2.0, 2.0, 2.0],
-            "naive.mse/a": [2.0, 2.0, 2.0],
-            "naive.mse/b": [4.0, 4.0, 4.0],
-            "naive.mae/a": [1.5, 1.5, 1.5],
-            "naive.mae/b": [1.0, 1.0, 1.0],
         }
     )
-    table = per_series(trials)
+    pooled = {"lstm0": 1.0, "lstm1": 2.0, "rnn0": 3.0}
+    own = {  # (mse, mae) on series a and b
+        "lstm0": ((1.0, 1.0), (2.0, 2.0)),
+        "lstm1": ((3.0, 1.0), (4.0, 2.0)),
+        "rnn0": ((5.0, 2.0), (6.0, 2.0)),
+    }
+    table = {}
+    for trial, network in zip(trials["trial"], trials["network"], strict=True):
+        table[(trial, network, "")] = {"mse": pooled[trial], "mase": pooled[trial]}
+        for series, (mse, mae) in zip("ab", own[trial], strict=True):
+            table[(trial, network, series)] = {"mse": mse, "mae": mae}
+        table[(trial, "naive", "a")] = {"mse": 2.0, "mae": 1.5}
+        table[(trial, "naive", "b")] = {"mse": 4.0, "mae": 1.0}
+    scores = score_rows(table)
+    table = per_series(trials, scores)
     assert list(table.columns) == ["series", "model", "gap", "mae", "vs_naive"]
     assert table[["series", "model"]].values.tolist() == [
         ["a", "lstm"],
@@ -522,7 +535,7 @@ def test_per_series_averages_each_series_metrics_over_seeds():
     assert table["mae"].tolist() == [1.0, 2.0, 1.5, 2.0, 2.0, 1.0]
     # Per trial: its MSE over naive's on the series, then the mean over seeds.
     assert table["vs_naive"].tolist() == pytest.approx([1.0, 2.5, 1.0, 0.75, 1.5, 1.0])
-    assert per_series(trials.drop(columns=[c for c in trials if "/" in c])).empty
+    assert per_series(trials, scores[scores["series"] == ""]).empty
 
 
 def test_every_baseline_gets_an_interval_calibrated_on_the_validation_windows():
