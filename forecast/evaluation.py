@@ -168,10 +168,7 @@ def interval_errors(
         "interval_score": (width + penalty) / scale[0],
     }
     if quantile_forecasts is not None:
-        levels = np.asarray(quantiles)
-        residuals = truth[..., None] - quantile_forecasts
-        pinball = np.maximum(levels * residuals, (levels - 1) * residuals)
-        errors["pinball"] = pinball.sum(axis=-1)
+        errors["pinball"] = pinball_errors(quantile_forecasts, truth, quantiles).sum(axis=-1)
         errors["magnitude"] = np.abs(truth)
     return errors
 
@@ -392,13 +389,17 @@ def trivial_loss(
     return float(np.mean((targets - train_targets.mean(axis=0)) ** 2))
 
 
-def pinball_loss(forecasts: np.ndarray, truth: np.ndarray, quantiles: list[float]) -> float:
-    """The pinball loss of quantile ``forecasts`` (``truth``'s shape plus one axis of
-    ``quantiles``), averaged over quantiles and every target: for quantile q and error
-    e = truth - forecast, ``max(q e, (q - 1) e)``."""
+def pinball_errors(forecasts: np.ndarray, truth: np.ndarray, quantiles: list[float]) -> np.ndarray:
+    """The pinball loss of each of quantile ``forecasts`` (``truth``'s shape plus one axis of
+    ``quantiles``): for quantile q and error e = truth - forecast, ``max(q e, (q - 1) e)``."""
     levels = np.asarray(quantiles)
     errors = truth[..., None] - forecasts
-    return float(np.mean(np.maximum(levels * errors, (levels - 1) * errors)))
+    return np.maximum(levels * errors, (levels - 1) * errors)
+
+
+def pinball_loss(forecasts: np.ndarray, truth: np.ndarray, quantiles: list[float]) -> float:
+    """:func:`pinball_errors` averaged over quantiles and every target."""
+    return float(np.mean(pinball_errors(forecasts, truth, quantiles)))
 
 
 def classification_score(
@@ -545,7 +546,7 @@ def summarize(
     columns["solved"] = ("solved", "sum")
     if "effective_memory" in trials:  # not in sweeps logged before it was measured
         columns["effective_memory"] = ("effective_memory", "mean")
-    columns.update(params=("params", "first"), train_seconds=("train_seconds", "mean"))
+    columns.update(weights=("weights", "first"), train_seconds=("train_seconds", "mean"))
     summary = trials.groupby(["model", "gap"], sort=False).agg(**columns).reset_index()
     if summary["seeds"].max() > 1:
         intervals = seed_intervals(trials)
@@ -563,10 +564,10 @@ def _series_summary(
     pooled = results[results["series"] == ""]
     summary = _metric_means(pooled, ["model", "kind", "point", "gap"], metrics)
     cost = trials.groupby(["model", "gap"], sort=False).agg(
-        params=("params", "first"), train_seconds=("train_seconds", "mean")
+        weights=("weights", "first"), train_seconds=("train_seconds", "mean")
     )
     index = pd.MultiIndex.from_frame(summary[["model", "gap"]])
-    summary["params"] = cost["params"].reindex(index).fillna(0).astype(int).to_numpy()
+    summary["weights"] = cost["weights"].reindex(index).fillna(0).astype(int).to_numpy()
     summary["train_seconds"] = cost["train_seconds"].reindex(index).fillna(0.0).to_numpy()
     first = trials.drop_duplicates(["point", "gap"]).set_index(["point", "gap"])
     specifications = []

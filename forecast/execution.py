@@ -94,7 +94,7 @@ def execute_trial(
         if lost is not None:
             raise lost from None
         nan = float("nan")
-        failed = {"state": "failed", "params": nan, "test_mse": nan, "mse_ratio": nan}
+        failed = {"state": "failed", "weights": nan, "test_mse": nan, "mse_ratio": nan}
         row = {**row, **failed, "solved": 0.0, "train_seconds": nan}
         failure = one_line(error)
         return TrialReport(row, {}, run_id, failure, run_name=trial.run_name)
@@ -104,7 +104,7 @@ def execute_trial(
         if outcome.history.get(key):
             last_epoch[key] = outcome.history[key][-1]
     state = "pruned" if outcome.pruned_at else "complete"
-    row = {**row, "state": state, "params": outcome.model.count_params()}
+    row = {**row, "state": state, "weights": outcome.model.count_params()}
     row.update({**specifications, **last_epoch})
     row.update(outcome.metrics)
     return TrialReport(

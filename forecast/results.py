@@ -76,8 +76,9 @@ class Results:
     - ``trials``: one row per trial: ``trial`` (its id, the name of its MLflow run),
       ``model`` (with its sweep point), ``network`` (the model's name, its forecaster's in
       ``forecasts``), ``point``, ``gap``, ``seed``, ``state`` (``complete``,
-      ``pruned`` or ``failed``), ``params`` (its weights), its headline metrics as MLflow
-      names them, ``train_seconds``, ``run_id`` and, for a search, the sampled values.
+      ``pruned`` or ``failed``), ``weights`` (how many the model has), its headline metrics
+      as MLflow names them, ``train_seconds``, ``run_id`` and, for a search, the sampled
+      values.
     - ``forecasts``: every forecaster's test forecasts, the networks' and the baselines' alike,
       one row per (``trial``, ``forecaster``, ``series``, ``target``, ``fold``, ``origin``,
       ``step``) with the ``time`` forecast, ``y``, ``yhat`` and the interval ``lo``-``hi`` of
@@ -318,7 +319,7 @@ def unfinished_sweep(uri: str, experiment_id: str, sweep_hash: str) -> str | Non
 
 def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.DataFrame:
     """The per-trial table of one sweep, rebuilt from its child runs: ``model`` (with its sweep
-    point), ``point``, ``gap``, ``seed``, ``params`` (the parameter count), for an Optuna
+    point), ``point``, ``gap``, ``seed``, ``weights`` (the parameter count), for an Optuna
     search ``search_trial`` and each sampled key, every metric the trial logged (its last
     value), then ``status``, ``run_id``, ``trial_hash`` and ``trial_state`` (complete or
     pruned, once finished).
@@ -360,7 +361,7 @@ def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.D
                 "point": point,
                 "gap": int(params["gap"]),
                 "seed": int(params["seed"]),
-                "params": int(params["parameters"]) if "parameters" in params else float("nan"),
+                "weights": int(params["parameters"]) if "parameters" in params else float("nan"),
                 **{key: value for key, value in params.items() if key.startswith("spec.")},
                 **searched,
                 **metrics,

@@ -354,7 +354,7 @@ class OptunaSearch:
             f"{settings.storage}{resuming}"
         )
         execute = functools.partial(
-            search_trial, settings=settings, template=self.template, context=context
+            run_search_slot, settings=settings, template=self.template, context=context
         )
         # (Its slots are not trials yet: the trial they sample from tells what they set up.)
         return Work(slots, slots, execute, [self.template])
@@ -429,7 +429,7 @@ class SearchSlot:
         return f"search trial {self.number}"
 
 
-def search_trial(
+def run_search_slot(
     slot: SearchSlot,
     settings: SearchSettings,
     template: Trial,
@@ -447,7 +447,7 @@ def search_trial(
     number = origin(asked)
     sampled = sample(asked, settings.space)
     try:
-        sampled, point = resolve_point(template.config, sampled)
+        sampled, config = resolve_point(template.config, sampled)
     except ConfigError as error:  # a combination of values the plan's probes did not meet
         study.tell(asked, state=TrialState.FAIL)
         label = f"#{number} {point_label(sampled)}"
@@ -470,10 +470,10 @@ def search_trial(
             run_name=run_name,
         )
     # The series' folds the plan prepared serve every point that leaves the data as it is.
-    prepared = template.prepared if point.data == template.config.data else None
+    prepared = template.prepared if config.data == template.config.data else None
     trial = Trial(
-        point,
-        point.models[0],
+        config,
+        config.models[0],
         template.gap,
         template.seed,
         f"#{number} {point_label(sampled)}",

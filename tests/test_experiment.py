@@ -50,7 +50,7 @@ def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
         "mse_ratio",
         "solved",
         "effective_memory",
-        "params",
+        "weights",
         "train_seconds",
     ]
     assert [row.split()[:2] for row in table[1:]] == [
@@ -196,7 +196,7 @@ def test_a_categorical_task_is_scored_on_cross_entropy_against_its_memoryless_ba
         "cross_entropy_ratio",
         "solved",
         "effective_memory",
-        "params",
+        "weights",
         "train_seconds",
     ]
     assert [row.split()[0] for row in table[1:]] == ["rnn", "lstm", "lstm_chrono"]
