@@ -433,12 +433,6 @@ def classification_score(
     }
 
 
-def ratio_column(trials: pd.DataFrame) -> str:
-    """The column holding each trial's loss over its trivial baseline's: ``mse_ratio``, or
-    ``cross_entropy_ratio`` for a categorical task."""
-    return "cross_entropy_ratio" if "cross_entropy_ratio" in trials else "mse_ratio"
-
-
 def results_table(trials: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     """The long table every report of a series reads: one row per (model, point, gap, seed,
     series, metric) with its ``value``, the mean over backtest folds of the forecasters'
@@ -516,15 +510,16 @@ def summarize(
     trials: pd.DataFrame,
     scores: pd.DataFrame | None = None,
     metrics: tuple[str, ...] = DEFAULT_METRICS,
+    ratio: str = "mse_ratio",
 ) -> pd.DataFrame:
     """The table a sweep is read by, for the runner's summary and ``forecast compare`` alike:
     one row per (model, gap), means over seeds.
 
-    For a synthetic task: ``mse_ratio`` (to the trivial baseline), its 95% interval half-width
-    ``ratio_ci95`` over several seeds, and ``solved`` (seeds at or under the threshold); for a
-    categorical task ``test_cross_entropy``, ``test_accuracy`` and ``cross_entropy_ratio``
-    instead of ``test_mse`` and ``mse_ratio``; then ``effective_memory`` (steps, see
-    :func:`effective_memory`).
+    For a synthetic task: its ``ratio`` (``mse_ratio`` to the trivial baseline), its 95%
+    interval half-width ``ratio_ci95`` over several seeds, and ``solved`` (seeds at or under the
+    threshold); for a categorical task (``ratio`` ``cross_entropy_ratio``) its
+    ``test_cross_entropy`` and ``test_accuracy`` instead of ``test_mse``; then
+    ``effective_memory`` (steps, see :func:`effective_memory`).
 
     For a series (its forecasters' ``scores``, see :func:`results_table`): the model rows,
     then every baseline forecaster's row per sweep point and gap, each with ``metrics`` (those
@@ -535,7 +530,8 @@ def summarize(
     results = results_table(trials, scores) if scores is not None else ()
     if len(results):
         return _series_summary(trials, results, metrics)
-    ratio = ratio_column(trials)
+    if ratio not in trials:  # a series' trials that all failed before they were scored
+        trials = trials.assign(**{ratio: np.nan})
     columns = {"seeds": ("seed", "count")}
     if ratio == "cross_entropy_ratio":
         columns["test_cross_entropy"] = ("test_cross_entropy", "mean")
@@ -549,7 +545,7 @@ def summarize(
     columns.update(weights=("weights", "first"), train_seconds=("train_seconds", "mean"))
     summary = trials.groupby(["model", "gap"], sort=False).agg(**columns).reset_index()
     if summary["seeds"].max() > 1:
-        intervals = seed_intervals(trials)
+        intervals = seed_intervals(trials, ratio)
         position = summary.columns.get_loc(ratio) + 1
         summary.insert(position, "ratio_ci95", (intervals["high"] - intervals["mean_ratio"]).values)
     summary["solved"] = [
@@ -669,15 +665,17 @@ def paired_by_fold(errors: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def seed_intervals(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """Per (model, gap): mean ratio to the trivial baseline (:func:`ratio_column`) over seeds
-    and its Student-t confidence interval.
+def seed_intervals(
+    trials: pd.DataFrame, ratio: str = "mse_ratio", confidence: float = 0.95
+) -> pd.DataFrame:
+    """Per (model, gap): the mean over seeds of the ``ratio`` column (the loss over the trivial
+    baseline's: ``mse_ratio``, a categorical task's ``cross_entropy_ratio``) and its Student-t
+    confidence interval.
 
     Columns ``model``, ``gap``, ``seeds``, ``mean_ratio``, ``low``, ``high`` (the interval;
     equal to the mean for a single seed). Failed trials (NaN ratios) are left out.
     """
     rows = []
-    ratio = ratio_column(trials)
     for (model, gap), group in trials.groupby(["model", "gap"], sort=False):
         ratios = group[ratio].dropna().to_numpy()
         mean = float(ratios.mean()) if len(ratios) else float("nan")
@@ -695,10 +693,12 @@ def seed_intervals(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def max_solved_gap(trials: pd.DataFrame, solved_ratio: float = 0.1) -> dict[str, int]:
-    """Per model, the largest gap whose mean ratio to the trivial baseline over seeds is at most
-    ``solved_ratio`` (-1 when none)."""
-    intervals = seed_intervals(trials)
+def max_solved_gap(
+    trials: pd.DataFrame, solved_ratio: float = 0.1, ratio: str = "mse_ratio"
+) -> dict[str, int]:
+    """Per model, the largest gap whose mean ``ratio`` (see :func:`seed_intervals`) over seeds
+    is at most ``solved_ratio`` (-1 when none)."""
+    intervals = seed_intervals(trials, ratio)
     result = {}
     for model, rows in intervals.groupby("model", sort=False):
         gaps = rows.loc[rows["mean_ratio"] <= solved_ratio, "gap"]

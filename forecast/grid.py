@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from forecast import plots
 from forecast.config import ExperimentConfig
-from forecast.evaluation import max_solved_gap, ratio_column, seed_intervals
+from forecast.evaluation import max_solved_gap, seed_intervals
 from forecast.execution import TrialContext, Work, timed_trial
 from forecast.progress import solved_line
 from forecast.results import Results
@@ -76,11 +76,12 @@ class GridSweep:
         metrics, figures = {}, {}
         trials_table = found.trials
         if config.task is not None:
-            solved = max_solved_gap(trials_table, config.solved_ratio)
+            ratio = found.kind.ratio
+            solved = max_solved_gap(trials_table, config.solved_ratio, ratio)
             log(solved_line(solved))
             metrics = {f"max_solved_gap.{model}": gap for model, gap in solved.items()}
-            intervals = seed_intervals(trials_table)
-            loss = "MSE" if ratio_column(trials_table) == "mse_ratio" else "cross-entropy"
+            intervals = seed_intervals(trials_table, ratio)
+            loss = "MSE" if ratio == "mse_ratio" else "cross-entropy"
             figures["ratio_vs_gap.png"] = plots.ratio_vs_gap(
                 intervals, config.solved_ratio, name, loss
             )

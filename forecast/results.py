@@ -143,7 +143,7 @@ class Results:
             space = list(sweep.space)
             return best_trials(finished, sweep.metric, direction, space, self.kind.ratio)
         metrics = tuple(metrics or self.config.evaluation.metrics)
-        return summarize(self.trials, self._forecaster_scores, metrics)
+        return summarize(self.trials, self._forecaster_scores, metrics, self.kind.ratio)
 
     def paired(self) -> pd.DataFrame | None:
         """A backtest's models compared fold by fold with each other and with every baseline

@@ -80,17 +80,9 @@ def run_experiment(
     tracker = tracker or MLflowTracker(tracking_uri())
     check_backend(backend, workers, ray_address)
     multi_worker = config.train.strategy == "multi_worker"
-    if multi_worker and (backend != "local" or workers not in (None, 1, "auto")):
-        raise ConfigError(
-            "train.strategy=multi_worker: every process in TF_CONFIG runs the sweep together; "
-            "use the local backend with one worker"
-        )
     searching = config.sweep is not None and config.sweep.search == "optuna"
-    if multi_worker and searching:
-        raise ConfigError(
-            "train.strategy=multi_worker: an optuna search runs its trials apart; "
-            "use strategy default or mirrored"
-        )
+    if multi_worker:
+        _check_multi_worker(backend, workers, searching)
     # Before any other TensorFlow work: collective ops are configured at start-up.
     distribution = make_strategy(config.train.strategy) if multi_worker else None
     trials = plan_trials(config, log=lambda step: log(f"{name}: {step}"))
@@ -133,6 +125,21 @@ def run_experiment(
     sweep = run(tracker=MemoryTracker())
     uri = tracker.uri if isinstance(tracker, MLflowTracker) else None
     return dataclasses.replace(sweep, tracking_uri=uri, run_id=None)
+
+
+def _check_multi_worker(backend: str, workers: int | str | None, searching: bool) -> None:
+    """Refuse what a multi-worker sweep cannot do: every process in TF_CONFIG runs every trial
+    in step."""
+    if backend != "local" or workers not in (None, 1, "auto"):
+        raise ConfigError(
+            "train.strategy=multi_worker: every process in TF_CONFIG runs the sweep together; "
+            "use the local backend with one worker"
+        )
+    if searching:
+        raise ConfigError(
+            "train.strategy=multi_worker: an optuna search runs its trials apart; "
+            "use strategy default or mirrored"
+        )
 
 
 def _run_sweep(

@@ -62,7 +62,14 @@ from forecast.evaluation import (
 )
 from forecast.forecasters import baseline_forecasts, baseline_names
 from forecast.models import build_configured
-from forecast.training import Pruner, compile_model, make_loss, model_output_shape, train
+from forecast.training import (
+    Pruner,
+    TrainResult,
+    compile_model,
+    make_loss,
+    model_output_shape,
+    train,
+)
 
 GRADIENT_PROBE = 128  # test samples whose input gradients trace the gradient flow
 # A trial's fixed cost (building, evaluating, plotting) in time steps of sequence, for the
@@ -172,69 +179,22 @@ def run_trial(
     keras.utils.set_random_seed(seed)
     folds = make_folds(config, gap, seed, trial.prepared)
     refit = config.data is None or config.data.backtest.refit
-    # A series' model is trained again on train + validation for the epochs early stopping
-    # chose, so that the most recent data trains it (train.refit; a task's parts are exchangeable
-    # draws, none more recent).
-    # The multi-worker loop validates every epoch, so it does not refit.
-    retrain_on_all = (
-        config.data is not None and config.train.refit and config.train.strategy != "multi_worker"
-    )
     strategy = make_strategy(config.train.strategy)  # one per process, reused
 
     fold_metrics, drawn, forecasts, scales, train_seconds, pruned_at = [], [], [], [], 0.0, None
+    flow: dict[str, np.ndarray] = {}  # the first fold's
     specifications: dict[str, list[str]] = {}  # each automatic baseline's choice, per fold
     for index, (splits, series) in enumerate(folds):
         if index == 0 or refit:
-            model, gradient_flow = _fresh_model(trial, splits, strategy, reseed=index > 0)
-            if index == 0:  # the gradient flow of the first fold's model, before and after
-                probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])
-                flow = {"at init": gradient_flow(*probe)}
-            result = train(
-                model,
-                splits,
-                config.train,
-                seed,
-                list(callbacks),
-                _fold_backups(checkpoint_dir, index, len(folds)),
-                strategy,
-                compiled=strategy is None,  # by _traced_like
-                first_epoch=index * config.train.epochs,
-                pruner=pruner,
-            )
-            if result.failure is not None:
-                raise TrainingDiverged(result.failure)
-            pruned_at = pruned_at or result.pruned_at
-            train_seconds += result.seconds
-            if index == 0:
-                flow["trained"] = gradient_flow(*probe)
-            # A series' forecasts of windows the model did not train on calibrate its interval
-            # (before a refit trains it on them).
-            interval = None
-            if series is not None and config.evaluation.conformal:
-                val_outputs = _predict(model, splits.x_val, splits.y_val)
-                interval = conformal_widths(val_outputs, splits, series, config)
-            if retrain_on_all:
-                epochs = chosen_epochs(result.history, config.train)
-                model, _ = _fresh_model(trial, splits, strategy, reseed=True)
-                refitted = train(
-                    model,
-                    with_validation_in_training(splits),
-                    dataclasses.replace(
-                        config.train,
-                        epochs=epochs,
-                        early_stopping_patience=None,
-                    ),
-                    seed,
-                    strategy=strategy,
-                    compiled=strategy is None,
-                )
-                if refitted.failure is not None:
-                    raise TrainingDiverged(f"refitting: {refitted.failure}")
-                train_seconds += refitted.seconds
-        tested = _test_metrics(model, trial, splits, series, interval)
+            backups = _fold_backups(checkpoint_dir, index, len(folds))
+            fit = _fit_fold(trial, index, splits, series, strategy, callbacks, backups, pruner)
+            flow = fit.flow or flow
+            pruned_at = pruned_at or fit.result.pruned_at
+            train_seconds += fit.seconds
+        tested = _test_metrics(fit.model, trial, splits, series, fit.interval)
         metrics = tested.metrics
-        if retrain_on_all:
-            metrics["refit_epochs"] = float(epochs)
+        if fit.refit_epochs is not None:
+            metrics["refit_epochs"] = float(fit.refit_epochs)
         fold_metrics.append(metrics)
         drawn.append(tested.drawn)
         forecasts.append(tested.forecasts.assign(fold=index))
@@ -248,27 +208,13 @@ def run_trial(
     figures = {"gradient_flow.png": plots.gradient_flow(flow)}
     if drawn[0] is not None:
         figures.update(_forecast_figures(drawn, [series for _, series in folds]))
-    # The first layer sees the inputs themselves. Ours report their gates (as may a user's,
-    # with the same method); a layer without gates, or one that cannot report them, is not drawn.
-    first = model.layers[0]
-    if hasattr(first, "gate_activations"):
-        activations = first.gate_activations(splits.x_test[:1])  # plots.gates shows one sample
-        if plots.gate_names(activations):
-            # Only a task's gap lies inside the input window; a series' gap follows it.
-            figures["gates.png"] = plots.gates(
-                activations, gap if series is None else 0, layer=type(first).__name__
-            )
+    figures.update(_gate_figure(fit.model, splits, gap if series is None else 0))
     if series is not None:  # what the logged model forecasts with
-        transform = series.transform
-        if config.train.loss == "quantile":  # a column per quantile
-            transform = transform.with_quantiles(config.train.quantiles)
-        if interval is not None:  # the last fold's calibrated interval
-            transform = transform.with_interval(*interval)
-        series = dataclasses.replace(series, transform=transform)
+        series = _serving_series(series, config, fit.interval)
     return TrialOutcome(
-        model,
+        fit.model,
         splits,
-        result.history,
+        fit.result.history,
         metrics,
         flow,
         figures,
@@ -280,6 +226,107 @@ def run_trial(
         pd.concat(scales, ignore_index=True),
         pruned_at,
     )
+
+
+@dataclass(frozen=True)
+class FoldFit:
+    """A model trained on one fold's past, as :func:`_fit_fold` returns it."""
+
+    model: keras.Model  # the one to test: refitted on train + validation where configured
+    result: TrainResult  # its training (before any refit)
+    interval: tuple[np.ndarray, np.ndarray] | None  # a series' conformal widths, if calibrated
+    refit_epochs: int | None  # the epochs a refit on train + validation ran
+    seconds: float  # training and refitting
+    flow: dict[str, np.ndarray]  # the first fold's gradient flow, "at init" and "trained"
+
+
+def _fit_fold(
+    trial: Trial,
+    index: int,
+    splits: Splits,
+    series: SeriesData | None,
+    strategy: object,
+    callbacks: Sequence[keras.callbacks.Callback],
+    backups: Path | None,
+    pruner: Pruner | None,
+) -> FoldFit:
+    """Train a fresh model on fold ``index``'s past; calibrate a series' interval on the
+    validation windows it did not train on; then, for a series with ``train.refit``, train a
+    fresh one on train + validation for the epochs early stopping chose, so that the most
+    recent data trains it (a task's parts are exchangeable draws, none more recent)."""
+    config, seed = trial.config, trial.seed
+    # The multi-worker loop validates every epoch, so it does not refit.
+    multi_worker = config.train.strategy == "multi_worker"
+    retrain_on_all = config.data is not None and config.train.refit and not multi_worker
+    model, gradient_flow = _fresh_model(trial, splits, strategy, reseed=index > 0)
+    flow = {}
+    probe = (splits.x_test[:GRADIENT_PROBE], splits.y_test[:GRADIENT_PROBE])
+    if index == 0:  # the gradient flow of the first fold's model, before and after
+        flow["at init"] = gradient_flow(*probe)
+    result = train(
+        model,
+        splits,
+        config.train,
+        seed,
+        list(callbacks),
+        backups,
+        strategy,
+        compiled=strategy is None,  # by _traced_like
+        first_epoch=index * config.train.epochs,
+        pruner=pruner,
+    )
+    if result.failure is not None:
+        raise TrainingDiverged(result.failure)
+    if index == 0:
+        flow["trained"] = gradient_flow(*probe)
+    # Forecasts of windows the model did not train on calibrate its interval (before a refit
+    # trains it on them).
+    interval = None
+    if series is not None and config.evaluation.conformal:
+        val_outputs = _predict(model, splits.x_val, splits.y_val)
+        interval = conformal_widths(val_outputs, splits, series, config)
+    seconds, epochs = result.seconds, None
+    if retrain_on_all:
+        epochs = chosen_epochs(result.history, config.train)
+        model, _ = _fresh_model(trial, splits, strategy, reseed=True)
+        refit = dataclasses.replace(config.train, epochs=epochs, early_stopping_patience=None)
+        refitted = train(
+            model,
+            with_validation_in_training(splits),
+            refit,
+            seed,
+            strategy=strategy,
+            compiled=strategy is None,
+        )
+        if refitted.failure is not None:
+            raise TrainingDiverged(f"refitting: {refitted.failure}")
+        seconds += refitted.seconds
+    return FoldFit(model, result, interval, epochs, seconds, flow)
+
+
+def _gate_figure(model: keras.Model, splits: Splits, gap: int) -> dict[str, Figure]:
+    """``gates.png``: the first layer's gates on one test sample, where the layer reports them
+    (ours do, as may a user's, with the same method); ``gap``: where it lies in the input."""
+    first = model.layers[0]
+    if not hasattr(first, "gate_activations"):
+        return {}
+    activations = first.gate_activations(splits.x_test[:1])  # plots.gates shows one sample
+    if not plots.gate_names(activations):
+        return {}
+    return {"gates.png": plots.gates(activations, gap, layer=type(first).__name__)}
+
+
+def _serving_series(
+    series: SeriesData, config: ExperimentConfig, interval: tuple[np.ndarray, np.ndarray] | None
+) -> SeriesData:
+    """The series as the logged model forecasts with it: a column per quantile of a quantile
+    model, and the last fold's calibrated interval."""
+    transform = series.transform
+    if config.train.loss == "quantile":
+        transform = transform.with_quantiles(config.train.quantiles)
+    if interval is not None:
+        transform = transform.with_interval(*interval)
+    return dataclasses.replace(series, transform=transform)
 
 
 def _forecast_figures(

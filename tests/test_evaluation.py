@@ -400,12 +400,12 @@ def test_summary_of_a_categorical_task_reads_its_cross_entropy_ratio():
             "train_seconds": [1.0, 1.0, 1.0, 1.0],
         }
     )
-    summary = summarize(trials)
+    summary = summarize(trials, ratio="cross_entropy_ratio")
     assert "test_mse" not in summary and "mse_ratio" not in summary
     assert list(summary["cross_entropy_ratio"]) == pytest.approx([0.075, 1.01])
     assert list(summary["solved"]) == ["2/2", "0/2"]
     assert "ratio_ci95" in summary
-    assert max_solved_gap(trials) == {"lstm": 50, "rnn": -1}
+    assert max_solved_gap(trials, ratio="cross_entropy_ratio") == {"lstm": 50, "rnn": -1}
 
 
 def test_paired_by_fold_sets_each_model_against_the_others_on_the_same_folds():
