@@ -229,45 +229,73 @@ def series_splits(
     check_calendar(calendar)
     features = list(feature_columns or [c for c in frame.columns if c not in future])
     targets = list(target_columns or features)
-    for column in [*features, *targets, *future]:
-        if column not in frame.columns:
-            raise DataError(missing_column("series", column, frame))
-    for column in future:
-        if column in targets or column in features:
-            # A target known over the horizon would be its own forecast; a past feature is
-            # read over the input window, which the covariates already are.
-            kind = "target" if column in targets else "feature"
-            raise DataError(f"future column {column!r} is also a {kind} column; name it once")
-
-    length = len(frame)
+    _check_columns(frame, features, targets, future)
     if bounds is None:
-        (bounds,) = fold_bounds(length, val_fraction, test_fraction)
+        (bounds,) = fold_bounds(len(frame), val_fraction, test_fraction)
+    scaled = _scaled(frame, features, targets, future, calendar, scaler, bounds["train"][1])
+    combined, covariates = scaled.values, scaled.covariates
+    arrays, offsets, origins = _windowed_parts(
+        combined, covariates, bounds, input_width, horizon, gap, stride, len(features), relative
+    )
+    splits = Splits(
+        *arrays["train"],
+        *arrays["val"],
+        *arrays["test"],
+        future_steps=horizon if covariates is not None else 0,
+    )
+    last_rows = frame.iloc[-input_width:]
+    if future:  # a request's shape: the history, then future rows with only covariates known
+        last_rows = frame.iloc[-(input_width + gap + horizon) :].copy()
+        unknown = [column for column in frame.columns if column not in future]
+        last_rows.iloc[input_width:, [frame.columns.get_loc(c) for c in unknown]] = np.nan
+    return SeriesData(
+        splits=splits,
+        target_scaler=scaled.target_scaler,
+        feature_columns=features,
+        target_columns=targets,
+        split_lengths=tuple(end - start for start, end in bounds.values()),
+        values=frame[targets].to_numpy(np.float64),
+        fit_end=bounds["val"][1],
+        gap=gap,
+        origins={part: origins[part] for part in ("val", "test")},
+        offsets={part: offsets[part] for part in ("val", "test")} if relative else None,
+        transform=SeriesTransform(
+            time_column=frame.index.name,
+            feature_columns=features,
+            target_columns=targets,
+            input_width=input_width,
+            gap=gap,
+            horizon=horizon,
+            relative=relative,
+            feature_scaler=scaled.feature_scaler,
+            target_scaler=scaled.target_scaler,
+            time_step=time_step(frame.index),
+            future_columns=future,
+            calendar=calendar,
+            future_scaler=scaled.future_scaler,
+        ),
+        last_rows=last_rows.reset_index(drop=frame.index.name is None),
+        times=frame.index.to_numpy(),
+    )
 
-    feature_scaler, target_scaler = make_scaler(scaler), make_scaler(scaler)
-    feature_values = frame[features].to_numpy(np.float64)
-    raw_targets = frame[targets].to_numpy(np.float64)
-    target_values = raw_targets
-    if feature_scaler is not None:
-        train_end = bounds["train"][1]
-        feature_scaler.fit(feature_values[:train_end])
-        target_scaler.fit(target_values[:train_end])
-        feature_values = feature_scaler.transform(feature_values)
-        target_values = target_scaler.transform(target_values)
-    combined = np.concatenate([feature_values, target_values], axis=1).astype(np.float32)
-    future_scaler = make_scaler(scaler) if future else None
-    covariates = None
-    if future or calendar:
-        future_values = frame[future].to_numpy(np.float64)
-        if future_scaler is not None:
-            future_values = future_scaler.fit(future_values[: bounds["train"][1]]).transform(
-                future_values
-            )
-        calendar_values = calendar_features(frame.index, calendar)
-        covariates = np.concatenate([future_values, calendar_values], axis=1).astype(np.float32)
-    target_index = list(range(len(features), len(features) + len(targets)))
 
+def _windowed_parts(
+    combined: np.ndarray,
+    covariates: np.ndarray | None,
+    bounds: dict[str, tuple[int, int]],
+    input_width: int,
+    horizon: int,
+    gap: int,
+    stride: int,
+    features: int,
+    relative: bool,
+) -> tuple[dict[str, tuple[Any, Any]], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Each part's windows over ``combined`` (its first ``features`` columns the inputs, the
+    rest the targets): its (inputs, targets), each window's last observed targets (what a
+    ``relative`` window is shifted by) and the index of its origin, the last input step."""
     arrays, offsets, origins = {}, {}, {}
-    feature_index = tuple(range(len(features)))
+    feature_index = tuple(range(features))
+    target_index = list(range(features, combined.shape[1]))
     # Where each part's windows start: the inputs and gap of its first target step before it.
     window_starts = {part: max(start - input_width - gap, 0) for part, (start, _) in bounds.items()}
     for part, (start, end) in bounds.items():
@@ -303,48 +331,63 @@ def series_splits(
                 np.asarray(windows.inputs), covariates[first:end], input_width, horizon, gap, stride
             )
             arrays[part] = (part_inputs, np.asarray(windows.targets))
-        offsets[part] = combined[starts + input_width - 1][:, None, len(features) :]
+        offsets[part] = combined[starts + input_width - 1][:, None, features:]
         origins[part] = starts + input_width - 1
-    splits = Splits(
-        *arrays["train"],
-        *arrays["val"],
-        *arrays["test"],
-        future_steps=horizon if covariates is not None else 0,
-    )
-    last_rows = frame.iloc[-input_width:]
-    if future:  # a request's shape: the history, then future rows with only covariates known
-        last_rows = frame.iloc[-(input_width + gap + horizon) :].copy()
-        unknown = [column for column in frame.columns if column not in future]
-        last_rows.iloc[input_width:, [frame.columns.get_loc(c) for c in unknown]] = np.nan
-    return SeriesData(
-        splits=splits,
-        target_scaler=target_scaler,
-        feature_columns=features,
-        target_columns=targets,
-        split_lengths=tuple(end - start for start, end in bounds.values()),
-        values=raw_targets,
-        fit_end=bounds["val"][1],
-        gap=gap,
-        origins={part: origins[part] for part in ("val", "test")},
-        offsets={part: offsets[part] for part in ("val", "test")} if relative else None,
-        transform=SeriesTransform(
-            time_column=frame.index.name,
-            feature_columns=features,
-            target_columns=targets,
-            input_width=input_width,
-            gap=gap,
-            horizon=horizon,
-            relative=relative,
-            feature_scaler=feature_scaler,
-            target_scaler=target_scaler,
-            time_step=time_step(frame.index),
-            future_columns=future,
-            calendar=calendar,
-            future_scaler=future_scaler,
-        ),
-        last_rows=last_rows.reset_index(drop=frame.index.name is None),
-        times=frame.index.to_numpy(),
-    )
+    return arrays, offsets, origins
+
+
+def _check_columns(
+    frame: pd.DataFrame, features: list[str], targets: list[str], future: list[str]
+) -> None:
+    """Every named column in ``frame``, and no future column also a feature or a target."""
+    for column in [*features, *targets, *future]:
+        if column not in frame.columns:
+            raise DataError(missing_column("series", column, frame))
+    for column in future:
+        if column in targets or column in features:
+            # A target known over the horizon would be its own forecast; a past feature is
+            # read over the input window, which the covariates already are.
+            kind = "target" if column in targets else "feature"
+            raise DataError(f"future column {column!r} is also a {kind} column; name it once")
+
+
+@dataclass(frozen=True)
+class ScaledSeries:
+    """A series' columns scaled on its train part, as :func:`series_splits` windows them."""
+
+    values: np.ndarray  # float32: the features, then the targets
+    covariates: np.ndarray | None  # float32: the future columns, then the calendar features
+    feature_scaler: Any
+    target_scaler: Any
+    future_scaler: Any
+
+
+def _scaled(
+    frame: pd.DataFrame,
+    features: list[str],
+    targets: list[str],
+    future: list[str],
+    calendar: list[str],
+    scaler: str,
+    train_end: int,
+) -> ScaledSeries:
+    """Fit ``scaler`` on the first ``train_end`` rows of each kind of column and scale them."""
+    feature_scaler, target_scaler = make_scaler(scaler), make_scaler(scaler)
+    feature_values = frame[features].to_numpy(np.float64)
+    target_values = frame[targets].to_numpy(np.float64)
+    if feature_scaler is not None:
+        feature_values = feature_scaler.fit(feature_values[:train_end]).transform(feature_values)
+        target_values = target_scaler.fit(target_values[:train_end]).transform(target_values)
+    values = np.concatenate([feature_values, target_values], axis=1).astype(np.float32)
+    future_scaler = make_scaler(scaler) if future else None
+    covariates = None
+    if future or calendar:
+        future_values = frame[future].to_numpy(np.float64)
+        if future_scaler is not None:
+            future_values = future_scaler.fit(future_values[:train_end]).transform(future_values)
+        calendar_values = calendar_features(frame.index, calendar)
+        covariates = np.concatenate([future_values, calendar_values], axis=1).astype(np.float32)
+    return ScaledSeries(values, covariates, feature_scaler, target_scaler, future_scaler)
 
 
 def backtest_splits(
