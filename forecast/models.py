@@ -77,15 +77,13 @@ def build_model(
     then, with ``series_count``, the series' index among that many, which a learned
     ``series_embedding``-dimensional embedding reads. They are cropped off the window's rows
     and, taken from the first row, given to the stack beside the window at every step (as
-    neuralforecast's RNN takes ``stat_exog``) and to the read-out beside the last state. The
-    read-out alone, as the horizon's covariates join it, was measured first: a linear read-out
-    can only add a per-series offset, while a series' attribute often changes its dynamics. On
-    ``static_covariates`` (AR(1) series whose coefficient is the static column, 2-step
-    windows; docs/results.md) the read-out alone left the MAE where it was without the column
-    (0.916 against 0.917); read at every step too, it fell to 0.846. Not the initial state: it
-    would need a projection per layer and per state shape (an LSTM's two), for any layer or
-    cell a user names, and the step inputs already carry the same information. A builder
-    gets these columns in its ``input_shape`` the same way.
+    neuralforecast's RNN takes ``stat_exog``) and to the read-out beside the last state: a
+    linear read-out alone can only add a per-series offset, while a series' attribute often
+    changes its dynamics (measured in docs/results.md, "Static covariates and series
+    identity"). Not the initial
+    state: it would need a projection per layer and per state shape (an LSTM's two), for any
+    layer or cell a user names. A builder gets these columns in its ``input_shape`` the same
+    way.
 
     Raises:
         ValueError: for an unknown ``layer`` or ``builder``, options they do not take, a class
