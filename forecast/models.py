@@ -80,10 +80,9 @@ def build_model(
     neuralforecast's RNN takes ``stat_exog``) and to the read-out beside the last state: a
     linear read-out alone can only add a per-series offset, while a series' attribute often
     changes its dynamics (measured in docs/results.md, "Static covariates and series
-    identity"). Not the initial
-    state: it would need a projection per layer and per state shape (an LSTM's two), for any
-    layer or cell a user names. A builder gets these columns in its ``input_shape`` the same
-    way.
+    identity"). Not the initial state: it would need a projection per layer and per state shape
+    (an LSTM's two), for any layer or cell a user names. A builder gets these columns in its
+    ``input_shape`` the same way.
 
     Raises:
         ValueError: for an unknown ``layer`` or ``builder``, options they do not take, a class
