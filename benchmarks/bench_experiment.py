@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from forecast.cli import format_table
     from forecast.config import build_config, load_experiment, with_overrides
+    from forecast.mlflow_tracker import MLflowTracker
     from forecast.progress import solved_line
     from forecast.runner import run_experiment
-    from forecast.tracking import MLflowTracker
 
     name, new = load_experiment(args.experiment, args.overrides)
     old = build_config(with_overrides(new, {"train.give_up_epoch": None}), where="old way")

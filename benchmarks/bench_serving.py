@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow import MlflowClient
 
     from forecast.config import load_experiment
+    from forecast.mlflow_tracker import MLflowTracker
     from forecast.paths import datasets_dir
     from forecast.runner import run_experiment
-    from forecast.tracking import MLflowTracker
 
     with tempfile.TemporaryDirectory() as scratch:
         uri = f"sqlite:///{scratch}/mlflow.db"

@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from forecast.config import load_experiment
+    from forecast.mlflow_tracker import MLflowTracker
     from forecast.runner import run_experiment
-    from forecast.tracking import MLflowTracker
 
     name, config = load_experiment("sine_long_gap", SWEEP)
     rates, peak = {}, PeakWorkerMemory()

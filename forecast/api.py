@@ -72,7 +72,7 @@ def run(
 
     with native_start_up_filtered():
         from forecast.runner import run_experiment
-    from forecast.tracking import MLflowTracker
+    from forecast.mlflow_tracker import MLflowTracker
 
     tracker = tracker or MLflowTracker(tracking_uri or default_uri(), system_metrics)
     return run_experiment(

@@ -159,7 +159,7 @@ def _run(uri: str, args: argparse.Namespace) -> int:
     progress(f"{name}: loading TensorFlow and MLflow")
     with native_start_up_filtered():
         from forecast.runner import run_experiment
-    from forecast.tracking import MLflowTracker
+    from forecast.mlflow_tracker import MLflowTracker
     from forecast.ui import how_to_start, sweep_address
 
     tracker = MLflowTracker(uri, args.system_metrics)

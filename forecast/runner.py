@@ -24,6 +24,7 @@ from forecast.data import data_source
 from forecast.distributed import is_chief, make_strategy
 from forecast.execution import TrialContext, quiet_libraries
 from forecast.grid import GridSweep
+from forecast.mlflow_tracker import MLflowTracker
 from forecast.parallel import (
     auto_workers,
     check_backend,
@@ -40,7 +41,6 @@ from forecast.results import Kind, Results
 from forecast.search import OptunaSearch
 from forecast.signals import stop_signals
 from forecast.tracker import MemoryTracker, Tracker, TrialReport
-from forecast.tracking import MLflowTracker
 
 # Imported by each local worker process as it starts, before its first trial: what a trial of
 # either strategy runs.

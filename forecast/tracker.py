@@ -10,9 +10,9 @@ exception once the sweep's stop event is set (an interrupt that lands inside a l
 out as another exception), re-raised as KeyboardInterrupt; ``FAILED`` otherwise, with the
 reason, the exception re-raised.
 
-MLflow's tracker (:class:`forecast.tracking.MLflowTracker`) is the default. :class:`MemoryTracker`
-keeps everything in this process: for a notebook that wants the tables without a store, and for
-tests of a computation.
+MLflow's tracker (:class:`forecast.mlflow_tracker.MLflowTracker`) is the default.
+:class:`MemoryTracker` keeps everything in this process: for a notebook that wants the tables
+without a store, and for tests of a computation.
 """
 
 from __future__ import annotations

@@ -43,18 +43,16 @@ from mlflow.entities import (
 )
 from mlflow.exceptions import MlflowException
 
-from forecast.config import ConfigError, ExperimentConfig, one_line
-from forecast.data import WindowView, data_source
-from forecast.paths import checkpoints_dir, project_root
-from forecast.tracker import TrialReport
+from forecast.config import ConfigError, one_line
+from forecast.data import WindowView
+from forecast.paths import project_root
 
 if TYPE_CHECKING:  # the read side imports this module, and must not start TensorFlow
     import keras
     from matplotlib.figure import Figure
 
     from forecast.data import SeriesData
-    from forecast.results import Results
-    from forecast.trial import Trial, TrialOutcome
+    from forecast.trial import TrialOutcome
 
 
 class TrackingError(ConfigError):
@@ -492,6 +490,24 @@ def failure_reason(error: BaseException) -> str:
     return one_line(error)
 
 
+# A Keras history's names -> the metric names a trial's run shows.
+EPOCH_METRICS = {
+    "loss": "train_loss",
+    "val_loss": "val_loss",
+    "val_ratio": "val_ratio",
+    "accuracy": "train_accuracy",
+    "val_accuracy": "val_accuracy",
+}
+
+
+def log_epoch(run: RunRef, epoch: int, logs: dict[str, float]) -> None:
+    """An epoch's losses (Keras' ``logs``) on ``run`` at step ``epoch``: ``train_loss``,
+    ``val_loss`` and ``val_ratio`` (val_loss over the trivial baseline's; and a categorical
+    task's accuracies as ``train_accuracy`` and ``val_accuracy``)."""
+    names = EPOCH_METRICS
+    log_metrics(run, {names[k]: v for k, v in logs.items() if k in names}, step=epoch)
+
+
 def log_trial_outcome(
     run: RunRef, outcome: TrialOutcome, source: str, dataset_name: str, with_model: bool
 ) -> None:
@@ -518,10 +534,10 @@ def log_trial_outcome(
     if with_model:
         model_id = log_model(run, outcome.model, splits.x_test, outcome.series)
     for fold, metrics in enumerate(outcome.fold_metrics):
-        _log_metrics(run, metrics, step=fold)
+        log_metrics(run, metrics, step=fold)
     # Linked to the model, the metrics show in the UI's list of models, comparable there.
     headline_step = len(outcome.fold_metrics)
-    _log_metrics(run, outcome.metrics, headline_step, model_id=model_id, dataset=test_data)
+    log_metrics(run, outcome.metrics, headline_step, model_id=model_id, dataset=test_data)
     flow = {label: curve.tolist() for label, curve in outcome.flow.items()}
     run.client.log_dict(run.run_id, flow, "gradient_flow.json")
     log_forecasts(run, outcome.forecasts, outcome.scales)
@@ -707,7 +723,7 @@ def log_sweep_summary(
     """The sweep's tables (file name -> table: ``trials.csv``, ``summary.csv``, ...), metrics,
     figures and tags, on its run."""
     run.client.log_batch(run.run_id, tags=[RunTag(key, value) for key, value in tags.items()])
-    _log_metrics(run, metrics)
+    log_metrics(run, metrics)
     for path, figure in figures.items():
         log_figure(run, figure, path)
     for path, table in tables.items():
@@ -725,7 +741,7 @@ def log_params(run: RunRef, params: dict[str, Any]) -> None:
     run.client.log_batch(run.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
 
-def _log_metrics(
+def log_metrics(
     run: RunRef,
     metrics: dict[str, float],
     step: int = 0,
@@ -739,157 +755,3 @@ def _log_metrics(
         for key, value in metrics.items()
     ]
     run.client.log_batch(run.run_id, metrics=entries)
-
-
-@dataclass(frozen=True)
-class MLflowTracker:
-    """The default tracker (see :mod:`forecast.tracker`): one MLflow experiment per named
-    experiment in the store at ``uri``, one parent run per sweep, one child run per trial."""
-
-    uri: str
-    system_metrics: bool = False  # sample this machine's CPU and memory onto each sweep's run
-
-    @property
-    def label(self) -> str:
-        return f"MLflow at {self.uri}"
-
-    def check(self, backend: str, workers: int | None, nodes: int) -> None:
-        check_reachable(self.uri)
-        if nodes > 1 and is_local_store(self.uri):
-            raise ConfigError(
-                f"--backend ray: the cluster has {nodes} nodes, but MLflow logs to {self.uri} on "
-                "this machine only; set MLFLOW_TRACKING_URI to a server every node reaches"
-            )
-
-    def checkpoint_dir(self, name: str) -> Path:
-        return checkpoints_dir(name, self.uri)
-
-    @contextlib.contextmanager
-    def sweep(
-        self,
-        name: str,
-        config: ExperimentConfig,
-        params: dict[str, Any],
-        digest: str,
-        stop: threading.Event | None,
-        resume: bool = True,
-    ) -> Iterator[MLflowSweep]:
-        from forecast.results import unfinished_sweep  # the read side imports this module
-
-        experiment_id = use_experiment(self.uri, name)
-        resume_id = unfinished_sweep(self.uri, experiment_id, digest) if resume else None
-        config_dict = config.to_dict()
-        with parent_run(
-            self.uri,
-            experiment_id,
-            name,
-            config_dict,
-            params,
-            digest,
-            resume_id,
-            self.system_metrics,
-            stop,
-        ) as run:
-            yield MLflowSweep(self.uri, experiment_id, run.run_id, resumed=resume_id is not None)
-
-
-@dataclass(frozen=True)
-class MLflowSweep:
-    """A sweep's parent run; what a trial needs to record itself as its child, in any process."""
-
-    uri: str
-    experiment_id: str
-    id: str
-    resumed: bool = False
-
-    @property
-    def _run(self) -> RunRef:
-        return RunRef(MlflowClient(self.uri), self.experiment_id, self.id)
-
-    def finished_trials(self) -> dict[str, TrialReport]:
-        """The FINISHED trials of the interrupted sweep this run resumes, with their gradient
-        flows and forecasts read from their runs; its child runs still marked RUNNING are
-        marked KILLED first."""
-        from forecast.results import sweep_trials, trial_flow, trial_forecasts
-
-        if not self.resumed:
-            return {}
-        end_unfinished_trials(self.uri, self.id, "KILLED")
-        table = sweep_trials(self.uri, self.id, latest_only=False)
-        if not len(table):
-            return {}
-        finished = table[(table["status"] == "FINISHED") & (table["trial_hash"] != "")]
-        finished = finished.rename(columns={"run_name": "trial", "trial_state": "state"})
-        columns = [c for c in finished.columns if c not in ("status", "run_id", "trial_hash")]
-        reports = {}
-        for _, row in finished.iterrows():
-            forecasts, scales = trial_forecasts(self.uri, row["run_id"]) or (None, None)
-            flow = trial_flow(self.uri, row["run_id"])
-            reports[row["trial_hash"]] = TrialReport(
-                {key: row[key] for key in columns if pd.notna(row[key])},
-                {label: np.asarray(curve) for label, curve in flow.items()},
-                row["run_id"],
-                forecasts=forecasts,
-                scales=scales,
-                run_name=row["trial"],
-                trial_hash=row["trial_hash"],
-            )
-        return reports
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        log_params(self._run, params)
-
-    @contextlib.contextmanager
-    def trial(
-        self, trial: Trial, params: dict[str, Any], stop: threading.Event | None
-    ) -> Iterator[MLflowTrial]:
-        with trial_run(
-            self.uri,
-            self.experiment_id,
-            self.id,
-            trial.run_name,
-            params,
-            trial.config.to_dict(),
-            trial.digest,
-            stop,
-        ) as run:
-            yield MLflowTrial(run, trial, run.run_id)
-
-    def failure(self, error: BaseException) -> Exception | None:
-        return server_failure(error, self.uri)
-
-    def log_summary(
-        self,
-        results: Results,
-        tables: dict[str, pd.DataFrame],
-        metrics: dict[str, float],
-        figures: dict[str, Figure],
-    ) -> None:
-        tags = {"forecast.kind": results.kind.data}
-        log_sweep_summary(self._run, tables, metrics, figures, tags)
-
-
-@dataclass(frozen=True)
-class MLflowTrial:
-    """A trial's child run."""
-
-    run: RunRef
-    trial: Trial
-    id: str
-
-    def log_epoch(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        names = {
-            "loss": "train_loss",
-            "val_loss": "val_loss",
-            "val_ratio": "val_ratio",
-            "accuracy": "train_accuracy",
-            "val_accuracy": "val_accuracy",
-        }
-        logs = logs or {}
-        _log_metrics(self.run, {names[k]: v for k, v in logs.items() if k in names}, step=epoch)
-
-    def log_outcome(self, outcome: TrialOutcome) -> None:
-        trial = self.trial
-        source = data_source(trial.config)
-        dataset = f"{source}-gap{trial.gap}-seed{trial.seed}"
-        log_trial_outcome(self.run, outcome, source, dataset, trial.config.log_models)

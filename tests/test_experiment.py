@@ -112,7 +112,7 @@ def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
     assert main(["compare", "sine_long_gap", "--format", "csv"]) == 0
     rebuilt = capsys.readouterr().out.splitlines()
     assert rebuilt[0] == (
-        "model,gap,seeds,test_mse,mse_ratio,solved,effective_memory,params,train_seconds"
+        "model,gap,seeds,test_mse,mse_ratio,solved,effective_memory,weights,train_seconds"
     )
     assert [line.split(",")[:3] for line in rebuilt[1:]] == [
         [row.split()[0], row.split()[1], row.split()[2]] for row in table[1:]

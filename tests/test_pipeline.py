@@ -21,11 +21,11 @@ from forecast.cli import main
 from forecast.config import load_experiment
 from forecast.data import prepare
 from forecast.evaluation import effective_memory
+from forecast.mlflow_tracker import MLflowTracker, MLflowTrial
 from forecast.plan import plan_trials
 from forecast.progress import TrialTiming, eta_seconds, solved_line, trial_line
 from forecast.results import sweep_trials
 from forecast.tracker import TrialReport
-from forecast.tracking import MLflowTracker, MLflowTrial
 from forecast.trial import Trial
 from tests.test_experiment import SERIES_TINY, TINY
 from tests.test_remote_tracking import free_port, wait_until_healthy
