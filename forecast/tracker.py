@@ -51,7 +51,7 @@ class TrialReport:
     # None for a failed trial.
     forecasts: pd.DataFrame | None = None
     scales: pd.DataFrame | None = None
-    # For the ETA (see forecast.runner.timed_trial): the trial's seconds, and the process that
+    # For the ETA (see forecast.execution.timed_trial): the trial's seconds, and the process that
     # ran it (whose first trial pays its one-off costs).
     seconds: float = float("nan")
     process: int = 0

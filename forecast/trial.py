@@ -1,9 +1,9 @@
 """One trial, top to bottom: config -> splits -> model -> train -> test forecasts and metrics ->
 gradient flow and figures, returned as a :class:`TrialOutcome`.
 
-Nothing here records anything. The caller, at the edge (:func:`forecast.runner.execute_trial`),
-hands in a per-epoch logger as a Keras callback and records the outcome in MLflow, so a trial
-runs the same way in this process, in a worker process or as a Ray task.
+Nothing here records anything. The caller (:func:`forecast.execution.execute_trial`) hands in
+its tracker's per-epoch logger as a Keras callback and records the outcome, so a trial runs the
+same way in this process, in a worker process or as a Ray task.
 
 One thing outlives a trial: ``_TRACED``, this process's last few compiled models by what they
 compute. TensorFlow traces a model's training, prediction and gradient graphs on first use,
