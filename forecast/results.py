@@ -153,8 +153,9 @@ class Results:
             return None
         if not len(self.forecasts):  # every trial failed: nothing to pair
             return pd.DataFrame()
-        by = ["trial", "fold", "forecaster"]
-        mse = score_forecasts(self.forecasts, self.scales, by, ("mse",))
+        scores = self._forecaster_scores
+        mse = scores[(scores["metric"] == "mse") & (scores["series"] == "")]
+        mse = mse[["trial", "fold", "forecaster", "value"]]
         identity = ["trial", "model", "network", "point", "gap", "seed"]
         finished = self.trials.loc[self.trials["state"] != "failed", identity]
         errors = mse.merge(finished, on="trial").rename(columns={"value": "mse"})
@@ -174,7 +175,8 @@ class Results:
         """A series' forecasters' scores as the summaries read them: every metric per trial and
         fold, pooled over the series (``series`` ``""``) and, for a panel, each series'."""
         if not self.kind.forecasts_series or not len(self.forecasts):
-            return pd.DataFrame(columns=["trial", "forecaster", "series", "fold", "metric"])
+            columns = ["trial", "forecaster", "series", "fold", "metric", "value"]
+            return pd.DataFrame(columns=columns)
         quantiles = self.config.train.quantiles if self.config.train.loss == "quantile" else None
         by = ["trial", "forecaster", "fold"]
         pooled = score_forecasts(self.forecasts, self.scales, by, METRICS, quantiles)
