@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from forecast.config import (
     ConfigError,
     ExperimentConfig,
+    SweepConfig,
     build_config,
     require,
     validate,
@@ -122,18 +123,29 @@ def check_sweep(config: ExperimentConfig) -> None:
         f"sweep.search: must be grid or optuna, got {sweep.search!r}",
     )
     if sweep.search == "grid":
+        _check_grid(sweep)
+    else:
+        _check_search(config)
+
+
+def _check_grid(sweep: SweepConfig) -> None:
+    """A grid's values: a non-empty list under each key, no sampled space."""
+    require(
+        not sweep.space,
+        "sweep.space: a grid search samples nothing; set sweep.search: optuna to search it",
+    )
+    require(bool(sweep.grid), "sweep.grid: empty; list the values to try under their keys")
+    for key, values in sweep.grid.items():
+        require(key.split(".")[0] != "sweep", f"sweep.grid: cannot sweep {key!r} itself")
         require(
-            not sweep.space,
-            "sweep.space: a grid search samples nothing; set sweep.search: optuna to search it",
+            isinstance(values, list) and len(values) > 0,
+            f"sweep.grid.{key}: expected a non-empty list of values, got {values!r}",
         )
-        require(bool(sweep.grid), "sweep.grid: empty; list the values to try under their keys")
-        for key, values in sweep.grid.items():
-            require(key.split(".")[0] != "sweep", f"sweep.grid: cannot sweep {key!r} itself")
-            require(
-                isinstance(values, list) and len(values) > 0,
-                f"sweep.grid.{key}: expected a non-empty list of values, got {values!r}",
-            )
-        return
+
+
+def _check_search(config: ExperimentConfig) -> None:
+    """An Optuna search's space, sampler, pruner and metric, and its one model, gap and seed."""
+    sweep = config.sweep
     require(
         not sweep.grid,
         "sweep.grid: an optuna search samples every key from sweep.space; "
