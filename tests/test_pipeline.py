@@ -29,7 +29,7 @@ from forecast.tracker import TrialReport
 from forecast.trial import Trial
 from tests.test_experiment import SERIES_TINY, TINY
 from tests.test_remote_tracking import free_port, wait_until_healthy
-from tests.test_sweep import runs_in, set_args
+from tests.test_sweep import runs_in, set_args, wait_for_trials
 
 FORECAST = str(Path(sys.executable).parent / "forecast")
 
@@ -188,16 +188,8 @@ def test_sigterm_ends_the_sweep_killed_and_a_rerun_resumes_it(tracking_store, tm
     process = subprocess.Popen(
         command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    deadline = time.monotonic() + 180
     # Wait until one trial has finished and the next is running, then stop it as `kill` does.
-    while True:
-        statuses = sorted(
-            r.info.status for r in runs_in(tracking_store) if r.data.tags.get("mlflow.parentRunId")
-        )
-        if statuses.count("FINISHED") >= 1 and "RUNNING" in statuses:
-            break
-        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
-        time.sleep(0.2)
+    wait_for_trials(tracking_store, process, lambda s: "FINISHED" in s and "RUNNING" in s)
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 130, output
@@ -225,12 +217,7 @@ def test_sigterm_stops_worker_processes_and_ends_their_runs_killed(tracking_stor
     process = subprocess.Popen(
         command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    deadline = time.monotonic() + 180
-    while "RUNNING" not in [
-        r.info.status for r in runs_in(tracking_store) if r.data.tags.get("mlflow.parentRunId")
-    ]:
-        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
-        time.sleep(0.2)
+    wait_for_trials(tracking_store, process, lambda statuses: "RUNNING" in statuses)
     workers = psutil.Process(process.pid).children(recursive=True)
     assert workers
     process.send_signal(signal.SIGTERM)  # to the sweep's process only, as `kill PID` does
@@ -261,12 +248,7 @@ def test_ctrl_c_stops_trials_elsewhere_and_ends_their_runs_killed(where, trackin
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job has
     )
-    deadline = time.monotonic() + 240
-    while "RUNNING" not in [
-        r.info.status for r in runs_in(tracking_store) if r.data.tags.get("mlflow.parentRunId")
-    ]:
-        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
-        time.sleep(0.2)
+    wait_for_trials(tracking_store, process, lambda statuses: "RUNNING" in statuses, 240)
     os.killpg(process.pid, signal.SIGINT)
     output, _ = process.communicate(timeout=90)
     assert process.returncode == 130, output

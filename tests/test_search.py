@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import mlflow
 import optuna
@@ -25,6 +24,7 @@ from forecast.results import sweep_trials
 from forecast.sweep import Dimension, probe_overrides, search_space, sweep_points
 from forecast.training import GiveUp
 from tests.test_sweep import SMALL as SWEEP_SMALL
+from tests.test_sweep import runs_in, wait_for_trials
 
 FORECAST = os.path.join(os.path.dirname(sys.executable), "forecast")
 # test_sweep's small task, with one model (a search trains one) and no give-up rule (which
@@ -43,12 +43,6 @@ SPACE = (
 def search_args(*settings: str, space: str = SPACE) -> list[str]:
     sweep = ", ".join(["search: optuna", *settings, f"space: {space}"])
     return [arg for override in [*SMALL, f"sweep={{{sweep}}}"] for arg in ("--set", override)]
-
-
-def runs_in(store, experiment="sine_long_gap"):
-    client = MlflowClient(store)
-    found = client.get_experiment_by_name(experiment)
-    return [] if found is None else client.search_runs([found.experiment_id])
 
 
 def parent_and_children(store):
@@ -390,17 +384,7 @@ def test_a_search_in_worker_processes_resumes_after_a_kill(tracking_store, tmp_p
         text=True,
         start_new_session=True,  # its own process group, the workers in it
     )
-    deadline = time.monotonic() + 240
-    while True:
-        finished = [
-            r
-            for r in runs_in(tracking_store)
-            if r.data.tags.get("mlflow.parentRunId") and r.info.status == "FINISHED"
-        ]
-        if len(finished) >= 2:
-            break
-        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
-        time.sleep(0.2)
+    wait_for_trials(tracking_store, process, lambda s: s.count("FINISHED") >= 2, 240)
     os.killpg(process.pid, signal.SIGKILL)
     process.communicate(timeout=60)
     parent, _ = parent_and_children(tracking_store)

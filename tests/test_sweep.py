@@ -2,6 +2,7 @@
 searches: test_search.py)."""
 
 import contextlib
+import time
 
 import keras
 import mlflow
@@ -45,6 +46,20 @@ def runs_in(store, experiment="sine_long_gap"):
     client = MlflowClient(store)
     found = client.get_experiment_by_name(experiment)
     return [] if found is None else client.search_runs([found.experiment_id])
+
+
+def wait_for_trials(store, process, ready, seconds=180):
+    """Poll ``store`` until ``ready`` holds of its trial runs' statuses (a sorted list), while
+    the sweep's ``process`` runs; fail with its output if it ends first or time runs out."""
+    deadline = time.monotonic() + seconds
+    while True:
+        statuses = sorted(
+            r.info.status for r in runs_in(store) if r.data.tags.get("mlflow.parentRunId")
+        )
+        if ready(statuses):
+            return
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.2)
 
 
 def test_grid_points_resolve_every_key():
