@@ -115,84 +115,16 @@ def combine_series(
     first = next(iter(parts.values()))
     static_columns = list(static_columns or [])
     static_scaler = make_scaler(scaler) if static_columns else None
-    # Each series' constant columns: its scaled statics, then its index.
-    constant = {name: np.zeros(0, np.float32) for name in parts}
-    if static_columns:
-        table = np.stack([statics[name] for name in parts])
-        if static_scaler is not None:
-            # Across series: every series of the panel trains the model, so all are "train".
-            table = static_scaler.fit_transform(table)
-        constant = {name: row.astype(np.float32) for name, row in zip(parts, table, strict=True)}
-    if series_index:
-        constant = {
-            name: np.append(row, np.float32(index))
-            for index, (name, row) in enumerate(constant.items())
-        }
-    extra = len(next(iter(constant.values())))
+    constant = _constant_columns(parts, static_columns, statics, static_scaler, series_index)
     if first.splits.future_steps:
-        # Windows with future covariates are arrays (forecast.data.covariates): stacked, each
-        # series' constant columns on every row of its windows.
-        names = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
-        stacked = []
-        for n in names:
-            arrays = []
-            for name, part in parts.items():
-                array = getattr(part.splits, n)
-                if n.startswith("x_") and extra:
-                    fixed = np.broadcast_to(constant[name], (*array.shape[:2], extra))
-                    array = np.concatenate([array, fixed], axis=2)
-                arrays.append(array)
-            stacked.append(np.concatenate(arrays))
-        splits = Splits(*stacked, future_steps=first.splits.future_steps)
+        splits = _stacked_splits(parts, constant)
     else:
-        # The series are held once, one after another; each window keeps its start inside its own
-        # series (shifted by where that series begins), and each series' own parts are rebound to
-        # the joint array, so no series is held twice.
-        member_windows = {name: _part_windows(part.splits) for name, part in parts.items()}
-        joint = np.concatenate([windows[0].series for windows in member_windows.values()])
-        width = joint.shape[1]
-        if extra:  # a series' constant columns beside each of its steps
-            fixed = [
-                np.broadcast_to(constant[name], (len(windows[0].series), extra))
-                for name, windows in member_windows.items()
-            ]
-            joint = np.concatenate([joint, np.concatenate(fixed)], axis=1)
-        rebound, begin = {}, 0
-        for name, windows in member_windows.items():
-            rebound[name] = [
-                dataclasses.replace(part, series=joint, starts=part.starts + begin)
-                for part in windows
-            ]
-            begin += len(windows[0].series)
-        pooled = [
-            dataclasses.replace(
-                windows,
-                starts=np.concatenate([own[index].starts for own in rebound.values()]),
-                static_columns=tuple(range(width, width + extra)),
-            )
-            for index, windows in enumerate(next(iter(rebound.values())))
-        ]
-        splits = _splits_of(pooled)
-        parts = {
-            name: dataclasses.replace(part, splits=_splits_of(rebound[name]))
-            for name, part in parts.items()
-        }
+        splits, parts = _pooled_splits(parts, constant)
     splits = dataclasses.replace(
         splits,
         static_columns=len(static_columns),
         series_count=len(parts) if series_index else 0,
     )
-    last_rows = pd.concat(
-        [
-            part.last_rows.assign(
-                **dict(zip(static_columns, statics[name] if static_columns else [], strict=True)),
-                **{series_column: name},
-            )
-            for name, part in parts.items()
-        ]
-    )
-    others = [column for column in last_rows.columns if column != series_column]
-    last_rows = last_rows[[series_column, *others]].reset_index(drop=True)
     return SeriesData(
         splits=splits,
         target_scaler=None,
@@ -216,9 +148,109 @@ def combine_series(
             static_scaler=static_scaler,
             series_index=series_index,
         ),
-        last_rows=last_rows,
+        last_rows=_request_rows(parts, series_column, static_columns, statics),
         series=parts,
     )
+
+
+def _constant_columns(
+    parts: dict[str, SeriesData],
+    static_columns: list[str],
+    statics: dict[str, np.ndarray] | None,
+    static_scaler: Any,
+    series_index: bool,
+) -> dict[str, np.ndarray]:
+    """Each series' constant columns: its scaled statics, then, with ``series_index``, its
+    index among ``parts``."""
+    constant = {name: np.zeros(0, np.float32) for name in parts}
+    if static_columns:
+        table = np.stack([statics[name] for name in parts])
+        if static_scaler is not None:
+            # Across series: every series of the panel trains the model, so all are "train".
+            table = static_scaler.fit_transform(table)
+        constant = {name: row.astype(np.float32) for name, row in zip(parts, table, strict=True)}
+    if series_index:
+        constant = {
+            name: np.append(row, np.float32(index))
+            for index, (name, row) in enumerate(constant.items())
+        }
+    return constant
+
+
+def _stacked_splits(parts: dict[str, SeriesData], constant: dict[str, np.ndarray]) -> Splits:
+    """Windows with future covariates are arrays (forecast.data.covariates): stacked, each
+    series' constant columns on every row of its windows."""
+    extra = len(next(iter(constant.values())))
+    stacked = []
+    for split in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        arrays = []
+        for name, part in parts.items():
+            array = getattr(part.splits, split)
+            if split.startswith("x_") and extra:
+                fixed = np.broadcast_to(constant[name], (*array.shape[:2], extra))
+                array = np.concatenate([array, fixed], axis=2)
+            arrays.append(array)
+        stacked.append(np.concatenate(arrays))
+    return Splits(*stacked, future_steps=next(iter(parts.values())).splits.future_steps)
+
+
+def _pooled_splits(
+    parts: dict[str, SeriesData], constant: dict[str, np.ndarray]
+) -> tuple[Splits, dict[str, SeriesData]]:
+    """The series held once, one after another, with each series' constant columns beside each
+    of its steps: the panel's windows, each keeping its start inside its own series (shifted by
+    where that series begins), and each series with its own parts rebound to the joint array,
+    so that no series is held twice."""
+    extra = len(next(iter(constant.values())))
+    member_windows = {name: _part_windows(part.splits) for name, part in parts.items()}
+    joint = np.concatenate([windows[0].series for windows in member_windows.values()])
+    width = joint.shape[1]
+    if extra:
+        fixed = [
+            np.broadcast_to(constant[name], (len(windows[0].series), extra))
+            for name, windows in member_windows.items()
+        ]
+        joint = np.concatenate([joint, np.concatenate(fixed)], axis=1)
+    rebound, begin = {}, 0
+    for name, windows in member_windows.items():
+        rebound[name] = [
+            dataclasses.replace(part, series=joint, starts=part.starts + begin) for part in windows
+        ]
+        begin += len(windows[0].series)
+    pooled = [
+        dataclasses.replace(
+            windows,
+            starts=np.concatenate([own[index].starts for own in rebound.values()]),
+            static_columns=tuple(range(width, width + extra)),
+        )
+        for index, windows in enumerate(next(iter(rebound.values())))
+    ]
+    members = {
+        name: dataclasses.replace(part, splits=_splits_of(rebound[name]))
+        for name, part in parts.items()
+    }
+    return _splits_of(pooled), members
+
+
+def _request_rows(
+    parts: dict[str, SeriesData],
+    series_column: str,
+    static_columns: list[str],
+    statics: dict[str, np.ndarray] | None,
+) -> pd.DataFrame:
+    """Each series' last rows as a request to the logged model holds them: the series column
+    first, then the series' own columns and its static values."""
+    last_rows = pd.concat(
+        [
+            part.last_rows.assign(
+                **dict(zip(static_columns, statics[name] if static_columns else [], strict=True)),
+                **{series_column: name},
+            )
+            for name, part in parts.items()
+        ]
+    )
+    others = [column for column in last_rows.columns if column != series_column]
+    return last_rows[[series_column, *others]].reset_index(drop=True)
 
 
 def _part_windows(splits: Splits) -> list[Windows]:
