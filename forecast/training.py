@@ -199,26 +199,8 @@ def train(
     else:
         if backup_dir is not None:
             safety.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
-        train_data = to_dataset(
-            splits.x_train, splits.y_train, config.batch_size, shuffle=True, seed=seed
-        )
-        # Keras' BackupAndRestore leaves the restored epoch on the model (`_initial_epoch`, no
-        # public way to clear it), and every later `fit` of that model starts there: a model
-        # reused for the next trial (forecast.trial) would skip that trial's first epochs.
-        model._initial_epoch = None
-        history = model.fit(
-            train_data,
-            validation_data=(
-                to_dataset(splits.x_val, splits.y_val, config.batch_size)
-                if len(splits.x_val)
-                else None  # a refit on train + validation
-            ),
-            initial_epoch=first_epoch,
-            epochs=first_epoch + config.epochs,
-            shuffle=False,  # the training dataset reshuffles itself each epoch
-            callbacks=[*safety, *(callbacks or [])],
-            verbose=config.verbose,
-        ).history
+        callbacks = [*safety, *(callbacks or [])]
+        history = _fit(model, splits, config, seed, callbacks, first_epoch)
     seconds = time.perf_counter() - start
     if len(splits.x_val):  # the multi-worker loop's history holds the losses alone
         history.setdefault("val_ratio", ratio.ratios)
@@ -228,6 +210,37 @@ def train(
         failure = f"loss became {losses[-1]} at epoch {len(losses)}; training stopped"
     pruned_at = pruning.stopped_after if pruning is not None else None
     return TrainResult(history, seconds, failure, pruned_at)
+
+
+def _fit(
+    model: keras.Model,
+    splits: Splits,
+    config: TrainConfig,
+    seed: int,
+    callbacks: list[keras.callbacks.Callback],
+    first_epoch: int,
+) -> dict[str, list[float]]:
+    """Keras' ``fit`` on the splits' datasets, epochs ``first_epoch`` on; its history."""
+    train_data = to_dataset(
+        splits.x_train, splits.y_train, config.batch_size, shuffle=True, seed=seed
+    )
+    # Keras' BackupAndRestore leaves the restored epoch on the model (`_initial_epoch`, no
+    # public way to clear it), and every later `fit` of that model starts there: a model
+    # reused for the next trial (forecast.trial) would skip that trial's first epochs.
+    model._initial_epoch = None
+    return model.fit(
+        train_data,
+        validation_data=(
+            to_dataset(splits.x_val, splits.y_val, config.batch_size)
+            if len(splits.x_val)
+            else None  # a refit on train + validation
+        ),
+        initial_epoch=first_epoch,
+        epochs=first_epoch + config.epochs,
+        shuffle=False,  # the training dataset reshuffles itself each epoch
+        callbacks=callbacks,
+        verbose=config.verbose,
+    ).history
 
 
 class GiveUp:
