@@ -39,11 +39,13 @@ def collect(
     stop: threading.Event,
     name: str,
     processes: int,
+    ratio: str = "mse_ratio",
 ) -> dict[str, Finished]:
     """Trial hash -> report, as reports arrive, with a progress line for each (and, while
     none comes for :data:`HEARTBEAT_SECONDS`, a line saying how far the sweep is); raises
     KeyboardInterrupt between trials once ``stop`` is set. ``processes``: how many trials
-    run at once."""
+    run at once; ``ratio``: the column that measures a trial against its baseline
+    (forecast.results.Kind.ratio), which says what errors its line shows."""
     collected: dict[str, Finished] = {}
     timings: list[TrialTiming] = []
     processes_seen: set[int] = set()  # a process runs one trial at a time: its first report
@@ -70,6 +72,7 @@ def collect(
                     time.perf_counter() - start,
                     eta_seconds(timings, remaining, processes),
                     last=not remaining,
+                    ratio=ratio,
                 )
             )
     return collected
@@ -142,10 +145,16 @@ def eta_seconds(
 
 
 def trial_line(
-    prefix: str, report: Finished, elapsed: float, eta: float | None, last: bool = False
+    prefix: str,
+    report: Finished,
+    elapsed: float,
+    eta: float | None,
+    last: bool = False,
+    ratio: str = "mse_ratio",
 ) -> str:
-    """A trial's progress line: its errors (or its failure), its training time, the sweep's
-    elapsed time and ETA (``None``: no basis yet; none on the ``last`` trial's line)."""
+    """A trial's progress line: its errors (or its failure; see :func:`trial_errors` for
+    ``ratio``), its training time, the sweep's elapsed time and ETA (``None``: no basis yet;
+    none on the ``last`` trial's line)."""
     if report.failure is not None:
         return f"{prefix}: FAILED: {report.failure}"
     if last:
@@ -156,19 +165,21 @@ def trial_line(
         timing = f"elapsed {elapsed:.0f}s, ETA {eta:.0f}s"
     row = report.row
     pruned = f", pruned after epoch {report.pruned_at}" if report.pruned_at else ""
-    return f"{prefix}: {trial_errors(row)}, {row['train_seconds']:.1f}s{pruned} ({timing})"
+    errors = trial_errors(row, ratio)
+    return f"{prefix}: {errors}, {row['train_seconds']:.1f}s{pruned} ({timing})"
 
 
-def trial_errors(row: dict[str, Any]) -> str:
-    """A finished trial's headline errors: a series' forecasting errors (MAE, and MASE, scaled
-    by its naive forecast's in-sample error), a task's test loss and its ratio to the trivial
-    baseline's."""
-    if "cross_entropy_ratio" in row:
+def trial_errors(row: dict[str, Any], ratio: str = "mse_ratio") -> str:
+    """A finished trial's headline errors, by the column that measures it against its baseline
+    (``ratio``, forecast.results.Kind.ratio): a series' forecasting errors (``test_mase``: MAE,
+    and MASE, scaled by its naive forecast's in-sample error), a task's test loss and its
+    ratio to the trivial baseline's (``mse_ratio``, or ``cross_entropy_ratio``)."""
+    if ratio == "cross_entropy_ratio":
         return (
             f"test cross-entropy {row['test_cross_entropy']:.4g}, "
             f"ratio {row['cross_entropy_ratio']:.3f}"
         )
-    if "test_mase" in row:  # a series
+    if ratio == "test_mase":
         return f"test MAE {row['test_mae']:.4g}, MASE {row['test_mase']:.3f}"
     return f"test MSE {row['test_mse']:.4g}, ratio {row['mse_ratio']:.3f}"
 

@@ -205,7 +205,7 @@ def _run_sweep(
                 processes = workers or ray_cpus()
             # Closed before the parent run ends: the workers stop before it marks their runs.
             with contextlib.closing(reports):
-                collected = collect(reports, work.pending, log, stop, name, processes)
+                collected = collect(reports, work.pending, log, stop, name, processes, kind.ratio)
             ran = strategy.reports(done, collected)
             uri = tracker.uri if isinstance(tracker, MLflowTracker) else None
             found = _results(name, config, kind, ran, uri, sweep.id)

@@ -451,12 +451,14 @@ def test_a_trial_line_shows_the_errors_of_its_kind_and_an_eta_only_with_a_basis(
     series = {"test_mae": 0.51, "test_mase": 0.4, "test_mse": 0.3, "mse_ratio": 0.0}
     classes = {"test_cross_entropy": 0.7, "cross_entropy_ratio": 0.9, "train_seconds": 1}
 
-    def line(row, eta=12.3, last=False):
-        return trial_line("[2/5] a", TrialReport(row, {}, "id"), 40.4, eta, last)
+    def line(row, eta=12.3, last=False, ratio="mse_ratio"):
+        return trial_line("[2/5] a", TrialReport(row, {}, "id"), 40.4, eta, last, ratio)
 
     assert line(task) == "[2/5] a: test MSE 0.0123, ratio 0.046, 3.2s (elapsed 40s, ETA 12s)"
-    assert line({**series, "train_seconds": 2.0}).startswith("[2/5] a: test MAE 0.51, MASE 0.400")
-    assert line(classes).startswith("[2/5] a: test cross-entropy 0.7, ratio 0.900, 1.0s")
+    series_line = line({**series, "train_seconds": 2.0}, ratio="test_mase")
+    assert series_line.startswith("[2/5] a: test MAE 0.51, MASE 0.400")
+    classes_line = line(classes, ratio="cross_entropy_ratio")
+    assert classes_line.startswith("[2/5] a: test cross-entropy 0.7, ratio 0.900, 1.0s")
     assert line(task, eta=None).endswith("(elapsed 40s, ETA after the first trials)")
     assert line(task, last=True).endswith("3.2s (elapsed 40s)")
     failed = TrialReport({}, {}, "id", failure="RuntimeError: broke")
