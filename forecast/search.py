@@ -226,18 +226,32 @@ def reporting_pruner(trial: optuna.Trial, metric: str) -> Pruner:
     return prune
 
 
-def resume(study: optuna.Study) -> int:
+def resume(study: optuna.Study, finished: dict[int, tuple[str, float]] | None = None) -> int:
     """Ready ``study`` to go on after an interruption; returns how many of its trials count
     against ``n_trials`` (complete, pruned, or failed on their own).
 
-    Trials still RUNNING were stopped with the sweep: each is marked failed and asked for again
-    with the same values, the new trial's ``retries`` naming it and its ``origin`` the first
-    trial of those values (see :func:`origin`), whose MLflow run's backup it resumes.
+    ``finished``: origin (see :func:`origin`) -> (state, value) of each trial whose record
+    finished. A trial still RUNNING whose record finished was stopped between the two (its
+    process killed after its run ended, before it told the study): the study is told what the
+    record holds, so that it does not run again. Every other trial still RUNNING was stopped
+    with the sweep: it is marked failed and asked for again with the same values, the new
+    trial's ``retries`` naming it and its ``origin`` the first trial of those values, whose
+    MLflow run's backup it resumes.
     """
+    finished = finished or {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if (recorded := finished.get(origin(trial))) is not None:
+            state, value = recorded
+            if state == "pruned":
+                study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
+            elif math.isfinite(value):
+                study.tell(trial.number, value, skip_if_finished=True)
+            else:
+                study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            continue
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-        origin = trial.user_attrs.get("origin", trial.number)
-        study.enqueue_trial(trial.params, user_attrs={"retries": trial.number, "origin": origin})
+        first = origin(trial)
+        study.enqueue_trial(trial.params, user_attrs={"retries": trial.number, "origin": first})
     return len(_searched(study))
 
 
@@ -342,7 +356,15 @@ class OptunaSearch:
         settings = self.study_settings(name, sweep)
         sweep.log_params({"study": settings.study_name})
         study = open_study(settings)
-        searched = resume(study)
+        recorded = {
+            int(report.row["search_trial"]): (
+                report.row.get("state", "complete"),
+                float(report.row.get(settings.metric, math.nan)),
+            )
+            for report in done.values()
+            if "search_trial" in report.row
+        }
+        searched = resume(study, recorded)
         slots = [
             SearchSlot(len(study.trials) + index, self.template.work)
             for index in range(max(0, settings.n_trials - searched))

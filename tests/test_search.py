@@ -61,6 +61,23 @@ def study_of(store, parent):
     return optuna.load_study(study_name=parent.data.params["study"], storage=storage)
 
 
+def test_a_resumed_study_takes_what_the_record_finished_and_retries_the_rest():
+    """A process killed after its trial's run ended but before it told the study leaves the
+    trial RUNNING there: a resume tells the study what the run recorded, and retries only the
+    trials that were really stopped."""
+    study = optuna.create_study(storage="sqlite:///:memory:")
+    told, recorded_only, stopped = study.ask(), study.ask(), study.ask()
+    study.tell(told, 0.3)
+    searched = search.resume(study, {recorded_only.number: ("complete", 0.5)})
+    trials = study.get_trials(deepcopy=False)
+    assert trials[recorded_only.number].state == TrialState.COMPLETE
+    assert trials[recorded_only.number].value == 0.5
+    assert trials[stopped.number].state == TrialState.FAIL
+    retries = [t for t in trials if t.state == TrialState.WAITING]
+    assert [t.user_attrs["retries"] for t in retries] == [stopped.number]
+    assert searched == 2  # told and recorded; the stopped one is asked again
+
+
 def test_a_space_reads_optunas_step_and_log_and_its_probes_span_it():
     space = (
         "{train.learning_rate: {uniform: [0.001, 0.01], log: true}, models.0.units: "
@@ -387,12 +404,14 @@ def test_a_search_in_worker_processes_resumes_after_a_kill(tracking_store, tmp_p
     wait_for_trials(tracking_store, process, lambda s: s.count("FINISHED") >= 2, 240)
     os.killpg(process.pid, signal.SIGKILL)
     process.communicate(timeout=60)
-    parent, _ = parent_and_children(tracking_store)
+    parent, children = parent_and_children(tracking_store)
     before = study_of(tracking_store, parent)
+    # Finished before the kill: told to the study, or recorded only (killed in between).
+    recorded = {int(c.data.params["search_trial"]) for c in children if c.info.status == "FINISHED"}
     done_before = {
         t.number: t.params
         for t in before.trials
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or t.number in recorded
     }
     assert len(done_before) >= 2
 
