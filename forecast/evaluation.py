@@ -87,14 +87,10 @@ METRICS = (*POINT_METRICS, *INTERVAL_METRICS)
 DEFAULT_METRICS = tuple(EvaluationConfig().metrics)
 
 
-def metric_name(
-    forecaster: str, metric: str, series: str | None = None, *, network: bool = False
-) -> str:
-    """The MLflow metric name of a forecaster's metric: ``test_<metric>`` for the trial's
-    ``network``, ``<forecaster>.<metric>`` for a baseline, ``/<series>`` after it for one series
-    of a panel."""
-    key = f"test_{metric}" if network else f"{forecaster}.{metric}"
-    return f"{key}/{series}" if series is not None else key
+def metric_name(metric: str, series: str | None = None) -> str:
+    """A trial's test metric as its row in the trials table and its MLflow run name it:
+    ``test_<metric>``, with ``/<series>`` after it for one series of a panel."""
+    return f"test_{metric}/{series}" if series is not None else f"test_{metric}"
 
 
 def insample_scale(past: np.ndarray, season: int | None) -> tuple[np.ndarray, np.ndarray]:

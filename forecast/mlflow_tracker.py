@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 
 from forecast.config import ConfigError, ExperimentConfig
 from forecast.data import data_source
+from forecast.evaluation import METRICS
 from forecast.paths import checkpoints_dir
 from forecast.results import sweep_trials, trial_flow, trial_forecasts, unfinished_sweep
 from forecast.tracker import TrialReport
@@ -24,6 +25,7 @@ from forecast.tracking import (
     RunRef,
     check_reachable,
     end_unfinished_trials,
+    forecaster_metrics,
     is_local_store,
     log_epoch,
     log_params,
@@ -163,6 +165,10 @@ class MLflowSweep:
         figures: dict[str, Figure],
     ) -> None:
         tags = {"forecast.kind": results.kind.data}
+        if results.kind.forecasts_series and len(tables["summary.csv"]):
+            # Every forecaster side by side on the sweep's own page (the baselines have no run).
+            summary = forecaster_metrics(tables["summary.csv"], METRICS)
+            metrics = {**metrics, **summary}
         log_sweep_summary(self._run, tables, metrics, figures, tags)
 
 

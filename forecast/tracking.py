@@ -730,6 +730,20 @@ def log_sweep_summary(
         run.client.log_text(run.run_id, table.to_csv(index=False), path)
 
 
+def forecaster_metrics(summary: pd.DataFrame, metrics: tuple[str, ...]) -> dict[str, float]:
+    """A series sweep's headline metrics as its run holds them: each row of its summary (a
+    network at its sweep point, or a baseline) as ``<model>.<metric>`` for each of ``metrics``
+    the table has, with ``/gap<gap>`` after it where the sweep has several gaps."""
+    several_gaps = summary["gap"].nunique() > 1
+    named = {}
+    for _, row in summary.iterrows():
+        suffix = f"/gap{row['gap']}" if several_gaps else ""
+        for metric in metrics:
+            if metric in row and pd.notna(row[metric]):
+                named[f"{metric_key(row['model'])}.{metric}{suffix}"] = float(row[metric])
+    return named
+
+
 def metric_key(label: str) -> str:
     """MLflow metric names allow letters, digits and ``_-./ `` only; a model's label (its
     sweep point) has more."""

@@ -386,7 +386,7 @@ def _fold_backups(checkpoint_dir: Path | None, index: int, folds: int) -> Path |
 class TestResult:
     """A model's test part, scored (see :func:`_test_metrics`)."""
 
-    metrics: dict[str, float]  # as MLflow names them (forecast.evaluation.metric_name)
+    metrics: dict[str, float]  # the network's own, named (forecast.evaluation.metric_name)
     # Every forecaster's forecasts as long rows: a series' (forecast.evaluation.series_forecasts)
     # or a task's (task_forecasts), in original units.
     forecasts: pd.DataFrame
@@ -434,8 +434,9 @@ def score_series(
     """A series' (or a panel's) test forecasts and metrics, from the network's ``outputs`` on
     the test windows (and its conformal ``interval``, :func:`conformal_widths`, if any): the
     network (named ``network``) and every baseline forecaster forecast the same origins and
-    steps into one long table, which one function scores for all of them, each series by its
-    own in-sample scale, pooled over series and, for a panel, per series too."""
+    steps into one long table (which :class:`forecast.results.Results` scores); the metrics are
+    the network's, each series scaled by its own in-sample error, pooled over series and, for a
+    panel, per series too."""
     data = config.data
     quantiles = config.train.quantiles if config.train.loss == "quantile" else None
     points, quantile_forecasts = _in_original_units(outputs, series, "test", quantiles)
@@ -486,7 +487,7 @@ def score_series(
             drawn_baselines.setdefault(forecaster, []).append(forecast)
     forecasts = pd.concat(frames, ignore_index=True)
     scales = pd.concat(scales, ignore_index=True)
-    metrics = _series_metrics(forecasts, scales, network, series.series is not None, quantiles)
+    metrics = _network_metrics(forecasts, scales, network, series.series is not None, quantiles)
     if level is not None:
         metrics["nominal_coverage"] = level
     metrics.update(step_mse(points, truth))
@@ -547,28 +548,25 @@ def _baselines(
     return baselines, bands, chosen
 
 
-def _series_metrics(
+def _network_metrics(
     forecasts: pd.DataFrame,
     scales: pd.DataFrame,
     network: str,
     panel: bool,
     quantiles: list[float] | None,
 ) -> dict[str, float]:
-    """Each forecaster's metrics pooled over the series, and a panel's per series, by their
-    MLflow names (:func:`forecast.evaluation.metric_name`)."""
-    scored = score_forecasts(forecasts, scales, ["forecaster"], quantiles=quantiles)
-    metrics = {
-        metric_name(forecaster, metric, network=forecaster == network): value
-        for forecaster, metric, value in scored.itertuples(index=False)
-    }
+    """The network's own test metrics, pooled over the series and a panel's per series, named
+    as the trials table and its run hold them (:func:`forecast.evaluation.metric_name`). The
+    baselines' are scored from the same table by :class:`forecast.results.Results`."""
+    own = forecasts[forecasts["forecaster"] == network]
+    scored = score_forecasts(own, scales, ["forecaster"], quantiles=quantiles)
+    metrics = {metric_name(metric): value for _, metric, value in scored.itertuples(index=False)}
     if panel:
-        by_series = score_forecasts(
-            forecasts, scales, ["forecaster", "series"], quantiles=quantiles
-        )
+        by_series = score_forecasts(own, scales, ["series"], quantiles=quantiles)
         metrics.update(
             {
-                metric_name(forecaster, metric, series, network=forecaster == network): value
-                for forecaster, series, metric, value in by_series.itertuples(index=False)
+                metric_name(metric, series): value
+                for series, metric, value in by_series.itertuples(index=False)
             }
         )
     return metrics

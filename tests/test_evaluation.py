@@ -5,7 +5,7 @@ from scipy import stats
 from sklearn.metrics import mean_squared_error
 
 from forecast.data import series_splits
-from forecast.evaluation import max_solved_gap, score, summarize
+from forecast.evaluation import max_solved_gap, score, score_forecasts, summarize
 
 
 def test_score_matches_sklearn_and_the_mean_baseline():
@@ -464,7 +464,12 @@ def test_a_panel_is_scored_pooled_and_series_by_series_as_each_alone():
     (data,) = panel_splits(panel, "id", **window)
     config = ExperimentConfig(data=DataConfig(source="x", season=4, **window))
     outputs = np.random.default_rng(0).normal(size=data.splits.y_test.shape)
-    metrics = score_series(outputs, None, data.splits, data, config, "lstm").metrics
+    tested = score_series(outputs, None, data.splits, data, config, "lstm")
+    metrics = tested.metrics
+    # The baselines' scores, from the same forecasts table (as forecast.results.Results has it).
+    by_series = score_forecasts(tested.forecasts, tested.scales, ["forecaster", "series"])
+    baseline_scores = by_series.set_index(["forecaster", "series", "metric"])["value"]
+    assert set(by_series["forecaster"]) == {"lstm", "naive", "seasonal_naive", "mean", "drift"}
     predictions = data.to_original_units(outputs)
     truth = data.to_original_units(np.asarray(data.splits.y_test))
     # Pooled: every window of both series, in original units.
@@ -487,7 +492,7 @@ def test_a_panel_is_scored_pooled_and_series_by_series_as_each_alone():
         own_scale = np.mean(np.abs(past[4:] - past[:-4]))
         assert metrics[f"test_mase/{name}"] == pytest.approx(own_mae / own_scale)
         persistence = np.repeat(alone.values[alone.origins["test"]][:, None], 2, axis=1)
-        assert metrics[f"naive.mse/{name}"] == pytest.approx(
+        assert baseline_scores["naive", name, "mse"] == pytest.approx(
             np.mean((persistence - own_truth) ** 2)
         )
         scaled.append(np.abs(own_predictions - own_truth) / insample_scale(past, 4)[0])
@@ -554,8 +559,11 @@ def test_every_baseline_gets_an_interval_calibrated_on_the_validation_windows():
     interval = conformal_widths(val_outputs, data.splits, data, config)
     tested = score_series(outputs, interval, data.splits, data, config, "lstm")
     metrics, drawn = tested.metrics, tested.drawn
-    assert metrics["naive.coverage"] == 1.0
-    assert metrics["naive.msis"] == pytest.approx(3.0)
+    scored = score_forecasts(tested.forecasts, tested.scales, ["forecaster"])
+    scored = scored.set_index(["forecaster", "metric"])["value"]
+    assert scored["naive", "coverage"] == 1.0
+    assert scored["naive", "msis"] == pytest.approx(3.0)
     assert metrics["nominal_coverage"] == 0.8  # evaluation.interval, for every row alike
-    assert {"test_coverage", "drift.coverage", "mean.msis"} <= set(metrics)
+    assert {"test_coverage", "test_msis"} <= set(metrics)
+    assert {("drift", "coverage"), ("mean", "msis")} <= set(scored.index)
     assert drawn["band"].shape == (*data.splits.y_test.shape, 2)
