@@ -437,11 +437,11 @@ def results_table(trials: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     pooled over a panel's series), each trial named as in ``trials``.
 
     ``model`` is the trial's model, or a baseline forecaster's name (with the sweep point, if
-    any), ``kind`` says which (``network`` or ``baseline``). A baseline's forecasts depend on
-    the data alone, so each sweep point and gap has them once (from its first trial); their
-    ``seed`` is -1.
+    any), ``forecaster`` the name alone, ``kind`` says which (``network`` or ``baseline``). A
+    baseline's forecasts depend on the data alone, so each sweep point and gap has them once
+    (from its first trial); their ``seed`` is -1.
     """
-    columns = ["model", "kind", "point", "gap", "seed", "series", "metric", "value"]
+    columns = ["model", "forecaster", "kind", "point", "gap", "seed", "series", "metric", "value"]
     if not len(scores):  # a synthetic task's trials (or only failed ones)
         return pd.DataFrame(columns=columns)
     keys = ["trial", "forecaster", "series", "metric"]
@@ -471,8 +471,7 @@ def results_table(trials: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
 def reference_forecaster(results: pd.DataFrame) -> str | None:
     """The naive forecast a series' models are measured against: the seasonal one when the
     series has a season, else persistence (None when neither was scored)."""
-    baselines = results.loc[results["kind"] == "baseline", "model"]
-    names = set(baselines.str.split(" ").str[0])
+    names = set(results.loc[results["kind"] == "baseline", "forecaster"])
     return next((name for name in ("seasonal_naive", "naive") if name in names), None)
 
 
@@ -482,7 +481,7 @@ def _metric_means(results: pd.DataFrame, keys: list[str], metrics: tuple[str, ..
     mean of per-trial ratios)."""
     reference = reference_forecaster(results)
     wide = results.pivot_table(
-        index=["model", "kind", "point", "gap", "seed", "series"],
+        index=["model", "forecaster", "kind", "point", "gap", "seed", "series"],
         columns="metric",
         values="value",
         sort=False,
@@ -490,9 +489,7 @@ def _metric_means(results: pd.DataFrame, keys: list[str], metrics: tuple[str, ..
     wide.columns.name = None
     vs = f"vs_{reference}" if reference else ""
     if reference is not None and "mse" in wide:
-        is_reference = wide["kind"].eq("baseline") & wide["model"].str.split(" ").str[0].eq(
-            reference
-        )
+        is_reference = wide["kind"].eq("baseline") & wide["forecaster"].eq(reference)
         base = wide[is_reference].set_index(["point", "gap", "series"])["mse"]
         index = pd.MultiIndex.from_frame(wide[["point", "gap", "series"]])
         wide[vs] = wide["mse"].to_numpy() / base.reindex(index).to_numpy()
@@ -554,7 +551,7 @@ def _series_summary(
     trials: pd.DataFrame, results: pd.DataFrame, metrics: tuple[str, ...]
 ) -> pd.DataFrame:
     pooled = results[results["series"] == ""]
-    summary = _metric_means(pooled, ["model", "kind", "point", "gap"], metrics)
+    summary = _metric_means(pooled, ["model", "forecaster", "kind", "point", "gap"], metrics)
     cost = trials.groupby(["model", "gap"], sort=False).agg(
         weights=("weights", "first"), train_seconds=("train_seconds", "mean")
     )
@@ -563,16 +560,22 @@ def _series_summary(
     summary["train_seconds"] = cost["train_seconds"].reindex(index).fillna(0.0).to_numpy()
     first = trials.drop_duplicates(["point", "gap"]).set_index(["point", "gap"])
     specifications = []
-    for model, kind, point, gap in summary[["model", "kind", "point", "gap"]].itertuples(
+    for forecaster, kind, point, gap in summary[["forecaster", "kind", "point", "gap"]].itertuples(
         index=False
     ):
-        column = f"spec.{model.split(' ')[0]}"
+        column = specification_column(forecaster)
         known = kind == "baseline" and column in first and pd.notna(first.at[(point, gap), column])
         chosen = str(first.at[(point, gap), column]) if known else ""
-        specifications.append("" if chosen == column.removeprefix("spec.") else chosen)
+        specifications.append("" if chosen == forecaster else chosen)
     if any(specifications):
         summary["specification"] = specifications
-    return summary.drop(columns=["kind", "point"])
+    return summary.drop(columns=["forecaster", "kind", "point"])
+
+
+def specification_column(forecaster: str) -> str:
+    """Where the trials table and a trial's MLflow params hold the model an automatic baseline
+    chose: ``spec.ets`` = ``ETS(M,A,M)``."""
+    return f"spec.{forecaster}"
 
 
 def t_half_width(values: np.ndarray, confidence: float = 0.95) -> float:

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from forecast.config import one_line
 from forecast.data import data_source
+from forecast.evaluation import specification_column
 from forecast.tracker import SweepRecord, TrialReport
 from forecast.training import Pruner
 from forecast.trial import Trial, run_trial
@@ -83,7 +84,10 @@ def execute_trial(
             if stop is not None:
                 callbacks.append(_stop_when_set(stop))
             outcome = run_trial(trial, callbacks, checkpoint, pruner)
-            specifications = {f"spec.{k}": v for k, v in outcome.specifications.items()}
+            specifications = {
+                specification_column(name): chosen
+                for name, chosen in outcome.specifications.items()
+            }
             record.log_outcome(outcome)
     except Exception as error:
         if stop is not None and stop.is_set():  # e.g. the interrupt came out of MLflow's client

@@ -24,6 +24,7 @@ from forecast.evaluation import (
     paired_by_fold,
     per_series,
     score_forecasts,
+    specification_column,
     summarize,
     task_scores,
 )
@@ -348,6 +349,7 @@ def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.D
     )
     # An Optuna search's sampled keys, which its trials' runs hold as params.
     space = [key for key in parent.data.params.get("search_space", "").split(",") if key]
+    chosen_prefix = specification_column("")  # the params of the models baselines chose
     rows = []
     for child in children:
         params, metrics = child.data.params, child.data.metrics
@@ -364,7 +366,7 @@ def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.D
                 "gap": int(params["gap"]),
                 "seed": int(params["seed"]),
                 "weights": int(params["parameters"]) if "parameters" in params else float("nan"),
-                **{key: value for key, value in params.items() if key.startswith("spec.")},
+                **{key: value for key, value in params.items() if key.startswith(chosen_prefix)},
                 **searched,
                 **metrics,
                 "status": child.info.status,

@@ -45,6 +45,7 @@ from mlflow.exceptions import MlflowException
 
 from forecast.config import ConfigError, one_line
 from forecast.data import WindowView
+from forecast.evaluation import specification_column
 from forecast.paths import project_root
 
 if TYPE_CHECKING:  # the read side imports this module, and must not start TensorFlow
@@ -522,7 +523,9 @@ def log_trial_outcome(
     splits = outcome.splits
     params = {"parameters": outcome.model.count_params(), "n_train": len(splits.x_train)}
     # The model each automatic baseline chose, e.g. spec.ets = ETS(M,A,M).
-    params.update({f"spec.{name}": spec for name, spec in outcome.specifications.items()})
+    params.update(
+        {specification_column(name): chosen for name, chosen in outcome.specifications.items()}
+    )
     log_params(run, params)
     # How training ended, as an Optuna search tells its study: a pruner's stop is no failure.
     state = {"trial_state": "pruned" if outcome.pruned_at else "complete"}
