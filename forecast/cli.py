@@ -160,7 +160,7 @@ def _run(uri: str, args: argparse.Namespace) -> int:
     with native_start_up_filtered():
         from forecast.runner import run_experiment
     from forecast.mlflow_tracker import MLflowTracker
-    from forecast.ui import how_to_start, sweep_address
+    from forecast.ui import how_to_start, sweep_address, sweep_runs_address
 
     tracker = MLflowTracker(uri, args.system_metrics)
     results = run_experiment(
@@ -172,7 +172,10 @@ def _run(uri: str, args: argparse.Namespace) -> int:
         return 0
     print()
     hint = how_to_start(uri, name)
-    print(f"Compare its trials in the MLflow UI{f' ({hint})' if hint else ''}:")
+    ranked = f"ranked by {results.kind.ratio}"
+    print(f"Its runs in the MLflow UI, {ranked}{f' ({hint})' if hint else ''}:")
+    print(f"  {sweep_runs_address(uri, results.run_id)}")
+    print("Its trials compared side by side:")
     print(f"  {sweep_address(uri, results.run_id)}")
     return 0
 

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from forecast.config import ConfigError, ExperimentConfig
 from forecast.data import data_source
-from forecast.evaluation import METRICS
+from forecast.evaluation import METRICS, metric_name
 from forecast.paths import checkpoints_dir
 from forecast.results import sweep_trials, trial_flow, trial_forecasts, unfinished_sweep
 from forecast.tracker import TrialReport
@@ -27,9 +27,11 @@ from forecast.tracking import (
     end_unfinished_trials,
     forecaster_metrics,
     is_local_store,
+    log_baseline_runs,
     log_epoch,
     log_params,
     log_sweep_summary,
+    log_sweep_view,
     log_trial_outcome,
     parent_run,
     server_failure,
@@ -165,10 +167,24 @@ class MLflowSweep:
         figures: dict[str, Figure],
     ) -> None:
         tags = {"forecast.kind": results.kind.data}
-        if results.kind.forecasts_series and len(tables["summary.csv"]):
-            # Every forecaster side by side on the sweep's own page (the baselines have no run).
-            summary = forecaster_metrics(tables["summary.csv"], METRICS)
-            metrics = {**metrics, **summary}
+        summary = tables["summary.csv"]
+        if results.kind.forecasts_series and len(summary):
+            # Every forecaster side by side: on the sweep's own page, and as runs in its table.
+            metrics = {**metrics, **forecaster_metrics(summary, METRICS)}
+            specifications = {}
+            if "specification" in summary:
+                specifications = summary.set_index(["model", "gap"])["specification"].to_dict()
+            log_baseline_runs(self._run, results.baseline_scores(), specifications)
+            ranked = results.summary(["mase"])  # by the headline, whatever the table shows
+            if ranked["mase"].notna().any():
+                tags["forecast.best_forecaster"] = ranked.at[ranked["mase"].idxmin(), "model"]
+        if results.kind.forecasts_series:
+            shown = [metric_name(metric) for metric in results.config.evaluation.metrics]
+            params = ["model", "specification"]
+        else:
+            shown = ["test_accuracy" if results.kind.data == "categorical task" else "test_mse"]
+            shown, params = [*shown, "effective_memory"], ["model", "gap", "seed"]
+        log_sweep_view(self._run, results.kind.ratio, shown, params)
         log_sweep_summary(self._run, tables, metrics, figures, tags)
 
 

@@ -23,6 +23,7 @@ from forecast.evaluation import (
     METRICS,
     paired_by_fold,
     per_series,
+    results_table,
     score_forecasts,
     specification_column,
     summarize,
@@ -31,6 +32,7 @@ from forecast.evaluation import (
 from forecast.paths import tracking_uri as default_tracking_uri
 from forecast.tracking import (
     FORECASTS_ARTIFACT,
+    ROLE_TAG,
     SCALES_ARTIFACT,
     TrackingError,
     check_reachable,
@@ -170,6 +172,15 @@ class Results:
             return pd.DataFrame()
         metrics = tuple(metrics or self.config.evaluation.metrics)
         return per_series(self.trials, self._forecaster_scores, metrics)
+
+    def baseline_scores(self) -> pd.DataFrame:
+        """Each baseline forecaster's scores at each sweep point and gap, once (its forecasts
+        depend on the data alone), means over backtest folds: a long table of ``forecaster``,
+        ``model`` (with the sweep point), ``point``, ``gap``, ``series`` (``""``: pooled over
+        a panel's series), ``metric`` and ``value``; empty for a task."""
+        table = results_table(self.trials, self._forecaster_scores)
+        baselines = table[table["kind"] == "baseline"].drop(columns=["kind", "seed"])
+        return baselines.reset_index(drop=True)
 
     @functools.cached_property
     def _forecaster_scores(self) -> pd.DataFrame:
@@ -353,6 +364,8 @@ def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.D
     rows = []
     for child in children:
         params, metrics = child.data.params, child.data.metrics
+        if child.data.tags.get(ROLE_TAG) == "baseline":  # a baseline's scores, not a trial
+            continue
         if "model" not in params:  # made, but stopped (or its server died) before its params
             continue
         point = params.get("sweep_point", "")

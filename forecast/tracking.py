@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import importlib.metadata
+import json
 import pickle
 import sys
 import sysconfig
@@ -45,7 +46,7 @@ from mlflow.exceptions import MlflowException
 
 from forecast.config import ConfigError, one_line
 from forecast.data import WindowView
-from forecast.evaluation import specification_column
+from forecast.evaluation import metric_name, specification_column
 from forecast.paths import project_root
 
 if TYPE_CHECKING:  # the read side imports this module, and must not start TensorFlow
@@ -453,6 +454,7 @@ def trial_run(
     client = MlflowClient(uri)
     tags = {
         "mlflow.parentRunId": parent_run_id,
+        ROLE_TAG: "network",
         "forecast.trial_hash": trial_hash,
         "mlflow.user": run_user(),
     }
@@ -714,6 +716,77 @@ def _is_installed(file: Path) -> bool:
 def log_figure(run: RunRef, figure: Figure, path: str) -> None:
     """Log a matplotlib figure as an image artifact of ``run``."""
     run.client.log_figure(run.run_id, figure, path)
+
+
+# A child run's role in its sweep: a network's trial, or a baseline forecaster's scores.
+ROLE_TAG = "forecast.role"
+
+
+def log_baseline_runs(
+    sweep: RunRef, baselines: pd.DataFrame, specifications: dict[tuple[str, int], str]
+) -> None:
+    """Each baseline forecaster of a series sweep as a child run of ``sweep`` beside the
+    networks' trials, its scores under the names a network's run has (``test_mase``, a
+    panel's ``test_mase/north``), so that the runs table ranks networks and baselines together
+    by any metric. One run per forecaster at each sweep point and gap (its forecasts depend on
+    the data alone), named like a trial without the seed (``naive-gap0``); a resumed sweep
+    updates the runs it made before.
+
+    ``baselines``: :meth:`forecast.results.Results.baseline_scores`; ``specifications``:
+    (model, gap) -> the model an automatic baseline chose (the summary's column).
+    """
+    client = sweep.client
+    existing = {
+        run.info.run_name: run.info.run_id
+        for run in client.search_runs(
+            [sweep.experiment_id],
+            f"tags.mlflow.parentRunId = '{sweep.run_id}' and tags.`{ROLE_TAG}` = 'baseline'",
+            max_results=10_000,
+        )
+    }
+    for (forecaster, model, point, gap), scores in baselines.groupby(
+        ["forecaster", "model", "point", "gap"], sort=False
+    ):
+        name = f"{forecaster}-gap{gap} {point}" if point else f"{forecaster}-gap{gap}"
+        run_id = existing.get(name)
+        if run_id is None:
+            tags = {"mlflow.parentRunId": sweep.run_id, ROLE_TAG: "baseline"}
+            run_id = client.create_run(sweep.experiment_id, tags=tags, run_name=name).info.run_id
+            params = {"model": forecaster, "gap": gap}
+            if point:
+                params["sweep_point"] = point
+            if chosen := specifications.get((model, gap)):
+                params["specification"] = chosen
+            log_params(RunRef(client, sweep.experiment_id, run_id), params)
+        metrics = {
+            metric_name(metric, series or None): value
+            for series, metric, value in scores[["series", "metric", "value"]].itertuples(
+                index=False
+            )
+        }
+        log_metrics(RunRef(client, sweep.experiment_id, run_id), metrics)
+        client.set_terminated(run_id, "FINISHED")
+
+
+# The experiment tag that holds a view of its runs table, which the UI's address names by
+# ``viewStateShareKey`` (MLflow 3.18, docs/mlflow-ui.md); one per sweep, keyed by its run id.
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
+
+
+def log_sweep_view(sweep: RunRef, rank_by: str, metrics: list[str], params: list[str]) -> None:
+    """Save the view of the runs table that shows this sweep: its child runs alone (networks
+    and baselines), ranked by ``rank_by`` (lowest first), with the columns of ``metrics`` and
+    ``params``. :func:`forecast.ui.runs_address` links to it."""
+    columns = [f"metrics.`{metric}`" for metric in dict.fromkeys([rank_by, *metrics])]
+    columns += [f"params.`{param}`" for param in params]
+    view = {
+        "searchFilter": f"tags.mlflow.parentRunId = '{sweep.run_id}'",
+        "orderByKey": f"metrics.`{rank_by}`",
+        "orderByAsc": True,
+        "selectedColumns": columns,
+    }
+    key = SHARED_VIEW_TAG + sweep.run_id
+    sweep.client.set_experiment_tag(sweep.experiment_id, key, json.dumps(view))
 
 
 def log_sweep_summary(

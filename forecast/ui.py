@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 
 from forecast.results import recent_sweeps, sweep_trials
 from forecast.signals import stop_signals
-from forecast.tracking import TrackingError, is_local_store
+from forecast.tracking import SHARED_VIEW_TAG, TrackingError, is_local_store
 
 DEFAULT_PORT = 5000
 
@@ -85,6 +85,19 @@ def experiment_address(uri: str, experiment_id: str, port: int = DEFAULT_PORT) -
     )
 
 
+def sweep_runs_address(uri: str, parent_run_id: str, port: int = DEFAULT_PORT) -> str:
+    """The runs table showing one sweep's runs, networks and baselines, ranked by its headline
+    metric with its metrics as columns: the view the sweep saved
+    (:func:`forecast.tracking.log_sweep_view`); the experiment's runs for a sweep without one."""
+    run = MlflowClient(uri).get_run(parent_run_id)
+    experiment_id = run.info.experiment_id
+    address = experiment_address(uri, experiment_id, port)
+    experiment = MlflowClient(uri).get_experiment(experiment_id)
+    if SHARED_VIEW_TAG + parent_run_id in experiment.tags:
+        address += f"&viewStateShareKey={parent_run_id}"
+    return address
+
+
 def serve(uri: str, experiment: str | None = None, port: int = DEFAULT_PORT) -> int:
     """Run ``mlflow ui`` on the local store until Ctrl-C, SIGTERM or SIGHUP, after printing
     where to look: the runs of ``experiment`` (its latest sweep's comparison), or of the latest
@@ -102,6 +115,7 @@ def serve(uri: str, experiment: str | None = None, port: int = DEFAULT_PORT) -> 
         experiment_id = MlflowClient(uri).get_run(run_id).info.experiment_id
         name = sweeps["experiment"].iloc[0]
         print(f"runs of {name}: {experiment_address(uri, experiment_id, port)}")
+        print(f"its latest sweep, ranked: {sweep_runs_address(uri, run_id, port)}")
         print(f"its latest sweep, compared: {sweep_address(uri, run_id, port)}")
     else:
         print(f"no sweeps yet; the UI: {ui_address(uri, port)}")

@@ -121,8 +121,21 @@ def test_tiny_sweep_lands_in_mlflow(tracking_store, capsys):
     assert main(["compare", "--run", "no-such-run"]) == 2
     assert "no sweep or experiment 'no-such-run'" in capsys.readouterr().err
 
-    # The sweep's address in the UI: the compare view of its trials (not the GenAI view).
-    address = out.splitlines()[-1].strip()
+    # The sweep's addresses in the UI (the classic view, not GenAI): its runs ranked by the
+    # ratio, through the view it saved on the experiment, and the compare view of its trials.
+    lines = out.splitlines()
+    assert lines[-4].startswith("Its runs in the MLflow UI, ranked by mse_ratio")
+    ranked = lines[-3].strip()
+    assert ranked == (
+        f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs"
+        f"?workflowType=machine_learning&viewStateShareKey={parent.info.run_id}"
+    )
+    tags = client.get_experiment(experiment.experiment_id).tags
+    view = json.loads(tags[f"mlflow.sharedViewState.{parent.info.run_id}"])
+    assert view["searchFilter"] == f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    assert view["orderByKey"] == "metrics.`mse_ratio`" and view["orderByAsc"] is True
+    assert "metrics.`effective_memory`" in view["selectedColumns"]
+    address = lines[-1].strip()
     assert address.startswith("http://127.0.0.1:5000/#/compare-runs?runs=")
     query = urllib.parse.parse_qs(address.split("?", 1)[1])
     assert set(json.loads(query["runs"][0])) == {c.info.run_id for c in children}
@@ -283,6 +296,31 @@ def test_series_experiment_compares_models_with_naive_forecasts(tracking_store, 
             assert value == pytest.approx(float(printed[model][column]), rel=1e-3, abs=5e-3)
     # Errors are in ppmv: a persistence forecast of weekly CO2 is off by about a ppmv.
     assert 0.1 < parent.data.metrics["naive.mae"] < 3
+    # Each baseline is a run beside the trials, its metrics named as a network's, so that the
+    # runs table ranks them together; the sweep's run names the best by MASE.
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    roles = {run.info.run_name: run.data.tags["forecast.role"] for run in children}
+    assert roles == {
+        "rnn-gap0-seed0": "network",
+        "lstm-gap0-seed0": "network",
+        **{f"{name}-gap0": "baseline" for name in ("naive", "seasonal_naive", "mean", "drift")},
+    }
+    by_name = {run.info.run_name: run for run in children}
+    for name in ("naive", "seasonal_naive", "mean", "drift"):
+        baseline = by_name[f"{name}-gap0"]
+        assert baseline.data.params["model"] == name
+        for metric in ("mape", "mase", "coverage"):
+            expected = parent.data.metrics[f"{name}.{metric}"]
+            assert baseline.data.metrics[f"test_{metric}"] == pytest.approx(expected)
+    mase = {model: parent.data.metrics[f"{model}.mase"] for model in printed}
+    assert parent.data.tags["forecast.best_forecaster"] == min(mase, key=mase.get)
+    # Loaded back, the sweep's trials are the networks' alone.
+    assert list(forecast.load(parent.info.run_id).trials["trial"]) == [
+        "rnn-gap0-seed0",
+        "lstm-gap0-seed0",
+    ]
 
 
 def test_a_backtest_logs_each_fold_as_a_step_and_compares_models_fold_by_fold(

@@ -394,6 +394,7 @@ def test_forecast_ui_serves_the_local_store_and_a_signal_stops_all_of_it(stop, t
             f"runs of fake: http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs"
             "?workflowType=machine_learning"
         )
+        assert ui.stdout.readline().startswith("its latest sweep, ranked: http://127.0.0.1:")
         assert "/#/compare-runs?runs=%5B%22" in ui.stdout.readline()
         assert wait_until_healthy(f"http://127.0.0.1:{port}", ui, seconds=120)
         server = psutil.Process(ui.pid).children(recursive=True)  # mlflow ui and uvicorn
