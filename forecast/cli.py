@@ -12,12 +12,14 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from forecast.config import ConfigError, available_experiments, load_experiment
+from forecast.config import ConfigError, available_experiments, differences, load_experiment
 from forecast.data import DataError
 from forecast.parallel import BACKENDS, check_backend, native_start_up_filtered
 from forecast.paths import tracking_uri
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from forecast.results import Results
 
 FORMATS = ("table", "csv", "markdown")
@@ -107,7 +109,10 @@ def _parser() -> argparse.ArgumentParser:
         "compare", help="print the comparison table of a past sweep from the tracking store"
     )
     compare.add_argument("experiment", nargs="?", help="its latest sweep (default: any latest)")
-    compare.add_argument("--run", help="the parent run id of the sweep (see `forecast runs`)")
+    compare.add_argument(
+        "--run",
+        help="the sweep: its parent run id, or its number in `forecast runs` (1: the latest)",
+    )
     compare.add_argument("--format", choices=FORMATS, default="table")
     compare.add_argument(
         "--metrics",
@@ -192,7 +197,12 @@ def _print_results(results: Results, fmt: str, metrics: list[str] | None = None)
     if results.kind.search and fmt != "csv":
         searched = len(results.trials)
         print(f"The best {len(summary)} of {searched} trials, by {results.config.sweep.metric}:")
+    best = None
+    if results.kind.forecasts_series and not results.kind.search and len(summary):
+        summary, best = ranked_summary(summary, fmt)
     print(format_table(summary, fmt))
+    if best is not None and fmt != "csv":
+        print(best)
     tables = ((PAIRED_TITLE, results.paired()), (PER_SERIES_TITLE, results.per_series(metrics)))
     for title, table in tables:
         if table is None or not len(table):
@@ -201,6 +211,21 @@ def _print_results(results: Results, fmt: str, metrics: list[str] | None = None)
         if fmt != "csv":
             print(title)
         print(format_table(table, fmt))
+
+
+def ranked_summary(summary: pd.DataFrame, fmt: str) -> tuple[pd.DataFrame, str]:
+    """A series' summary as printed: best first by MASE (else by the first metric shown),
+    without the columns that say nothing of it in a table (a single gap; seeds, unless some
+    model has several), and the line that names the best."""
+    from forecast.evaluation import METRICS
+
+    metric = "mase" if "mase" in summary else next(c for c in summary if c in METRICS)
+    ranked = summary.sort_values(metric, kind="stable", na_position="last", ignore_index=True)
+    if fmt != "csv":
+        dropped = ["gap"] if ranked["gap"].nunique() == 1 else []
+        dropped += ["seeds"] if ranked["seeds"].max() <= 1 else []
+        ranked = ranked.drop(columns=dropped)
+    return ranked, f"Best by {metric}: {ranked.at[0, 'model']}"
 
 
 NUMBER_FORMATS = {
@@ -258,7 +283,8 @@ def _runs(uri: str, experiment: str | None, limit: int) -> int:
     from forecast.results import recent_sweeps
 
     sweeps = recent_sweeps(uri, experiment, limit)
-    print(sweeps.to_string(index=False) if len(sweeps) else "no sweeps yet")
+    sweeps.index = range(1, len(sweeps) + 1)  # what `forecast compare --run N` takes
+    print(sweeps.to_string() if len(sweeps) else "no sweeps yet")
     return 0
 
 
@@ -271,16 +297,40 @@ def _compare(
 ) -> int:
     from forecast.results import load, recent_sweeps
 
-    if run_id is None:
-        sweeps = recent_sweeps(uri, experiment, limit=1)
+    number = int(run_id) if run_id is not None and run_id.isdigit() else None
+    if run_id is None or number is not None:
+        number = number or 1
+        sweeps = recent_sweeps(uri, experiment, limit=number)
         if not len(sweeps):
             raise ConfigError("no sweeps yet; run one with `forecast run NAME`")
-        run_id = sweeps["run_id"].iloc[0]
+        if number > len(sweeps):
+            raise ConfigError(f"--run {number}: `forecast runs` lists only {len(sweeps)}")
+        run_id = sweeps["run_id"].iloc[number - 1]
     results = load(run_id, uri)
     if not len(results.trials) or (results.trials["state"] == "failed").all():
         raise ConfigError(f"sweep {run_id} has no finished trials")
+    if fmt != "csv":
+        print(_which_sweep(results))
+        print()
     _print_results(results, fmt, metrics)
     return 0
+
+
+def _which_sweep(results: Results) -> str:
+    """The line that says which sweep ``forecast compare`` shows: its experiment, run id, start
+    and status, and the settings in which it differs from the experiment's file today."""
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    run = MlflowClient(results.tracking_uri).get_run(results.run_id)
+    started = pd.Timestamp(run.info.start_time, unit="ms").strftime("%Y-%m-%d %H:%M")
+    line = f"{results.name}: sweep {results.run_id}, started {started} UTC, {run.info.status}"
+    try:
+        _, reference = load_experiment(results.name)
+    except ConfigError:  # an experiment file since removed, renamed or broken
+        return line
+    changed = differences(results.config.to_dict(), reference.to_dict())
+    return f"{line}; {', '.join(changed) if changed else 'as its experiment file'}"
 
 
 def _ui(uri: str, experiment: str | None, port: int) -> int:

@@ -243,6 +243,20 @@ def load_experiment(name_or_path: str, overrides: list[str] = ()) -> tuple[str, 
     return path.stem, config
 
 
+def differences(config: dict[str, Any], reference: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted ``key=value`` settings (as ``--set`` takes them) in which ``config`` differs
+    from ``reference``, both as :meth:`ExperimentConfig.to_dict` gives them."""
+    found = []
+    for key, value in config.items():
+        other = reference.get(key) if isinstance(reference, dict) else None
+        if isinstance(value, dict) and isinstance(other, dict):
+            found += differences(value, other, f"{prefix}{key}.")
+        elif value != other:
+            text = yaml.safe_dump(value, default_flow_style=True).removesuffix("...\n").strip()
+            found.append(f"{prefix}{key}={text}")
+    return found
+
+
 def build_config(raw: dict[str, Any], where: str) -> ExperimentConfig:
     """An :class:`ExperimentConfig` from plain YAML data, keys and types checked (not values).
 

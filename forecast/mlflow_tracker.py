@@ -168,7 +168,8 @@ class MLflowSweep:
     ) -> None:
         tags = {"forecast.kind": results.kind.data}
         summary = tables["summary.csv"]
-        if results.kind.forecasts_series and len(summary):
+        # A series' summary has a row per forecaster (a search's: its best trials).
+        if results.kind.forecasts_series and not results.kind.search and len(summary):
             # Every forecaster side by side: on the sweep's own page, and as runs in its table.
             metrics = {**metrics, **forecaster_metrics(summary, METRICS)}
             specifications = {}
@@ -176,7 +177,7 @@ class MLflowSweep:
                 specifications = summary.set_index(["model", "gap"])["specification"].to_dict()
             log_baseline_runs(self._run, results.baseline_scores(), specifications)
             ranked = results.summary(["mase"])  # by the headline, whatever the table shows
-            if ranked["mase"].notna().any():
+            if "mase" in ranked and ranked["mase"].notna().any():
                 tags["forecast.best_forecaster"] = ranked.at[ranked["mase"].idxmin(), "model"]
         if results.kind.forecasts_series:
             shown = [metric_name(metric) for metric in results.config.evaluation.metrics]

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 
 from forecast.config import ExperimentConfig, build_config
@@ -265,9 +267,9 @@ def trial_forecasts(uri: str, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame] 
     if FORECASTS_ARTIFACT not in names:
         return None
     with tempfile.TemporaryDirectory() as folder:
-        forecasts = pd.read_parquet(client.download_artifacts(run_id, FORECASTS_ARTIFACT, folder))
+        forecasts = pd.read_parquet(_download(client, run_id, FORECASTS_ARTIFACT, folder))
         scales = (
-            pd.read_parquet(client.download_artifacts(run_id, SCALES_ARTIFACT, folder))
+            pd.read_parquet(_download(client, run_id, SCALES_ARTIFACT, folder))
             if SCALES_ARTIFACT in names
             else pd.DataFrame()
         )
@@ -278,7 +280,20 @@ def _artifact_yaml(client: MlflowClient, run_id: str, path: str) -> dict:
     import yaml
 
     with tempfile.TemporaryDirectory() as folder:
-        return yaml.safe_load(Path(client.download_artifacts(run_id, path, folder)).read_text())
+        return yaml.safe_load(Path(_download(client, run_id, path, folder)).read_text())
+
+
+def _download(client: MlflowClient, run_id: str, path: str, folder: str) -> str:
+    """One artifact of a run into ``folder``, without MLflow's progress bar (one a file, which
+    would fill a `forecast compare` with bars), unless the user has asked for it."""
+    variable = MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name
+    asked = os.environ.get(variable)
+    os.environ[variable] = asked or "false"
+    try:
+        return client.download_artifacts(run_id, path, folder)
+    finally:
+        if asked is None:
+            del os.environ[variable]
 
 
 def recent_sweeps(uri: str, experiment: str | None = None, limit: int = 10) -> pd.DataFrame:
@@ -428,5 +443,5 @@ def best_trials(
 def trial_flow(uri: str, run_id: str) -> dict[str, list[float]]:
     """The gradient flow a trial logged (``gradient_flow.json``): label -> curve."""
     with tempfile.TemporaryDirectory() as folder:
-        path = MlflowClient(uri).download_artifacts(run_id, "gradient_flow.json", folder)
+        path = _download(MlflowClient(uri), run_id, "gradient_flow.json", folder)
         return json.loads(Path(path).read_text())

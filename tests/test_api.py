@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import forecast
-from forecast.cli import format_table, main
+from forecast.cli import format_table, main, ranked_summary
 from forecast.config import ConfigError
 from tests.test_experiment import TINY
 
@@ -137,8 +137,15 @@ def test_load_gives_the_frames_run_returned_and_compare_prints_its_summary(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", results.tracking_uri)
     assert main(["compare", "co2_forecast"]) == 0
     compared = capsys.readouterr().out.split("\n\n")
-    assert compared[0] == format_table(results.summary(), "table")
-    assert compared[1].startswith("Paired by backtest fold")
+    # Which sweep it is (and how its settings differ from the experiment file's), then the
+    # summary best first.
+    assert compared[0].startswith(f"co2_forecast: sweep {results.run_id}, started ")
+    assert ", FINISHED; " in compared[0]
+    for setting in ("data.backtest.folds=2", "data.baselines=[]", "train.epochs=1"):
+        assert setting in compared[0].split("; ")[1].split(", ")
+    ranked, best = ranked_summary(results.summary(), "table")
+    assert compared[1] == f"{format_table(ranked, 'table')}\n{best}"
+    assert compared[2].startswith("Paired by backtest fold")
 
 
 def test_a_task_forecasts_its_test_samples_and_scores_them_against_the_mean(tracking_store):

@@ -20,8 +20,12 @@ from tests.test_sweep import set_args
 
 
 def summary_lines(out: str) -> list[str]:
-    """The summary table a `forecast run` printed, line by line (its header first)."""
-    return out[out.index("model  gap") :].split("\n\n")[0].splitlines()
+    """The summary table a `forecast run` printed, line by line (its header first; a series'
+    line naming the best, after it, left out)."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["model"])
+    table = "\n".join(lines[start:]).split("\n\n")[0].splitlines()
+    return [line for line in table if not line.startswith("Best by ")]
 
 
 TINY = [
@@ -245,31 +249,20 @@ def test_series_experiment_compares_models_with_naive_forecasts(tracking_store, 
     out = capsys.readouterr().out
     table = summary_lines(out)
     header = table[0].split()
-    assert header[:9] == [
-        "model",
-        "gap",
-        "seeds",
-        "mae",
-        "rmse",
-        "mape",
-        "smape",
-        "mase",
-        "coverage",
-    ]
+    # One gap and one seed: no columns that would say so on every row.
+    assert header[:7] == ["model", "mae", "rmse", "mape", "smape", "mase", "coverage"]
     assert "vs_seasonal_naive" in header
-    assert [row.split()[0] for row in table[1:]] == [
-        "rnn",
-        "lstm",
-        "naive",
-        "seasonal_naive",
-        "mean",
-        "drift",
-    ]
+    names = [row.split()[0] for row in table[1:]]
+    assert sorted(names) == sorted(["rnn", "lstm", "naive", "seasonal_naive", "mean", "drift"])
+    # Best first by MASE, and named below the table.
+    mase = [float(row.split()[5]) for row in table[1:]]
+    assert mase == sorted(mase)
+    assert f"Best by mase: {names[0]}" in out
     # Every row has its MAPE, sMAPE and MASE, and its conformal interval's coverage.
     for row in table[1:]:
         cells = row.split()
-        assert all(np.isfinite(float(cell)) for cell in cells[3:8])
-        assert 0 <= float(cells[8]) <= 1
+        assert all(np.isfinite(float(cell)) for cell in cells[1:6])
+        assert 0 <= float(cells[6]) <= 1
     client = MlflowClient(tracking_store)
     experiment = client.get_experiment_by_name("co2_forecast")
     child = client.search_runs(
@@ -291,7 +284,7 @@ def test_series_experiment_compares_models_with_naive_forecasts(tracking_store, 
     )
     printed = {row.split()[0]: row.split() for row in table[1:]}
     for model in ("lstm", "naive", "seasonal_naive", "drift"):
-        for column, metric in ((3, "mae"), (5, "mape"), (7, "mase"), (8, "coverage")):
+        for column, metric in ((1, "mae"), (3, "mape"), (5, "mase"), (6, "coverage")):
             value = parent.data.metrics[f"{model}.{metric}"]
             assert value == pytest.approx(float(printed[model][column]), rel=1e-3, abs=5e-3)
     # Errors are in ppmv: a persistence forecast of weekly CO2 is off by about a ppmv.
@@ -504,7 +497,7 @@ def test_a_series_model_forecasts_raw_rows_in_original_units_in_a_fresh_process(
     runner.run_experiment(name, config, log=lambda line: None)
     client = MlflowClient(tracking_store)
     experiment = client.get_experiment_by_name("co2_forecast")
-    (child,) = client.search_runs([experiment.experiment_id])[:1]
+    (child,) = client.search_runs([experiment.experiment_id], "tags.`forecast.role` = 'network'")
     model_uri = f"runs:/{child.info.run_id}/model"
     # A user's raw rows: the CSV's own columns, the latest last, dates as text.
     from forecast.paths import datasets_dir
@@ -594,7 +587,7 @@ def test_statistical_baselines_are_rows_beside_the_models_on_every_fold(tracking
     out = capsys.readouterr().out
     table = summary_lines(out)
     names = ["naive", "mean", "drift", "ets", "theta", "arima"]  # no season: no seasonal naive
-    assert [row.split()[0] for row in table[1:]] == ["lstm", *names]
+    assert sorted(row.split()[0] for row in table[1:]) == sorted(["lstm", *names])
     # Each automatic model's choice is in the table (sunspots: no season given here).
     assert table[0].split()[-1] == "specification"
     rows = {row.split()[0]: row for row in table[1:]}
@@ -641,12 +634,12 @@ def test_a_panel_trains_one_model_and_reports_each_series_and_the_pool(
     ]
     assert main(["run", "co2_forecast", *set_args(overrides)]) == 0
     out = capsys.readouterr().out
-    assert [row.split()[0] for row in summary_lines(out)[1:]] == [
+    assert sorted(row.split()[0] for row in summary_lines(out)[1:]) == [
+        "drift",
         "lstm",
+        "mean",
         "naive",
         "seasonal_naive",
-        "mean",
-        "drift",
     ]
     each = out[out.index("Each series of the panel") :].split("\n\n")[0].splitlines()[1:]
     assert each[0].split() == [

@@ -126,7 +126,12 @@ def test_a_sweep_logs_to_a_tracking_server_and_reads_back(mlflow_server, monkeyp
 
 @pytest.mark.parametrize(
     "argv",
-    [["run", "sine_long_gap", *set_args(TINY)], ["runs"], ["compare"], ["compare", "--run", "0"]],
+    [
+        ["run", "sine_long_gap", *set_args(TINY)],
+        ["runs"],
+        ["compare"],
+        ["compare", "--run", "0a1b2c"],
+    ],
     ids=["run", "runs", "compare", "compare-run"],
 )
 def test_a_closed_port_is_one_line_at_once(argv, monkeypatch, tmp_path, capsys):
