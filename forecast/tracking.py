@@ -639,7 +639,9 @@ def log_model(
     if series is not None:
         example = series.last_rows
         zeros = np.zeros((len(series.transform.model_input(example)), *model.output_shape[1:]))
-        inferred = infer_signature(example, series.transform.forecast_frame(zeros, example))
+        with warnings.catch_warnings():  # of the integer count of filled values: never missing
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+            inferred = infer_signature(example, series.transform.forecast_frame(zeros, example))
         # The columns by name, of any type: rows as pd.read_csv or a JSON request gives them
         # (integer counts, float32) are cast by the model's own checks, which also name a
         # missing column in one line; MLflow's schema would refuse int64 for a double.

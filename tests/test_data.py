@@ -245,6 +245,33 @@ def test_the_series_transform_names_bad_rows_in_one_line():
             transform.model_input(bad)
 
 
+@pytest.mark.parametrize("fillna", ["ffill", "interpolate", "drop"])
+def test_a_request_with_missing_values_is_filled_as_training_filled_the_series(fillna):
+    """A model trained with ``fillna`` forecasts from a history with gaps as if the gaps had
+    been filled as the training series' were, and says how many values were missing."""
+    frame = pd.DataFrame({"year": np.arange(1900.0, 1960.0), "y": np.linspace(0, 1, 60) ** 2})
+    data = series_splits(load_series(frame, "year"), input_width=5, horizon=2, fillna=fillna)
+    transform = data.transform
+    rows = frame.iloc[-8:].reset_index(drop=True)
+    holed = rows.assign(y=rows["y"].where(~rows.index.isin([4, 6])))
+    # What load_series would have made of the history with its gaps, then read alike.
+    refilled = load_series(holed, "year", fillna=fillna).reset_index()
+    np.testing.assert_allclose(transform.model_input(holed), transform.model_input(refilled))
+    outputs = np.zeros(2)
+    forecast = transform.forecast_frame(outputs, holed)
+    expected = transform.forecast_frame(outputs, refilled)
+    assert forecast["filled_values"].tolist() == [2, 2]
+    assert expected["filled_values"].tolist() == [0, 0]
+    pd.testing.assert_frame_equal(
+        forecast.drop(columns="filled_values"), expected.drop(columns="filled_values")
+    )
+    # Without fillna in training, a gap is still refused, and the forecast has no such column.
+    plain = series_splits(load_series(frame, "year"), input_width=5, horizon=2).transform
+    with pytest.raises(DataError, match="column 'y' row 4: missing value$"):
+        plain.model_input(holed)
+    assert "filled_values" not in plain.forecast_frame(outputs, rows)
+
+
 def test_shipped_datasets_load_by_name():
     co2 = load_series("co2", time_column="date", fillna="interpolate")
     assert len(co2) == 2284 and list(co2.columns) == ["co2"]

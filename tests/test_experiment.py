@@ -513,8 +513,11 @@ def test_a_series_model_forecasts_raw_rows_in_original_units_in_a_fresh_process(
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=240)
     forecast = pd.read_csv(tmp_path / "forecast.csv", parse_dates=["date"])
-    # The forecast and its calibrated 80% interval (evaluation.interval).
-    assert list(forecast.columns) == ["date", "co2", "co2_lo80", "co2_hi80"]
+    # The forecast, its calibrated 80% interval (evaluation.interval), and how many values
+    # of the rows were missing and filled as training filled them (co2's fillna).
+    interval = ["co2_lo80", "co2_hi80"]
+    assert list(forecast.columns) == ["date", "co2", *interval, "filled_values"]
+    assert (forecast["filled_values"] == raw["co2"].isna().sum()).all()
     assert (forecast["co2_lo80"] < forecast["co2"]).all()
     assert (forecast["co2"] < forecast["co2_hi80"]).all()
     assert list(forecast["date"]) == list(pd.to_datetime(["2002-01-05", "2002-01-12"]))
@@ -524,16 +527,17 @@ def test_a_series_model_forecasts_raw_rows_in_original_units_in_a_fresh_process(
     loaded = mlflow.pyfunc.load_model(model_uri)
     signature = loaded.metadata.signature
     assert signature.inputs.input_names() == ["date", "co2"]
-    assert signature.outputs.input_names() == ["date", "co2", "co2_lo80", "co2_hi80"]
-    rows = raw.assign(date=pd.to_datetime(raw["date"]))
+    assert signature.outputs.input_names() == ["date", "co2", *interval, "filled_values"]
+    rows = raw.assign(date=pd.to_datetime(raw["date"])).ffill()
+    # A gap in the window the model reads is filled (interpolated, as training did).
+    holed = rows.assign(co2=[*rows["co2"].iloc[:-3], None, *rows["co2"].iloc[-2:]])
+    gapped = loaded.predict(holed)
+    assert len(gapped) == 2 and gapped["filled_values"].tolist() == [1, 1]
+    assert gapped["co2"].between(365, 378).all()
     for bad, message in [
         (rows.iloc[-3:], "input: 3 rows; the model reads the last 8"),
-        (rows.assign(co2=[None, *rows["co2"].iloc[1:]]), None),  # outside the last 8: fine
-        (rows.assign(co2=[*rows["co2"].iloc[:-1], None]), "column 'co2' row 19: missing"),
+        (rows.assign(co2=[*rows["co2"].iloc[:-1], "n/a"]), "column 'co2' row 19: non-numeric"),
     ]:
-        if message is None:
-            assert len(loaded.predict(bad)) == 2
-            continue
         with pytest.raises(Exception, match=message) as error:
             loaded.predict(bad)
         assert "\n" not in str(error.value)
@@ -568,6 +572,7 @@ def test_a_quantile_model_reports_its_interval_and_forecasts_each_quantile(track
         "co2_q0.9",
         "co2_lo80",
         "co2_hi80",
+        "filled_values",
     ]
     np.testing.assert_allclose(forecast["co2"], forecast["co2_q0.5"])
     # The calibrated interval: the outer quantiles moved by the conformal half-widths.

@@ -52,6 +52,7 @@ def prepare_series(data: DataConfig) -> list[SeriesData]:
         relative=data.relative,
         future_columns=data.future_columns,
         calendar=data.calendar,
+        fillna=data.fillna,
     )
     folds, refit = data.backtest.folds, data.backtest.refit
     if data.series_column is not None:  # many series, one model

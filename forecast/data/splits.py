@@ -194,6 +194,7 @@ def series_splits(
     bounds: dict[str, tuple[int, int]] | None = None,
     future_columns: list[str] | None = None,
     calendar: list[str] | None = None,
+    fillna: str | None = None,
 ) -> SeriesData:
     """Split a series in time order, fit scaling on the train part, window each part.
 
@@ -217,6 +218,9 @@ def series_splits(
     are future-known covariates: each window gets them at its input steps and at its target
     steps, after its input rows (:func:`forecast.data.covariates.with_future`). They are not
     past features: the features default to the columns other than ``future_columns``.
+
+    ``fillna``: how the series' missing values were filled when it was read (see
+    :func:`forecast.data.load_series`); its transform fills a forecast request's alike.
     """
     check_window_args(input_width, horizon, gap, stride)
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -273,6 +277,7 @@ def series_splits(
             future_columns=future,
             calendar=calendar,
             future_scaler=scaled.future_scaler,
+            fillna=fillna,
         ),
         last_rows=last_rows.reset_index(drop=frame.index.name is None),
         times=frame.index.to_numpy(),

@@ -46,6 +46,9 @@ class SeriesTransform:
     future_columns: list[str] = dataclasses.field(default_factory=list)  # known ahead
     calendar: list[str] = dataclasses.field(default_factory=list)  # derived from the times
     future_scaler: Any = None  # the future columns', fitted on the train part
+    # How the training series' missing values were filled (forecast.data.load_series' fillna):
+    # a request's history is filled alike, and its forecast says how many values were.
+    fillna: str | None = None
 
     def with_quantiles(self, quantiles: list[float]) -> SeriesTransform:
         """This transform for a model that forecasts each of ``quantiles``."""
@@ -84,6 +87,7 @@ class SeriesTransform:
             if column not in rows.columns:
                 raise DataError(missing_column("input", column, rows))
         self._check_time_order(rows)
+        rows, _ = self.filled(rows)
         history = self._history(rows)
         if len(history) < self.input_width:
             raise DataError(
@@ -180,6 +184,7 @@ class SeriesTransform:
         shape = (self.horizon, len(self.target_columns), len(levels))
         # Each quantile's (horizon, targets) forecast, quantiles first, to unscale them alike.
         per_level = np.moveaxis(np.asarray(outputs, np.float64).reshape(shape), -1, 0)
+        rows, filled = self.filled(rows)
         rows = self._history(rows)
         offset = None
         if self.relative:  # the model forecasts changes from the last row's (scaled) targets
@@ -203,7 +208,34 @@ class SeriesTransform:
                 percent = f"{100 * coverage:.0f}"
                 columns[f"{target}_lo{percent}"] = low - below[:, index]
                 columns[f"{target}_hi{percent}"] = high + above[:, index]
+        if self.fillna is not None:  # never silently: how many of the values read were filled
+            columns["filled_values"] = filled
         return pd.DataFrame(columns)
+
+    def filled(self, rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+        """``rows`` with the history's missing values filled as the training series' were
+        (``fillna``: ``ffill``, ``interpolate``, or ``drop`` their rows), and how many values
+        were missing; ``rows`` as they are, and 0, without ``fillna``. A non-numeric value is
+        left for :meth:`model_input` to refuse, and so is one that nothing fills (before the
+        first value, with ``ffill``)."""
+        history = self._history(rows)
+        values = history[[column for column in self.columns if column != self.time_column]]
+        missing = values.isna()
+        count = int(missing.to_numpy().sum())
+        if self.fillna is None or not count:
+            return rows, 0
+        if self.fillna == "drop":
+            kept = history[~missing.any(axis=1).to_numpy()]
+            return pd.concat([kept, rows.iloc[len(history) :]]), count
+        numeric = values.apply(pd.to_numeric, errors="coerce")
+        if self.fillna == "ffill":
+            numeric = numeric.ffill()
+        else:
+            numeric = numeric.interpolate(method="linear", limit_direction="both")
+        rows = rows.copy()
+        positions = [rows.columns.get_loc(column) for column in values.columns]
+        rows.iloc[: len(history), positions] = values.where(~missing, numeric).to_numpy()
+        return rows, count
 
 
 @dataclass(frozen=True)
