@@ -8,6 +8,7 @@ logged with columns (a series' rows). MLflow infers no schema from either hint; 
 signature holds the shapes and columns.
 """
 
+import os
 import pickle
 from typing import Any
 
@@ -26,7 +27,13 @@ class _KerasModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: PythonModelContext) -> None:
         """Load the model (its prediction step traced now, not in the first request) and the
         transform, if logged."""
-        import keras
+        # Before TensorFlow is first imported in this process (a user's notebook, a model
+        # server): its C++ start-up lines and kernel warnings are not the caller's business.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        from forecast.parallel import native_start_up_filtered
+
+        with native_start_up_filtered():
+            import keras
 
         import forecast.layers  # noqa: F401  (registers our layers with Keras)
         from forecast.imports import public_objects

@@ -32,9 +32,22 @@ def datasets_dir() -> Path:
 
 def checkpoints_dir(experiment: str, tracking_uri: str) -> Path:
     """Per-epoch backups of an experiment's unfinished trials, for resuming its sweep in the
-    MLflow store at ``tracking_uri``; each store has its own, as each has its own sweeps."""
+    MLflow store at ``tracking_uri``; each store has its own, as each has its own sweeps. They
+    lie in ``.checkpoints`` beside a local store (its sqlite file or its folder), for a
+    tracking server at the project's root."""
     store = hashlib.sha1(tracking_uri.encode()).hexdigest()[:8]
-    return project_root() / ".checkpoints" / f"{experiment}-{store}"
+    return _beside_store(tracking_uri) / ".checkpoints" / f"{experiment}-{store}"
+
+
+def _beside_store(tracking_uri: str) -> Path:
+    """The folder that holds a local store; the project's root for a tracking server."""
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent
+    if tracking_uri.startswith("file:"):
+        return Path(tracking_uri.removeprefix("file:").removeprefix("//")).resolve().parent
+    if "://" not in tracking_uri:  # a folder of MLflow's file store
+        return Path(tracking_uri).resolve().parent
+    return project_root()
 
 
 def tracking_uri() -> str:

@@ -150,3 +150,18 @@ def test_a_varying_static_column_is_refused_before_any_run(tmp_path):
     _, config = load_experiment("static_covariates", [f"data.source={tmp_path / 'panel.csv'}"])
     with pytest.raises(DataError, match=r"^static column 'phi' varies within series 's00'"):
         plan_trials(config)
+
+
+def test_backups_lie_beside_the_store_they_resume_a_sweep_of(tmp_path):
+    from forecast.paths import checkpoints_dir, project_root
+
+    store = tmp_path / "elsewhere" / "mlflow.db"
+    backups = checkpoints_dir("air", f"sqlite:///{store}")
+    assert backups.parent == tmp_path / "elsewhere" / ".checkpoints"
+    assert backups.name.startswith("air-")
+    folder = checkpoints_dir("air", str(tmp_path / "mlruns"))
+    assert folder.parent == tmp_path / ".checkpoints"
+    # A tracking server's lie beside the project, in a folder of their own.
+    served = checkpoints_dir("air", "http://tracking.example:5000")
+    assert served.parent == project_root() / ".checkpoints"
+    assert served.name != backups.name

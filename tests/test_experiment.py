@@ -1,6 +1,7 @@
 """A tiny sweep end to end, read back from the MLflow store."""
 
 import json
+import re
 import urllib.parse
 
 import mlflow
@@ -511,7 +512,12 @@ def test_a_series_model_forecasts_raw_rows_in_original_units_in_a_fresh_process(
         f"rows = pd.read_csv({str(tmp_path / 'latest.csv')!r}, parse_dates=['date'])\n"
         f"model.predict(rows).to_csv({str(tmp_path / 'forecast.csv')!r}, index=False)\n"
     )
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, timeout=240, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    # Loading the model did not fill the caller's stderr with TensorFlow's C++ log lines.
+    assert not re.search(r"^[IWE]\d{4} ", done.stderr, flags=re.M), done.stderr
     forecast = pd.read_csv(tmp_path / "forecast.csv", parse_dates=["date"])
     # The forecast, its calibrated 80% interval (evaluation.interval), and how many values
     # of the rows were missing and filled as training filled them (co2's fillna).
