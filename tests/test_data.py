@@ -158,11 +158,17 @@ def test_relative_windows_and_their_origins_in_original_units():
 
 def test_a_part_too_short_for_a_window_is_named():
     frame = pd.DataFrame({"y": np.arange(40.0)})
-    with pytest.raises(DataError, match=r"^val part \(6 steps\): too short for the horizon \(8"):
+    # Each names the config keys that would make it fit.
+    with pytest.raises(
+        DataError,
+        match=r"^val part \(6 steps\): too short for data.horizon \(8 steps\); raise "
+        r"data.val_fraction or lower it$",
+    ):
         series_splits(frame, input_width=8, horizon=8)
     with pytest.raises(
         DataError,
-        match=r"^train part \(28 steps\): too short for one window of input_width 27 \+ gap 1 \+",
+        match=r"^train part \(28 steps\): too short for one window of input_width 27 \+ gap 1 \+"
+        r".*; lower data.input_width, data.gap or data.horizon$",
     ):
         series_splits(frame, input_width=27, gap=1)
 

@@ -308,11 +308,14 @@ def _windowed_parts(
         if end - first < input_width + gap + horizon:
             # The train part comes first and holds whole windows, so the others have all the
             # steps before them that their inputs need: they fall short of the horizon only.
-            need = (
-                f"one window of input_width {input_width} + gap {gap} + horizon {horizon} steps"
-                if part == "train"
-                else f"the horizon ({horizon} steps)"
-            )
+            # Named by the config keys a user would change.
+            if part == "train":
+                need = (
+                    f"one window of input_width {input_width} + gap {gap} + horizon {horizon} "
+                    "steps; lower data.input_width, data.gap or data.horizon"
+                )
+            else:
+                need = f"data.horizon ({horizon} steps); raise data.{part}_fraction or lower it"
             raise DataError(f"{part} part ({end - start} steps): too short for {need}")
         # Views, no copy: make_windows checks the part (NaNs, length) and counts its windows.
         inputs, _ = make_windows(
