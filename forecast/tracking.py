@@ -629,7 +629,6 @@ def log_model(
     the series' frequency and the targets in original units.
     """
     from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
 
     from forecast.models import user_modules
 
@@ -642,11 +641,11 @@ def log_model(
         with warnings.catch_warnings():  # of the integer count of filled values: never missing
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
             inferred = infer_signature(example, series.transform.forecast_frame(zeros, example))
-        # The columns by name, of any type: rows as pd.read_csv or a JSON request gives them
-        # (integer counts, float32) are cast by the model's own checks, which also name a
-        # missing column in one line; MLflow's schema would refuse int64 for a double.
-        columns = [ColSpec(AnyType(), name, required=False) for name in example.columns]
-        signature = ModelSignature(Schema(columns), inferred.outputs)
+        # No input schema: the model's own checks read rows as pd.read_csv, a JSON request or
+        # a served CSV body gives them (integer counts, float32, text) and name a missing
+        # column or value in one line, where MLflow's schema would refuse int64 for a double
+        # and, with columns of any type, every CSV request. The input example shows the rows.
+        signature = ModelSignature(None, inferred.outputs)
     modules = user_modules(model)
     user_code, user_requirements = _code_and_requirements(modules)
     requirements = [
