@@ -302,6 +302,8 @@ def _compare(
     from forecast.results import load, recent_sweeps
 
     number = int(run_id) if run_id is not None and run_id.isdigit() else None
+    if number == 0:
+        raise ConfigError("--run 0: `forecast runs` numbers the sweeps from 1")
     if run_id is None or number is not None:
         number = number or 1
         sweeps = recent_sweeps(uri, experiment, limit=number)

@@ -3,9 +3,9 @@ task's model, :class:`SeriesForecaster` for a series' model (logged with its tra
 
 They live in their own module, imported once per process, because MLflow inspects each new
 ``PythonModel`` subclass as it is defined. Their ``predict`` hints name what MLflow hands them:
-an array for a model logged with a tensor signature (a task's windows), a DataFrame for one
-logged with columns (a series' rows). MLflow infers no schema from either hint; the logged
-signature holds the shapes and columns.
+an array for a model logged with a tensor signature (a task's windows), a DataFrame for a
+series' model (its rows, as a JSON or CSV request gives them). MLflow infers no schema from
+either hint; the logged signature holds a task's shapes and a series' output columns.
 """
 
 import os

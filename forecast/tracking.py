@@ -400,6 +400,8 @@ def parent_run(
 
 # What MLflow's client raises when its server fails it.
 SERVER_ERRORS = (MlflowException, requests.RequestException)
+# A child run's role in its sweep: a network's trial, or a baseline forecaster's scores.
+ROLE_TAG = "forecast.role"
 
 
 def _end_sweep(uri: str, run_id: str, status: str) -> None:
@@ -717,10 +719,6 @@ def _is_installed(file: Path) -> bool:
 def log_figure(run: RunRef, figure: Figure, path: str) -> None:
     """Log a matplotlib figure as an image artifact of ``run``."""
     run.client.log_figure(run.run_id, figure, path)
-
-
-# A child run's role in its sweep: a network's trial, or a baseline forecaster's scores.
-ROLE_TAG = "forecast.role"
 
 
 def log_baseline_runs(
