@@ -65,6 +65,10 @@ def run(
     validate(config)
     if tracker is not None and (tracking_uri is not None or system_metrics):
         raise ConfigError("tracker: tracking_uri and system_metrics are MLflow's; pass either")
+    # A series read and split before TensorFlow loads: a data problem is raised at once.
+    from forecast.data import prepare_unswept
+
+    prepared = prepare_unswept(config)
     # Before TensorFlow is first imported: its C++ start-up lines are not the user's business.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from forecast.parallel import native_start_up_filtered
@@ -75,9 +79,8 @@ def run(
     from forecast.mlflow_tracker import MLflowTracker
 
     tracker = tracker or MLflowTracker(tracking_uri or default_uri(), system_metrics)
-    return run_experiment(
-        found, config, log or (lambda line: None), workers, backend, ray_address, tracker
-    )
+    quiet = log or (lambda line: None)
+    return run_experiment(found, config, quiet, workers, backend, ray_address, tracker, prepared)
 
 
 def load(run_or_experiment: str, tracking_uri: str | None = None) -> Results:

@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from forecast.config import ConfigError, available_experiments, differences, load_experiment
-from forecast.data import DataError, prepare_series
+from forecast.data import DataError, prepare_unswept
 from forecast.parallel import BACKENDS, check_backend, native_start_up_filtered
 from forecast.paths import tracking_uri
 
@@ -158,10 +158,9 @@ def _workers(value: str) -> int | str:
 def _run(uri: str, args: argparse.Namespace) -> int:
     name, config = load_experiment(args.experiment, args.overrides)
     check_backend(args.backend, args.workers, args.ray_address)
-    if config.data is not None:
-        # A series read and split (pandas alone) before TensorFlow loads: a missing file,
-        # column or value, or a window too long, is one line in about a second, not after ten.
-        prepare_series(config.data)
+    # A series read and split (pandas alone) before TensorFlow loads: a missing file, column
+    # or value, or a window too long, is one line in about a second, not after ten.
+    prepared = prepare_unswept(config)
     progress = functools.partial(print, flush=True)  # at once, through a pipe or a file too
     # TensorFlow is imported only now, so `list` and config errors answer at once; it takes
     # seconds, the first of the set-up's steps that each say what they do.
@@ -173,7 +172,7 @@ def _run(uri: str, args: argparse.Namespace) -> int:
 
     tracker = MLflowTracker(uri, args.system_metrics)
     results = run_experiment(
-        name, config, progress, args.workers, args.backend, args.ray_address, tracker
+        name, config, progress, args.workers, args.backend, args.ray_address, tracker, prepared
     )
     print()
     _print_results(results, "table")

@@ -25,7 +25,9 @@ from forecast.trial import Trial, embedding_dimension
 
 
 def plan_trials(
-    config: ExperimentConfig, log: Callable[[str], None] = lambda step: None
+    config: ExperimentConfig,
+    log: Callable[[str], None] = lambda step: None,
+    prepared: tuple[SeriesData, ...] | None = None,
 ) -> list[Trial]:
     """Every trial of an experiment: sweep point x gap x seed x model, in that order. An Optuna
     search, whose points are sampled as it runs, plans its one trial without sampled values,
@@ -36,7 +38,7 @@ def plan_trials(
     (the series loads and its windows fit each part; the task draws a sample at every gap with
     its parameters) and every model (the layer builds with its options on that data's shapes,
     and, when models are logged, saves and loads again). ``log`` hears what is being checked,
-    as it starts.
+    as it starts. ``prepared``: ``config.data``'s folds, if already read.
 
     Raises:
         ConfigError: naming the sweep point, if any, and the key.
@@ -45,6 +47,7 @@ def plan_trials(
     trials, seen = [], set()
     # Per data section: splits with the trials' shapes, and a series' folds, prepared once.
     probes: dict[str, tuple[Splits, tuple[SeriesData, ...] | None]] = {}
+    read = {_section_key(config.data): prepared} if prepared is not None else {}
     points = sweep_points(config)
     searching = config.sweep is not None and config.sweep.search == "optuna"
     for number, (overrides, point) in enumerate(points, 1):
@@ -59,7 +62,7 @@ def plan_trials(
         try:
             _check_training(point.train)
             _check_evaluation(point)
-            probe, prepared = _check_data(point, probes)
+            probe, folds = _check_data(point, probes, read)
             _check_models(point, probe)
             if searching and config.sweep.metric == "val_accuracy" and probe.classes is None:
                 raise ConfigError(
@@ -75,7 +78,7 @@ def plan_trials(
         for gap in gaps:
             for seed in point.seeds:
                 for model in point.models:
-                    trial = Trial(point, model, gap, seed, label, prepared, classes=probe.classes)
+                    trial = Trial(point, model, gap, seed, label, folds, classes=probe.classes)
                     if trial.digest not in seen:  # random draws can repeat a point
                         seen.add(trial.digest)
                         trials.append(trial)
@@ -105,19 +108,26 @@ def _check_evaluation(config: ExperimentConfig) -> None:
             )
 
 
+def _section_key(section: object) -> str:
+    """A data or task section's identity: two sweep points with equal ones share their data."""
+    return json.dumps(dataclasses.asdict(section), sort_keys=True, default=str)
+
+
 def _check_data(
-    config: ExperimentConfig, probes: dict[str, tuple[Splits, tuple[SeriesData, ...] | None]]
+    config: ExperimentConfig,
+    probes: dict[str, tuple[Splits, tuple[SeriesData, ...] | None]],
+    read: dict[str, tuple[SeriesData, ...]],
 ) -> tuple[Splits, tuple[SeriesData, ...] | None]:
-    """Splits with the shapes of the trials' data, after loading the series or drawing the task
-    at every gap (the last gap's draw in all three parts), and a series' folds, which the
-    trials then share; each distinct data section is tried once."""
-    section = config.data if config.data is not None else config.task
-    key = json.dumps(dataclasses.asdict(section), sort_keys=True, default=str)
+    """Splits with the shapes of the trials' data, after loading the series (unless ``read``
+    has its folds) or drawing the task at every gap (the last gap's draw in all three parts),
+    and a series' folds, which the trials then share; each distinct data section is tried
+    once."""
+    key = _section_key(config.data if config.data is not None else config.task)
     if key in probes:
         return probes[key]
     if config.data is not None:
         data = config.data
-        folds = tuple(prepare_series(data))  # every fold is windowed
+        folds = read.get(key) or tuple(prepare_series(data))  # every fold is windowed
         first = folds[0]
         # Each forecaster is made; a user's is also fitted and run on the first target's past
         # (the statistical ones take seconds a fold, in the trials).

@@ -20,7 +20,7 @@ import pandas as pd
 
 from forecast import results, search
 from forecast.config import ConfigError, ExperimentConfig, results_digest
-from forecast.data import data_source
+from forecast.data import SeriesData, data_source
 from forecast.distributed import is_chief, make_strategy
 from forecast.execution import TrialContext, quiet_libraries
 from forecast.grid import GridSweep
@@ -55,6 +55,7 @@ def run_experiment(
     backend: str = "local",
     ray_address: str | None = None,
     tracker: Tracker | None = None,
+    prepared: tuple[SeriesData, ...] | None = None,
 ) -> Results:
     """Train and evaluate every trial of ``config`` and record them with ``tracker`` (default:
     MLflow's, in the store at :func:`forecast.paths.tracking_uri`); returns the sweep's
@@ -70,6 +71,8 @@ def run_experiment(
 
     Everything that can fail on bad input (every sweep point's config, data, task and layers,
     the workers, the Ray address, the tracker) is checked before the sweep's record is made.
+    ``prepared``: ``config.data``'s folds, where the caller has read them already
+    (:func:`forecast.data.prepare_series`, before TensorFlow loads), so the series is read once.
 
     Raises:
         ConfigError: bad sweep, task parameters, layer options or backend settings.
@@ -85,7 +88,7 @@ def run_experiment(
         _check_multi_worker(backend, workers, searching)
     # Before any other TensorFlow work: collective ops are configured at start-up.
     distribution = make_strategy(config.train.strategy) if multi_worker else None
-    trials = plan_trials(config, log=lambda step: log(f"{name}: {step}"))
+    trials = plan_trials(config, lambda step: log(f"{name}: {step}"), prepared)
     settings = None
     if searching:  # its study opens where the sweep's run is made; its database now
         # Beside a local MLflow store by default.

@@ -55,6 +55,29 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.processes
+def test_a_bad_csv_is_one_line_before_tensorflow_loads(tmp_path):
+    """The series is read and split before the seconds of importing TensorFlow: the command
+    answers a data problem without loading it."""
+    bad = tmp_path / "sales.csv"
+    bad.write_text("day,sales\n2024-01-01,3\n2024-01-02,x\n")
+    script = (
+        "import sys\n"
+        "from forecast.cli import main\n"
+        f"code = main(['run', 'co2_forecast', '--set', 'data.source={bad}', "
+        "'--set', 'data.time_column=day'])\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"forecast: error: {bad}: column 'sales' line 3: non-numeric value 'x'\n"
+    )
+
+
 def test_the_hint_after_a_run_names_forecast_ui_with_the_experiment(monkeypatch):
     """`forecast ui NAME` works from any folder; a store chosen by MLFLOW_TRACKING_URI is
     named in the command too, for a shell without the variable."""

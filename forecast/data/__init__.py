@@ -8,7 +8,13 @@ their public names, so ``from forecast.data import load_series`` is the way in.
 """
 
 from forecast.data.panels import combine_series, panel_splits
-from forecast.data.prepare import data_source, make_folds, prepare_series, series_name
+from forecast.data.prepare import (
+    data_source,
+    make_folds,
+    prepare_series,
+    prepare_unswept,
+    series_name,
+)
 from forecast.data.sources import (
     FILL_METHODS,
     SERIES_ID,
@@ -40,6 +46,7 @@ __all__ = [
     "data_source",
     "make_folds",
     "prepare_series",
+    "prepare_unswept",
     "series_name",
     "FILL_METHODS",
     "SERIES_ID",

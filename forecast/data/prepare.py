@@ -70,6 +70,17 @@ def prepare_series(data: DataConfig) -> list[SeriesData]:
     return backtest_splits(frame, folds, refit, **split)
 
 
+def prepare_unswept(config: ExperimentConfig) -> tuple[SeriesData, ...] | None:
+    """``config.data``'s folds (:func:`prepare_series`), read before TensorFlow loads so that
+    a data problem is one line at once; None for a task, or where a sweep changes the data
+    section (each sweep point's is read as the plan checks it)."""
+    sweep = config.sweep
+    swept = [*sweep.grid, *sweep.space] if sweep is not None else []
+    if config.data is None or any(key.startswith("data.") for key in swept):
+        return None
+    return tuple(prepare_series(config.data))
+
+
 def data_source(config: ExperimentConfig) -> str:
     """What the data comes from: the task's name or the series' source."""
     return config.task.name if config.task is not None else config.data.source
