@@ -128,12 +128,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def post(port: int, rows: pd.DataFrame) -> tuple[int, dict]:
-    body = {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
+def post(port: int, rows: pd.DataFrame, as_csv: bool = False) -> tuple[int, dict]:
+    """Send ``rows`` as a JSON body (``dataframe_split``) or a CSV one; the status and answer."""
+    if as_csv:
+        body, kind = rows.to_csv(index=False).encode(), "text/csv"
+    else:
+        split = {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
+        body, kind = json.dumps(split).encode(), "application/json"
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations",
-        json.dumps(body).encode(),
-        {"Content-Type": "application/json"},
+        f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": kind}
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -188,10 +191,19 @@ def test_the_served_model_answers_a_bad_request_400_with_our_one_line(co2_model,
         assert (status, answer["message"]) == (400, "input: 3 rows; the model reads the last 8")
         status, answer = post(port, rows.iloc[::-1])
         assert status == 400 and answer["message"].startswith("input: row 1 (")
+        # A CSV body is answered as the JSON one is.
+        assert post(port, rows, as_csv=True) == post(port, rows)
+        # co2_forecast fills missing weeks (fillna: interpolate): a request's gap is filled
+        # alike and counted; a value that is no number is refused in one line.
         missing = rows.astype({"co2": "float64"})
-        missing.iloc[-1, missing.columns.get_loc("co2")] = np.nan
+        missing.iloc[-2, missing.columns.get_loc("co2")] = np.nan
         status, answer = post(port, missing)
-        assert (status, answer["message"]) == (400, "input: column 'co2' row 9: missing value")
+        assert status == 200 and [row["filled_values"] for row in answer["predictions"]] == [1, 1]
+        bad = rows.astype({"co2": "object"})
+        bad.iloc[-1, bad.columns.get_loc("co2")] = "n/a"
+        status, answer = post(port, bad)
+        message = "input: column 'co2' row 9: non-numeric value 'n/a'"
+        assert (status, answer["message"]) == (400, message)
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
