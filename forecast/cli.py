@@ -323,7 +323,7 @@ def _compare(
 
 def _which_sweep(results: Results) -> str:
     """The line that says which sweep ``forecast compare`` shows: its experiment, run id, start
-    and status, and the settings in which it differs from the experiment's file today."""
+    and status, and the settings in which it differs from the experiment's file."""
     import pandas as pd
     from mlflow import MlflowClient
 

@@ -71,8 +71,7 @@ def run_experiment(
 
     Everything that can fail on bad input (every sweep point's config, data, task and layers,
     the workers, the Ray address, the tracker) is checked before the sweep's record is made.
-    ``prepared``: ``config.data``'s folds, where the caller has read them already
-    (:func:`forecast.data.prepare_series`, before TensorFlow loads), so the series is read once.
+    ``prepared``: ``config.data``'s folds if read already (:func:`forecast.data.prepare_unswept`).
 
     Raises:
         ConfigError: bad sweep, task parameters, layer options or backend settings.

@@ -218,9 +218,7 @@ def series_splits(
     are future-known covariates: each window gets them at its input steps and at its target
     steps, after its input rows (:func:`forecast.data.covariates.with_future`). They are not
     past features: the features default to the columns other than ``future_columns``.
-
-    ``fillna``: how the series' missing values were filled when it was read (see
-    :func:`forecast.data.load_series`); its transform fills a forecast request's alike.
+    ``fillna`` (as the series was read with): its transform fills a request's gaps alike.
     """
     check_window_args(input_width, horizon, gap, stride)
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
