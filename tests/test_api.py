@@ -32,6 +32,7 @@ SERIES = {
     "train.epochs": 1,
     "train.batch_size": 256,
     "log_models": False,
+    "train.refit": False,
 }
 
 
@@ -149,7 +150,8 @@ def test_load_gives_the_frames_run_returned_and_compare_prints_its_summary(
 
 
 def test_a_task_forecasts_its_test_samples_and_scores_them_against_the_mean(tracking_store):
-    overrides = {key: yaml.safe_load(value) for key, value in (o.split("=", 1) for o in TINY)}
+    tiny = [*TINY, "task.gaps=[2]"]  # two trials
+    overrides = {key: yaml.safe_load(value) for key, value in (o.split("=", 1) for o in tiny)}
     results = forecast.run("sine_long_gap", overrides, log=None)
     assert results.kind.data == "task"
     scores = results.scores.set_index(["trial", "forecaster", "metric"])["value"]

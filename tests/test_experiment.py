@@ -3,9 +3,11 @@
 import json
 import re
 import urllib.parse
+from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -195,6 +197,8 @@ SERIES_TINY = [
     "models.1.units=3",
     "train.epochs=1",
     "train.batch_size=256",
+    "log_models=false",  # the tests of the logged model ask for it
+    "train.refit=false",  # test_series_experiment_compares_models_with_naive_forecasts refits
 ]
 
 
@@ -246,7 +250,7 @@ def test_a_categorical_task_is_scored_on_cross_entropy_against_its_memoryless_ba
 
 
 def test_series_experiment_compares_models_with_naive_forecasts(tracking_store, capsys):
-    assert main(["run", "co2_forecast", *set_args(SERIES_TINY)]) == 0
+    assert main(["run", "co2_forecast", *set_args([*SERIES_TINY, "train.refit=true"])]) == 0
     out = capsys.readouterr().out
     table = summary_lines(out)
     header = table[0].split()
@@ -491,8 +495,6 @@ def test_a_series_model_forecasts_raw_rows_in_original_units_in_a_fresh_process(
     import subprocess
     import sys
 
-    import pandas as pd
-
     overrides = [*SERIES_TINY, "log_models=true", "models=[{name: lstm, layer: LSTM, units: 3}]"]
     name, config = load_experiment("co2_forecast", overrides)
     runner.run_experiment(name, config, log=lambda line: None)
@@ -564,10 +566,8 @@ def test_a_series_model_forecasts_raw_rows_in_original_units_in_a_fresh_process(
 
 
 def test_a_quantile_model_reports_its_interval_and_forecasts_each_quantile(tracking_store):
-    import pandas as pd
 
     overrides = [*SERIES_TINY, "log_models=true", "train.loss=quantile", "train.epochs=3"]
-    overrides += ["train.refit=false"]
     overrides += ["models=[{name: lstm, layer: LSTM, units: 3}]"]
     name, config = load_experiment("co2_forecast", overrides)
     runner.run_experiment(name, config, log=lambda line: None)
@@ -632,15 +632,9 @@ def test_statistical_baselines_are_rows_beside_the_models_on_every_fold(tracking
 QUANTILE_COLUMNS = ["sales_q0.1", "sales_q0.5", "sales_q0.9"]
 
 
-def test_a_panel_trains_one_model_and_reports_each_series_and_the_pool(
-    tracking_store, tmp_path, capsys
-):
-    import subprocess
-    import sys
-
-    import pandas as pd
-
-    # Two series of a user's long table, levels 100 apart, the rows of one after the other's.
+def sales_panel(folder: Path) -> list[str]:
+    """Two series of a user's long table (``folder/sales.csv``), levels 100 apart, the rows of
+    one after the other's; returns the overrides that forecast them with a tiny LSTM, logged."""
     days = pd.date_range("2024-01-01", periods=120, freq="D")
     wave = np.sin(np.arange(120) / 4)
     table = pd.concat(
@@ -649,14 +643,31 @@ def test_a_panel_trains_one_model_and_reports_each_series_and_the_pool(
             pd.DataFrame({"store": "south", "day": days, "sales": 110 + 5 * wave}),
         ]
     )
-    table.to_csv(tmp_path / "sales.csv", index=False)
-    overrides = [
-        f"data={{source: {tmp_path / 'sales.csv'}, series_column: store, time_column: day, "
+    table.to_csv(folder / "sales.csv", index=False)
+    return [
+        f"data={{source: {folder / 'sales.csv'}, series_column: store, time_column: day, "
         "input_width: 8, horizon: 2, season: 7, test_fraction: 0.3, backtest: {folds: 2}}",
         "models=[{name: lstm, layer: LSTM, units: 3}]",
         "train.epochs=1",
         "log_models=true",
     ]
+
+
+def check_panel_forecast(forecast: pd.DataFrame) -> None:
+    """The sales panel's forecast of its last rows: both stores, two days, in their units."""
+    interval = ["sales_lo80", "sales_hi80"]
+    assert list(forecast.columns) == ["store", "day", "sales", *QUANTILE_COLUMNS, *interval]
+    assert list(forecast["store"]) == ["north", "north", "south", "south"]
+    days = pd.to_datetime(forecast["day"])
+    assert list(days) == list(pd.to_datetime(["2024-04-30", "2024-05-01"])) * 2
+    north, south = forecast["sales"][:2], forecast["sales"][2:]
+    assert north.between(5, 15).all() and south.between(95, 125).all()
+
+
+def test_a_panel_trains_one_model_and_reports_each_series_and_the_pool(
+    tracking_store, tmp_path, capsys
+):
+    overrides = sales_panel(tmp_path)
     assert main(["run", "co2_forecast", *set_args(overrides)]) == 0
     out = capsys.readouterr().out
     assert sorted(row.split()[0] for row in summary_lines(out)[1:]) == [
@@ -701,11 +712,31 @@ def test_a_panel_trains_one_model_and_reports_each_series_and_the_pool(
     figures = {a.path for a in client.list_artifacts(child.info.run_id, "forecast")}
     assert figures == {"forecast/north.png", "forecast/south.png"}
 
-    # The logged model forecasts each series named in a raw table, in its own units, in a
-    # fresh process that has not imported this package.
-    model_uri = f"runs:/{child.info.run_id}/model"
-    loaded = mlflow.pyfunc.load_model(model_uri)
+    # The logged model forecasts each series named in a raw table, in its own units
+    # (test_a_panel_model_forecasts_in_a_fresh_process: where this package was not imported).
+    loaded = mlflow.pyfunc.load_model(f"runs:/{child.info.run_id}/model")
     assert list(loaded.input_example.columns) == ["store", "day", "sales"]
+    rows = pd.read_csv(tmp_path / "sales.csv", parse_dates=["day"])
+    check_panel_forecast(loaded.predict(rows.groupby("store").tail(10)))
+
+    # `forecast compare` reads the same table back from the runs, and any metric on asking.
+    assert main(["compare", "co2_forecast", "--metrics", "rmsse,msis,wql"]) == 0
+    compared = capsys.readouterr().out
+    compared = compared[compared.index("Each series") :].split("\n\n")[0].splitlines()[1:]
+    assert {"rmsse", "msis", "wql"} <= set(compared[0].split())
+    assert [row.split()[:2] for row in compared[1:]] == [row.split()[:2] for row in each[1:]]
+
+
+@pytest.mark.processes
+def test_a_panel_model_forecasts_in_a_fresh_process(tracking_store, tmp_path):
+    """The panel's logged model, loaded in a process that has not imported this package."""
+    import subprocess
+    import sys
+
+    name, config = load_experiment("co2_forecast", sales_panel(tmp_path))
+    sweep = runner.run_experiment(name, config, log=lambda line: None)
+    (run_id,) = sweep.trials["run_id"]
+    model_uri = f"runs:/{run_id}/model"
     script = (
         "import sys, mlflow, pandas as pd\n"
         "assert 'forecast' not in sys.modules\n"
@@ -715,17 +746,4 @@ def test_a_panel_trains_one_model_and_reports_each_series_and_the_pool(
         f"forecast.to_csv({str(tmp_path / 'forecast.csv')!r}, index=False)\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=240)
-    forecast = pd.read_csv(tmp_path / "forecast.csv", parse_dates=["day"])
-    interval = ["sales_lo80", "sales_hi80"]
-    assert list(forecast.columns) == ["store", "day", "sales", *QUANTILE_COLUMNS, *interval]
-    assert list(forecast["store"]) == ["north", "north", "south", "south"]
-    assert list(forecast["day"]) == list(pd.to_datetime(["2024-04-30", "2024-05-01"])) * 2
-    north, south = forecast["sales"][:2], forecast["sales"][2:]
-    assert north.between(5, 15).all() and south.between(95, 125).all()
-
-    # `forecast compare` reads the same table back from the runs, and any metric on asking.
-    assert main(["compare", "co2_forecast", "--metrics", "rmsse,msis,wql"]) == 0
-    compared = capsys.readouterr().out
-    compared = compared[compared.index("Each series") :].split("\n\n")[0].splitlines()[1:]
-    assert {"rmsse", "msis", "wql"} <= set(compared[0].split())
-    assert [row.split()[:2] for row in compared[1:]] == [row.split()[:2] for row in each[1:]]
+    check_panel_forecast(pd.read_csv(tmp_path / "forecast.csv"))

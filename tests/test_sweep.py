@@ -207,10 +207,18 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tracking_store, monkeypat
     assert len(table) == 4 and set(table["status"]) == {"FINISHED"}
     assert len(sweep_trials(tracking_store, parent.info.run_id, latest_only=False)) == 5
 
-    # Once finished, the same command starts a new sweep rather than skipping everything.
+    # Once finished, the same command starts a new sweep rather than skipping everything:
+    # its sweep line says so before the first trial trains (stopped there, to save the time).
     lines.clear()
-    runner.run_experiment(name, config, log=lines.append)
-    assert lines and not any("resuming" in line for line in lines)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trial_module, "train", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_experiment(name, config, log=lines.append)
+    assert any(" trials on " in line for line in lines)
+    assert not any("resuming" in line for line in lines)
 
 
 def test_a_trials_backup_resumes_only_under_the_sweep_that_wrote_it(tracking_store, monkeypatch):
