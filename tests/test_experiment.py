@@ -606,6 +606,7 @@ def test_statistical_baselines_are_rows_beside_the_models_on_every_fold(tracking
         "baselines: [ets, theta, arima], backtest: {folds: 2}}",
         "models=[{name: lstm, layer: LSTM, units: 3}]",
         "train.epochs=1",
+        "train.refit=false",
         "log_models=false",
     ]
     assert main(["run", "co2_forecast", *set_args(overrides)]) == 0
@@ -649,6 +650,7 @@ def sales_panel(folder: Path) -> list[str]:
         "input_width: 8, horizon: 2, season: 7, test_fraction: 0.3, backtest: {folds: 2}}",
         "models=[{name: lstm, layer: LSTM, units: 3}]",
         "train.epochs=1",
+        "train.refit=false",
         "log_models=true",
     ]
 
