@@ -24,9 +24,8 @@ Parallel form: unrolled, ``C_t q_t = sum_j D_tj (q_t . k_j) v_j`` with
 state), so one (time, time) matrix per head gives every step; its row maxima are exactly the
 recurrent ``m_t``, so both forms compute the same states. Its cost grows with time squared, so
 :class:`mLSTM` runs it chunkwise, as the paper's kernels do: ``chunk_size`` steps at once, each
-chunk starting from the last one's states. On 2 CPU cores, two 32-unit layers at batch 64
-trained at 420 and 1,020 steps 1.5-2x faster in chunks of 16-64 than the step loop, and in one
-chunk of 1,020 steps 3x slower than the loop (``make bench-layers`` measures it).
+chunk starting from the last one's states: faster than the step loop in training on the CPU,
+slower in one chunk over a long sequence (``make bench-layers``; docs/performance.md).
 
 ``conv_width=w`` adds the causal convolution of the paper's mLSTM block (its Figure 11; our
 layers have no block around the cell): q and k read ``silu(sum_j c_j * x_{t-j} + c_b)``,
