@@ -83,14 +83,24 @@ class DataConfig:
     test_fraction: float = 0.15
     scaler: str = "standard"  # standard, minmax or none; fitted on the train part only
     relative: bool = False  # model each window relative to its last input step
-    # Steps per season (12: monthly data with a yearly cycle): the seasonal naive forecast's,
-    # the statistical baselines', and the lag of the naive error that scales MASE and RMSSE.
-    season: int | None = None
+    # Steps per season (12: monthly data with a yearly cycle), or a list of seasons ([48, 336]:
+    # half-hourly data with a daily and a weekly cycle). mstl takes every season; the seasonal
+    # naive forecast, theta, a user's forecaster and the lag of the naive error that scales MASE
+    # and RMSSE take the longest; ets and arima the longest up to 24 steps (see
+    # forecast.forecasters).
+    season: int | list[int] | None = None
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     # Forecasters scored beside the networks on the same folds, besides the naive ones (naive,
     # seasonal_naive with a season, mean, drift, always there): ets, theta, arima
     # (statsforecast), or a user's class by import path (see forecast.forecasters)
     baselines: list[str] = field(default_factory=list)
+
+    @property
+    def seasons(self) -> tuple[int, ...]:
+        """``season`` as a tuple, shortest first; empty without one."""
+        if self.season is None:
+            return ()
+        return tuple(sorted([self.season] if isinstance(self.season, int) else self.season))
 
 
 @dataclass
@@ -396,9 +406,13 @@ def _validate_data(data: DataConfig) -> None:
         require(value >= minimum, f"data.{key}: must be >= {minimum}, got {value}")
     folds = data.backtest.folds
     require(folds >= 1, f"data.backtest.folds: must be >= 1, got {folds}")
+    seasons = data.seasons
     require(
-        data.season is None or data.season >= 1,
-        f"data.season: must be >= 1 or null, got {data.season}",
+        data.season != [] and all(season >= 2 for season in seasons),
+        f"data.season: must be null, a number of steps >= 2 or a list of them, got {data.season}",
+    )
+    require(
+        len(set(seasons)) == len(seasons), f"data.season: a season is given twice: {data.season}"
     )
     embedding = data.series_embedding
     require(
@@ -514,8 +528,16 @@ def _convert(hint: Any, value: Any, where: str, path: str) -> Any:
     if origin in (types.UnionType, typing.Union):
         if value is None and type(None) in typing.get_args(hint):
             return None
-        (inner,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        return _convert(inner, value, where, path)
+        kinds = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(kinds) == 1:
+            return _convert(kinds[0], value, where, path)
+        for kind in kinds:  # the first that takes the value
+            with contextlib.suppress(ConfigError):
+                return _convert(kind, value, where, path)
+        names = " or ".join(
+            kind.__name__ if isinstance(kind, type) else str(kind) for kind in kinds
+        )
+        raise ConfigError(f"{where}: {path} must be {names}, got {value!r}")
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: {path} must be a list, got {value!r}")

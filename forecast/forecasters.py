@@ -4,7 +4,7 @@ behind one small interface that the networks' forecasts are scored beside.
 A forecaster sees one target column of a fold's past and then forecasts ``steps`` ahead from
 each of many origins::
 
-    forecaster = make_forecaster("seasonal_naive", season=12).fit(past)  # (time,) values
+    forecaster = make_forecaster("seasonal_naive", seasons=(12,)).fit(past)  # (time,) values
     ahead = forecaster.forecast(values, origins, steps)  # (origins, steps)
 
 ``fit`` gets the observations before the fold's test part (the networks' train and
@@ -15,15 +15,19 @@ what its ``cross_validation(refit=False)`` does). After ``fit``, ``specification
 model chosen (``ETS(M,A,M)``, ``ARIMA(1,1,0)(0,1,0)[12]``, ...).
 
 A user's forecaster is a class named by import path in ``data.baselines``
-(``package.module:Name``): it is called with ``season=`` (an int or None) and must have the
-two methods above; it is tried on the series before any run.
+(``package.module:Name``): it is called with ``season=`` (the longest of ``data.season``, or
+None) and must have the two methods above; it is tried on the series before any run.
+
+Seasons: ``mstl`` decomposes the series by every season of ``data.season``; the others take one
+season each: the longest (seasonal naive, Theta, a user's), or for ETS and ARIMA the longest
+they can fit, up to :data:`MAX_SEASON_ETS_ARIMA` steps (none if every season is longer).
 
 One thing outlives a call: ``_FORECASTS``, this process's last few results by their inputs.
 Every trial of a series experiment needs the same baseline forecasts (they depend on the data
 alone), and fitting the statistical models costs seconds per fold; a worker process computes
 them once for all the trials it runs.
 
-Why statsforecast for ETS, Theta and ARIMA: it selects the model automatically for all three
+Why statsforecast for ETS, Theta, ARIMA and MSTL: it selects the model automatically for all three
 (statsmodels has no automatic ARIMA or ETS selection, and no way to forecast a Theta model
 from a new origin without refitting), its models are compiled C++, and one fitted model
 forecasts from a new origin in milliseconds (docs/benchmarks.md). It needs ``pandas<3``
@@ -45,9 +49,9 @@ from forecast.imports import is_import_path, resolve
 # Always computed for a series: they cost nothing and are what a forecaster compares with first.
 NAIVE_FORECASTERS = ("naive", "seasonal_naive", "mean", "drift")
 
-# A seasonal AutoARIMA of period 52 did not finish in 5 minutes on weekly co2; above this
-# period ARIMA is fitted without a season (ETS and Theta keep it).
-MAX_ARIMA_SEASON = 24
+# A seasonal AutoARIMA of period 52 did not finish in 5 minutes on weekly co2, and
+# statsforecast's ETS has no seasonal models above 24 steps: longer seasons are not theirs.
+MAX_SEASON_ETS_ARIMA = 24
 
 
 class Forecaster(Protocol):
@@ -62,9 +66,6 @@ class Forecaster(Protocol):
 
 class _LearnsNothing:
     """A forecaster with nothing to fit: it reads only the values up to each origin."""
-
-    def __init__(self, season: int | None = None) -> None:
-        pass
 
     def fit(self, past: np.ndarray) -> _LearnsNothing:
         return self
@@ -124,24 +125,40 @@ class Drift(_LearnsNothing):
 
 
 class Statistical:
-    """statsforecast's AutoETS, AutoTheta or AutoARIMA, selected and fitted on the past, then
-    forecasting from each origin with the parameters as fitted."""
+    """statsforecast's AutoETS, AutoTheta, AutoARIMA or MSTL, selected and fitted on the past,
+    then forecasting from each origin with the parameters as fitted. MSTL decomposes the
+    series by all ``seasons`` (STL, one season after another) and forecasts what they leave
+    with an automatic ETS without season (statsforecast's default trend model); the others take
+    one season (see the module's docstring)."""
 
-    def __init__(self, name: str, season: int | None = None) -> None:
+    def __init__(self, name: str, seasons: tuple[int, ...] = ()) -> None:
         try:
-            from statsforecast.models import AutoARIMA, AutoETS, AutoTheta
+            from statsforecast.models import MSTL, AutoARIMA, AutoETS, AutoTheta
         except ImportError:
             raise ValueError(f"{name} needs statsforecast: pip install 'forecast[stats]'") from None
-        season_length = season or 1
-        if name == "arima" and season_length > MAX_ARIMA_SEASON:
-            season_length = 1
+        self.name, self.seasons, self.specification = name, tuple(seasons), ""
+        if name == "mstl":
+            if not seasons:
+                raise ValueError("mstl needs data.season (steps per season, or a list of them)")
+            self.model = MSTL(season_length=list(seasons))
+            return
+        fit = [season for season in seasons if season <= MAX_SEASON_ETS_ARIMA]
+        season = max(seasons if name == "theta" else fit, default=1)
         kinds = {"ets": AutoETS, "theta": AutoTheta, "arima": AutoARIMA}
-        self.name, self.model = name, kinds[name](season_length=season_length)
-        self.specification = ""
+        self.model = kinds[name](season_length=season)
 
     def fit(self, past: np.ndarray) -> Statistical:
+        if self.name == "mstl" and len(past) < 2 * self.seasons[-1]:
+            raise ValueError(
+                f"mstl needs two whole seasons of {self.seasons[-1]} steps to fit, "
+                f"{2 * self.seasons[-1]} steps; the past holds {len(past)}"
+            )
         self.model = self.model.fit(np.asarray(past, np.float64))
-        self.specification = _specification(self.name, self.model.model_)
+        if self.name == "mstl":
+            trend = self.model.trend_forecaster.model_["method"]
+            self.specification = f"MSTL{list(self.seasons)} + {trend}"
+        else:
+            self.specification = _specification(self.name, self.model.model_)
         return self
 
     def forecast(self, values: np.ndarray, origins: np.ndarray, steps: int) -> np.ndarray:
@@ -162,20 +179,23 @@ def _specification(name: str, fitted: dict) -> str:
     return f"Theta({fitted['modeltype']})"
 
 
+# Each built-in forecaster made from the seasons, shortest first.
 BUILT_IN = {
-    "naive": Naive,
-    "seasonal_naive": SeasonalNaive,
-    "mean": Mean,
-    "drift": Drift,
-    "ets": lambda season: Statistical("ets", season),
-    "theta": lambda season: Statistical("theta", season),
-    "arima": lambda season: Statistical("arima", season),
+    "naive": lambda seasons: Naive(),
+    "seasonal_naive": lambda seasons: SeasonalNaive(max(seasons, default=None)),
+    "mean": lambda seasons: Mean(),
+    "drift": lambda seasons: Drift(),
+    "ets": lambda seasons: Statistical("ets", seasons),
+    "theta": lambda seasons: Statistical("theta", seasons),
+    "arima": lambda seasons: Statistical("arima", seasons),
+    "mstl": lambda seasons: Statistical("mstl", seasons),
 }
 
 
-def make_forecaster(name: str, season: int | None) -> Forecaster:
+def make_forecaster(name: str, seasons: tuple[int, ...] = ()) -> Forecaster:
     """An unfitted forecaster: a built-in name (:data:`BUILT_IN`) or a user's class by import
-    path, ``package.module:Name``, called with ``season=``.
+    path, ``package.module:Name``, called with ``season=`` the longest of ``seasons`` (or
+    None).
 
     Raises:
         ValueError: an unknown name, a path that does not import, a class without ``fit`` and
@@ -187,7 +207,8 @@ def make_forecaster(name: str, season: int | None) -> Forecaster:
                 f"unknown forecaster {name!r}; choose from {', '.join(BUILT_IN)} "
                 "or give an import path, package.module:Name"
             )
-        return BUILT_IN[name](season=season)
+        return BUILT_IN[name](tuple(seasons))
+    season = max(seasons, default=None)
     made = resolve(name, {}, "forecaster")
     if not callable(made):
         raise ValueError(f"{name} is not a class or function")
@@ -204,14 +225,14 @@ def make_forecaster(name: str, season: int | None) -> Forecaster:
     return forecaster
 
 
-def check_forecaster(name: str, season: int | None, past: np.ndarray, steps: int) -> None:
+def check_forecaster(name: str, seasons: tuple[int, ...], past: np.ndarray, steps: int) -> None:
     """Make the forecaster and, for a user's, fit and forecast once on ``past`` (a target's
     observations), checking what it returns.
 
     Raises:
         ValueError: naming the forecaster and what is wrong; one line.
     """
-    forecaster = make_forecaster(name, season)
+    forecaster = make_forecaster(name, seasons)
     if not is_import_path(name):
         return  # ours are tested; the statistical ones take seconds to fit
     try:
@@ -229,10 +250,10 @@ def check_forecaster(name: str, season: int | None, past: np.ndarray, steps: int
         raise ValueError(f"{name}.forecast returned NaN or infinite values")
 
 
-def baseline_names(extra: list[str], season: int | None) -> list[str]:
+def baseline_names(extra: list[str], seasons: tuple[int, ...]) -> list[str]:
     """The forecasters a series is compared with: the naive ones (``seasonal_naive`` with a
     season), then those the config adds, each once."""
-    naive = [name for name in NAIVE_FORECASTERS if season or name != "seasonal_naive"]
+    naive = [name for name in NAIVE_FORECASTERS if seasons or name != "seasonal_naive"]
     return list(dict.fromkeys([*naive, *extra]))
 
 
@@ -242,7 +263,7 @@ def baseline_forecasts(
     origins: np.ndarray,
     horizon: int,
     gap: int,
-    season: int | None,
+    seasons: tuple[int, ...],
     names: list[str],
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Each forecaster's forecasts of ``horizon`` steps, ``gap`` steps after each origin.
@@ -252,7 +273,7 @@ def baseline_forecasts(
         fit_end: The forecasters are fitted on ``values[:fit_end]``, one per target column.
         origins: For each test window, the index in ``values`` of its last input step.
         horizon, gap: As the windows'.
-        season: Steps per season, or None.
+        seasons: Steps per season, shortest first; empty without a season.
         names: Forecasters, as :func:`make_forecaster` takes them.
 
     Returns:
@@ -264,7 +285,7 @@ def baseline_forecasts(
     key = hashlib.sha256(
         values.tobytes()
         + origins.tobytes()
-        + repr((values.shape, fit_end, horizon, gap, season, tuple(names))).encode()
+        + repr((values.shape, fit_end, horizon, gap, tuple(seasons), tuple(names))).encode()
     ).hexdigest()
     if key in _FORECASTS:
         _FORECASTS.move_to_end(key)
@@ -274,7 +295,7 @@ def baseline_forecasts(
     for name in names:
         result = np.empty((len(origins), horizon, values.shape[1]))
         for column in range(values.shape[1]):
-            forecaster = make_forecaster(name, season)
+            forecaster = make_forecaster(name, seasons)
             forecaster = forecaster.fit(values[:fit_end, column]) or forecaster
             ahead = np.asarray(forecaster.forecast(values[:, column], origins, gap + horizon))
             result[:, :, column] = ahead[:, gap:]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from forecast.config import ConfigError, ExperimentConfig, TrainConfig
+from forecast.config import ConfigError, DataConfig, ExperimentConfig, TrainConfig
 from forecast.data import DataError, SeriesData, Splits, data_source, prepare_series
 from forecast.distributed import STRATEGIES
 from forecast.evaluation import METRICS
@@ -132,9 +132,10 @@ def _check_data(
         # Each forecaster is made; a user's is also fitted and run on the first target's past
         # (the statistical ones take seconds a fold, in the trials).
         part = next(iter(first.series.values())) if first.series is not None else first
-        for name in baseline_names(data.baselines, data.season):
+        _check_seasons(data, part.fit_end)
+        for name in baseline_names(data.baselines, data.seasons):
             try:
-                check_forecaster(name, data.season, part.values[: part.fit_end, 0], data.horizon)
+                check_forecaster(name, data.seasons, part.values[: part.fit_end, 0], data.horizon)
             except ValueError as error:
                 raise ConfigError(f"data.baselines: {error}") from None
         probes[key] = (first.splits, folds)
@@ -201,6 +202,24 @@ def _check_task_output(
         if not np.isfinite(array).all():
             raise ConfigError(f"{where} {what} with NaN or infinite values")
     return inputs, targets, None if classes is None else int(classes)
+
+
+def _check_seasons(data: DataConfig, past: int) -> None:
+    """The first fold's ``past`` steps (before its test part) hold the longest season, which
+    the seasonal naive forecast and MASE's scale look back by, and two of it for ``mstl``.
+
+    Raises:
+        ConfigError: naming the season, the steps it needs and the steps there are; one line.
+    """
+    longest = max(data.seasons, default=0)
+    needed = 2 * longest if "mstl" in data.baselines else longest
+    if past < needed:
+        what = "two seasons for mstl" if "mstl" in data.baselines else "one season"
+        raise ConfigError(
+            f"data.season: {longest} steps needs {needed} steps of past ({what}); the first "
+            f"backtest fold of {data.source} has {past} before its test part: give a shorter "
+            "season, fewer data.backtest.folds or a longer series"
+        )
 
 
 def _check_models(config: ExperimentConfig, probe: Splits) -> None:

@@ -442,12 +442,13 @@ def score_series(
     points, quantile_forecasts = _in_original_units(outputs, series, "test", quantiles)
     truth = series.to_original_units(np.asarray(splits.y_test))
     band, level = _network_band(points, quantile_forecasts, quantiles, interval, series)
-    names = baseline_names(data.baselines, data.season)
+    names = baseline_names(data.baselines, data.seasons)
     frames, scales, drawn_baselines, specifications = [], [], {}, {}
     for name, windows in series.windows("test").items():
         part = series.member(name)
         series_id = name or series_name(data)
-        scale_mae, scale_mse = insample_scale(part.values[: part.fit_end], data.season)
+        longest = max(data.seasons, default=None)
+        scale_mae, scale_mse = insample_scale(part.values[: part.fit_end], longest)
         scales.append(
             pd.DataFrame(
                 {
@@ -534,7 +535,7 @@ def _baselines(
         part.values,
         horizon=data.horizon,
         gap=data.gap,
-        season=data.season,
+        seasons=data.seasons,
         names=names,
     )
     baselines, chosen = forecast_from(fit_end=part.fit_end, origins=part.origins["test"])

@@ -99,6 +99,35 @@ def test_the_results_hash_ignores_what_only_changes_how_a_run_is_shown():
         assert results_digest(changed) != results_digest(base), override
 
 
+def test_a_season_is_a_number_of_steps_or_a_list_of_them():
+    config = load_experiment("air_passengers", ["data.season=[12, 6]"])[1]
+    assert config.data.seasons == (6, 12)
+    assert load_experiment("air_passengers")[1].data.seasons == (12,)
+    assert load_experiment("air_passengers", ["data.season=null"])[1].data.seasons == ()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.season=weekly"], "data.season must be int or list[int], got 'weekly'"),
+        (["data.season=[]"], "data.season: must be null, a number of steps >= 2 or a list"),
+        (["data.season=1"], "data.season: must be null, a number of steps >= 2 or a list"),
+        (["data.season=[12, 12]"], "data.season: a season is given twice"),
+        # air_passengers' one fold has 115 months before its test part.
+        (["data.season=[12, 120]"], "data.season: 120 steps needs 120 steps of past (one season)"),
+        (
+            ["data.season=[12, 72]", "data.baselines=[mstl]"],
+            "data.season: 72 steps needs 144 steps of past (two seasons for mstl)",
+        ),
+    ],
+)
+def test_a_season_the_series_cannot_hold_is_one_line_before_any_run(overrides, message):
+    with pytest.raises((ConfigError, DataError)) as error:
+        plan_trials(load_experiment("air_passengers", [*overrides, "log_models=false"])[1])
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
 @pytest.mark.parametrize(
     "experiment, override, message",
     [
