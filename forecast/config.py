@@ -46,7 +46,9 @@ class BacktestConfig:
     """Rolling-origin evaluation (see forecast.data.fold_bounds)."""
 
     folds: int = 1  # consecutive test folds cut from the series' last test_fraction; 1: one split
-    refit: bool = True  # train anew on everything before each fold; false: once, then slide
+    # Train anew on everything before each fold (true), before every k-th fold (an integer k),
+    # or once, on the first fold's past, then slide (false).
+    refit: bool | int = True
 
 
 @dataclass
@@ -118,6 +120,10 @@ class EvaluationConfig:
     # quantiles, no interval for a point model.
     conformal: bool = True
     interval: float = 0.8
+    # Forecast from every step-th origin of each test fold (every forecaster, the networks
+    # too): 1 is every test step; a larger step spends less on a forecaster that is slow per
+    # origin. The training windows' spacing is data.stride's, not this.
+    step: int = 1
 
 
 @dataclass
@@ -406,6 +412,11 @@ def _validate_data(data: DataConfig) -> None:
         require(value >= minimum, f"data.{key}: must be >= {minimum}, got {value}")
     folds = data.backtest.folds
     require(folds >= 1, f"data.backtest.folds: must be >= 1, got {folds}")
+    refit = data.backtest.refit
+    require(
+        isinstance(refit, bool) or refit >= 1,
+        f"data.backtest.refit: must be true, false or a number of folds >= 1, got {refit}",
+    )
     seasons = data.seasons
     require(
         data.season != [] and all(season >= 2 for season in seasons),
@@ -442,6 +453,7 @@ def _validate_data(data: DataConfig) -> None:
 
 
 def _validate_evaluation(evaluation: EvaluationConfig) -> None:
+    require(evaluation.step >= 1, f"evaluation.step: must be >= 1, got {evaluation.step}")
     require(
         0 < evaluation.interval < 1,
         f"evaluation.interval: must lie in (0, 1), got {evaluation.interval}",

@@ -47,7 +47,7 @@ def plan_trials(
     trials, seen = [], set()
     # Per data section: splits with the trials' shapes, and a series' folds, prepared once.
     probes: dict[str, tuple[Splits, tuple[SeriesData, ...] | None]] = {}
-    read = {_section_key(config.data): prepared} if prepared is not None else {}
+    read = {_data_key(config): prepared} if prepared is not None else {}
     points = sweep_points(config)
     searching = config.sweep is not None and config.sweep.search == "optuna"
     for number, (overrides, point) in enumerate(points, 1):
@@ -108,9 +108,14 @@ def _check_evaluation(config: ExperimentConfig) -> None:
             )
 
 
-def _section_key(section: object) -> str:
-    """A data or task section's identity: two sweep points with equal ones share their data."""
-    return json.dumps(dataclasses.asdict(section), sort_keys=True, default=str)
+def _data_key(config: ExperimentConfig) -> str:
+    """The identity of a config's data: its data section and test windows' step, or its task
+    section; two sweep points with equal ones share their data."""
+    if config.data is None:
+        section = dataclasses.asdict(config.task)
+    else:
+        section = {"data": dataclasses.asdict(config.data), "step": config.evaluation.step}
+    return json.dumps(section, sort_keys=True, default=str)
 
 
 def _check_data(
@@ -122,12 +127,13 @@ def _check_data(
     has its folds) or drawing the task at every gap (the last gap's draw in all three parts),
     and a series' folds, which the trials then share; each distinct data section is tried
     once."""
-    key = _section_key(config.data if config.data is not None else config.task)
+    key = _data_key(config)
     if key in probes:
         return probes[key]
     if config.data is not None:
         data = config.data
-        folds = read.get(key) or tuple(prepare_series(data))  # every fold is windowed
+        # every fold is windowed
+        folds = read.get(key) or tuple(prepare_series(data, config.evaluation.step))
         first = folds[0]
         # Each forecaster is made; a user's is also fitted and run on the first target's past
         # (the statistical ones take seconds a fold, in the trials).

@@ -42,6 +42,7 @@ from forecast.data import (
     Splits,
     WindowView,
     make_folds,
+    refit_every,
     series_name,
     to_dataset,
 )
@@ -118,7 +119,10 @@ class Trial:
         (times the folds a backtest trains on)."""
         data = self.config.data
         length = self.gap + (data.input_width if data else 20)
-        trainings = data.backtest.folds if data and data.backtest.refit else 1
+        trainings = 1
+        if data:  # the folds it trains before
+            folds = data.backtest.folds
+            trainings = -(-folds // refit_every(data.backtest.refit, folds))
         trainings *= 2 if data and self.config.train.refit else 1  # at most as many epochs again
         return (length + TRIAL_OVERHEAD_STEPS) * self.config.train.epochs * trainings
 
@@ -161,7 +165,8 @@ def run_trial(
     trial is still evaluated, as it stands.
 
     A series backtested on several folds (``data.backtest``) trains a fresh model on each
-    fold's past (or, without ``refit``, once on the first fold's) and scores it on that fold:
+    fold's past (or, with ``refit`` k, on every k-th; without, once on the first fold's) and
+    scores it on that fold:
     the outcome's metrics are the means over folds, with ``<metric>_ci95`` intervals, and
     ``fold_metrics`` holds each fold's. Its epochs continue across folds (fold 2 of 10-epoch
     trainings runs epochs 10-19), so the callbacks see one run of epochs.
@@ -178,14 +183,14 @@ def run_trial(
     keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(seed)
     folds = make_folds(config, gap, seed, trial.prepared)
-    refit = config.data is None or config.data.backtest.refit
+    every = 1 if config.data is None else refit_every(config.data.backtest.refit, len(folds))
     strategy = make_strategy(config.train.strategy)  # one per process, reused
 
     fold_metrics, drawn, forecasts, scales, train_seconds, pruned_at = [], [], [], [], 0.0, None
     flow: dict[str, np.ndarray] = {}  # the first fold's
     specifications: dict[str, list[str]] = {}  # each automatic baseline's choice, per fold
     for index, (splits, series) in enumerate(folds):
-        if index == 0 or refit:
+        if index % every == 0:
             backups = _fold_backups(checkpoint_dir, index, len(folds))
             fit = _fit_fold(trial, index, splits, series, strategy, callbacks, backups, pruner)
             flow = fit.flow or flow

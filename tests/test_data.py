@@ -173,6 +173,24 @@ def test_a_part_too_short_for_a_window_is_named():
         series_splits(frame, input_width=27, gap=1)
 
 
+def test_test_windows_every_step_are_those_of_every_origin_at_those_origins():
+    """evaluation.step: the test part's windows start every k steps, the same windows as at
+    step 1 there; the training and validation windows are untouched (their data.stride)."""
+    frame = pd.DataFrame({"y": np.sin(np.arange(300) / 5) + np.arange(300) / 100})
+    every = series_splits(frame, input_width=8, horizon=3, stride=2)
+    third = series_splits(frame, input_width=8, horizon=3, stride=2, test_stride=3)
+    np.testing.assert_array_equal(third.origins["test"], every.origins["test"][::3])
+    np.testing.assert_array_equal(np.diff(every.origins["test"]), 1)  # not data.stride's 2
+    for array in ("x_test", "y_test"):
+        np.testing.assert_array_equal(
+            np.asarray(getattr(third.splits, array)), np.asarray(getattr(every.splits, array))[::3]
+        )
+    for array in ("x_train", "y_train", "x_val", "y_val"):
+        np.testing.assert_array_equal(
+            np.asarray(getattr(third.splits, array)), np.asarray(getattr(every.splits, array))
+        )
+
+
 def test_backtest_folds_cut_the_test_part_and_train_on_everything_before_each():
     # 100 steps, 30 tested in 3 folds of 10, validation the 10 steps before each fold.
     folds = fold_bounds(100, val_fraction=0.1, test_fraction=0.3, folds=3)
@@ -185,6 +203,10 @@ def test_backtest_folds_cut_the_test_part_and_train_on_everything_before_each():
     assert [fold["train"] for fold in slide] == [(0, 60)] * 3
     assert [fold["val"] for fold in slide] == [(60, 70)] * 3
     assert [fold["test"] for fold in slide] == [(70, 80), (80, 90), (90, 100)]
+    # refit: 2, over 4 folds of 10: trained before folds 1 and 3, each kept for the next.
+    every_other = fold_bounds(100, val_fraction=0.1, test_fraction=0.4, folds=4, refit=2)
+    assert [fold["val"] for fold in every_other] == [(50, 60), (50, 60), (70, 80), (70, 80)]
+    assert [fold["test"][0] for fold in every_other] == [60, 70, 80, 90]
     # Folds of unequal length when the test part does not divide evenly: 7 steps in 3 folds.
     uneven = fold_bounds(20, val_fraction=0.25, test_fraction=0.35, folds=3)
     assert [fold["test"] for fold in uneven] == [(13, 15), (15, 17), (17, 20)]
@@ -537,6 +559,7 @@ def random_walks(lengths, seed=0):
 @pytest.mark.parametrize("stride, gap", [(1, 0), (3, 2)])
 def test_streamed_batches_equal_the_copied_windows_batch_by_batch(panel, relative, stride, gap):
     window = dict(input_width=12, horizon=3, gap=gap, stride=stride, relative=relative)
+    window["test_stride"] = stride  # the copies stride every part alike
     columns = dict(feature_columns=["a", "b"], target_columns=["a"])
     frames = random_walks([160, 230, 300] if panel else [300])
     if panel:

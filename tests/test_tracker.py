@@ -2,12 +2,14 @@
 in-memory tracker, which writes nothing. MLflow's own record has its tests beside the pipeline's
 (test_experiment, test_pipeline)."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from forecast import api, runner
 from forecast import trial as trial_module
 from forecast.config import ConfigError, load_experiment
+from forecast.forecasters import NAIVE_FORECASTERS
 from forecast.tracker import MemoryTracker
 from tests.test_experiment import SERIES_TINY, TINY
 
@@ -80,21 +82,43 @@ def test_an_interrupt_ends_the_trial_and_the_sweep_killed(no_store, monkeypatch)
     assert sweep.status == "KILLED"
 
 
-def test_a_backtest_without_refit_trains_once_and_slides(no_store):
-    overrides = [*SERIES_TINY, "data.backtest.folds=3", "data.backtest.refit=false"]
+@pytest.mark.parametrize("refit, trainings", [(False, 1), (2, 2)])
+def test_a_backtest_trains_before_every_refit_th_fold_and_slides_between(
+    refit, trainings, no_store
+):
+    """Four folds: without refit one training on the first fold's past; with refit 2, one
+    before the first fold and one before the third."""
+    overrides = [*SERIES_TINY, "data.backtest.folds=4", f"data.backtest.refit={refit}"]
     overrides += ["train.epochs=2", "models=[{name: lstm, layer: LSTM, units: 3}]"]
     name, config = load_experiment("co2_forecast", overrides)
     tracker = MemoryTracker()
     results = runner.run_experiment(name, config, log=lambda line: None, tracker=tracker)
     (lstm,) = tracker.sweeps[0].trials
-    assert len(lstm.epochs) == 2  # trained once, on the first fold
+    assert len(lstm.epochs) == 2 * trainings
     naive = results.forecasts[results.forecasts["forecaster"] == "naive"]
     origins = naive.groupby("fold")["origin"].min()
-    assert len(origins) == 3 and origins.is_monotonic_increasing and origins.is_unique
+    assert len(origins) == 4 and origins.is_monotonic_increasing and origins.is_unique
     # Each fold scored on its own windows.
     scores = results.scores
     naive_mse = scores[(scores["forecaster"] == "naive") & (scores["metric"] == "mse")]
-    assert naive_mse["value"].nunique() == 3
+    assert naive_mse["value"].nunique() == 4
+
+
+def test_evaluation_step_forecasts_every_kth_origin_as_every_origin_does(no_store):
+    """Every forecaster, the network too, forecasts the same at the origins both keep."""
+    overrides = [*SERIES_TINY, "models=[{name: lstm, layer: LSTM, units: 3}]"]
+    runs = {}
+    for step in (1, 3):
+        name, config = load_experiment("co2_forecast", [*overrides, f"evaluation.step={step}"])
+        results = runner.run_experiment(
+            name, config, log=lambda line: None, tracker=MemoryTracker()
+        )
+        runs[step] = results.forecasts.set_index(["forecaster", "origin", "step"])["yhat"]
+    every, third = runs[1], runs[3]
+    origins = {step: runs[step].index.unique("origin").sort_values() for step in runs}
+    assert list(origins[3]) == list(origins[1][::3])  # weekly origins, three weeks apart
+    assert set(third.index.unique("forecaster")) == {"lstm", *NAIVE_FORECASTERS}
+    np.testing.assert_allclose(third, every.loc[third.index], rtol=1e-5)
 
 
 def test_an_in_memory_tracker_refuses_trials_run_elsewhere(no_store):

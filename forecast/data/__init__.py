@@ -29,6 +29,7 @@ from forecast.data.splits import (
     backtest_splits,
     fold_bounds,
     make_scaler,
+    refit_every,
     series_splits,
     synthetic_splits,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "check_window_args",
     "combine_series",
     "fold_bounds",
+    "refit_every",
     "load_panel",
     "load_series",
     "make_scaler",

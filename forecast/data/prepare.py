@@ -23,7 +23,9 @@ def make_folds(
     ``seed`` (one fold), or each backtest fold of the config's series (and what reads results
     in its units), ``prepared`` already or prepared now."""
     if config.data is not None:
-        folds = prepared if prepared is not None else prepare_series(config.data)
+        if prepared is None:
+            prepared = prepare_series(config.data, config.evaluation.step)
+        folds = prepared
         return [(series.splits, series) for series in folds]
     task = config.task
     splits = synthetic_splits(
@@ -32,9 +34,10 @@ def make_folds(
     return [(splits, None)]
 
 
-def prepare_series(data: DataConfig) -> list[SeriesData]:
+def prepare_series(data: DataConfig, test_step: int = 1) -> list[SeriesData]:
     """Load, validate, split, scale and window the series of a ``data`` config section: one
-    :class:`SeriesData` per backtest fold."""
+    :class:`SeriesData` per backtest fold, its test windows every ``test_step`` steps
+    (``evaluation.step``)."""
     columns = None
     if data.feature_columns is not None or data.target_columns is not None:
         named = [*(data.feature_columns or []), *(data.target_columns or [])]
@@ -44,6 +47,7 @@ def prepare_series(data: DataConfig) -> list[SeriesData]:
         horizon=data.horizon,
         gap=data.gap,
         stride=data.stride,
+        test_stride=test_step,
         feature_columns=data.feature_columns,
         target_columns=data.target_columns,
         val_fraction=data.val_fraction,
@@ -73,12 +77,14 @@ def prepare_series(data: DataConfig) -> list[SeriesData]:
 def prepare_unswept(config: ExperimentConfig) -> tuple[SeriesData, ...] | None:
     """``config.data``'s folds (:func:`prepare_series`), read before TensorFlow loads so that
     a data problem is one line at once; None for a task, or where a sweep changes the data
-    section (each sweep point's is read as the plan checks it)."""
+    section or the test windows' step (each sweep point's is read as the plan checks it)."""
     sweep = config.sweep
     swept = [*sweep.grid, *sweep.space] if sweep is not None else []
-    if config.data is None or any(key.startswith("data.") for key in swept):
+    if config.data is None or any(
+        key.startswith("data.") or key == "evaluation.step" for key in swept
+    ):
         return None
-    return tuple(prepare_series(config.data))
+    return tuple(prepare_series(config.data, config.evaluation.step))
 
 
 def data_source(config: ExperimentConfig) -> str:

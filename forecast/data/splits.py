@@ -85,8 +85,20 @@ def synthetic_splits(
     )
 
 
+def refit_every(refit: bool | int, folds: int) -> int:
+    """Every how many folds a backtest trains anew: ``refit`` true is every fold, false never
+    after the first (every ``folds``), an integer k every k-th."""
+    if isinstance(refit, bool):
+        return 1 if refit else folds
+    return refit
+
+
 def fold_bounds(
-    length: int, val_fraction: float, test_fraction: float, folds: int = 1, refit: bool = True
+    length: int,
+    val_fraction: float,
+    test_fraction: float,
+    folds: int = 1,
+    refit: bool | int = True,
 ) -> list[dict[str, tuple[int, int]]]:
     """The train / val / test parts, as (start, end) steps, of each fold of a rolling-origin
     backtest over a series of ``length`` steps.
@@ -95,7 +107,9 @@ def fold_bounds(
     equal length, give or take a step). With ``refit``, each fold's model trains on everything
     before the fold (an expanding window), the last ``val_fraction`` of the series' length of
     it being validation; without, every fold keeps the first fold's train and val parts, so one
-    model trained once is scored on every fold. One fold is the single split.
+    model trained once is scored on every fold; with an integer k, a fold keeps the parts of
+    the last fold a multiple of k after the first (see :func:`refit_every`). One fold is the
+    single split.
     """
     if not isinstance(folds, int) or folds < 1:
         raise DataError(f"backtest folds must be an integer >= 1, got {folds!r}")
@@ -105,9 +119,10 @@ def fold_bounds(
     if test_start - n_val <= 0:
         raise DataError(f"a series of {length} steps leaves no training steps before its test")
     edges = [test_start + fold * n_test // folds for fold in range(folds + 1)]
+    every = refit_every(refit, folds)
     parts = []
-    for start, end in zip(edges[:-1], edges[1:], strict=True):
-        past = start if refit else test_start
+    for index, (start, end) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        past = edges[index - index % every]  # the start of the fold it last trained before
         parts.append(
             {"train": (0, past - n_val), "val": (past - n_val, past), "test": (start, end)}
         )
@@ -185,6 +200,7 @@ def series_splits(
     horizon: int = 1,
     gap: int = 0,
     stride: int = 1,
+    test_stride: int = 1,
     feature_columns: list[str] | None = None,
     target_columns: list[str] | None = None,
     val_fraction: float = 0.15,
@@ -205,6 +221,9 @@ def series_splits(
     step. ``bounds`` (``{"train": (start, end), "val": ..., "test": ...}``,
     one fold of :func:`fold_bounds`) sets the parts instead.
 
+    The training and validation windows start every ``stride`` steps, the test windows every
+    ``test_stride`` (``evaluation.step``): one test window per forecast origin.
+
     With ``relative``, every window is shifted so that its last input step is zero, and its
     targets by the same amount: the model learns changes from the last observation, which
     carries it through trends that leave the training range (where a tanh network saturates).
@@ -221,6 +240,7 @@ def series_splits(
     ``fillna`` (as the series was read with): its transform fills a request's gaps alike.
     """
     check_window_args(input_width, horizon, gap, stride)
+    check_window_args(input_width, horizon, gap, test_stride)
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 < value < 1:
             raise DataError(f"{name} must lie in (0, 1), got {value!r}")
@@ -236,8 +256,9 @@ def series_splits(
         (bounds,) = fold_bounds(len(frame), val_fraction, test_fraction)
     scaled = _scaled(frame, features, targets, future, calendar, scaler, bounds["train"][1])
     combined, covariates = scaled.values, scaled.covariates
+    strides = {"train": stride, "val": stride, "test": test_stride}
     arrays, offsets, origins = _windowed_parts(
-        combined, covariates, bounds, input_width, horizon, gap, stride, len(features), relative
+        combined, covariates, bounds, input_width, horizon, gap, strides, len(features), relative
     )
     splits = Splits(
         *arrays["train"],
@@ -289,13 +310,14 @@ def _windowed_parts(
     input_width: int,
     horizon: int,
     gap: int,
-    stride: int,
+    strides: dict[str, int],
     features: int,
     relative: bool,
 ) -> tuple[dict[str, tuple[Any, Any]], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Each part's windows over ``combined`` (its first ``features`` columns the inputs, the
-    rest the targets): its (inputs, targets), each window's last observed targets (what a
-    ``relative`` window is shifted by) and the index of its origin, the last input step."""
+    """Each part's windows, every ``strides[part]`` steps, over ``combined`` (its first
+    ``features`` columns the inputs, the rest the targets): its (inputs, targets), each
+    window's last observed targets (what a ``relative`` window is shifted by) and the index of
+    its origin, the last input step."""
     arrays, offsets, origins = {}, {}, {}
     feature_index = tuple(range(features))
     target_index = list(range(features, combined.shape[1]))
@@ -315,6 +337,7 @@ def _windowed_parts(
             else:
                 need = f"data.horizon ({horizon} steps); raise data.{part}_fraction or lower it"
             raise DataError(f"{part} part ({end - start} steps): too short for {need}")
+        stride = strides[part]
         # Views, no copy: make_windows checks the part (NaNs, length) and counts its windows.
         inputs, _ = make_windows(
             combined[first:end], input_width, horizon, gap, stride, target_index
