@@ -124,6 +124,9 @@ class EvaluationConfig:
     # too): 1 is every test step; a larger step spends less on a forecaster that is slow per
     # origin. The training windows' spacing is data.stride's, not this.
     step: int = 1
+    # A series' model trained with several seeds is also scored as one forecaster combining
+    # its seeds' forecasts, <model>_ensemble: mean, median, or none.
+    ensemble: str = "mean"
 
 
 @dataclass
@@ -366,6 +369,7 @@ PRESENTATION_KEYS = (
     "train.verbose",
     "train.checkpoint",
     "sweep.storage",
+    "evaluation.ensemble",  # combines the trials' forecasts after they are made
 )
 
 
@@ -454,6 +458,10 @@ def _validate_data(data: DataConfig) -> None:
 
 def _validate_evaluation(evaluation: EvaluationConfig) -> None:
     require(evaluation.step >= 1, f"evaluation.step: must be >= 1, got {evaluation.step}")
+    require(
+        evaluation.ensemble in ("mean", "median", "none"),
+        f"evaluation.ensemble: must be mean, median or none, got {evaluation.ensemble!r}",
+    )
     require(
         0 < evaluation.interval < 1,
         f"evaluation.interval: must lie in (0, 1), got {evaluation.interval}",

@@ -191,6 +191,42 @@ FORECAST_KEYS = ("forecaster", "series", "target", "origin", "step", "time")
 FORECAST_VALUES = ("y", "yhat", "lo", "hi", "level")
 
 
+def ensemble_name(network: str) -> str:
+    """The forecaster that combines a network's seeds: ``lstm_ensemble``."""
+    return f"{network}_ensemble"
+
+
+def ensemble_forecasts(
+    forecasts: pd.DataFrame, trials: pd.DataFrame, combine: str = "mean"
+) -> pd.DataFrame:
+    """Each model's forecasts combined over its seeds, at each sweep point and gap where two or
+    more seeds completed, as the forecaster ``<network>_ensemble`` (:func:`ensemble_name`):
+    the ``combine`` (``mean`` or ``median``) of the seeds' points, interval bounds and
+    quantiles, step by step (quantile averaging, for the bounds and quantiles), on the rows of
+    the first seed's trial. ``forecasts`` and ``trials`` as :class:`forecast.results.Results`
+    holds them; empty where no model has two complete seeds."""
+    complete = trials.loc[trials["state"] == "complete", ["trial", "model", "network", "gap"]]
+    own = forecasts.merge(complete, on="trial")
+    own = own[own["forecaster"] == own["network"]]
+    seeds = own.groupby(["model", "gap"])["trial"].transform("nunique")
+    own = own[seeds >= 2]
+    if not len(own):
+        return forecasts.iloc[:0]
+    keys = [column for column in ("model", "gap", *FORECAST_KEYS, "fold") if column in own]
+    quantiles = [column for column in own.columns if column.startswith("q")]  # q0.1, ...
+    values = ["yhat", "lo", "hi", *quantiles]
+    combined = own.groupby(keys, sort=False, dropna=False).agg(
+        trial=("trial", "first"),
+        network=("network", "first"),
+        y=("y", "first"),
+        level=("level", "first"),
+        **{column: (column, combine) for column in values},
+    )
+    combined = combined.reset_index().drop(columns=["model", "gap"])
+    combined["forecaster"] = combined["network"].map(ensemble_name)
+    return combined[[column for column in forecasts.columns if column in combined]]
+
+
 def quantile_column(quantile: float) -> str:
     """The forecasts table's column of a quantile model's ``quantile`` forecast, e.g. ``q0.1``."""
     return f"q{quantile:g}"
@@ -436,10 +472,11 @@ def results_table(trials: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     ``value``, as :func:`score_forecasts` gives it; ``series`` is ``""`` for the metrics
     pooled over a panel's series), each trial named as in ``trials``.
 
-    ``model`` is the trial's model, or a baseline forecaster's name (with the sweep point, if
-    any), ``forecaster`` the name alone, ``kind`` says which (``network`` or ``baseline``). A
-    baseline's forecasts depend on the data alone, so each sweep point and gap has them once
-    (from its first trial); their ``seed`` is -1.
+    ``model`` is the trial's model, or another forecaster's name (with the sweep point, if
+    any), ``forecaster`` the name alone, ``kind`` says which: ``network``, ``ensemble`` (a
+    network's seeds combined, :func:`ensemble_forecasts`) or ``baseline``. A baseline's
+    forecasts depend on the data alone, and an ensemble's on all the seeds, so each sweep point
+    and gap has them once; their ``seed`` is -1.
     """
     columns = ["model", "forecaster", "kind", "point", "gap", "seed", "series", "metric", "value"]
     if not len(scores):  # a synthetic task's trials (or only failed ones)
@@ -449,21 +486,25 @@ def results_table(trials: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     identity = trials[["trial", "model", "network", "point", "gap", "seed"]]
     long = means.merge(identity, on="trial", how="inner", validate="many_to_one")
     is_network = long["forecaster"] == long["network"]
+    is_ensemble = long["forecaster"] == long["network"].map(ensemble_name)
     network = long[is_network].assign(kind="network")
     baselines = long[~is_network]
     baselines = baselines.drop_duplicates(["point", "gap", "forecaster", "series", "metric"])
     baselines = baselines.assign(
-        kind="baseline",
+        kind=np.where(is_ensemble[baselines.index], "ensemble", "baseline"),
         seed=-1,
         model=[
             f"{name} [{point}]" if point else name
             for name, point in zip(baselines["forecaster"], baselines["point"], strict=True)
         ],
     )
-    # Each sweep point's baselines together, in the order the points come.
+    # Each sweep point's ensembles and baselines together, in the order the points come.
     point_order = {point: index for index, point in enumerate(pd.unique(trials["point"]))}
     baselines = baselines.sort_values(
-        "point", key=lambda points: points.map(point_order), kind="stable"
+        ["point", "kind"],
+        key=lambda column: column.map(point_order) if column.name == "point" else column,
+        ascending=[True, False],  # ensemble before baseline
+        kind="stable",
     )
     return pd.concat([network, baselines], ignore_index=True)[columns]
 
@@ -558,6 +599,7 @@ def _series_summary(
     index = pd.MultiIndex.from_frame(summary[["model", "gap"]])
     summary["weights"] = cost["weights"].reindex(index).fillna(0).astype(int).to_numpy()
     summary["train_seconds"] = cost["train_seconds"].reindex(index).fillna(0.0).to_numpy()
+    summary = _ensemble_costs(summary)
     first = trials.drop_duplicates(["point", "gap"]).set_index(["point", "gap"])
     specifications = []
     for forecaster, kind, point, gap in summary[["forecaster", "kind", "point", "gap"]].itertuples(
@@ -570,6 +612,22 @@ def _series_summary(
     if any(specifications):
         summary["specification"] = specifications
     return summary.drop(columns=["forecaster", "kind", "point"])
+
+
+def _ensemble_costs(summary: pd.DataFrame) -> pd.DataFrame:
+    """An ensemble's row of a series' summary counts the seeds it combines, and their weights
+    and training seconds together: what it costs, where the network's row has one seed's."""
+    summary = summary.copy()
+    networks = summary[summary["kind"] == "network"]
+    names = networks["forecaster"].map(ensemble_name)
+    keys = zip(names, networks["point"], networks["gap"], strict=True)
+    sources = dict(zip(keys, networks.index, strict=True))
+    for index, row in summary[summary["kind"] == "ensemble"].iterrows():
+        source = summary.loc[sources[row["forecaster"], row["point"], row["gap"]]]
+        summary.loc[index, "seeds"] = source["seeds"]
+        summary.loc[index, "weights"] = source["weights"] * source["seeds"]
+        summary.loc[index, "train_seconds"] = source["train_seconds"] * source["seeds"]
+    return summary
 
 
 def specification_column(forecaster: str) -> str:

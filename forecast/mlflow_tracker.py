@@ -176,6 +176,7 @@ class MLflowSweep:
             if "specification" in summary:
                 specifications = summary.set_index(["model", "gap"])["specification"].to_dict()
             log_baseline_runs(self._run, results.baseline_scores(), specifications)
+            log_baseline_runs(self._run, results.baseline_scores("ensemble"), {}, "ensemble")
             ranked = results.summary(["mase"])  # by the headline, whatever the table shows
             if "mase" in ranked and ranked["mase"].notna().any():
                 tags["forecast.best_forecaster"] = ranked.at[ranked["mase"].idxmin(), "model"]

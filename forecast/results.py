@@ -23,6 +23,8 @@ from mlflow.exceptions import MlflowException
 from forecast.config import ExperimentConfig, build_config
 from forecast.evaluation import (
     METRICS,
+    ensemble_forecasts,
+    ensemble_name,
     paired_by_fold,
     per_series,
     results_table,
@@ -88,7 +90,10 @@ class Results:
       one row per (``trial``, ``forecaster``, ``series``, ``target``, ``fold``, ``origin``,
       ``step``) with the ``time`` forecast, ``y``, ``yhat`` and the interval ``lo``-``hi`` of
       nominal coverage ``level`` (and a column per quantile of a quantile model), in original
-      units; a task's rows are its test samples' positions (``sample``, ``position``).
+      units; a task's rows are its test samples' positions (``sample``, ``position``). A
+      series' model with several complete seeds also has its seeds combined
+      (``evaluation.ensemble``) as the forecaster ``<network>_ensemble``
+      (:func:`forecast.evaluation.ensemble_forecasts`), added here from the seeds' rows.
     - ``scores``: :meth:`score` of every metric.
     """
 
@@ -100,6 +105,19 @@ class Results:
     scales: pd.DataFrame  # a series' in-sample scale per (trial, fold, series, target)
     tracking_uri: str | None = None
     run_id: str | None = None  # the sweep's parent run; None where nothing was recorded
+
+    def __post_init__(self) -> None:
+        if not self.kind.forecasts_series or not len(self.forecasts):
+            return
+        # Made again from the seeds' rows, so that a copy with another evaluation.ensemble
+        # (dataclasses.replace) combines them its way.
+        combined = self.trials["network"].map(ensemble_name).unique()
+        forecasts = self.forecasts[~self.forecasts["forecaster"].isin(combined)]
+        combine = self.config.evaluation.ensemble
+        if combine != "none":
+            ensembles = ensemble_forecasts(forecasts, self.trials, combine)
+            forecasts = pd.concat([forecasts, ensembles], ignore_index=True)
+        object.__setattr__(self, "forecasts", forecasts)  # frozen: set once, here
 
     @functools.cached_property
     def scores(self) -> pd.DataFrame:
@@ -175,14 +193,15 @@ class Results:
         metrics = tuple(metrics or self.config.evaluation.metrics)
         return per_series(self.trials, self._forecaster_scores, metrics)
 
-    def baseline_scores(self) -> pd.DataFrame:
+    def baseline_scores(self, kind: str = "baseline") -> pd.DataFrame:
         """Each baseline forecaster's scores at each sweep point and gap, once (its forecasts
         depend on the data alone), means over backtest folds: a long table of ``forecaster``,
         ``model`` (with the sweep point), ``point``, ``gap``, ``series`` (``""``: pooled over
-        a panel's series), ``metric`` and ``value``; empty for a task."""
+        a panel's series), ``metric`` and ``value``; empty for a task. ``kind`` ``ensemble``:
+        the networks' ensembles' instead, alike."""
         table = results_table(self.trials, self._forecaster_scores)
-        baselines = table[table["kind"] == "baseline"].drop(columns=["kind", "seed"])
-        return baselines.reset_index(drop=True)
+        chosen = table[table["kind"] == kind].drop(columns=["kind", "seed"])
+        return chosen.reset_index(drop=True)
 
     @functools.cached_property
     def _forecaster_scores(self) -> pd.DataFrame:
@@ -379,7 +398,7 @@ def sweep_trials(uri: str, parent_run_id: str, latest_only: bool = True) -> pd.D
     rows = []
     for child in children:
         params, metrics = child.data.params, child.data.metrics
-        if child.data.tags.get(ROLE_TAG) == "baseline":  # a baseline's scores, not a trial
+        if child.data.tags.get(ROLE_TAG, "network") != "network":  # a baseline's or ensemble's
             continue
         if "model" not in params:  # made, but stopped (or its server died) before its params
             continue

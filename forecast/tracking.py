@@ -400,7 +400,8 @@ def parent_run(
 
 # What MLflow's client raises when its server fails it.
 SERVER_ERRORS = (MlflowException, requests.RequestException)
-# A child run's role in its sweep: a network's trial, or a baseline forecaster's scores.
+# A child run's role in its sweep: a network's trial ("network"), or the scores of a baseline
+# forecaster ("baseline") or of a network's seeds combined ("ensemble").
 ROLE_TAG = "forecast.role"
 
 
@@ -722,7 +723,10 @@ def log_figure(run: RunRef, figure: Figure, path: str) -> None:
 
 
 def log_baseline_runs(
-    sweep: RunRef, baselines: pd.DataFrame, specifications: dict[tuple[str, int], str]
+    sweep: RunRef,
+    baselines: pd.DataFrame,
+    specifications: dict[tuple[str, int], str],
+    role: str = "baseline",
 ) -> None:
     """Each baseline forecaster of a series sweep as a child run of ``sweep`` beside the
     networks' trials, its scores under the names a network's run has (``test_mase``, a
@@ -732,14 +736,15 @@ def log_baseline_runs(
     updates the runs it made before.
 
     ``baselines``: :meth:`forecast.results.Results.baseline_scores`; ``specifications``:
-    (model, gap) -> the model an automatic baseline chose (the summary's column).
+    (model, gap) -> the model an automatic baseline chose (the summary's column). ``role``
+    (the runs' ``forecast.role`` tag): ``ensemble`` for the networks' ensembles, logged alike.
     """
     client = sweep.client
     existing = {
         run.info.run_name: run.info.run_id
         for run in client.search_runs(
             [sweep.experiment_id],
-            f"tags.mlflow.parentRunId = '{sweep.run_id}' and tags.`{ROLE_TAG}` = 'baseline'",
+            f"tags.mlflow.parentRunId = '{sweep.run_id}' and tags.`{ROLE_TAG}` = '{role}'",
             max_results=10_000,
         )
     }
@@ -749,7 +754,7 @@ def log_baseline_runs(
         name = f"{forecaster}-gap{gap} {point}" if point else f"{forecaster}-gap{gap}"
         run_id = existing.get(name)
         if run_id is None:
-            tags = {"mlflow.parentRunId": sweep.run_id, ROLE_TAG: "baseline"}
+            tags = {"mlflow.parentRunId": sweep.run_id, ROLE_TAG: role}
             run_id = client.create_run(sweep.experiment_id, tags=tags, run_name=name).info.run_id
             params = {"model": forecaster, "gap": gap}
             if point:

@@ -149,6 +149,56 @@ def test_load_gives_the_frames_run_returned_and_compare_prints_its_summary(
     assert compared[2].startswith("Paired by backtest fold")
 
 
+def test_a_models_seeds_are_also_scored_as_their_ensemble(tracking_store):
+    """Two seeds of the LSTM: their forecasts combined step by step (the points, the interval's
+    bounds and the quantiles, each the mean) are a forecaster of their own, in the tables, the
+    summary and MLflow's runs, and rebuilt alike by forecast.load."""
+    lstm = {"name": "lstm", "layer": "LSTM", "units": 3}
+    overrides = {**SERIES, "data.backtest.folds": 1, "models": [lstm], "seeds": [0, 1]}
+    results = forecast.run("co2_forecast", overrides, log=None)
+    forecasts = results.forecasts
+    keys = ["series", "target", "fold", "origin", "step"]
+    columns = ["y", "yhat", "lo", "hi", "q0.1", "q0.5", "q0.9"]
+    seeds = forecasts[forecasts["forecaster"] == "lstm"].groupby(keys)[columns].mean()
+    ensemble = forecasts[forecasts["forecaster"] == "lstm_ensemble"]
+    assert set(ensemble["trial"]) == {"lstm-gap0-seed0"}  # on the first seed's rows
+    pd.testing.assert_frame_equal(
+        ensemble.set_index(keys)[columns].sort_index(), seeds.sort_index()
+    )
+
+    summary = results.summary().set_index("model")
+    assert list(summary.index[:2]) == ["lstm", "lstm_ensemble"]
+    assert summary.at["lstm_ensemble", "seeds"] == 2
+    assert summary.at["lstm_ensemble", "weights"] == 2 * summary.at["lstm", "weights"]
+    mae = (ensemble["yhat"] - ensemble["y"]).abs().mean()
+    assert summary.at["lstm_ensemble", "mae"] == pytest.approx(mae)
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_store)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("co2_forecast").experiment_id],
+        "tags.`forecast.role` = 'ensemble'",
+    )
+    assert run.info.run_name == "lstm_ensemble-gap0"
+    assert run.data.metrics["test_mae"] == pytest.approx(mae)
+    loaded = forecast.load(results.run_id, tracking_store)
+    pd.testing.assert_frame_equal(loaded.forecasts, results.forecasts)
+    assert len(loaded.trials) == 2  # the ensemble's run is no trial
+
+    evaluation = dataclasses.replace(results.config.evaluation, ensemble="median")
+    median = dataclasses.replace(
+        results, config=dataclasses.replace(results.config, evaluation=evaluation)
+    )
+    rows = median.forecasts[median.forecasts["forecaster"] == "lstm_ensemble"]
+    np.testing.assert_allclose(rows["yhat"], ensemble["yhat"])  # of two, the median is the mean
+    evaluation = dataclasses.replace(evaluation, ensemble="none")
+    alone = dataclasses.replace(
+        results, config=dataclasses.replace(results.config, evaluation=evaluation)
+    )
+    assert "lstm_ensemble" not in set(alone.forecasts["forecaster"])
+
+
 def test_a_task_forecasts_its_test_samples_and_scores_them_against_the_mean(tracking_store):
     tiny = [*TINY, "task.gaps=[2]"]  # two trials
     overrides = {key: yaml.safe_load(value) for key, value in (o.split("=", 1) for o in tiny)}
