@@ -84,6 +84,9 @@ class DataConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     scaler: str = "standard"  # standard, minmax or none; fitted on the train part only
+    # A transform of the target before the scaler, fitted on the train part too and undone for
+    # the forecasts: log, or boxcox (its lambda fitted); null: none. Values must be positive.
+    transform: str | None = None
     relative: bool = False  # model each window relative to its last input step
     # Steps per season (12: monthly data with a yearly cycle), or a list of seasons ([48, 336]:
     # half-hourly data with a daily and a weekly cycle). mstl takes every season; the seasonal
@@ -420,6 +423,10 @@ def _validate_data(data: DataConfig) -> None:
     require(
         isinstance(refit, bool) or refit >= 1,
         f"data.backtest.refit: must be true, false or a number of folds >= 1, got {refit}",
+    )
+    require(
+        data.transform in (None, "log", "boxcox"),
+        f"data.transform: must be log, boxcox or null, got {data.transform!r}",
     )
     seasons = data.seasons
     require(

@@ -173,6 +173,47 @@ def test_a_part_too_short_for_a_window_is_named():
         series_splits(frame, input_width=27, gap=1)
 
 
+@pytest.mark.parametrize("transform", ["log", "boxcox"])
+def test_a_target_transform_is_undone_exactly_and_fitted_on_the_train_part_only(transform):
+    """The transform comes before the scaler, on the target (and its feature column), and the
+    forecasts' way back to original units undoes both; poisoning the validation and test
+    parts changes nothing fitted."""
+    steps = np.arange(240)
+    level = 100 * np.exp(steps / 120) * (1 + 0.3 * np.sin(2 * np.pi * steps / 12))
+    frame = pd.DataFrame({"sales": level, "price": np.cos(steps / 7)})
+    window = dict(input_width=24, horizon=6, target_columns=["sales"], relative=True)
+    data = series_splits(frame, **window, target_transform=transform)
+    back = data.to_original_units(np.asarray(data.splits.y_test, np.float64), "test")
+    targets = data.origins["test"][:, None] + 1 + np.arange(6)
+    np.testing.assert_allclose(back[..., 0], level[targets], rtol=1e-5)  # float32 windows
+    scaler = data.target_scaler
+    values = level[:, None]
+    np.testing.assert_allclose(scaler.inverse_transform(scaler.transform(values)), values)
+    # The transform is in the inputs too: the sales feature reads as the target does.
+    features = data.transform.feature_scaler.transform(frame[["sales", "price"]].to_numpy())
+    np.testing.assert_allclose(features[:, 0], scaler.transform(values)[:, 0])
+
+    poisoned = frame.copy()
+    train_end = data.split_lengths[0]
+    poisoned.loc[train_end:, "sales"] *= 100
+    fitted = series_splits(poisoned, **window, target_transform=transform).target_scaler
+    for before, after in zip(scaler.steps, fitted.steps, strict=True):
+        for attribute in ("lambdas_", "mean_", "scale_"):
+            if hasattr(before[1], attribute):
+                np.testing.assert_array_equal(
+                    getattr(after[1], attribute), getattr(before[1], attribute)
+                )
+
+
+def test_a_transform_of_a_target_that_is_not_positive_is_one_line():
+    frame = pd.DataFrame({"sales": [3.0, 2.0, 0.0, 4.0] * 20})
+    with pytest.raises(DataError) as error:
+        series_splits(frame, input_width=4, target_transform="log")
+    assert str(error.value) == (
+        "data.transform: log needs positive values; column 'sales' has 0 at row 2 (2)"
+    )
+
+
 def test_test_windows_every_step_are_those_of_every_origin_at_those_origins():
     """evaluation.step: the test part's windows start every k steps, the same windows as at
     step 1 there; the training and validation windows are untouched (their data.stride)."""

@@ -61,6 +61,24 @@ def test_the_loaded_model_casts_integer_rows_and_refuses_bad_ones_in_one_line(co
         loaded.predict(rows.iloc[::-1])
 
 
+def test_a_model_trained_on_a_transformed_target_forecasts_as_its_trial_did(tracking_store):
+    """data.transform: boxcox, fitted on the train part, travels in the logged model: from the
+    rows up to a test origin it forecasts what the trial forecast from that origin."""
+    overrides = ["data.transform=boxcox", "data.horizon=3", "data.input_width=12"]
+    overrides += ["data.baselines=[]", "models=[{name: lstm, layer: LSTM, units: 3}]"]
+    overrides += ["seeds=[0]", "train.epochs=2", "train.refit=false", "log_models=true"]
+    name, config = load_experiment("air_passengers", overrides)
+    results = runner.run_experiment(name, config, log=lambda line: None, workers=1)
+    forecasts = results.forecasts[results.forecasts["forecaster"] == "lstm"]
+    origin = forecasts["origin"].iloc[0]
+    expected = forecasts[forecasts["origin"] == origin].sort_values("step")["yhat"]
+    rows = pd.read_csv(datasets_dir() / "air_passengers.csv")
+    rows = rows[pd.to_datetime(rows["month"]) <= origin]
+    (run_id,) = results.trials["run_id"]
+    served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(rows)
+    np.testing.assert_allclose(served["passengers"], expected, rtol=1e-4)
+
+
 PROMO_TINY = [
     "seeds=[0]",
     "train.epochs=1",

@@ -57,6 +57,7 @@ def prepare_series(data: DataConfig, test_step: int = 1) -> list[SeriesData]:
         future_columns=data.future_columns,
         calendar=data.calendar,
         fillna=data.fillna,
+        target_transform=data.transform,
     )
     folds, refit = data.backtest.folds, data.backtest.refit
     if data.series_column is not None:  # many series, one model

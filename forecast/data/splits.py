@@ -129,6 +129,40 @@ def fold_bounds(
     return parts
 
 
+TARGET_TRANSFORMS = ("log", "boxcox")
+
+
+def make_target_transform(name: str) -> Any:
+    """A variance-stabilising transform of the target, undone for the forecasts: ``log``, or
+    ``boxcox`` (scikit-learn's Box-Cox power transform, its lambda fitted on the train part)."""
+    from sklearn.preprocessing import FunctionTransformer, PowerTransformer
+
+    if name == "log":
+        return FunctionTransformer(np.log, inverse_func=np.exp, check_inverse=False)
+    if name == "boxcox":
+        return PowerTransformer(method="box-cox", standardize=False)
+    raise DataError(f"transform must be one of {', '.join(TARGET_TRANSFORMS)}, got {name!r}")
+
+
+def _transform_then_scale(scaler: Any, transform: str | None, transformed: list[bool]) -> Any:
+    """``scaler`` (or None) after ``transform`` of the columns marked ``transformed``, the
+    others passed through in place, as one scikit-learn estimator fitted and undone at once;
+    the scaler alone without a transform or a column to transform."""
+    if transform is None or not any(transformed):
+        return scaler
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+
+    step = make_target_transform(transform)
+    if not all(transformed):  # a column each, in their order
+        columns = [
+            (str(index), step if chosen else "passthrough", [index])
+            for index, chosen in enumerate(transformed)
+        ]
+        step = ColumnTransformer(columns)
+    return step if scaler is None else make_pipeline(step, scaler)
+
+
 def make_scaler(name: str) -> Any:
     from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
@@ -211,6 +245,7 @@ def series_splits(
     future_columns: list[str] | None = None,
     calendar: list[str] | None = None,
     fillna: str | None = None,
+    target_transform: str | None = None,
 ) -> SeriesData:
     """Split a series in time order, fit scaling on the train part, window each part.
 
@@ -238,6 +273,9 @@ def series_splits(
     steps, after its input rows (:func:`forecast.data.covariates.with_future`). They are not
     past features: the features default to the columns other than ``future_columns``.
     ``fillna`` (as the series was read with): its transform fills a request's gaps alike.
+    ``target_transform`` (``log`` or ``boxcox``, :func:`make_target_transform`) comes before
+    the scaling of the target columns, fitted on the train part alike and undone for the
+    forecasts (the scalers carry it, so the logged model applies it too).
     """
     check_window_args(input_width, horizon, gap, stride)
     check_window_args(input_width, horizon, gap, test_stride)
@@ -254,7 +292,11 @@ def series_splits(
     _check_columns(frame, features, targets, future)
     if bounds is None:
         (bounds,) = fold_bounds(len(frame), val_fraction, test_fraction)
-    scaled = _scaled(frame, features, targets, future, calendar, scaler, bounds["train"][1])
+    if target_transform is not None:
+        _check_positive(frame, targets, target_transform)
+    scaled = _scaled(
+        frame, features, targets, future, calendar, scaler, bounds["train"][1], target_transform
+    )
     combined, covariates = scaled.values, scaled.covariates
     strides = {"train": stride, "val": stride, "test": test_stride}
     arrays, offsets, origins = _windowed_parts(
@@ -391,6 +433,18 @@ class ScaledSeries:
     future_scaler: Any
 
 
+def _check_positive(frame: pd.DataFrame, targets: list[str], transform: str) -> None:
+    """A log or Box-Cox transform needs every target value above zero."""
+    for column in targets:
+        values = frame[column].to_numpy(np.float64)
+        if (values <= 0).any():
+            row = int(np.argmax(values <= 0))
+            raise DataError(
+                f"data.transform: {transform} needs positive values; column {column!r} has "
+                f"{values[row]:g} at row {row} ({frame.index[row]})"
+            )
+
+
 def _scaled(
     frame: pd.DataFrame,
     features: list[str],
@@ -399,13 +453,21 @@ def _scaled(
     calendar: list[str],
     scaler: str,
     train_end: int,
+    target_transform: str | None = None,
 ) -> ScaledSeries:
-    """Fit ``scaler`` on the first ``train_end`` rows of each kind of column and scale them."""
-    feature_scaler, target_scaler = make_scaler(scaler), make_scaler(scaler)
+    """Fit ``scaler`` on the first ``train_end`` rows of each kind of column and scale them,
+    the target columns (among the features too) after ``target_transform``, fitted alike."""
+    feature_scaler = _transform_then_scale(
+        make_scaler(scaler), target_transform, [column in targets for column in features]
+    )
+    target_scaler = _transform_then_scale(
+        make_scaler(scaler), target_transform, [True] * len(targets)
+    )
     feature_values = frame[features].to_numpy(np.float64)
     target_values = frame[targets].to_numpy(np.float64)
     if feature_scaler is not None:
         feature_values = feature_scaler.fit(feature_values[:train_end]).transform(feature_values)
+    if target_scaler is not None:
         target_values = target_scaler.fit(target_values[:train_end]).transform(target_values)
     values = np.concatenate([feature_values, target_values], axis=1).astype(np.float32)
     future_scaler = make_scaler(scaler) if future else None
