@@ -38,6 +38,7 @@ installs it).
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import OrderedDict
 from typing import Protocol
 
@@ -225,19 +226,31 @@ def make_forecaster(name: str, seasons: tuple[int, ...] = ()) -> Forecaster:
     return forecaster
 
 
-def check_forecaster(name: str, seasons: tuple[int, ...], past: np.ndarray, steps: int) -> None:
-    """Make the forecaster and, for a user's, fit and forecast once on ``past`` (a target's
-    observations), checking what it returns.
+# The built-in forecasters that can take seconds an origin, timed before a run (MSTL
+# decomposes the whole past again at every origin); the other statistical ones take
+# milliseconds an origin (docs/benchmarks.md).
+TIMED = ("mstl",)
+
+
+def check_forecaster(
+    name: str, seasons: tuple[int, ...], past: np.ndarray, steps: int
+) -> tuple[float, float] | None:
+    """Make the forecaster and, for a user's (or one of :data:`TIMED`), fit and forecast once
+    on ``past`` (a target's observations), checking what it returns; then returns the seconds
+    the fit took and the forecast from one origin, for an estimate of the whole run's.
 
     Raises:
         ValueError: naming the forecaster and what is wrong; one line.
     """
     forecaster = make_forecaster(name, seasons)
-    if not is_import_path(name):
-        return  # ours are tested; the statistical ones take seconds to fit
+    if not is_import_path(name) and name not in TIMED:
+        return None  # ours are tested; the statistical ones take seconds to fit
     try:
+        started = time.perf_counter()
         fitted = forecaster.fit(past)
+        fitting = time.perf_counter() - started
         ahead = (fitted or forecaster).forecast(past, np.array([len(past) - 1]), steps)
+        forecasting = time.perf_counter() - started - fitting
     except Exception as error:  # a user's code: any failure is theirs to read in one line
         raise ValueError(f"{name} failed on the series: {one_line(error)}") from None
     ahead = np.asarray(ahead)
@@ -248,6 +261,7 @@ def check_forecaster(name: str, seasons: tuple[int, ...], past: np.ndarray, step
         )
     if not np.isfinite(ahead.astype(np.float64)).all():
         raise ValueError(f"{name}.forecast returned NaN or infinite values")
+    return fitting, forecasting
 
 
 def baseline_names(extra: list[str], seasons: tuple[int, ...]) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable
 
 import keras
@@ -62,7 +63,7 @@ def plan_trials(
         try:
             _check_training(point.train)
             _check_evaluation(point)
-            probe, folds = _check_data(point, probes, read)
+            probe, folds = _check_data(point, probes, read, log)
             _check_models(point, probe)
             if searching and config.sweep.metric == "val_accuracy" and probe.classes is None:
                 raise ConfigError(
@@ -122,11 +123,12 @@ def _check_data(
     config: ExperimentConfig,
     probes: dict[str, tuple[Splits, tuple[SeriesData, ...] | None]],
     read: dict[str, tuple[SeriesData, ...]],
+    log: Callable[[str], None],
 ) -> tuple[Splits, tuple[SeriesData, ...] | None]:
     """Splits with the shapes of the trials' data, after loading the series (unless ``read``
     has its folds) or drawing the task at every gap (the last gap's draw in all three parts),
     and a series' folds, which the trials then share; each distinct data section is tried
-    once."""
+    once. A baseline that will take long is announced on ``log`` with an estimate."""
     key = _data_key(config)
     if key in probes:
         return probes[key]
@@ -141,9 +143,12 @@ def _check_data(
         _check_seasons(data, part.fit_end)
         for name in baseline_names(data.baselines, data.seasons):
             try:
-                check_forecaster(name, data.seasons, part.values[: part.fit_end, 0], data.horizon)
+                past = part.values[: part.fit_end, 0]
+                timing = check_forecaster(name, data.seasons, past, data.gap + data.horizon)
             except ValueError as error:
                 raise ConfigError(f"data.baselines: {error}") from None
+            if timing is not None and (note := _slow_forecaster_note(name, timing, folds, config)):
+                log(note)
         probes[key] = (first.splits, folds)
         return probes[key]
     task = config.task
@@ -208,6 +213,43 @@ def _check_task_output(
         if not np.isfinite(array).all():
             raise ConfigError(f"{where} {what} with NaN or infinite values")
     return inputs, targets, None if classes is None else int(classes)
+
+
+# Above this estimate a baseline's cost is announced before the run.
+SLOW_FORECASTER_SECONDS = 60.0
+
+
+def _slow_forecaster_note(
+    name: str, timing: tuple[float, float], folds: tuple[SeriesData, ...], config: ExperimentConfig
+) -> str | None:
+    """What baseline ``name`` will cost in all, from its ``timing`` (seconds to fit, seconds to
+    forecast from one origin) on the first fold: a fit per fold, series and target, a forecast
+    per test origin and target; None where it is under :data:`SLOW_FORECASTER_SECONDS`."""
+    fitting, per_origin = timing
+    targets = len(folds[0].target_columns)
+    series = len(folds[0].series) if folds[0].series is not None else 1
+    fits = len(folds) * series * targets
+    origins = sum(len(fold.splits.y_test) for fold in folds)
+    total = fits * fitting + origins * targets * per_origin
+    if total < SLOW_FORECASTER_SECONDS:
+        return None
+    step = config.evaluation.step
+    faster = step * math.ceil(total / SLOW_FORECASTER_SECONDS)
+    at_faster = fits * fitting + origins * targets * per_origin * step / faster
+    return (
+        f"{name} takes about {per_origin:.2g} s an origin: its {origins:,} test origins take "
+        f"about {_duration(total)}; evaluation.step: {faster} would take about "
+        f"{_duration(at_faster)}"
+    )
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``2.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _check_seasons(data: DataConfig, past: int) -> None:

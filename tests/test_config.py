@@ -128,6 +128,21 @@ def test_a_season_the_series_cannot_hold_is_one_line_before_any_run(overrides, m
     assert "\n" not in str(error.value)
 
 
+def test_a_baseline_that_will_take_long_is_announced_with_an_estimate(monkeypatch):
+    """mstl is fitted and run from one origin before the run; over the threshold (lowered
+    here: on 144 months it takes milliseconds) its cost in all is announced, and the step
+    that would bring it under."""
+    import forecast.plan
+
+    monkeypatch.setattr(forecast.plan, "SLOW_FORECASTER_SECONDS", 1e-6)
+    overrides = ["data.baselines=[mstl]", "data.horizon=3", "log_models=false"]
+    lines = []
+    plan_trials(load_experiment("air_passengers", overrides)[1], log=lines.append)
+    (note,) = [line for line in lines if line.startswith("mstl takes about")]
+    assert " s an origin: its 34 test origins take about " in note
+    assert "; evaluation.step: " in note and note.endswith(" would take about 0 s")
+
+
 @pytest.mark.parametrize(
     "experiment, override, message",
     [
