@@ -277,13 +277,9 @@ def series_splits(
     the scaling of the target columns, fitted on the train part alike and undone for the
     forecasts (the scalers carry it, so the logged model applies it too).
     """
-    check_window_args(input_width, horizon, gap, stride)
-    check_window_args(input_width, horizon, gap, test_stride)
-    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0 < value < 1:
-            raise DataError(f"{name} must lie in (0, 1), got {value!r}")
-    if val_fraction + test_fraction >= 1:
-        raise DataError("val_fraction + test_fraction must leave steps for training")
+    for spacing in (stride, test_stride):
+        check_window_args(input_width, horizon, gap, spacing)
+    _check_fractions(val_fraction, test_fraction)
     future = list(future_columns or [])
     calendar = list(calendar or [])
     check_calendar(calendar)
@@ -308,11 +304,6 @@ def series_splits(
         *arrays["test"],
         future_steps=horizon if covariates is not None else 0,
     )
-    last_rows = frame.iloc[-input_width:]
-    if future:  # a request's shape: the history, then future rows with only covariates known
-        last_rows = frame.iloc[-(input_width + gap + horizon) :].copy()
-        unknown = [column for column in frame.columns if column not in future]
-        last_rows.iloc[input_width:, [frame.columns.get_loc(c) for c in unknown]] = np.nan
     return SeriesData(
         splits=splits,
         target_scaler=scaled.target_scaler,
@@ -340,9 +331,30 @@ def series_splits(
             future_scaler=scaled.future_scaler,
             fillna=fillna,
         ),
-        last_rows=last_rows.reset_index(drop=frame.index.name is None),
+        last_rows=_request_rows(frame, input_width, gap + horizon, future),
         times=frame.index.to_numpy(),
     )
+
+
+def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 < value < 1:
+            raise DataError(f"{name} must lie in (0, 1), got {value!r}")
+    if val_fraction + test_fraction >= 1:
+        raise DataError("val_fraction + test_fraction must leave steps for training")
+
+
+def _request_rows(
+    frame: pd.DataFrame, input_width: int, ahead: int, future: list[str]
+) -> pd.DataFrame:
+    """A request's shape, from the series' last rows: the ``input_width`` rows of history
+    and, with ``future`` columns, ``ahead`` (gap + horizon) rows with only those known."""
+    rows = frame.iloc[-input_width:]
+    if future:
+        rows = frame.iloc[-(input_width + ahead) :].copy()
+        unknown = [column for column in frame.columns if column not in future]
+        rows.iloc[input_width:, [frame.columns.get_loc(c) for c in unknown]] = np.nan
+    return rows.reset_index(drop=frame.index.name is None)
 
 
 def _windowed_parts(
