@@ -27,12 +27,13 @@ Every trial of a series experiment needs the same baseline forecasts (they depen
 alone), and fitting the statistical models costs seconds per fold; a worker process computes
 them once for all the trials it runs.
 
-Why statsforecast for ETS, Theta, ARIMA and MSTL: it selects the model automatically for all three
-(statsmodels has no automatic ARIMA or ETS selection, and no way to forecast a Theta model
-from a new origin without refitting), its models are compiled C++, and one fitted model
-forecasts from a new origin in milliseconds (docs/benchmarks.md). It needs ``pandas<3``
-(Nixtla/statsforecast#1182), so it is an extra: ``pip install 'forecast[stats]'`` (``make``
-installs it).
+Why statsforecast for ETS, Theta, ARIMA and MSTL: it selects ETS, Theta and ARIMA models
+automatically (statsmodels has no automatic ARIMA or ETS selection, and no way to forecast a
+Theta model from a new origin without refitting), its models are compiled C++, and one fitted
+model forecasts from a new origin in milliseconds (docs/benchmarks.md); its MSTL decomposes
+by several seasons at once and forecasts what they leave with its automatic ETS. It needs
+``pandas<3`` (Nixtla/statsforecast#1182), so it is an extra: ``pip install 'forecast[stats]'``
+(``make`` installs it).
 """
 
 from __future__ import annotations

@@ -134,7 +134,6 @@ def _check_data(
         return probes[key]
     if config.data is not None:
         data = config.data
-        # every fold is windowed
         folds = read.get(key) or tuple(prepare_series(data, config.evaluation.step))
         first = folds[0]
         # Each forecaster is made; a user's is also fitted and run on the first target's past
