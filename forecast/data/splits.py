@@ -288,21 +288,13 @@ def series_splits(
     _check_columns(frame, features, targets, future)
     if bounds is None:
         (bounds,) = fold_bounds(len(frame), val_fraction, test_fraction)
-    if target_transform is not None:
-        _check_positive(frame, targets, target_transform)
     scaled = _scaled(
         frame, features, targets, future, calendar, scaler, bounds["train"][1], target_transform
     )
     combined, covariates = scaled.values, scaled.covariates
     strides = {"train": stride, "val": stride, "test": test_stride}
-    arrays, offsets, origins = _windowed_parts(
+    splits, offsets, origins = _windowed_parts(
         combined, covariates, bounds, input_width, horizon, gap, strides, len(features), relative
-    )
-    splits = Splits(
-        *arrays["train"],
-        *arrays["val"],
-        *arrays["test"],
-        future_steps=horizon if covariates is not None else 0,
     )
     return SeriesData(
         splits=splits,
@@ -367,11 +359,11 @@ def _windowed_parts(
     strides: dict[str, int],
     features: int,
     relative: bool,
-) -> tuple[dict[str, tuple[Any, Any]], dict[str, np.ndarray], dict[str, np.ndarray]]:
+) -> tuple[Splits, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Each part's windows, every ``strides[part]`` steps, over ``combined`` (its first
-    ``features`` columns the inputs, the rest the targets): its (inputs, targets), each
-    window's last observed targets (what a ``relative`` window is shifted by) and the index of
-    its origin, the last input step."""
+    ``features`` columns the inputs, the rest the targets), as :class:`Splits`; and per part
+    each window's last observed targets (what a ``relative`` window is shifted by) and the
+    index of its origin, the last input step."""
     arrays, offsets, origins = {}, {}, {}
     feature_index = tuple(range(features))
     target_index = list(range(features, combined.shape[1]))
@@ -416,7 +408,13 @@ def _windowed_parts(
             arrays[part] = (part_inputs, np.asarray(windows.targets))
         offsets[part] = combined[starts + input_width - 1][:, None, features:]
         origins[part] = starts + input_width - 1
-    return arrays, offsets, origins
+    splits = Splits(
+        *arrays["train"],
+        *arrays["val"],
+        *arrays["test"],
+        future_steps=horizon if covariates is not None else 0,
+    )
+    return splits, offsets, origins
 
 
 def _check_columns(
@@ -469,6 +467,8 @@ def _scaled(
 ) -> ScaledSeries:
     """Fit ``scaler`` on the first ``train_end`` rows of each kind of column and scale them,
     the target columns (among the features too) after ``target_transform``, fitted alike."""
+    if target_transform is not None:
+        _check_positive(frame, targets, target_transform)
     feature_scaler = _transform_then_scale(
         make_scaler(scaler), target_transform, [column in targets for column in features]
     )
