@@ -383,9 +383,7 @@ def test_bad_series_files_get_one_line_naming_file_column_and_line(tmp_path, tex
 def test_missing_file_and_unknown_dataset(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         load_series(tmp_path / "absent.csv")
-    with pytest.raises(
-        DataError, match="unknown dataset .nope.; available: air_passengers, co2, nox, persistence"
-    ):
+    with pytest.raises(DataError, match="unknown dataset .nope.; available: air_passengers, ausbeer"):
         load_series("nope")
 
 
