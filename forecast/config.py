@@ -87,6 +87,10 @@ class DataConfig:
     # A transform of the target before the scaler, fitted on the train part too and undone for
     # the forecasts: log, or boxcox (its lambda fitted); null: none. Values must be positive.
     transform: str | None = None
+    # mstl: the network learns the targets less their seasons (MSTL's seasonal profile of every
+    # data.season, fitted on the train part) and its forecasts get them back (the hybrid route
+    # of Smyl's ES-RNN); null: off. A single series with a time_column, without data.transform.
+    deseasonalize: str | None = None
     relative: bool = False  # model each window relative to its last input step
     # Steps per season (12: monthly data with a yearly cycle), or a list of seasons ([48, 336]:
     # half-hourly data with a daily and a weekly cycle). mstl takes every season; the seasonal
@@ -428,6 +432,21 @@ def _validate_data(data: DataConfig) -> None:
         data.transform in (None, "log", "boxcox"),
         f"data.transform: must be log, boxcox or null, got {data.transform!r}",
     )
+    if data.deseasonalize is not None:
+        require(
+            data.deseasonalize == "mstl",
+            f"data.deseasonalize: must be mstl or null, got {data.deseasonalize!r}",
+        )
+        for needed, why in (
+            (data.season is not None, "set data.season"),
+            (data.series_column is None, "it deseasonalises a single series, not a panel"),
+            (
+                data.time_column is not None,
+                "set data.time_column: a request's rows are placed by their times",
+            ),
+            (data.transform is None, "it works in the series' units: drop data.transform"),
+        ):
+            require(needed, f"data.deseasonalize: {why}")
     seasons = data.seasons
     require(
         data.season != [] and all(season >= 2 for season in seasons),

@@ -128,6 +128,24 @@ def test_a_season_the_series_cannot_hold_is_one_line_before_any_run(overrides, m
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.deseasonalize=stl"], "data.deseasonalize: must be mstl or null, got 'stl'"),
+        (["data.season=null"], "data.deseasonalize: set data.season"),
+        (["data.transform=log"], "data.deseasonalize: it works in the series' units: drop"),
+        (["data.time_column=null"], "data.deseasonalize: set data.time_column"),
+        (["data.season=[12, 48]"], "data.deseasonalize: the train part (72 steps) must hold two"),
+    ],
+)
+def test_deseasonalize_keys_are_checked_in_one_line(overrides, message):
+    overrides = ["data.deseasonalize=mstl", *overrides, "log_models=false"]
+    with pytest.raises((ConfigError, DataError)) as error:
+        plan_trials(load_experiment("air_passengers", overrides)[1])
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
 def test_a_baseline_that_will_take_long_is_announced_with_an_estimate(monkeypatch):
     """mstl is fitted and run from one origin before the run; over the threshold (lowered
     here: on 144 months it takes milliseconds) its cost in all is announced, and the step

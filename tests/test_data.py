@@ -205,6 +205,70 @@ def test_a_target_transform_is_undone_exactly_and_fitted_on_the_train_part_only(
                 )
 
 
+def test_deseasonalizing_is_undone_exactly_and_fitted_on_the_train_part_only():
+    """data.deseasonalize: the targets less MSTL's seasonal profile (the mean of statsforecast's
+    seasonal component per phase of the train part) before the scaling, added back exactly to
+    the forecasts; poisoning the validation and test parts changes nothing fitted."""
+    from statsforecast.mstl import mstl
+
+    frame = load_series("air_passengers", "month")
+    window = dict(input_width=24, horizon=12, val_fraction=0.25, test_fraction=0.25, relative=True)
+    data = series_splits(frame, **window, deseasonalize=(12,))
+    train_end = data.split_lengths[0]
+    passengers = frame["passengers"].to_numpy(np.float64)
+    component = mstl(passengers[:train_end], [12])["seasonal"].to_numpy()
+    expected = component.reshape(-1, 12).mean(axis=0)  # the train part holds whole years
+    (profile,) = data.transform.seasonal.profiles
+    np.testing.assert_allclose(profile[:, 0], expected)
+    # What the network learns is the rest: its inputs read the deseasonalised series.
+    plain = series_splits(frame, **{**window, "relative": False}, scaler="none")
+    rest = series_splits(frame, **{**window, "relative": False}, scaler="none", deseasonalize=(12,))
+    phases = np.arange(len(frame)) % 12
+    np.testing.assert_allclose(
+        np.asarray(rest.splits.x_test)[..., 0],
+        np.asarray(plain.splits.x_test)[..., 0] - profile[phases, 0][_input_steps(plain)],
+        atol=1e-3,
+    )
+    back = data.to_original_units(np.asarray(data.splits.y_test, np.float64), "test")
+    targets = data.origins["test"][:, None] + 1 + np.arange(12)
+    np.testing.assert_allclose(back[..., 0], passengers[targets], rtol=1e-5)  # float32 windows
+
+    poisoned = frame.copy()
+    poisoned.iloc[train_end:, 0] *= np.linspace(1, 5, len(frame) - train_end)
+    refitted = series_splits(poisoned, **window, deseasonalize=(12,))
+    np.testing.assert_array_equal(refitted.transform.seasonal.profiles[0], profile)
+    np.testing.assert_array_equal(refitted.target_scaler.mean_, data.target_scaler.mean_)
+
+
+def _input_steps(data):
+    """Each test window's input steps as indices of the series."""
+    width = np.asarray(data.splits.x_test).shape[1]
+    return data.origins["test"][:, None] - np.arange(width)[::-1]
+
+
+def test_a_deseasonalised_series_transform_places_request_rows_by_their_times():
+    """The logged model's way: a request's window less the seasons at its rows' times equals
+    the trial's test window, the window's own targets come back as the next rows, and a time
+    off the series' steps is one line."""
+    frame = load_series("taylor", "time")
+    data = series_splits(frame, 336, 48, relative=True, deseasonalize=(48, 336))
+    transform = data.transform
+    assert [len(profile) for profile in transform.seasonal.profiles] == [48, 336]
+    raw = frame.reset_index()
+    origin = data.origins["test"][3]
+    rows = raw.iloc[origin - 400 : origin + 1]  # more history than the window: the last 336
+    np.testing.assert_allclose(
+        transform.model_input(rows)[0], data.splits.x_test[3], rtol=0, atol=1e-5
+    )
+    forecast = transform.forecast_frame(data.splits.y_test[3], rows)
+    expected = raw.iloc[origin + 1 : origin + 49].reset_index(drop=True)
+    pd.testing.assert_series_equal(forecast["time"], expected["time"], check_freq=False)
+    np.testing.assert_allclose(forecast["demand"], expected["demand"], rtol=1e-5)
+    shifted = rows.assign(time=pd.to_datetime(rows["time"]) + pd.Timedelta(minutes=10))
+    with pytest.raises(DataError, match=r"^input: time 2000-0.* is not on the series' steps"):
+        transform.model_input(shifted)
+
+
 def test_a_transform_of_a_target_that_is_not_positive_is_one_line():
     frame = pd.DataFrame({"sales": [3.0, 2.0, 0.0, 4.0] * 20})
     with pytest.raises(DataError) as error:
@@ -383,7 +447,9 @@ def test_bad_series_files_get_one_line_naming_file_column_and_line(tmp_path, tex
 def test_missing_file_and_unknown_dataset(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         load_series(tmp_path / "absent.csv")
-    with pytest.raises(DataError, match="unknown dataset .nope.; available: air_passengers, ausbeer"):
+    with pytest.raises(
+        DataError, match="unknown dataset .nope.; available: air_passengers, ausbeer"
+    ):
         load_series("nope")
 
 

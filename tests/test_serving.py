@@ -61,10 +61,16 @@ def test_the_loaded_model_casts_integer_rows_and_refuses_bad_ones_in_one_line(co
         loaded.predict(rows.iloc[::-1])
 
 
-def test_a_model_trained_on_a_transformed_target_forecasts_as_its_trial_did(tracking_store):
-    """data.transform: boxcox, fitted on the train part, travels in the logged model: from the
-    rows up to a test origin it forecasts what the trial forecast from that origin."""
-    overrides = ["data.transform=boxcox", "data.horizon=3", "data.input_width=12"]
+@pytest.mark.parametrize(
+    "preprocessing", ["data.transform=boxcox", "data.deseasonalize=mstl"], ids=lambda key: key[5:]
+)
+def test_a_model_trained_on_a_transformed_target_forecasts_as_its_trial_did(
+    tracking_store, preprocessing
+):
+    """data.transform: boxcox and data.deseasonalize: mstl, fitted on the train part, travel in
+    the logged model: from the rows up to a test origin it forecasts what the trial forecast
+    from that origin."""
+    overrides = [preprocessing, "data.horizon=3", "data.input_width=12"]
     overrides += ["data.baselines=[]", "models=[{name: lstm, layer: LSTM, units: 3}]"]
     overrides += ["seeds=[0]", "train.epochs=2", "train.refit=false", "log_models=true"]
     name, config = load_experiment("air_passengers", overrides)

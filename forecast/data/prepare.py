@@ -59,6 +59,8 @@ def prepare_series(data: DataConfig, test_step: int = 1) -> list[SeriesData]:
         fillna=data.fillna,
         target_transform=data.transform,
     )
+    if data.deseasonalize is not None:  # panels are refused by the config's validation
+        split["deseasonalize"] = data.seasons
     folds, refit = data.backtest.folds, data.backtest.refit
     if data.series_column is not None:  # many series, one model
         frames = load_panel(data.source, data.series_column, data.time_column, columns, data.fillna)

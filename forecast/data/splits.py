@@ -17,7 +17,13 @@ import pandas as pd
 
 from forecast.data.covariates import calendar_features, check_calendar, with_future
 from forecast.data.sources import DataError, missing_column
-from forecast.data.transforms import PanelTransform, SeriesTransform, time_step, unscale_targets
+from forecast.data.transforms import (
+    PanelTransform,
+    SeasonalProfile,
+    SeriesTransform,
+    time_step,
+    unscale_targets,
+)
 from forecast.data.windows import Windows, WindowView, check_window_args, make_windows
 from forecast.tasks import Task
 
@@ -198,6 +204,9 @@ class SeriesData:
     series: dict[str, SeriesData] | None = None
     # The time of each step of ``values`` (timestamps, years or step numbers); None for a panel.
     times: np.ndarray | None = None
+    # With data.deseasonalize, the seasonal profile at each step of ``values``: what the
+    # network's forecasts of the rest get back.
+    seasons: np.ndarray | None = None
 
     def windows(self, part: str = "test") -> dict[str, slice]:
         """Where each series has its windows in a part ("val" or "test") of the splits, by
@@ -225,7 +234,11 @@ class SeriesData:
                 ]
             )
         offset = self.offsets[part] if self.offsets is not None else None
-        return unscale_targets(targets, offset, self.target_scaler)
+        unscaled = unscale_targets(targets, offset, self.target_scaler)
+        if self.seasons is None:
+            return unscaled
+        steps = self.origins[part][:, None] + self.gap + 1 + np.arange(targets.shape[1])
+        return unscaled + self.seasons[steps]
 
 
 def series_splits(
@@ -246,6 +259,7 @@ def series_splits(
     calendar: list[str] | None = None,
     fillna: str | None = None,
     target_transform: str | None = None,
+    deseasonalize: tuple[int, ...] = (),
 ) -> SeriesData:
     """Split a series in time order, fit scaling on the train part, window each part.
 
@@ -275,7 +289,10 @@ def series_splits(
     ``fillna`` (as the series was read with): its transform fills a request's gaps alike.
     ``target_transform`` (``log`` or ``boxcox``, :func:`make_target_transform`) comes before
     the scaling of the target columns, fitted on the train part alike and undone for the
-    forecasts (the scalers carry it, so the logged model applies it too).
+    forecasts (the scalers carry it, so the logged model applies it too). ``deseasonalize``
+    (seasons, ``data.deseasonalize``): the target columns less a seasonal profile
+    (:class:`SeasonalProfile`, MSTL's fitted on the train part) before the scaling, the
+    network learning what the seasons leave; its forecasts get the profile back.
     """
     for spacing in (stride, test_stride):
         check_window_args(input_width, horizon, gap, spacing)
@@ -288,8 +305,9 @@ def series_splits(
     _check_columns(frame, features, targets, future)
     if bounds is None:
         (bounds,) = fold_bounds(len(frame), val_fraction, test_fraction)
+    seasonal, adjusted = _deseasonalised(frame, targets, deseasonalize, bounds["train"][1])
     scaled = _scaled(
-        frame, features, targets, future, calendar, scaler, bounds["train"][1], target_transform
+        adjusted, features, targets, future, calendar, scaler, bounds["train"][1], target_transform
     )
     combined, covariates = scaled.values, scaled.covariates
     strides = {"train": stride, "val": stride, "test": test_stride}
@@ -322,10 +340,35 @@ def series_splits(
             calendar=calendar,
             future_scaler=scaled.future_scaler,
             fillna=fillna,
+            seasonal=seasonal,
         ),
         last_rows=_request_rows(frame, input_width, gap + horizon, future),
         times=frame.index.to_numpy(),
+        seasons=frame[targets].to_numpy(np.float64) - adjusted[targets].to_numpy(np.float64)
+        if seasonal is not None
+        else None,
     )
+
+
+def _deseasonalised(
+    frame: pd.DataFrame, targets: list[str], seasons: tuple[int, ...], train_end: int
+) -> tuple[SeasonalProfile | None, pd.DataFrame]:
+    """The seasonal profile of ``targets`` fitted on the first ``train_end`` rows, and
+    ``frame`` with it subtracted from them; (None, ``frame``) without ``seasons``."""
+    if not seasons:
+        return None, frame
+    if train_end < 2 * max(seasons):  # MSTL's least
+        raise DataError(
+            f"data.deseasonalize: the train part ({train_end} steps) must hold two of the "
+            f"longest season ({max(seasons)} steps); lower data.val_fraction or test_fraction"
+        )
+    start, step = frame.index[0], time_step(frame.index)
+    positions = SeasonalProfile(start, step, ()).positions(frame.index)
+    values = frame[targets].to_numpy(np.float64)
+    seasonal = SeasonalProfile.fit(values[:train_end], positions[:train_end], seasons, start, step)
+    adjusted = frame.copy()
+    adjusted[targets] = values - seasonal.at(positions)
+    return seasonal, adjusted
 
 
 def _check_fractions(val_fraction: float, test_fraction: float) -> None:

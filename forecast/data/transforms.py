@@ -17,6 +17,75 @@ from forecast.data.sources import DataError, missing_column
 
 
 @dataclass(frozen=True)
+class SeasonalProfile:
+    """The seasons a series' targets are deseasonalised by (``data.deseasonalize``): per
+    season of m steps, the mean of MSTL's seasonal component at each phase (0 .. m - 1) of the
+    train part, phases counted from the series' first step ``start``. Subtracted before the
+    network sees the series and added back to its forecasts, at any step: a request's steps
+    are placed by their times (the series' ``time_step`` after ``start``)."""
+
+    start: Any  # the time of the series' first step (phase 0 of every season)
+    time_step: Any  # as SeriesTransform's
+    profiles: tuple[np.ndarray, ...]  # per season, (m, targets)
+
+    @classmethod
+    def fit(
+        cls,
+        train: np.ndarray,
+        positions: np.ndarray,
+        seasons: tuple[int, ...],
+        start: Any,
+        step: Any,
+    ) -> SeasonalProfile:
+        """Decompose each column of ``train`` (steps, targets), the steps at ``positions``
+        after ``start``, with statsforecast's MSTL."""
+        from statsforecast.mstl import mstl
+
+        profiles = [np.zeros((season, train.shape[1])) for season in seasons]
+        for column in range(train.shape[1]):
+            decomposed = mstl(train[:, column], list(seasons))
+            for profile, season in zip(profiles, seasons, strict=True):
+                component = decomposed[f"seasonal{season}" if len(seasons) > 1 else "seasonal"]
+                phases = positions % season
+                sums = np.bincount(phases, component.to_numpy(), minlength=season)
+                profile[:, column] = sums / np.bincount(phases, minlength=season)
+        return cls(start, step, tuple(profiles))
+
+    def at(self, positions: np.ndarray) -> np.ndarray:
+        """The seasonal value at each step position: positions' shape + (targets,)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return sum(profile[positions % len(profile)] for profile in self.profiles)
+
+    def positions(self, times: Any) -> np.ndarray:
+        """Each of ``times``' step after the series' first, at the series' time step.
+
+        Raises:
+            DataError: a time that does not fall on the series' steps.
+        """
+        if isinstance(self.time_step, str):  # calendar steps: count them on a grid
+            times = pd.DatetimeIndex(pd.to_datetime(times))
+            start = pd.Timestamp(self.start)
+            grid = pd.date_range(
+                min(start, times.min()), max(start, times.max()), freq=self.time_step
+            )
+            found = grid.get_indexer(times)
+            if (found < 0).any():
+                late = times[int(np.argmax(found < 0))]
+                raise DataError(
+                    f"input: time {late} is not on the series' steps ({self.time_step}); "
+                    "the deseasonalised model places each row by its time"
+                )
+            return found - grid.get_loc(start)
+        if isinstance(self.time_step, pd.Timedelta):
+            elapsed = (
+                pd.DatetimeIndex(pd.to_datetime(times)) - pd.Timestamp(self.start)
+            ).to_numpy()
+            return np.rint(elapsed / self.time_step.to_timedelta64()).astype(np.int64)
+        elapsed = np.asarray(times, dtype=np.float64) - float(self.start)
+        return np.rint(elapsed / self.time_step).astype(np.int64)
+
+
+@dataclass(frozen=True)
 class SeriesTransform:
     """From a series' latest raw rows to a model's input window, and from the model's output
     back to future rows in original units: what a trained series model needs to forecast
@@ -49,6 +118,7 @@ class SeriesTransform:
     # How the training series' missing values were filled (forecast.data.load_series' fillna):
     # a request's history is filled alike, and its forecast says how many values were.
     fillna: str | None = None
+    seasonal: SeasonalProfile | None = None  # data.deseasonalize's, added back to forecasts
 
     def with_quantiles(self, quantiles: list[float]) -> SeriesTransform:
         """This transform for a model that forecasts each of ``quantiles``."""
@@ -96,6 +166,8 @@ class SeriesTransform:
         first = len(history) - self.input_width
         values = history.iloc[first:][self.columns[1:] if self.time_column else self.columns]
         numeric = _numeric(values, first)
+        if self.seasonal is not None:
+            numeric = self._deseasonalised(numeric, self._times(history).iloc[first:])
         features = numeric[self.feature_columns].to_numpy(np.float64)
         if self.feature_scaler is not None:
             features = self.feature_scaler.transform(features)
@@ -126,6 +198,14 @@ class SeriesTransform:
         times = pd.Index([*times, *self.future_times(times.iloc[-1])])
         covariates = np.concatenate([known, calendar_features(times, self.calendar)], axis=1)
         return with_future(window, covariates, self.input_width, self.horizon, self.gap)
+
+    def _deseasonalised(self, numeric: pd.DataFrame, times: pd.Series) -> pd.DataFrame:
+        """``numeric``'s target columns less the seasons at their rows' ``times``."""
+        seasonal = self.seasonal.at(self.seasonal.positions(times))
+        numeric = numeric.copy()
+        targets = numeric[self.target_columns].to_numpy(np.float64)
+        numeric[self.target_columns] = targets - seasonal
+        return numeric
 
     def _times(self, rows: pd.DataFrame) -> pd.Series:
         times = rows[self.time_column] if self.time_column else rows.index.to_series()
@@ -186,14 +266,19 @@ class SeriesTransform:
         per_level = np.moveaxis(np.asarray(outputs, np.float64).reshape(shape), -1, 0)
         rows, filled = self.filled(rows)
         rows = self._history(rows)
+        times = rows[self.time_column] if self.time_column else rows.index.to_series()
+        future = self.future_times(times.iloc[-1])[self.gap :]
         offset = None
         if self.relative:  # the model forecasts changes from the last row's (scaled) targets
             offset = rows[self.target_columns].iloc[-1:].to_numpy(np.float64)
+            if self.seasonal is not None:
+                offset = offset - self.seasonal.at(self.seasonal.positions(times.iloc[-1:]))
             if self.target_scaler is not None:
                 offset = self.target_scaler.transform(offset)
-        outputs = np.moveaxis(unscale_targets(per_level, offset, self.target_scaler), 0, -1)
-        times = rows[self.time_column] if self.time_column else rows.index.to_series()
-        future = self.future_times(times.iloc[-1])[self.gap :]
+        outputs = unscale_targets(per_level, offset, self.target_scaler)
+        if self.seasonal is not None:  # (horizon, targets), the same for every quantile
+            outputs = outputs + self.seasonal.at(self.seasonal.positions(future))
+        outputs = np.moveaxis(outputs, 0, -1)
         columns = {self.time_column or "time": future}
         for index, target in enumerate(self.target_columns):
             if self.quantiles is None:
