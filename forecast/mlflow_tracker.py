@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from forecast.config import ConfigError, ExperimentConfig
 from forecast.data import data_source
-from forecast.evaluation import METRICS, metric_name
+from forecast.evaluation import METRICS, ensemble_name, metric_name
 from forecast.paths import checkpoints_dir
 from forecast.results import sweep_trials, trial_flow, trial_forecasts, unfinished_sweep
 from forecast.tracker import TrialReport
@@ -28,6 +28,7 @@ from forecast.tracking import (
     forecaster_metrics,
     is_local_store,
     log_baseline_runs,
+    log_ensemble_model,
     log_epoch,
     log_params,
     log_sweep_summary,
@@ -176,7 +177,10 @@ class MLflowSweep:
             if "specification" in summary:
                 specifications = summary.set_index(["model", "gap"])["specification"].to_dict()
             log_baseline_runs(self._run, results.baseline_scores(), specifications)
-            log_baseline_runs(self._run, results.baseline_scores("ensemble"), {}, "ensemble")
+            ensembles = results.baseline_scores("ensemble")
+            runs = log_baseline_runs(self._run, ensembles, {}, "ensemble")
+            if results.config.log_models and results.kind.data == "series":
+                _log_ensemble_models(self._run, runs, results)
             ranked = results.summary(["mase"])  # by the headline, whatever the table shows
             if "mase" in ranked and ranked["mase"].notna().any():
                 tags["forecast.best_forecaster"] = ranked.at[ranked["mase"].idxmin(), "model"]
@@ -188,6 +192,20 @@ class MLflowSweep:
             shown, params = [*shown, "effective_memory"], ["model", "gap", "seed"]
         log_sweep_view(self._run, results.kind.ratio, shown, params)
         log_sweep_summary(self._run, tables, metrics, figures, tags)
+
+
+def _log_ensemble_models(sweep: RunRef, runs: dict[str, str], results: Results) -> None:
+    """Each ensemble's run gets a model that serves it: its complete seeds' logged models,
+    combined as ``evaluation.ensemble`` says (once: a resumed sweep keeps the one it made)."""
+    client = sweep.client
+    complete = results.trials[results.trials["state"] == "complete"]
+    for (network, point, gap), seeds in complete.groupby(["network", "point", "gap"], sort=False):
+        name = f"{ensemble_name(network)}-gap{gap}" + (f" {point}" if point else "")
+        run_id = runs.get(name)
+        if len(seeds) < 2 or run_id is None or client.get_run(run_id).outputs.model_outputs:
+            continue
+        run = RunRef(client, sweep.experiment_id, run_id)
+        log_ensemble_model(run, list(seeds["run_id"]), results.config.evaluation.ensemble)
 
 
 @dataclass(frozen=True)

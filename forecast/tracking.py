@@ -688,6 +688,57 @@ def log_model(
     return logged.model_id
 
 
+def log_ensemble_model(run: RunRef, members: list[str], combine: str) -> str:
+    """Log, as ``run``'s model, a series model's seeds as one forecaster: the models logged by
+    the trial runs ``members``, each with its transform, their forecasts combined by
+    ``combine`` (:class:`forecast.keras_pyfunc.EnsembleForecaster`); returns its MLflow 3 model
+    id. It takes the rows a member takes, and returns the rows a member returns."""
+    from mlflow.models import Model
+
+    client = run.client
+    logged = client.create_logged_model(run.experiment_id, name="model", source_run_id=run.run_id)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            artifacts, first = {}, None
+            for index, member in enumerate(members):
+                local = Path(
+                    mlflow.artifacts.download_artifacts(
+                        f"runs:/{member}/model",
+                        dst_path=str(Path(folder) / str(index)),
+                        tracking_uri=client.tracking_uri,
+                    )
+                )
+                first = first or local
+                artifacts[f"keras_model_{index}"] = str(local / "artifacts" / "model.keras")
+                artifacts[f"transform_{index}"] = str(local / "artifacts" / "transform.pkl")
+            model = Model.load(str(first / "MLmodel"))
+            pyfunc = model.flavors["python_function"]
+            saved = Path(folder) / "pyfunc"
+            mlflow.pyfunc.save_model(
+                str(saved),
+                python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+                artifacts=artifacts,
+                # The first member's code: this package, and a user's modules it is made of.
+                code_paths=[str(path) for path in (first / pyfunc["code"]).iterdir()],
+                model_config={
+                    **pyfunc.get("config", {}),
+                    "members": len(members),
+                    "combine": combine,
+                },
+                signature=model.signature,
+                input_example=model.load_input_example(str(first)),
+                pip_requirements=str(first / "requirements.txt"),
+            )
+            client.log_model_artifacts(logged.model_id, str(saved))
+    except BaseException as error:
+        if server_failure(error, client.tracking_uri) is None:
+            client.finalize_logged_model(logged.model_id, "FAILED")
+        raise
+    client.finalize_logged_model(logged.model_id, "READY")
+    client.log_outputs(run.run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    return logged.model_id
+
+
 def _code_and_requirements(modules: list[str]) -> tuple[list[str], list[str]]:
     """For a user's modules: the files or folders to ship with a model (a module's top-level
     package, as its imports may reach its siblings), and the pinned distributions that provide
@@ -727,7 +778,7 @@ def log_baseline_runs(
     baselines: pd.DataFrame,
     specifications: dict[tuple[str, int], str],
     role: str = "baseline",
-) -> None:
+) -> dict[str, str]:
     """Each baseline forecaster of a series sweep as a child run of ``sweep`` beside the
     networks' trials, its scores under the names a network's run has (``test_mase``, a
     panel's ``test_mase/north``), so that the runs table ranks networks and baselines together
@@ -738,6 +789,7 @@ def log_baseline_runs(
     ``baselines``: :meth:`forecast.results.Results.baseline_scores`; ``specifications``:
     (model, gap) -> the model an automatic baseline chose (the summary's column). ``role``
     (the runs' ``forecast.role`` tag): ``ensemble`` for the networks' ensembles, logged alike.
+    Returns each run's id by its name.
     """
     client = sweep.client
     existing = {
@@ -770,6 +822,8 @@ def log_baseline_runs(
         }
         log_metrics(RunRef(client, sweep.experiment_id, run_id), metrics)
         client.set_terminated(run_id, "FINISHED")
+        existing[name] = run_id
+    return existing
 
 
 # The experiment tag that holds a view of its runs table, which the UI's address names by

@@ -85,6 +85,36 @@ def test_a_model_trained_on_a_transformed_target_forecasts_as_its_trial_did(
     np.testing.assert_allclose(served["passengers"], expected, rtol=1e-4)
 
 
+def test_the_seeds_ensemble_is_served_as_it_was_scored(tracking_store):
+    """<model>_ensemble's run carries a model of its seeds' logged models (deseasonalised
+    here too): from the rows up to a test origin, their combined forecast is the ensemble's
+    in-process one, interval bounds included."""
+    overrides = ["data.deseasonalize=mstl", "data.horizon=3", "data.input_width=12"]
+    overrides += ["data.baselines=[]", "models=[{name: lstm, layer: LSTM, units: 3}]"]
+    overrides += ["seeds=[0, 1]", "train.epochs=2", "train.refit=false", "log_models=true"]
+    name, config = load_experiment("air_passengers", overrides)
+    results = runner.run_experiment(name, config, log=lambda line: None, workers=1)
+    forecasts = results.forecasts[results.forecasts["forecaster"] == "lstm_ensemble"]
+    origin = forecasts["origin"].iloc[0]
+    expected = forecasts[forecasts["origin"] == origin].sort_values("step")
+    rows = pd.read_csv(datasets_dir() / "air_passengers.csv")
+    rows = rows[pd.to_datetime(rows["month"]) <= origin]
+    client = MlflowClient(tracking_store)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name(name).experiment_id],
+        f"tags.`forecast.role` = 'ensemble' and tags.mlflow.parentRunId = '{results.run_id}'",
+    )
+    served = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(rows)
+    np.testing.assert_allclose(served["passengers"], expected["yhat"], rtol=1e-4)
+    np.testing.assert_allclose(served["passengers_lo80"], expected["lo"], rtol=1e-4)
+    np.testing.assert_allclose(served["passengers_hi80"], expected["hi"], rtol=1e-4)
+    members = [
+        mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(rows)["passengers"]
+        for run_id in results.trials["run_id"]
+    ]
+    np.testing.assert_allclose(served["passengers"], np.mean(members, axis=0), rtol=1e-6)
+
+
 PROMO_TINY = [
     "seeds=[0]",
     "train.epochs=1",
