@@ -21,6 +21,7 @@ from forecast.data.transforms import (
     PanelTransform,
     SeasonalProfile,
     SeriesTransform,
+    step_positions,
     time_step,
     unscale_targets,
 )
@@ -305,7 +306,9 @@ def series_splits(
     _check_columns(frame, features, targets, future)
     if bounds is None:
         (bounds,) = fold_bounds(len(frame), val_fraction, test_fraction)
-    seasonal, adjusted = _deseasonalised(frame, targets, deseasonalize, bounds["train"][1])
+    seasonal, adjusted, in_season = _deseasonalised(
+        frame, targets, deseasonalize, bounds["train"][1]
+    )
     scaled = _scaled(
         adjusted, features, targets, future, calendar, scaler, bounds["train"][1], target_transform
     )
@@ -344,31 +347,31 @@ def series_splits(
         ),
         last_rows=_request_rows(frame, input_width, gap + horizon, future),
         times=frame.index.to_numpy(),
-        seasons=frame[targets].to_numpy(np.float64) - adjusted[targets].to_numpy(np.float64)
-        if seasonal is not None
-        else None,
+        seasons=in_season,
     )
 
 
 def _deseasonalised(
     frame: pd.DataFrame, targets: list[str], seasons: tuple[int, ...], train_end: int
-) -> tuple[SeasonalProfile | None, pd.DataFrame]:
-    """The seasonal profile of ``targets`` fitted on the first ``train_end`` rows, and
-    ``frame`` with it subtracted from them; (None, ``frame``) without ``seasons``."""
+) -> tuple[SeasonalProfile | None, pd.DataFrame, np.ndarray | None]:
+    """The seasonal profile of ``targets`` fitted on the first ``train_end`` rows, ``frame``
+    with it subtracted from them, and its value at each row; (None, ``frame``, None) without
+    ``seasons``."""
     if not seasons:
-        return None, frame
+        return None, frame, None
     if train_end < 2 * max(seasons):  # MSTL's least
         raise DataError(
             f"data.deseasonalize: the train part ({train_end} steps) must hold two of the "
             f"longest season ({max(seasons)} steps); lower data.val_fraction or test_fraction"
         )
     start, step = frame.index[0], time_step(frame.index)
-    positions = SeasonalProfile(start, step, ()).positions(frame.index)
+    positions = step_positions(frame.index, start, step)
     values = frame[targets].to_numpy(np.float64)
     seasonal = SeasonalProfile.fit(values[:train_end], positions[:train_end], seasons, start, step)
+    in_season = seasonal.at(positions)
     adjusted = frame.copy()
-    adjusted[targets] = values - seasonal.at(positions)
-    return seasonal, adjusted
+    adjusted[targets] = values - in_season
+    return seasonal, adjusted, in_season
 
 
 def _check_fractions(val_fraction: float, test_fraction: float) -> None:

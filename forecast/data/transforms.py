@@ -57,32 +57,34 @@ class SeasonalProfile:
         return sum(profile[positions % len(profile)] for profile in self.profiles)
 
     def positions(self, times: Any) -> np.ndarray:
-        """Each of ``times``' step after the series' first, at the series' time step.
+        """Each of ``times``' step after the series' first (:func:`step_positions`)."""
+        return step_positions(times, self.start, self.time_step)
 
-        Raises:
-            DataError: a time that does not fall on the series' steps.
-        """
-        if isinstance(self.time_step, str):  # calendar steps: count them on a grid
-            times = pd.DatetimeIndex(pd.to_datetime(times))
-            start = pd.Timestamp(self.start)
-            grid = pd.date_range(
-                min(start, times.min()), max(start, times.max()), freq=self.time_step
+
+def step_positions(times: Any, start: Any, step: Any) -> np.ndarray:
+    """How many of a series' steps (``step``, as :func:`time_step` gives it) each of ``times``
+    lies after ``start``, its first time.
+
+    Raises:
+        DataError: a time that does not fall on the series' steps.
+    """
+    if isinstance(step, str):  # calendar steps (months, weeks ending Saturday): count them
+        times = pd.DatetimeIndex(pd.to_datetime(times))
+        first = pd.Timestamp(start)
+        grid = pd.date_range(min(first, times.min()), max(first, times.max()), freq=step)
+        found = grid.get_indexer(times)
+        if (found < 0).any():
+            off = times[int(np.argmax(found < 0))]
+            raise DataError(
+                f"input: time {off} is not on the series' steps ({step}); the deseasonalised "
+                "model places each row by its time"
             )
-            found = grid.get_indexer(times)
-            if (found < 0).any():
-                late = times[int(np.argmax(found < 0))]
-                raise DataError(
-                    f"input: time {late} is not on the series' steps ({self.time_step}); "
-                    "the deseasonalised model places each row by its time"
-                )
-            return found - grid.get_loc(start)
-        if isinstance(self.time_step, pd.Timedelta):
-            elapsed = (
-                pd.DatetimeIndex(pd.to_datetime(times)) - pd.Timestamp(self.start)
-            ).to_numpy()
-            return np.rint(elapsed / self.time_step.to_timedelta64()).astype(np.int64)
-        elapsed = np.asarray(times, dtype=np.float64) - float(self.start)
-        return np.rint(elapsed / self.time_step).astype(np.int64)
+        return found - grid.get_loc(first)
+    if isinstance(step, pd.Timedelta):
+        elapsed = (pd.DatetimeIndex(pd.to_datetime(times)) - pd.Timestamp(start)).to_numpy()
+        return np.rint(elapsed / step.to_timedelta64()).astype(np.int64)
+    elapsed = np.asarray(times, dtype=np.float64) - float(start)
+    return np.rint(elapsed / step).astype(np.int64)
 
 
 @dataclass(frozen=True)
