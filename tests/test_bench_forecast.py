@@ -78,3 +78,35 @@ def test_the_table_divides_the_best_network_by_the_best_statistical_method():
     markdown = bench.markdown(table).splitlines()
     assert markdown[0].startswith("| series | rnn |") and markdown[2].endswith("| 1.250 |")
     assert np.isfinite(table.to_numpy(dtype=float)).all()
+
+
+def test_the_long_memory_figure_draws_each_network_against_its_window():
+    """docs/long_memory.py's figure from a made-up table: a line per network over the three
+    windows, the two references, and each network's gradient share over two weeks labelled
+    with its effective memory in days."""
+    path = SCRIPT.parents[1] / "docs" / "long_memory.py"
+    spec = importlib.util.spec_from_file_location("long_memory", path)
+    memory = importlib.util.module_from_spec(spec)
+    sys.modules["long_memory"] = memory
+    spec.loader.exec_module(memory)
+    rows = [
+        {"model": name, "window": width, "mase": 1.0 + index, "effective_memory": 96.0}
+        for index, name in enumerate(["rnn", "lstm"])
+        for width in memory.WINDOWS.values()
+    ]
+    rows += [{"model": "seasonal_naive", "window": 672, "mase": 1.2, "effective_memory": None}]
+    rows += [{"model": "mstl", "window": 672, "mase": 0.5, "effective_memory": None}]
+    flows = {"rnn": np.exp(-np.arange(672) / 10.0), "lstm": np.ones(672)}
+    drawn = memory.figure(pd.DataFrame(rows), flows)
+    by_window, by_lag = drawn.axes
+    assert [line.get_label() for line in by_window.lines] == [
+        "rnn",
+        "lstm",
+        "weekly seasonal naive",
+        "MSTL [48, 336]",
+    ]
+    np.testing.assert_array_equal(by_window.lines[1].get_ydata(), [2.0, 2.0, 2.0])
+    assert [line.get_label() for line in by_lag.lines[:2]] == [
+        "rnn: 90% within 2.0 days",
+        "lstm: 90% within 2.0 days",
+    ]
