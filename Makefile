@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install experiment test test-all bench bench-layers bench-windows bench-memory bench-sweep bench-serving bench-experiment why-lstm lint format ui clean
+.PHONY: install experiment test test-all bench bench-layers bench-windows bench-memory bench-sweep bench-serving bench-experiment bench-forecast why-lstm long-memory lint format ui clean
 
 install: $(INSTALLED)
 
@@ -63,9 +63,20 @@ bench-serving: install
 bench-experiment: install
 	$(BIN)/python benchmarks/bench_experiment.py $(ARGS)
 
+# The networks against the statistical forecasters on 8 real series of datasets/ (the table of
+# docs/benchmarks.md); about an hour on 2 cores. A quick subset of a few minutes:
+# `make bench-forecast ARGS='--series lynx,air_passengers --seeds 1'`.
+bench-forecast: install
+	$(BIN)/python benchmarks/bench_forecast.py $(ARGS)
+
 # The figures of docs/why-lstm.md, from a real run (an RNN and two LSTMs at gap 100); 1-2 min.
 why-lstm: install
 	$(BIN)/python docs/why_lstm.py $(ARGS)
+
+# The figure and numbers of docs/results.md's long memory on taylor: each network with an
+# input window of a day, a week and two weeks; about 15 minutes on 2 cores.
+long-memory: install
+	$(BIN)/python docs/long_memory.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .
