@@ -205,6 +205,7 @@ def _log_ensemble_models(sweep: RunRef, runs: dict[str, str], results: Results) 
         if len(seeds) < 2 or run_id is None or client.get_run(run_id).outputs.model_outputs:
             continue
         run = RunRef(client, sweep.experiment_id, run_id)
+        log_params(run, {"members": ", ".join(seeds["trial"])})  # what the model holds
         log_ensemble_model(run, list(seeds["run_id"]), results.config.evaluation.ensemble)
 
 

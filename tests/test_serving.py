@@ -104,6 +104,7 @@ def test_the_seeds_ensemble_is_served_as_it_was_scored(tracking_store):
         [client.get_experiment_by_name(name).experiment_id],
         f"tags.`forecast.role` = 'ensemble' and tags.mlflow.parentRunId = '{results.run_id}'",
     )
+    assert run.data.params["members"] == "lstm-gap0-seed0, lstm-gap0-seed1"
     served = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(rows)
     np.testing.assert_allclose(served["passengers"], expected["yhat"], rtol=1e-4)
     np.testing.assert_allclose(served["passengers_lo80"], expected["lo"], rtol=1e-4)
