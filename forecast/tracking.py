@@ -655,36 +655,27 @@ def log_model(
         f"{package}=={importlib.metadata.version(package)}"
         for package in ("tensorflow", "keras", "mlflow", "numpy", "pandas", "pyyaml")
     ]
-    client = run.client
-    logged = client.create_logged_model(run.experiment_id, name="model", source_run_id=run.run_id)
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            keras_file, saved = Path(folder) / "model.keras", Path(folder) / "pyfunc"
-            model.save(keras_file)
-            artifacts = {"keras_model": str(keras_file)}
-            if series is not None:
-                artifacts["transform"] = str(Path(folder) / "transform.pkl")
-                Path(artifacts["transform"]).write_bytes(pickle.dumps(series.transform))
-            mlflow.pyfunc.save_model(
-                str(saved),
-                python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-                artifacts=artifacts,
-                code_paths=[str(Path(__file__).parent), *user_code],
-                model_config={
-                    "user_modules": modules,
-                    "inputs": "windows" if series is None else "rows",
-                },
-                signature=signature,
-                input_example=example,
-                pip_requirements=requirements + user_requirements,
-            )
-            client.log_model_artifacts(logged.model_id, str(saved))
-    except BaseException as error:
-        if server_failure(error, client.tracking_uri) is None:  # else it cannot be recorded
-            client.finalize_logged_model(logged.model_id, "FAILED")
-        raise
-    client.finalize_logged_model(logged.model_id, "READY")
-    client.log_outputs(run.run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    with _logged_model(run) as logged, tempfile.TemporaryDirectory() as folder:
+        keras_file, saved = Path(folder) / "model.keras", Path(folder) / "pyfunc"
+        model.save(keras_file)
+        artifacts = {"keras_model": str(keras_file)}
+        if series is not None:
+            artifacts["transform"] = str(Path(folder) / "transform.pkl")
+            Path(artifacts["transform"]).write_bytes(pickle.dumps(series.transform))
+        mlflow.pyfunc.save_model(
+            str(saved),
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts=artifacts,
+            code_paths=[str(Path(__file__).parent), *user_code],
+            model_config={
+                "user_modules": modules,
+                "inputs": "windows" if series is None else "rows",
+            },
+            signature=signature,
+            input_example=example,
+            pip_requirements=requirements + user_requirements,
+        )
+        run.client.log_model_artifacts(logged.model_id, str(saved))
     return logged.model_id
 
 
@@ -695,48 +686,52 @@ def log_ensemble_model(run: RunRef, members: list[str], combine: str) -> str:
     id. It takes the rows a member takes, and returns the rows a member returns."""
     from mlflow.models import Model
 
+    with _logged_model(run) as logged, tempfile.TemporaryDirectory() as folder:
+        artifacts, first = {}, None
+        for index, member in enumerate(members):
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    f"runs:/{member}/model",
+                    dst_path=str(Path(folder) / str(index)),
+                    tracking_uri=run.client.tracking_uri,
+                )
+            )
+            first = first or local
+            artifacts[f"keras_model_{index}"] = str(local / "artifacts" / "model.keras")
+            artifacts[f"transform_{index}"] = str(local / "artifacts" / "transform.pkl")
+        model = Model.load(str(first / "MLmodel"))
+        pyfunc = model.flavors["python_function"]
+        saved = Path(folder) / "pyfunc"
+        mlflow.pyfunc.save_model(
+            str(saved),
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts=artifacts,
+            # The first member's code: this package, and a user's modules it is made of.
+            code_paths=[str(path) for path in (first / pyfunc["code"]).iterdir()],
+            model_config={**pyfunc.get("config", {}), "members": len(members), "combine": combine},
+            signature=model.signature,
+            input_example=model.load_input_example(str(first)),
+            pip_requirements=str(first / "requirements.txt"),
+        )
+        run.client.log_model_artifacts(logged.model_id, str(saved))
+    return logged.model_id
+
+
+@contextlib.contextmanager
+def _logged_model(run: RunRef) -> Iterator[Any]:
+    """An MLflow 3 logged model named ``model`` of ``run``, for the block to fill with its
+    artifacts: READY and an output of the run after it, FAILED if it raises (unless the
+    tracking server is what failed, where nothing can be recorded)."""
     client = run.client
     logged = client.create_logged_model(run.experiment_id, name="model", source_run_id=run.run_id)
     try:
-        with tempfile.TemporaryDirectory() as folder:
-            artifacts, first = {}, None
-            for index, member in enumerate(members):
-                local = Path(
-                    mlflow.artifacts.download_artifacts(
-                        f"runs:/{member}/model",
-                        dst_path=str(Path(folder) / str(index)),
-                        tracking_uri=client.tracking_uri,
-                    )
-                )
-                first = first or local
-                artifacts[f"keras_model_{index}"] = str(local / "artifacts" / "model.keras")
-                artifacts[f"transform_{index}"] = str(local / "artifacts" / "transform.pkl")
-            model = Model.load(str(first / "MLmodel"))
-            pyfunc = model.flavors["python_function"]
-            saved = Path(folder) / "pyfunc"
-            mlflow.pyfunc.save_model(
-                str(saved),
-                python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-                artifacts=artifacts,
-                # The first member's code: this package, and a user's modules it is made of.
-                code_paths=[str(path) for path in (first / pyfunc["code"]).iterdir()],
-                model_config={
-                    **pyfunc.get("config", {}),
-                    "members": len(members),
-                    "combine": combine,
-                },
-                signature=model.signature,
-                input_example=model.load_input_example(str(first)),
-                pip_requirements=str(first / "requirements.txt"),
-            )
-            client.log_model_artifacts(logged.model_id, str(saved))
+        yield logged
     except BaseException as error:
         if server_failure(error, client.tracking_uri) is None:
             client.finalize_logged_model(logged.model_id, "FAILED")
         raise
     client.finalize_logged_model(logged.model_id, "READY")
     client.log_outputs(run.run_id, [LoggedModelOutput(logged.model_id, step=0)])
-    return logged.model_id
 
 
 def _code_and_requirements(modules: list[str]) -> tuple[list[str], list[str]]:
